@@ -1,0 +1,37 @@
+# ferry's build and test entry points. `make test` installs what the tests
+# need (a MinIO server, Chromium, docker-compose), cached between runs.
+
+GO      ?= go
+GOBIN   := $(shell $(GO) env GOPATH)/bin
+MINIO   := $(GOBIN)/minio
+
+.PHONY: all build test test-deps vet fmt-check fuzz bench clean
+
+all: build
+
+build:
+	$(GO) build -o bin/ferry ./cmd/ferry
+
+test: test-deps fmt-check vet
+	FERRY_MINIO_BIN=$(MINIO) $(GO) test -race -timeout 9m ./...
+
+test-deps:
+	./scripts/test-deps.sh
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+# Runs the frame decoder fuzzer for a while (the corpus lives in testdata/fuzz).
+fuzz:
+	$(GO) test ./protocol -run '^$$' -fuzz FuzzDecodeRequest -fuzztime 60s
+
+bench: build
+	./bin/ferry bench idle
+	./bin/ferry bench fanout
+
+clean:
+	rm -rf bin

@@ -1,0 +1,62 @@
+package protocol
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Error codes sent in error frames. Upload codes come from package transfer.
+const (
+	CodeBadFrame       = "bad_frame"
+	CodeUnknownType    = "unknown_type"
+	CodeFrameTooLarge  = "frame_too_large"
+	CodeInvalidRoom    = "invalid_room"
+	CodeInvalidEvent   = "invalid_event"
+	CodeInvalidTarget  = "invalid_target"
+	CodeNotMember      = "not_member"
+	CodeUnknownRoom    = "unknown_room"
+	CodeUnknownTarget  = "unknown_target"
+	CodeTooManyRooms   = "too_many_rooms"
+	CodeRateLimited    = "rate_limited"
+	CodeInternal       = "internal"
+	CodeNotImplemented = "not_implemented"
+)
+
+// Close codes. Codes from 4500 to 4999 tell a client not to reconnect.
+const (
+	CloseNormal            = 1000
+	CloseGoingAway         = 1001
+	CloseMessageTooBig     = 1009
+	CloseSlow              = 4000
+	CloseHeartbeatTimeout  = 4001
+	CloseUnauthorized      = 4500
+	CloseFlood             = 4502
+	CloseProtocolViolation = 4503
+)
+
+// Reconnectable reports whether a client should reconnect after the server
+// closed with code.
+func Reconnectable(code int) bool { return code < 4500 || code > 4999 }
+
+// Error is an error with a protocol code: what the server sends in an error
+// frame and what the Go client returns for one.
+type Error struct {
+	Code    string
+	Message string
+	// Upload and Offset are set for upload errors.
+	Upload string
+	Offset *int64
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Message) }
+
+// Is matches errors with the same code, so errors.Is(err, &Error{Code: c}) works.
+func (e *Error) Is(target error) bool {
+	var t *Error
+	return errors.As(target, &t) && t.Code == e.Code
+}
+
+// Errorf builds an *Error.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}

@@ -1,0 +1,62 @@
+package protocol_test
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+
+	"github.com/ferryhq/ferry/protocol"
+)
+
+// FuzzDecodeRequest feeds arbitrary bytes to the text frame decoder: it must
+// never panic, must fail only with a protocol code, and what it accepts must
+// carry its data through unchanged.
+func FuzzDecodeRequest(f *testing.F) {
+	for _, s := range []string{
+		`{"t":"join","id":1,"room":"lobby"}`,
+		`{"t":"emit","id":2,"room":"lobby","event":"chat","data":{"text":"hi"}}`,
+		`{"t":"emit","user":"u_x","event":"dm","data":[1,2,{"a":null}],"except_self":true}`,
+		`{"t":"ping","ts":1764091200000}`,
+		`{"t":"upload.open","id":3,"room":"r","name":"cat.jpg","size":123,"type":"image/jpeg","chunk_size":262144}`,
+		`{"t":"upload.chunk","upload":"up_x","offset":0,"data":"aGVsbG8="}`,
+		`{"t":`, `[]`, `null`, `{"t":7}`, `{"id":-1}`, `{"t":"x","data":}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		req, err := protocol.DecodeRequest(b)
+		if err != nil {
+			var pe *protocol.Error
+			if !errors.As(err, &pe) || (pe.Code != protocol.CodeBadFrame && pe.Code != protocol.CodeUnknownType) || pe.Message == "" {
+				t.Fatalf("error %v is not a bad_frame/unknown_type protocol error", err)
+			}
+			return
+		}
+		if req.T == "" {
+			t.Fatal("accepted a frame without type")
+		}
+		if len(req.Data) > 0 && !json.Valid(req.Data) {
+			t.Fatalf("accepted invalid data %q", req.Data)
+		}
+	})
+}
+
+// FuzzChunkHeader checks the binary header parser: no panics, and whatever
+// it accepts encodes back to the same bytes.
+func FuzzChunkHeader(f *testing.F) {
+	f.Add(protocol.AppendChunkHeader(nil, protocol.ChunkHeader{Upload: "up_abc", Offset: 1 << 20}))
+	f.Add([]byte{1, 0})
+	f.Add([]byte{2, 3, 'a', 'b', 'c', 0, 0, 0, 0, 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h, n, err := protocol.ParseChunkHeader(b)
+		if err != nil {
+			return
+		}
+		if n != h.HeaderLen() || n > len(b) {
+			t.Fatalf("header length %d for %d bytes", n, len(b))
+		}
+		if got := protocol.AppendChunkHeader(nil, h); string(got) != string(b[:n]) {
+			t.Fatalf("re-encoded %x, parsed from %x", got, b[:n])
+		}
+	})
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what ferry's tests need, once; later runs find it cached.
+#   - MinIO, built from the Go module proxy (the tests start it on 127.0.0.1)
+#   - Chromium (browser tests) and docker-compose (checks docker-compose.yml),
+#     from Debian's packages
+set -euo pipefail
+
+MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
+GOBIN="$(go env GOPATH)/bin"
+
+if [ ! -x "$GOBIN/minio" ]; then
+	echo "test-deps: building MinIO $MINIO_VERSION (about two minutes, once)"
+	GOFLAGS= go install "github.com/minio/minio@$MINIO_VERSION"
+fi
+
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+if [ ${#missing[@]} -gt 0 ]; then
+	if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+		echo "test-deps: missing ${missing[*]} and cannot install them here (needs root and apt-get)" >&2
+		exit 0 # the tests themselves skip, or fail when FERRY_REQUIRE_ALL=1
+	fi
+	echo "test-deps: installing ${missing[*]}"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi

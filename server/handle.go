@@ -1,0 +1,118 @@
+package server
+
+import (
+	"bytes"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/ferryhq/ferry/protocol"
+	"github.com/ferryhq/ferry/rooms"
+)
+
+// textBufs recycles the buffers text frames are read into; oversized ones
+// are dropped rather than kept alive.
+var textBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+const maxPooledBuf = 64 << 10
+
+// readText reads one text frame, at most MaxFrame bytes, and handles it. A
+// larger frame is read to its end and discarded, so the connection goes on.
+func (c *conn) readText(r io.Reader) {
+	buf := textBufs.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= maxPooledBuf {
+			buf.Reset()
+			textBufs.Put(buf)
+		}
+	}()
+	limit := int64(c.s.cfg.MaxFrame)
+	n, err := buf.ReadFrom(io.LimitReader(r, limit+1))
+	if err != nil {
+		return // the next NextReader reports the broken connection
+	}
+	c.s.metrics.bytesIn.Add(uint64(n))
+	if n > limit {
+		rest, _ := io.Copy(io.Discard, r)
+		c.s.metrics.bytesIn.Add(uint64(rest))
+		c.badFrame(0, protocol.Errorf(protocol.CodeFrameTooLarge, "text frames are limited to %d bytes; this one had %d", limit, n+rest))
+		return
+	}
+	c.handle(buf.Bytes())
+}
+
+// handle decodes and runs one request.
+func (c *conn) handle(data []byte) {
+	req, err := protocol.DecodeRequest(data)
+	if err != nil {
+		var id uint64
+		if req != nil {
+			id = req.ID
+		}
+		c.badFrame(id, err)
+		return
+	}
+	now := time.Now()
+	switch req.T {
+	case protocol.TypePing:
+		c.send(protocol.Pong{T: protocol.TypePong, TS: req.TS, ServerTS: now.UnixMilli()})
+		c.badFrames = 0
+		return
+	case protocol.TypeUploadChunk:
+		// Chunks are paced by the upload window, not by the request rate.
+	default:
+		if !c.limiter.allow(now) {
+			c.sendError(req.ID, protocol.Errorf(protocol.CodeRateLimited, "over %g requests a second; request dropped", c.s.cfg.Rate))
+			if c.limiter.flooding() {
+				c.closeWith(protocol.CloseFlood, "flooding")
+			}
+			return
+		}
+	}
+	data2, err := c.dispatch(req)
+	if err != nil {
+		if pe, ok := err.(*protocol.Error); ok && (pe.Code == protocol.CodeUnknownType || pe.Code == protocol.CodeBadFrame) {
+			c.badFrame(req.ID, err)
+			return
+		}
+		c.badFrames = 0
+		c.sendError(req.ID, err)
+		return
+	}
+	c.badFrames = 0
+	if req.ID != 0 && data2 != noAck {
+		c.send(protocol.Ack{T: protocol.TypeAck, ID: req.ID, Data: data2})
+	}
+}
+
+// noAck is returned by handlers that answer by themselves.
+var noAck = &struct{}{}
+
+func (c *conn) dispatch(req *protocol.Request) (any, error) {
+	switch req.T {
+	case protocol.TypeJoin:
+		return c.s.hub.Join(c, req.Room)
+	case protocol.TypeLeave:
+		if err := c.s.hub.Leave(c, req.Room); err != nil {
+			return nil, err
+		}
+		return map[string]string{"room": req.Room}, nil
+	case protocol.TypeRooms:
+		list, err := c.s.hub.Rooms(c)
+		return protocol.RoomList{Rooms: list}, err
+	case protocol.TypeMembers:
+		if err := rooms.ValidRoom(req.Room); err != nil {
+			return nil, err
+		}
+		return c.s.hub.Members(c, req.Room)
+	case protocol.TypeEmit:
+		n, err := c.s.hub.Emit(c, rooms.Target{Room: req.Room, User: req.User, Conn: req.Conn, ExceptSelf: req.ExceptSelf}, req.Event, req.Data)
+		if err != nil {
+			return nil, err
+		}
+		return protocol.Delivered{Delivered: n}, nil
+	case protocol.TypeUploadOpen, protocol.TypeUploadChunk, protocol.TypeUploadStatus, protocol.TypeUploadCancel, protocol.TypeFileLink:
+		return c.dispatchUpload(req)
+	}
+	return nil, protocol.Errorf(protocol.CodeUnknownType, "unknown frame type %q", req.T)
+}

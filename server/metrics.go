@@ -1,0 +1,48 @@
+package server
+
+import (
+	"fmt"
+	"net/http"
+	"sync/atomic"
+)
+
+type metrics struct {
+	connections atomic.Int64
+	accepted    atomic.Uint64
+	messagesIn  atomic.Uint64
+	messagesOut atomic.Uint64
+	bytesIn     atomic.Uint64
+	bytesOut    atomic.Uint64
+	slow        atomic.Uint64
+	timeouts    atomic.Uint64
+	errors      atomic.Uint64
+	uploadBytes atomic.Uint64
+	uploadsDone atomic.Uint64
+}
+
+// serveMetrics writes the Prometheus text exposition format.
+func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
+	st := s.hub.Stats()
+	m := &s.metrics
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	for _, x := range []struct {
+		name, kind, help string
+		value            any
+	}{
+		{"ferry_connections", "gauge", "Open WebSocket connections.", m.connections.Load()},
+		{"ferry_users", "gauge", "Users with at least one open connection.", st.Users},
+		{"ferry_rooms", "gauge", "Named rooms with at least one member.", st.Rooms},
+		{"ferry_connections_accepted_total", "counter", "WebSocket connections accepted.", m.accepted.Load()},
+		{"ferry_messages_in_total", "counter", "WebSocket messages received.", m.messagesIn.Load()},
+		{"ferry_messages_out_total", "counter", "WebSocket frames written.", m.messagesOut.Load()},
+		{"ferry_bytes_in_total", "counter", "Payload bytes of text frames received.", m.bytesIn.Load()},
+		{"ferry_bytes_out_total", "counter", "Bytes written to WebSocket connections.", m.bytesOut.Load()},
+		{"ferry_slow_clients_dropped_total", "counter", "Connections dropped because their send queue was full.", m.slow.Load()},
+		{"ferry_heartbeat_timeouts_total", "counter", "Connections dropped for not answering pings.", m.timeouts.Load()},
+		{"ferry_error_frames_total", "counter", "Error frames sent.", m.errors.Load()},
+		{"ferry_upload_bytes_total", "counter", "File bytes received in chunks.", m.uploadBytes.Load()},
+		{"ferry_uploads_completed_total", "counter", "Uploads stored and announced.", m.uploadsDone.Load()},
+	} {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %v\n", x.name, x.help, x.name, x.kind, x.name, x.value)
+	}
+}

@@ -1,0 +1,230 @@
+// Package server is ferry's network edge: the WebSocket endpoint, the file
+// download endpoint, health and metrics. It turns frames into calls on the
+// rooms hub and the transfer manager, and their errors into error frames,
+// close codes and HTTP statuses.
+package server
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/ferryhq/ferry/protocol"
+	"github.com/ferryhq/ferry/rooms"
+)
+
+// Config configures a Server. Zero values mean the documented defaults.
+type Config struct {
+	// Log receives diagnostics. Default: discard.
+	Log *slog.Logger
+	// AuthSecret, when set, makes an HS256 token signed with it mandatory.
+	AuthSecret []byte
+	// AnonKey signs the tokens handed to anonymous users so that they keep
+	// their user id across connections. Default: a random key (ids then last
+	// as long as the process).
+	AnonKey []byte
+	// AllowedOrigins lists browser origins ("https://chat.example.com") that
+	// may connect besides the server's own; "*" allows any.
+	AllowedOrigins []string
+
+	// PingInterval is how often the server pings. Default 25s.
+	PingInterval time.Duration
+	// PingTimeout is how long past an expected pong a connection may stay
+	// silent before it is dropped. Default 20s.
+	PingTimeout time.Duration
+	// WriteTimeout bounds every write to a client. Default 10s.
+	WriteTimeout time.Duration
+
+	// MaxFrame is the largest text frame accepted. Default 1 MiB.
+	MaxFrame int
+	// MaxQueue is how many bytes may wait for a client before it is dropped as
+	// slow. Default 4 MiB.
+	MaxQueue int
+	// Rate and RateBurst limit requests per second per connection.
+	// Defaults 100 and 200.
+	Rate      float64
+	RateBurst int
+	// MaxRooms is how many named rooms one connection may be in. Default 100.
+	MaxRooms int
+
+	// Transfer handles uploads and downloads. Nil disables them (upload
+	// frames then fail with not_implemented).
+	Transfer transferManager
+	// MaxUploads is how many uploads one connection may run at once. Default 4.
+	MaxUploads int
+	// LinkTTL is how long a signed download link stays valid. Default 24h.
+	LinkTTL time.Duration
+
+	// Static, when set, is served at "/" (the browser client).
+	Static fs.FS
+}
+
+func (c *Config) applyDefaults() {
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = 25 * time.Second
+	}
+	if c.PingTimeout <= 0 {
+		c.PingTimeout = 20 * time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.MaxFrame <= 0 {
+		c.MaxFrame = 1 << 20
+	}
+	if c.MaxQueue <= 0 {
+		c.MaxQueue = 4 << 20
+	}
+	if c.Rate <= 0 {
+		c.Rate = 100
+	}
+	if c.RateBurst <= 0 {
+		c.RateBurst = 200
+	}
+	if c.MaxRooms <= 0 {
+		c.MaxRooms = 100
+	}
+	if c.MaxUploads <= 0 {
+		c.MaxUploads = 4
+	}
+	if c.LinkTTL <= 0 {
+		c.LinkTTL = 24 * time.Hour
+	}
+}
+
+// Server is ferry's HTTP handler. Create it with New; stop it with Shutdown.
+type Server struct {
+	cfg      Config
+	hub      *rooms.Hub
+	mux      *http.ServeMux
+	upgrader websocket.Upgrader
+	metrics  metrics
+	anonKey  []byte
+
+	mu       sync.Mutex
+	conns    map[*conn]struct{}
+	closing  bool
+	drained  chan struct{} // closed when closing and conns is empty
+	shutOnce sync.Once
+}
+
+var _ http.Handler = (*Server)(nil)
+
+// New returns a Server.
+func New(cfg Config) (*Server, error) {
+	cfg.applyDefaults()
+	s := &Server{
+		cfg:     cfg,
+		hub:     rooms.New(rooms.Config{MaxRooms: cfg.MaxRooms, Log: cfg.Log}),
+		conns:   make(map[*conn]struct{}),
+		drained: make(chan struct{}),
+		anonKey: cfg.AnonKey,
+	}
+	if len(s.anonKey) == 0 {
+		s.anonKey = randomKey()
+	}
+	s.upgrader = websocket.Upgrader{
+		// A small read buffer: large chunk payloads bypass it and are read
+		// straight into the upload's part buffer; idle connections stay cheap.
+		ReadBufferSize: 512,
+		// Frames are written by the connection's own writer, never through
+		// gorilla's buffered writer, so no write buffer is kept per connection.
+		WriteBufferPool:  &sync.Pool{},
+		HandshakeTimeout: 10 * time.Second,
+		CheckOrigin:      s.checkOrigin,
+		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
+			http.Error(w, reason.Error(), status)
+		},
+	}
+	s.mux = http.NewServeMux()
+	s.mux.HandleFunc("GET /ws", s.serveWS)
+	s.mux.HandleFunc("GET /healthz", s.serveHealth)
+	s.mux.HandleFunc("GET /metrics", s.serveMetrics)
+	s.routeFiles()
+	if cfg.Static != nil {
+		s.mux.Handle("GET /", http.FileServerFS(cfg.Static))
+	}
+	return s, nil
+}
+
+// Hub returns the rooms hub, for wiring announcements.
+func (s *Server) Hub() *rooms.Hub { return s.hub }
+
+// ServeHTTP routes a request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	closing := s.closing
+	s.mu.Unlock()
+	if closing {
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+func (s *Server) add(c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *Server) remove(c *conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.conns, c)
+	if s.closing && len(s.conns) == 0 {
+		select {
+		case <-s.drained:
+		default:
+			close(s.drained)
+		}
+	}
+}
+
+// Shutdown refuses new connections, closes every WebSocket with 1001 (going
+// away: clients reconnect) and waits for them to end until ctx is done, then
+// cuts the rest. Calling it again waits again and returns the same way.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutOnce.Do(func() {
+		s.mu.Lock()
+		s.closing = true
+		list := make([]*conn, 0, len(s.conns))
+		for c := range s.conns {
+			list = append(list, c)
+		}
+		if len(s.conns) == 0 {
+			close(s.drained)
+		}
+		s.mu.Unlock()
+		for _, c := range list {
+			c.closeWith(protocol.CloseGoingAway, "server shutting down")
+		}
+	})
+	select {
+	case <-s.drained:
+		return nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		for c := range s.conns {
+			c.kill()
+		}
+		s.mu.Unlock()
+		return errors.Join(ctx.Err(), errors.New("server: connections still open at shutdown were cut"))
+	}
+}

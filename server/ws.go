@@ -1,0 +1,96 @@
+package server
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/ferryhq/ferry/protocol"
+)
+
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	id, err := s.identify(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusUnauthorized)
+		return
+	}
+	s.mu.Lock()
+	closing := s.closing
+	s.mu.Unlock()
+	if closing {
+		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	ws, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader has answered
+	}
+	c := &conn{
+		s:    s,
+		ws:   ws,
+		nc:   ws.NetConn(),
+		id:   newID("c_"),
+		user: id.user,
+		name: id.name,
+	}
+	c.log = s.cfg.Log.With("conn", c.id, "user", c.user)
+	c.limiter = newLimiter(s.cfg.Rate, s.cfg.RateBurst, time.Now())
+	c.pinger = time.AfterFunc(s.cfg.PingInterval, c.ping)
+	if !s.add(c) {
+		c.pinger.Stop()
+		_ = c.nc.Close()
+		return
+	}
+	s.metrics.connections.Add(1)
+	s.metrics.accepted.Add(1)
+	c.send(protocol.Welcome{
+		T: protocol.TypeWelcome, V: protocol.Version,
+		Conn: c.id, User: c.user, Name: c.name, Token: id.token,
+		PingIntervalMS: s.cfg.PingInterval.Milliseconds(),
+		PingTimeoutMS:  s.cfg.PingTimeout.Milliseconds(),
+		Limits:         s.limits(),
+	})
+	// Registered after the welcome is queued, so that it is the first frame.
+	s.hub.Register(c)
+	// The handler returns so that net/http drops its per-request state; the
+	// reader goroutine owns the connection from here on.
+	go c.readLoop()
+}
+
+func (s *Server) limits() protocol.Limits {
+	l := protocol.Limits{
+		MaxFrame:   s.cfg.MaxFrame,
+		MaxRooms:   s.cfg.MaxRooms,
+		Rate:       int(s.cfg.Rate),
+		RateBurst:  s.cfg.RateBurst,
+		MaxUploads: s.cfg.MaxUploads,
+	}
+	if t := s.cfg.Transfer; t != nil {
+		l.MaxChunk, l.MaxFileSize = transferLimits(t)
+	}
+	return l
+}
+
+// checkOrigin lets through clients that send no Origin (not browsers), the
+// server's own origin, and the configured ones.
+func (s *Server) checkOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	for _, o := range s.cfg.AllowedOrigins {
+		if o == "*" || strings.EqualFold(strings.TrimSuffix(o, "/"), origin) {
+			return true
+		}
+	}
+	s.cfg.Log.Info("refused origin", "origin", origin, "host", r.Host)
+	return false
+}
