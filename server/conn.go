@@ -3,12 +3,12 @@ package server
 import (
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
-
-	"github.com/gorilla/websocket"
 
 	"github.com/ferryhq/ferry/protocol"
 	"github.com/ferryhq/ferry/rooms"
@@ -18,16 +18,14 @@ import (
 // frame before the TCP connection is cut.
 const closeGrace = time.Second
 
-// conn is one WebSocket connection. Its reader goroutine (readLoop) owns the
-// connection's life; a writer goroutine exists only while frames are queued,
-// so an idle connection costs one parked goroutine.
+// conn is one WebSocket connection. A reader goroutine exists only while the
+// socket has bytes to read and a writer goroutine only while frames are
+// queued, so an idle connection costs no goroutine at all.
 //
 // Every write to the socket is one whole frame or a batch of whole frames in
-// a single (vectored) write, made by the writer goroutine; gorilla is used to
-// read, and its own writes are redirected to the queue.
+// a single (vectored) write, made by the writer goroutine.
 type conn struct {
 	s    *Server
-	ws   *websocket.Conn
 	nc   net.Conn
 	id   string
 	user string
@@ -41,12 +39,19 @@ type conn struct {
 	closing bool     // a close frame is queued: no more data frames
 	dead    bool     // the TCP connection is closed
 
-	pinger *time.Timer
+	pinger   *time.Timer
+	pingSent time.Time // owned by the timer's callbacks, which never overlap
+	lastSeen atomic.Int64
 
-	// Owned by the reader goroutine.
+	// reading is held by whoever reads the socket: one goroutine at a time.
+	reading   atomic.Bool
+	fd        int
+	cleanOnce sync.Once
+
+	// Owned by the reader.
+	rd        wsReader
 	limiter   limiter
 	badFrames int
-	lastTouch time.Time
 	hdr       [2 + protocol.MaxUploadIDLen + 8]byte
 
 	uploads uploadSet
@@ -158,98 +163,145 @@ func (c *conn) kill() {
 	c.queued = 0
 	c.mu.Unlock()
 	_ = c.nc.Close()
-}
-
-// ping sends a WebSocket ping and schedules the next one.
-func (c *conn) ping() {
-	if c.enqueue(pingFrame, true) {
-		c.pinger.Reset(c.s.cfg.PingInterval)
+	// With no reader running (an idle connection) nobody would notice the
+	// close: take the reader's place and clean up.
+	if c.reading.CompareAndSwap(false, true) {
+		go c.cleanup()
 	}
 }
 
-// touch pushes the read deadline forward: the client is alive. It is called
-// for every frame, so it moves the deadline at most every few hundred
-// milliseconds (an eighth of the allowed silence, at most a second).
-func (c *conn) touch(now time.Time) {
-	if now.Sub(c.lastTouch) < min(time.Second, (c.s.cfg.PingInterval+c.s.cfg.PingTimeout)/8) {
+// heartbeat runs on the connection's timer. It alternates between sending a
+// ping and, PingTimeout later, checking that something arrived since.
+func (c *conn) heartbeat() {
+	now := time.Now()
+	if c.pingSent.IsZero() {
+		c.pingSent = now
+		if c.enqueue(pingFrame, true) {
+			c.pinger.Reset(c.s.cfg.PingTimeout)
+		}
 		return
 	}
-	c.lastTouch = now
-	_ = c.nc.SetReadDeadline(now.Add(c.s.cfg.PingInterval + c.s.cfg.PingTimeout))
-}
-
-// readLoop reads frames until the connection ends, then releases everything
-// the connection held.
-func (c *conn) readLoop() {
-	defer c.cleanup()
-	c.ws.SetPingHandler(func(data string) error {
-		c.enqueue(controlFrame(websocket.PongMessage, []byte(data)), true)
-		return nil
-	})
-	c.ws.SetPongHandler(func(string) error {
-		c.touch(time.Now())
-		return nil
-	})
-	c.ws.SetCloseHandler(func(code int, text string) error {
-		c.closeWith(code, "")
-		return nil
-	})
-	// Text frames are limited to MaxFrame and binary ones to a chunk; this
-	// hard limit only stops a client that keeps sending far past them (the
-	// excess of smaller ones is read and discarded, and reported).
-	c.ws.SetReadLimit(int64(16 * max(c.s.cfg.MaxFrame, c.maxBinary())))
-	c.touch(time.Now())
-	for {
-		mt, r, err := c.ws.NextReader()
-		if err != nil {
-			c.readFailed(err)
-			return
-		}
-		c.touch(time.Now())
-		c.s.metrics.messagesIn.Add(1)
-		switch mt {
-		case websocket.TextMessage:
-			c.readText(r)
-		case websocket.BinaryMessage:
-			c.readBinary(r)
-		}
-	}
-}
-
-func (c *conn) readFailed(err error) {
-	var ce *websocket.CloseError
-	var ne net.Error
-	switch {
-	case errors.As(err, &ce):
-		c.log.Debug("client closed", "code", ce.Code, "text", ce.Text)
-	case errors.Is(err, websocket.ErrReadLimit):
-		c.closeWith(protocol.CloseMessageTooBig, "frame far over the limit")
-	case errors.As(err, &ne) && ne.Timeout():
+	if c.lastSeen.Load() < c.pingSent.UnixNano() {
 		c.s.metrics.timeouts.Add(1)
 		c.log.Info("heartbeat timeout")
 		c.closeWith(protocol.CloseHeartbeatTimeout, "no pong")
-	default:
-		c.log.Debug("read failed", "err", err)
+		return
+	}
+	c.pingSent = time.Time{}
+	c.pinger.Reset(max(c.s.cfg.PingInterval-c.s.cfg.PingTimeout, time.Millisecond))
+}
+
+// seen records that the client sent something: it is alive.
+func (c *conn) seen() { c.lastSeen.Store(time.Now().UnixNano()) }
+
+// serveReads reads and handles messages while the socket has bytes. On
+// Linux it returns once the socket is drained, handing the connection back
+// to the poller, so an idle connection has no goroutine at all; elsewhere it
+// keeps reading until the connection ends.
+func (c *conn) serveReads() {
+	c.borrowBuf()
+	for {
+		if c.rd.buffered() == 0 {
+			switch c.s.poller.tryRead(c) {
+			case readIdle:
+				// The buffer goes back before the socket is re-armed: the
+				// next reader may start at once.
+				c.returnBuf()
+				if c.s.poller.rearm(c) {
+					return
+				}
+				c.borrowBuf() // the connection was closed meanwhile: read the error
+				continue
+			case readEnd:
+				c.returnBuf()
+				c.finish(io.EOF)
+				return
+			}
+		}
+		// Something is there: read whole messages, blocking within one.
+		_ = c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.PingInterval + c.s.cfg.PingTimeout))
+		if err := c.readMessage(); err != nil {
+			c.returnBuf()
+			c.finish(err)
+			return
+		}
 	}
 }
 
-// cleanup runs once the reader is done: leave every room, pause uploads,
-// stop the pinger and close the socket.
-func (c *conn) cleanup() {
-	c.pinger.Stop()
-	c.s.hub.Unregister(c)
-	c.detachUploads()
-	c.mu.Lock()
-	closing := c.closing
-	c.mu.Unlock()
-	if !closing {
-		c.kill()
-	} else {
-		// Give the queued close frame its grace period; closeWith's timer cuts it.
-		time.AfterFunc(closeGrace, c.kill)
+func (c *conn) borrowBuf() {
+	c.rd = wsReader{c: c, buf: *readBufs.Get().(*[]byte)}
+}
+
+func (c *conn) returnBuf() {
+	b := c.rd.buf
+	c.rd = wsReader{}
+	readBufs.Put(&b)
+}
+
+// readMessage reads one frame and, for data frames, the message it starts.
+func (c *conn) readMessage() error {
+	h, err := c.rd.header()
+	if err != nil {
+		return err
 	}
-	c.s.metrics.connections.Add(-1)
-	c.s.remove(c)
+	switch h.op {
+	case opClose, opPing, opPong:
+		return c.control(h)
+	case opContinuation:
+		return &protocolError{1002, "continuation frame without a message"}
+	}
+	c.s.metrics.messagesIn.Add(1)
+	m := &message{rd: &c.rd, op: h.op, limit: int64(16 * max(c.s.cfg.MaxFrame, c.maxBinary()))}
+	m.start(h)
+	if h.op == opText {
+		c.readText(m)
+	} else {
+		c.readBinary(m)
+	}
+	if _, err := m.discard(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// finish ends the connection after the reader stopped with err.
+func (c *conn) finish(err error) {
+	var pe *protocolError
+	var ne net.Error
+	switch {
+	case errors.Is(err, errClientClosed), errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+	case errors.As(err, &pe):
+		c.log.Info("protocol error", "err", err)
+		c.closeWith(pe.Code, pe.Reason)
+	case errors.As(err, &ne) && ne.Timeout():
+		c.s.metrics.timeouts.Add(1)
+		c.closeWith(protocol.CloseHeartbeatTimeout, "frame not finished in time")
+	default:
+		c.log.Debug("read failed", "err", err)
+	}
+	c.cleanup()
+}
+
+// cleanup runs once, when the connection is over: leave every room, pause
+// uploads, stop the heartbeat, and close the socket (after the close frame's
+// grace period if one is queued).
+func (c *conn) cleanup() {
+	c.cleanOnce.Do(func() {
+		c.pinger.Stop()
+		c.s.poller.remove(c)
+		c.s.hub.Unregister(c)
+		c.detachUploads()
+		c.mu.Lock()
+		closing := c.closing
+		c.mu.Unlock()
+		if closing {
+			time.AfterFunc(closeGrace, c.kill)
+		} else {
+			c.kill()
+		}
+		c.s.metrics.connections.Add(-1)
+		c.s.remove(c)
+	})
 }
 
 // badFrame reports a malformed frame; a client that sends nothing but

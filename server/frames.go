@@ -5,14 +5,12 @@ import (
 	"errors"
 	"unicode/utf8"
 
-	"github.com/gorilla/websocket"
-
 	"github.com/ferryhq/ferry/protocol"
 	"github.com/ferryhq/ferry/transfer"
 )
 
 // frame returns a complete, unmasked server-to-client WebSocket frame.
-func frame(opcode int, payload []byte) []byte {
+func frame(opcode byte, payload []byte) []byte {
 	n := len(payload)
 	var b []byte
 	switch {
@@ -28,20 +26,20 @@ func frame(opcode int, payload []byte) []byte {
 		b[1] = 127
 		binary.BigEndian.PutUint64(b[2:], uint64(n))
 	}
-	b[0] = 0x80 | byte(opcode) // FIN + opcode
+	b[0] = 0x80 | opcode // FIN + opcode
 	return append(b, payload...)
 }
 
-func textFrame(payload []byte) []byte { return frame(websocket.TextMessage, payload) }
+func textFrame(payload []byte) []byte { return frame(opText, payload) }
 
-func controlFrame(opcode int, payload []byte) []byte {
+func controlFrame(opcode byte, payload []byte) []byte {
 	if len(payload) > 125 {
 		payload = payload[:125]
 	}
 	return frame(opcode, payload)
 }
 
-var pingFrame = controlFrame(websocket.PingMessage, nil)
+var pingFrame = controlFrame(opPing, nil)
 
 // closeFrame builds a close frame; reason is cut to fit a control frame
 // without splitting a UTF-8 sequence.
@@ -50,7 +48,7 @@ func closeFrame(code int, reason string) []byte {
 		reason = reason[:len(reason)-1]
 	}
 	p := binary.BigEndian.AppendUint16(nil, uint16(code))
-	return controlFrame(websocket.CloseMessage, append(p, reason...))
+	return controlFrame(opClose, append(p, reason...))
 }
 
 // errorFrame translates an error into the frame the client gets: protocol

@@ -109,6 +109,7 @@ type Server struct {
 	upgrader websocket.Upgrader
 	metrics  metrics
 	anonKey  []byte
+	poller   *poller
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -132,12 +133,10 @@ func New(cfg Config) (*Server, error) {
 	if len(s.anonKey) == 0 {
 		s.anonKey = randomKey()
 	}
+	s.poller = newPoller(cfg.Log)
 	s.upgrader = websocket.Upgrader{
-		// A small read buffer: large chunk payloads bypass it and are read
-		// straight into the upload's part buffer; idle connections stay cheap.
-		ReadBufferSize: 512,
-		// Frames are written by the connection's own writer, never through
-		// gorilla's buffered writer, so no write buffer is kept per connection.
+		// gorilla only performs the handshake: ferry reads and writes frames
+		// itself, so gorilla should reuse net/http's buffers and allocate none.
 		WriteBufferPool:  &sync.Pool{},
 		HandshakeTimeout: 10 * time.Second,
 		CheckOrigin:      s.checkOrigin,
@@ -218,6 +217,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	})
 	select {
 	case <-s.drained:
+		s.poller.close()
 		return nil
 	case <-ctx.Done():
 		s.mu.Lock()
@@ -225,6 +225,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			c.kill()
 		}
 		s.mu.Unlock()
+		s.poller.close()
 		return errors.Join(ctx.Err(), errors.New("server: connections still open at shutdown were cut"))
 	}
 }

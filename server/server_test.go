@@ -418,3 +418,47 @@ func TestShutdownClosesWithGoingAway(t *testing.T) {
 		t.Fatalf("close code %d, want 1001", code)
 	}
 }
+
+func TestSlowClientDropped(t *testing.T) {
+	srv, url := startServer(t, server.Config{MaxQueue: 256 << 10, Rate: 1e6, RateBurst: 1e6, WriteTimeout: 2 * time.Second})
+	fast := dial(t, url)
+	slow := dial(t, url)
+	fast.mustAck(frame{"t": "join", "room": "r"})
+	slow.mustAck(frame{"t": "join", "room": "r"})
+	fast.readType("presence")
+	// slow stops reading; fast publishes far more than kernel buffers and
+	// the queue hold, and keeps receiving everything.
+	big := strings.Repeat("x", 60<<10)
+	const events = 300
+	go func() {
+		for i := 0; i < events; i++ {
+			if err := fast.ws.WriteJSON(frame{"t": "emit", "room": "r", "event": "blob", "data": big}); err != nil {
+				return
+			}
+		}
+	}()
+	got := 0
+	sawLeave := false
+	for got < events {
+		f := fast.readWire()
+		switch f["t"] {
+		case "event":
+			got++
+		case "presence":
+			sawLeave = sawLeave || (f["action"] == "leave" && f["user"] == slow.welcome.User)
+		}
+	}
+	if !sawLeave {
+		// The leave may come after the last event.
+		f := fast.readType("presence")
+		sawLeave = f["action"] == "leave"
+	}
+	if !sawLeave {
+		t.Fatal("slow client was not dropped")
+	}
+	rec := httptest.NewRecorder()
+	srv.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if !strings.Contains(rec.Body.String(), "ferry_slow_clients_dropped_total 1\n") {
+		t.Fatalf("metrics:\n%s", rec.Body.String())
+	}
+}

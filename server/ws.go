@@ -28,7 +28,6 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	c := &conn{
 		s:    s,
-		ws:   ws,
 		nc:   ws.NetConn(),
 		id:   newID("c_"),
 		user: id.user,
@@ -36,7 +35,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	c.log = s.cfg.Log.With("conn", c.id, "user", c.user)
 	c.limiter = newLimiter(s.cfg.Rate, s.cfg.RateBurst, time.Now())
-	c.pinger = time.AfterFunc(s.cfg.PingInterval, c.ping)
+	c.seen()
+	c.pinger = time.AfterFunc(s.cfg.PingInterval, c.heartbeat)
 	if !s.add(c) {
 		c.pinger.Stop()
 		_ = c.nc.Close()
@@ -53,9 +53,13 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	})
 	// Registered after the welcome is queued, so that it is the first frame.
 	s.hub.Register(c)
-	// The handler returns so that net/http drops its per-request state; the
-	// reader goroutine owns the connection from here on.
-	go c.readLoop()
+	// The handler returns so that net/http drops its per-request state (and
+	// gorilla's Conn, whose reader ferry does not use); the poller starts a
+	// reader whenever the socket has bytes.
+	if err := s.poller.add(c); err != nil {
+		c.log.Error("poller", "err", err)
+		c.kill()
+	}
 }
 
 func (s *Server) limits() protocol.Limits {

@@ -1,0 +1,184 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// poller watches idle connections with one epoll instance, so that a
+// connection needs a goroutine only while it has bytes to read. Each socket is
+// registered level-triggered and one-shot: one readiness event starts one
+// reader, which re-arms the socket when it has drained it.
+type poller struct {
+	log *slog.Logger
+
+	once  sync.Once
+	err   error
+	epfd  int
+	wake  int // eventfd that stops the loop
+	done  chan struct{}
+	mu    sync.Mutex
+	conns map[int]*conn
+	stop  sync.Once
+}
+
+func newPoller(log *slog.Logger) *poller {
+	return &poller{log: log, conns: make(map[int]*conn), done: make(chan struct{})}
+}
+
+// start creates the epoll instance and its loop on first use, so a Server
+// that never accepts a connection owns no goroutine.
+func (p *poller) start() error {
+	p.once.Do(func() {
+		p.epfd, p.err = unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+		if p.err != nil {
+			return
+		}
+		p.wake, p.err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+		if p.err != nil {
+			_ = unix.Close(p.epfd)
+			return
+		}
+		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(p.wake)}
+		if p.err = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, p.wake, &ev); p.err != nil {
+			return
+		}
+		go p.loop()
+	})
+	return p.err
+}
+
+func (p *poller) loop() {
+	defer close(p.done)
+	events := make([]unix.EpollEvent, 256)
+	for {
+		n, err := unix.EpollWait(p.epfd, events, -1)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			p.log.Error("epoll_wait", "err", err)
+			return
+		}
+		for _, ev := range events[:n] {
+			if int(ev.Fd) == p.wake {
+				return
+			}
+			p.mu.Lock()
+			c := p.conns[int(ev.Fd)]
+			p.mu.Unlock()
+			if c != nil && c.reading.CompareAndSwap(false, true) {
+				go c.serveReads()
+			}
+		}
+	}
+}
+
+// add registers a new connection; its first bytes start a reader.
+func (p *poller) add(c *conn) error {
+	if err := p.start(); err != nil {
+		return fmt.Errorf("epoll: %w", err)
+	}
+	sc, ok := c.nc.(syscall.Conn)
+	if !ok {
+		return errors.New("connection has no file descriptor")
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	if err := rc.Control(func(fd uintptr) { c.fd = int(fd) }); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.conns[c.fd] = c
+	p.mu.Unlock()
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(c.fd)}
+	return unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, c.fd, &ev)
+}
+
+// remove forgets a connection that is over.
+func (p *poller) remove(c *conn) {
+	p.mu.Lock()
+	if p.conns[c.fd] == c {
+		delete(p.conns, c.fd)
+		_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, c.fd, nil)
+	}
+	p.mu.Unlock()
+}
+
+type readResult int
+
+const (
+	readData readResult = iota // bytes are in the buffer
+	readIdle                   // nothing to read now
+	readEnd                    // end of stream or error
+)
+
+// tryRead reads what the socket has without waiting.
+func (p *poller) tryRead(c *conn) readResult {
+	sc, ok := c.nc.(syscall.Conn)
+	if !ok {
+		return readEnd
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return readEnd
+	}
+	rd := &c.rd
+	if rd.r > 0 {
+		rd.w = copy(rd.buf, rd.buf[rd.r:rd.w])
+		rd.r = 0
+	}
+	var n int
+	var rerr error
+	if err := rc.Read(func(fd uintptr) bool {
+		n, rerr = unix.Read(int(fd), rd.buf[rd.w:])
+		return true
+	}); err != nil {
+		return readEnd
+	}
+	switch {
+	case n > 0:
+		rd.w += n
+		c.seen()
+		return readData
+	case errors.Is(rerr, unix.EAGAIN):
+		return readIdle
+	}
+	return readEnd
+}
+
+// rearm gives the drained connection back to epoll. It returns false when
+// the caller must keep reading (the connection was closed meanwhile and the
+// caller still holds the reader's place).
+func (p *poller) rearm(c *conn) bool {
+	c.reading.Store(false)
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(c.fd)}
+	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, c.fd, &ev); err == nil {
+		return true
+	}
+	// The socket is gone. Whoever takes the reader's place cleans up: if
+	// kill() already did, there is nothing left to do.
+	return !c.reading.CompareAndSwap(false, true)
+}
+
+// close stops the loop. Connections are closed by the server itself.
+func (p *poller) close() {
+	p.stop.Do(func() {
+		started := true
+		p.once.Do(func() { started, p.err = false, errors.New("server shut down") })
+		if !started || p.err != nil {
+			return
+		}
+		_, _ = unix.Write(p.wake, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+		<-p.done
+		_ = unix.Close(p.wake)
+		_ = unix.Close(p.epfd)
+	})
+}

@@ -1,0 +1,94 @@
+package transfer
+
+import (
+	"context"
+	"time"
+)
+
+// Owner is who uploads: the user and display name, and the connection whose
+// Sink hears about progress.
+type Owner struct {
+	User string
+	Name string
+	Conn string
+}
+
+// OpenRequest opens a new upload, or resumes one when Resume is set.
+type OpenRequest struct {
+	Owner Owner
+	Room  string
+	// Name is the file's name as the user sees it (no path).
+	Name string
+	Size int64
+	// Type is the content type the client declares; it is checked against the
+	// sniffed bytes and the name's extension.
+	Type string
+	// SHA256 is the hex SHA-256 of the whole file, optional.
+	SHA256 string
+	// ChunkSize is the chunk size the client would like; the grant may differ.
+	ChunkSize int
+	// Resume is the id of an upload to resume. Its owner must be Owner.User.
+	Resume string
+}
+
+// Grant is the server's answer to OpenRequest.
+type Grant struct {
+	Upload    string `json:"upload"`
+	Offset    int64  `json:"offset"`
+	ChunkSize int    `json:"chunk_size"`
+	Window    int64  `json:"window"`
+	Size      int64  `json:"size"`
+	// File is set when the upload is already complete (an empty file, or a
+	// resumed upload whose completion the client missed): there is nothing
+	// to send.
+	File *File `json:"file,omitempty"`
+}
+
+// File is a stored, announced file.
+type File struct {
+	ID       string    `json:"id"`
+	Room     string    `json:"room"`
+	Name     string    `json:"name"`
+	Size     int64     `json:"size"`
+	Type     string    `json:"type"`
+	SHA256   string    `json:"sha256"`
+	User     string    `json:"user"`
+	UserName string    `json:"user_name"`
+	Time     time.Time `json:"time"`
+	// Key is where the object lives in the store.
+	Key string `json:"key"`
+}
+
+// State is an upload's state as Status reports it.
+type State struct {
+	Upload string `json:"upload"`
+	Room   string `json:"room"`
+	Name   string `json:"name"`
+	Size   int64  `json:"size"`
+	// Offset is where the client must continue from.
+	Offset int64 `json:"offset"`
+	// Durable is how much is safely in storage.
+	Durable int64 `json:"durable"`
+	// Status is "uploading", "complete" or "failed".
+	Status string `json:"status"`
+	// File is set once Status is "complete".
+	File *File `json:"file,omitempty"`
+	// Error is the code that ended the upload when Status is "failed".
+	Error string `json:"error,omitempty"`
+}
+
+// Sink hears about an upload's progress. The manager calls it from its own
+// goroutines; implementations must not block (queue and return).
+type Sink interface {
+	// Progress reports a new durable offset.
+	Progress(upload string, durable int64)
+	// Completed reports that the upload is stored, verified and announced.
+	Completed(upload string, f File)
+	// Failed reports a problem. When the error's code is
+	// CodeStorageUnavailable the upload stays resumable; otherwise it is over.
+	Failed(upload string, err error)
+}
+
+// Announcer publishes a finished file to its room. The manager calls it once
+// per file, after the object is complete and verified.
+type Announcer func(ctx context.Context, f File)

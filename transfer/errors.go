@@ -1,0 +1,113 @@
+package transfer
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Error codes. They are part of the wire protocol (docs/protocol.md).
+const (
+	CodeBadOffset          = "bad_offset"
+	CodeTooLarge           = "too_large"
+	CodeBeyondSize         = "beyond_size"
+	CodeUnknownUpload      = "unknown_upload"
+	CodeForbidden          = "forbidden"
+	CodeBadName            = "bad_name"
+	CodeBadRequest         = "bad_request"
+	CodeTypeRefused        = "type_refused"
+	CodeTypeMismatch       = "type_mismatch"
+	CodeChecksumMismatch   = "checksum_mismatch"
+	CodeTooManyUploads     = "too_many_uploads"
+	CodeWindowExceeded     = "window_exceeded"
+	CodeStorageUnavailable = "storage_unavailable"
+	CodeCanceled           = "canceled"
+	CodeNotFound           = "not_found"
+	// CodeExpired: the upload was abandoned for longer than Config.TTL, or
+	// its stored parts were discarded; it cannot be resumed.
+	CodeExpired = "expired"
+)
+
+// Error is the one error type of the transfer package: a stable code a client
+// can branch on, a message a person can read, and for offset problems the
+// offset the server expects.
+type Error struct {
+	Code    string
+	Message string
+	// Offset is meaningful for CodeBadOffset, CodeBeyondSize and
+	// CodeWindowExceeded: where the client must continue from.
+	Offset int64
+	// Err is the underlying cause, if any.
+	Err error
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%s: %s: %v", e.Code, e.Message, e.Err)
+	}
+	return e.Code + ": " + e.Message
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Is makes errors.Is match on the code, so that callers can compare against
+// the sentinels below.
+func (e *Error) Is(target error) bool {
+	var t *Error
+	return errors.As(target, &t) && t.Code == e.Code && t.Message == ""
+}
+
+// Sentinels for errors.Is.
+var (
+	ErrBadOffset          = &Error{Code: CodeBadOffset}
+	ErrUnknownUpload      = &Error{Code: CodeUnknownUpload}
+	ErrStorageUnavailable = &Error{Code: CodeStorageUnavailable}
+	ErrTypeRefused        = &Error{Code: CodeTypeRefused}
+	ErrTypeMismatch       = &Error{Code: CodeTypeMismatch}
+	ErrChecksumMismatch   = &Error{Code: CodeChecksumMismatch}
+	ErrWindowExceeded     = &Error{Code: CodeWindowExceeded}
+	ErrForbidden          = &Error{Code: CodeForbidden}
+	ErrNotFound           = &Error{Code: CodeNotFound}
+	ErrCanceled           = &Error{Code: CodeCanceled}
+	ErrExpired            = &Error{Code: CodeExpired}
+	ErrBeyondSize         = &Error{Code: CodeBeyondSize}
+	ErrTooLarge           = &Error{Code: CodeTooLarge}
+	ErrBadName            = &Error{Code: CodeBadName}
+	ErrBadRequest         = &Error{Code: CodeBadRequest}
+	ErrTooManyUploads     = &Error{Code: CodeTooManyUploads}
+)
+
+// ErrorCode returns err's transfer code, or "internal".
+func ErrorCode(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return "internal"
+}
+
+// Terminal reports whether err ends its upload for good: the client must not
+// resume it and may only start a new one. Errors about a single chunk or
+// request (bad offset, beyond size, window exceeded, too large) and
+// CodeStorageUnavailable leave the upload as it was.
+func Terminal(err error) bool {
+	switch ErrorCode(err) {
+	case CodeTypeRefused, CodeTypeMismatch, CodeChecksumMismatch, CodeCanceled, CodeExpired:
+		return true
+	}
+	return false
+}
+
+func errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// wrapf is errorf with a cause, kept for errors.Is and errors.As.
+func wrapf(err error, code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...), Err: err}
+}
+
+func offsetError(code string, offset int64, format string, args ...any) *Error {
+	e := errorf(code, format, args...)
+	e.Offset = offset
+	return e
+}
