@@ -32,7 +32,19 @@ const (
 	TypeUploadProgress = "upload.progress"
 	TypeUploadDone     = "upload.done"
 	TypeFileLink       = "file.link"
+
+	TypeGap      = "gap"
+	TypeReceived = "received"
+	TypeReceipt  = "receipt"
+	TypeReceipts = "receipts"
 )
+
+// Position is a place in a room's stream: the stream's epoch and the
+// sequence number of the last event seen.
+type Position struct {
+	Epoch string `json:"epoch"`
+	Seq   uint64 `json:"seq"`
+}
 
 // Request is any client frame. Which fields matter depends on T; the decoder
 // keeps Data raw so that event payloads pass through untouched.
@@ -46,6 +58,15 @@ type Request struct {
 	Data       json.RawMessage `json:"data,omitempty"`
 	ExceptSelf bool            `json:"except_self,omitempty"`
 	TS         json.RawMessage `json:"ts,omitempty"`
+	// MsgID is the client's own id for an emit: resending it does not
+	// publish twice.
+	MsgID string `json:"msg_id,omitempty"`
+	// Receipt asks recipients to confirm reception.
+	Receipt bool `json:"receipt,omitempty"`
+	// Since asks a join to replay what was missed after this position.
+	Since *Position `json:"since,omitempty"`
+	// Seq names an event in received and receipts.
+	Seq uint64 `json:"seq,omitempty"`
 
 	// Upload fields.
 	Upload    string `json:"upload,omitempty"`
@@ -74,6 +95,64 @@ type Event struct {
 	Data  json.RawMessage `json:"data"`
 	From  From            `json:"from"`
 	TS    int64           `json:"ts"`
+	// Seq and Epoch place the event in its room's (or user's) stream.
+	Seq   uint64 `json:"seq,omitempty"`
+	Epoch string `json:"epoch,omitempty"`
+	// MsgID is the sender's id for the event, if it gave one.
+	MsgID string `json:"msg_id,omitempty"`
+	// Receipt asks the recipient to answer with a received frame.
+	Receipt bool `json:"receipt,omitempty"`
+}
+
+// Gap tells a client that events it asked for are gone: Reason "history"
+// (older than what the room keeps: From to To are lost) or "epoch" (the
+// room's history was lost entirely, as after a server restart).
+type Gap struct {
+	T      string `json:"t"`
+	Room   string `json:"room"`
+	Epoch  string `json:"epoch"`
+	Reason string `json:"reason"`
+	From   uint64 `json:"from,omitempty"`
+	To     uint64 `json:"to,omitempty"`
+}
+
+// Receipt tells a sender that one more user received its event.
+type Receipt struct {
+	T     string `json:"t"`
+	Room  string `json:"room"`
+	Seq   uint64 `json:"seq"`
+	User  string `json:"user"`
+	Name  string `json:"name"`
+	Conn  string `json:"conn"`
+	Count int    `json:"count"`
+}
+
+// ReceiptUser is one user that received an event.
+type ReceiptUser struct {
+	User string `json:"user"`
+	Name string `json:"name"`
+	At   int64  `json:"at"`
+}
+
+// Receipts is the ack data of receipts.
+type Receipts struct {
+	Room  string        `json:"room"`
+	Seq   uint64        `json:"seq"`
+	Count int           `json:"count"`
+	Users []ReceiptUser `json:"users"`
+}
+
+// Joined is the ack data of join.
+type Joined struct {
+	Room    string   `json:"room"`
+	Members []Member `json:"members"`
+	// Epoch and Seq are the room's stream position now.
+	Epoch string `json:"epoch"`
+	Seq   uint64 `json:"seq"`
+	// Recovery answers a join with since: "ok" (every missed event was
+	// replayed before this ack), "history" or "epoch" (see Gap).
+	Recovery string `json:"recovery,omitempty"`
+	Replayed int    `json:"replayed,omitempty"`
 }
 
 // Presence is a frame of type "presence".
@@ -155,7 +234,15 @@ type RoomList struct {
 
 // Delivered is the ack data of emit.
 type Delivered struct {
-	Delivered int `json:"delivered"`
+	// Delivered counts the connections the event was queued for.
+	Delivered int    `json:"delivered"`
+	Seq       uint64 `json:"seq,omitempty"`
+	Epoch     string `json:"epoch,omitempty"`
+	// Queued is set when the target user had no connection: the event waits.
+	Queued bool `json:"queued,omitempty"`
+	// Duplicate is set when msg_id was seen before: nothing was published
+	// again and the rest of this ack is the first one's.
+	Duplicate bool `json:"duplicate,omitempty"`
 }
 
 // UploadProgress reports a new durable offset.

@@ -16,27 +16,58 @@ type Target struct {
 	ExceptSelf bool
 }
 
+// EmitOptions are the optional parts of an emit.
+type EmitOptions struct {
+	// MsgID is the sender's id for the event; an emit with an id already
+	// seen from the same user is not published again.
+	MsgID string
+	// Receipt asks every recipient to confirm reception; the sender then
+	// gets a receipt frame per user.
+	Receipt bool
+}
+
 var nullJSON = json.RawMessage("null")
 
-// Emit sends a named event from m and returns how many connections it was
-// queued for. A named room requires m to be in it; a user or a connection
-// must be connected.
-func (h *Hub) Emit(m Member, t Target, event string, data json.RawMessage) (int, error) {
+// Emit sends a named event from m. A named room requires m to be in it and
+// numbers the event in the room's stream; a user who is not connected gets
+// it later (queued), a connection must be connected.
+func (h *Hub) Emit(m Member, t Target, event string, data json.RawMessage, opt EmitOptions) (protocol.Delivered, error) {
 	if err := ValidEvent(event); err != nil {
-		return 0, err
+		return protocol.Delivered{}, err
+	}
+	if err := validMsgID(opt.MsgID); err != nil {
+		return protocol.Delivered{}, err
 	}
 	kind, name, err := resolve(t)
 	if err != nil {
-		return 0, err
+		return protocol.Delivered{}, err
 	}
+	if opt.MsgID != "" {
+		if d, seen := h.dedup.begin(m.UserID(), opt.MsgID, h.cfg.Now()); seen {
+			d.Duplicate = true
+			return d, nil
+		}
+	}
+	d, err := h.emit(m, kind, name, t.ExceptSelf, event, data, opt)
+	if opt.MsgID != "" {
+		h.dedup.end(m.UserID(), opt.MsgID, d, err == nil)
+	}
+	return d, err
+}
+
+func (h *Hub) emit(m Member, kind, name string, exceptSelf bool, event string, data json.RawMessage, opt EmitOptions) (protocol.Delivered, error) {
 	except := ""
-	if t.ExceptSelf {
+	if exceptSelf {
 		except = m.ConnID()
 	}
 	from := protocol.From{Conn: m.ConnID(), User: m.UserID(), Name: m.UserName()}
-	switch kind {
-	case UserPrefix, ConnPrefix:
-		return h.direct(kind, name, h.event(kind+name, event, data, from), except)
+	if kind != "" {
+		return h.direct(m, kind, name, except, func(seq uint64) *Message {
+			if opt.Receipt {
+				h.track.add(kind+name, seq, from, h.cfg.Now())
+			}
+			return h.event(kind+name, event, data, from, seq, h.epoch, opt)
+		})
 	}
 	h.mu.RLock()
 	st, err := h.stateLocked(m)
@@ -53,27 +84,48 @@ func (h *Hub) Emit(m Member, t Target, event string, data json.RawMessage) (int,
 	}
 	h.mu.RUnlock()
 	if err != nil {
-		return 0, err
+		return protocol.Delivered{}, err
 	}
-	return r.deliver(h.event(name, event, data, from), except), nil
+	seq, epoch, n := r.publish(func(seq uint64, epoch string) *Message {
+		if opt.Receipt {
+			h.track.add(name, seq, from, h.cfg.Now())
+		}
+		return h.event(name, event, data, from, seq, epoch, opt)
+	}, except, h)
+	return protocol.Delivered{Delivered: n, Seq: seq, Epoch: epoch}, nil
 }
 
-// Publish sends an event to a named room on the server's behalf (file
-// announcements), whoever is in it.
-func (h *Hub) Publish(roomName, event string, data json.RawMessage, from protocol.From) int {
-	h.mu.RLock()
+// Publish sends an event to a named room on the server's behalf (a file
+// announcement names its uploader in from), whoever is in it. It returns the
+// event's position; ok is false when the room does not exist.
+func (h *Hub) Publish(roomName, event string, data json.RawMessage, from protocol.From, receipt bool) (d protocol.Delivered, ok bool) {
+	h.mu.Lock()
 	r := h.rooms[roomName]
-	h.mu.RUnlock()
-	if r == nil {
-		return 0
+	if r == nil && ValidRoom(roomName) == nil {
+		// The room emptied and expired meanwhile: the announcement still
+		// belongs in its history.
+		r = newRoom(roomName, h.cfg.Now())
+		h.rooms[roomName] = r
 	}
-	return r.deliver(h.event(roomName, event, data, from), "")
+	h.mu.Unlock()
+	if r == nil {
+		return protocol.Delivered{}, false
+	}
+	opt := EmitOptions{Receipt: receipt}
+	seq, epoch, n := r.publish(func(seq uint64, epoch string) *Message {
+		if receipt {
+			h.track.add(roomName, seq, from, h.cfg.Now())
+		}
+		return h.event(roomName, event, data, from, seq, epoch, opt)
+	}, "", h)
+	return protocol.Delivered{Delivered: n, Seq: seq, Epoch: epoch}, true
 }
 
-// direct delivers to every connection of a user, or to one connection.
-func (h *Hub) direct(kind, id string, msg *Message, except string) (int, error) {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
+// direct delivers to every connection of a user, or to one connection. A
+// user without connections gets the message in their mailbox.
+func (h *Hub) direct(m Member, kind, id, except string, build func(seq uint64) *Message) (protocol.Delivered, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	var targets []*memberState
 	if kind == UserPrefix {
 		for _, st := range h.users[id] {
@@ -83,29 +135,40 @@ func (h *Hub) direct(kind, id string, msg *Message, except string) (int, error) 
 		targets = append(targets, st)
 	}
 	if len(targets) == 0 {
-		return 0, protocol.Errorf(protocol.CodeUnknownTarget, "%s%s is not connected", kind, id)
+		if kind == UserPrefix && h.cfg.OfflineSize > 0 {
+			seq := h.dmSeq.Add(1)
+			if err := h.queueLocked(id, build(seq)); err != nil {
+				return protocol.Delivered{}, err
+			}
+			return protocol.Delivered{Seq: seq, Epoch: h.epoch, Queued: true}, nil
+		}
+		return protocol.Delivered{}, protocol.Errorf(protocol.CodeUnknownTarget, "%s%s is not connected", kind, id)
 	}
+	seq := h.dmSeq.Add(1)
+	msg := build(seq)
 	n := 0
 	for _, st := range targets {
 		if st.m.ConnID() != except && st.m.Deliver(msg) {
 			n++
 		}
 	}
-	return n, nil
+	return protocol.Delivered{Delivered: n, Seq: seq, Epoch: h.epoch}, nil
 }
 
-func (h *Hub) event(room, event string, data json.RawMessage, from protocol.From) *Message {
+func (h *Hub) event(room, event string, data json.RawMessage, from protocol.From, seq uint64, epoch string, opt EmitOptions) *Message {
 	if len(data) == 0 {
 		data = nullJSON
 	}
-	b, err := json.Marshal(protocol.Event{
+	ev := protocol.Event{
 		T: protocol.TypeEvent, Room: room, Event: event, Data: data, From: from,
-		TS: h.cfg.Now().UnixMilli(),
-	})
+		TS: h.cfg.Now().UnixMilli(), Seq: seq, Epoch: epoch, MsgID: opt.MsgID, Receipt: opt.Receipt,
+	}
+	b, err := json.Marshal(ev)
 	if err != nil {
 		// data was validated when the frame was decoded; this is a bug.
 		h.cfg.Log.Error("encode event", "err", err)
-		b, _ = json.Marshal(protocol.Event{T: protocol.TypeEvent, Room: room, Event: event, Data: nullJSON, From: from})
+		ev.Data = nullJSON
+		b, _ = json.Marshal(ev)
 	}
 	return NewMessage(b, from.Conn)
 }
@@ -124,16 +187,42 @@ func resolve(t Target) (kind, name string, err error) {
 	}
 	switch {
 	case t.User != "":
-		return UserPrefix, t.User, nil
+		kind, name = UserPrefix, t.User
 	case t.Conn != "":
-		return ConnPrefix, t.Conn, nil
+		kind, name = ConnPrefix, t.Conn
 	case strings.HasPrefix(t.Room, UserPrefix):
-		return UserPrefix, strings.TrimPrefix(t.Room, UserPrefix), nil
+		kind, name = UserPrefix, strings.TrimPrefix(t.Room, UserPrefix)
 	case strings.HasPrefix(t.Room, ConnPrefix):
-		return ConnPrefix, strings.TrimPrefix(t.Room, ConnPrefix), nil
+		kind, name = ConnPrefix, strings.TrimPrefix(t.Room, ConnPrefix)
+	default:
+		if err := ValidRoom(t.Room); err != nil {
+			return "", "", err
+		}
+		return "", t.Room, nil
 	}
-	if err := ValidRoom(t.Room); err != nil {
-		return "", "", err
+	if !validID(name) {
+		return "", "", protocol.Errorf(protocol.CodeInvalidTarget, "%q is not a valid id", name)
 	}
-	return "", t.Room, nil
+	return kind, name, nil
+}
+
+// validID accepts user and connection ids: 1 to 128 printable ASCII
+// characters without spaces.
+func validID(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func validMsgID(s string) error {
+	if s != "" && (len(s) > MaxNameLen || !validID(s)) {
+		return protocol.Errorf(protocol.CodeBadFrame, "msg_id has 1 to %d printable characters without spaces", MaxNameLen)
+	}
+	return nil
 }

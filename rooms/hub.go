@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferryhq/ferry/protocol"
@@ -18,6 +19,69 @@ type Config struct {
 	Log *slog.Logger
 	// Now is the clock stamped on events. Default time.Now.
 	Now func() time.Time
+
+	// HistorySize is how many recent events a room keeps for replay.
+	// Default 1000; negative keeps none.
+	HistorySize int
+	// HistoryBytes bounds the encoded size of a room's kept events.
+	// Default 4 MiB.
+	HistoryBytes int
+	// HistoryTTL is how long an event is kept; a room without members
+	// lives as long as its history. Default 10 minutes.
+	HistoryTTL time.Duration
+
+	// OfflineSize is how many direct messages wait for a user who is not
+	// connected. Default 100; negative keeps none.
+	OfflineSize int
+	// OfflineTTL is how long they wait. Default 24 hours.
+	OfflineTTL time.Duration
+	// OfflineUsers bounds how many users may have messages waiting.
+	// Default 10,000.
+	OfflineUsers int
+
+	// Dedup is how many client message ids are remembered (each for
+	// HistoryTTL) so that a resent emit is not published twice.
+	// Default 100,000.
+	Dedup int
+	// Tracked is how many events requesting receipts are tracked at once
+	// (each for HistoryTTL). Default 100,000.
+	Tracked int
+}
+
+func (c *Config) applyDefaults() {
+	if c.MaxRooms <= 0 {
+		c.MaxRooms = 100
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.HistorySize == 0 {
+		c.HistorySize = 1000
+	}
+	if c.HistoryBytes <= 0 {
+		c.HistoryBytes = 4 << 20
+	}
+	if c.HistoryTTL <= 0 {
+		c.HistoryTTL = 10 * time.Minute
+	}
+	if c.OfflineSize == 0 {
+		c.OfflineSize = 100
+	}
+	if c.OfflineTTL <= 0 {
+		c.OfflineTTL = 24 * time.Hour
+	}
+	if c.OfflineUsers <= 0 {
+		c.OfflineUsers = 10000
+	}
+	if c.Dedup <= 0 {
+		c.Dedup = 100000
+	}
+	if c.Tracked <= 0 {
+		c.Tracked = 100000
+	}
 }
 
 // Hub keeps connections, rooms and who is in them, and fans events out.
@@ -29,6 +93,14 @@ type Hub struct {
 	rooms   map[string]*room
 	members map[string]*memberState            // by connection id
 	users   map[string]map[string]*memberState // user id → connection id → state
+	mail    map[string]*mailbox                // user id → direct messages waiting
+
+	// dmSeq numbers direct messages: unique and increasing, not contiguous
+	// per user (direct messages are not replayed, only receipted).
+	dmSeq atomic.Uint64
+	dedup dedup
+	track tracker
+	epoch string // of the direct-message stream
 }
 
 type memberState struct {
@@ -36,22 +108,19 @@ type memberState struct {
 	rooms map[string]*room
 }
 
-// New returns a Hub.
+// New returns a Hub. Run must be running for history, waiting messages and
+// receipts to expire.
 func New(cfg Config) *Hub {
-	if cfg.MaxRooms <= 0 {
-		cfg.MaxRooms = 100
-	}
-	if cfg.Log == nil {
-		cfg.Log = slog.New(slog.DiscardHandler)
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
+	cfg.applyDefaults()
 	return &Hub{
 		cfg:     cfg,
 		rooms:   make(map[string]*room),
 		members: make(map[string]*memberState),
 		users:   make(map[string]map[string]*memberState),
+		mail:    make(map[string]*mailbox),
+		dedup:   newDedup(cfg.Dedup),
+		track:   newTracker(cfg.Tracked),
+		epoch:   newEpoch(),
 	}
 }
 
@@ -69,7 +138,8 @@ func (h *Hub) Stats() Stats {
 	return Stats{Connections: len(h.members), Users: len(h.users), Rooms: len(h.rooms)}
 }
 
-// Register adds a connection to the hub (and so to its built-in rooms).
+// Register adds a connection to the hub (and so to its built-in rooms) and
+// hands it the direct messages that waited for its user.
 func (h *Hub) Register(m Member) {
 	st := &memberState{m: m, rooms: make(map[string]*room)}
 	h.mu.Lock()
@@ -81,6 +151,10 @@ func (h *Hub) Register(m Member) {
 		h.users[m.UserID()] = conns
 	}
 	conns[m.ConnID()] = st
+	if box := h.mail[m.UserID()]; box != nil {
+		delete(h.mail, m.UserID())
+		box.deliver(m, h.cfg.Now().Add(-h.cfg.OfflineTTL))
+	}
 }
 
 // Unregister removes a connection from every room it was in, telling the
@@ -105,31 +179,36 @@ func (h *Hub) Unregister(m Member) {
 }
 
 // Join puts m in the named room, creating it if needed, and returns the
-// room's members. Joining twice is not an error.
-func (h *Hub) Join(m Member, name string) (protocol.RoomMembers, error) {
+// room's members and stream position. With since, m first receives the
+// events it missed after that position (or a gap frame saying which are
+// gone). Joining twice is not an error (and replays again with since).
+func (h *Hub) Join(m Member, name string, since *protocol.Position) (protocol.Joined, error) {
 	if err := ValidRoom(name); err != nil {
-		return protocol.RoomMembers{}, err
+		return protocol.Joined{}, err
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	st, err := h.stateLocked(m)
 	if err != nil {
-		return protocol.RoomMembers{}, err
+		return protocol.Joined{}, err
 	}
 	r := st.rooms[name]
 	if r == nil {
 		if len(st.rooms) >= h.cfg.MaxRooms {
-			return protocol.RoomMembers{}, protocol.Errorf(protocol.CodeTooManyRooms, "a connection may be in at most %d rooms", h.cfg.MaxRooms)
+			return protocol.Joined{}, protocol.Errorf(protocol.CodeTooManyRooms, "a connection may be in at most %d rooms", h.cfg.MaxRooms)
 		}
 		r = h.rooms[name]
 		if r == nil {
-			r = newRoom(name)
+			r = newRoom(name, h.cfg.Now())
 			h.rooms[name] = r
 		}
 		st.rooms[name] = r
-		r.add(m, h.presence(r.name, "join", m))
 	}
-	return r.list(), nil
+	recovery, replayed := r.add(m, h.presence(r.name, "join", m), since)
+	list := r.list()
+	epoch, seq := r.position()
+	return protocol.Joined{Room: name, Members: list.Members, Epoch: epoch, Seq: seq,
+		Recovery: recovery, Replayed: replayed}, nil
 }
 
 // Leave takes m out of the named room.
@@ -153,7 +232,8 @@ func (h *Hub) Leave(m Member, name string) error {
 
 func (h *Hub) leaveLocked(st *memberState, name string, r *room) {
 	delete(st.rooms, name)
-	if r.remove(st.m, h.presence(name, "leave", st.m)) == 0 {
+	r.remove(st.m, h.presence(name, "leave", st.m))
+	if r.idle() {
 		delete(h.rooms, name)
 	}
 }

@@ -1,8 +1,10 @@
 package rooms
 
 import (
+	"encoding/json"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/ferryhq/ferry/protocol"
 )
@@ -17,6 +19,7 @@ type room struct {
 	members []Member          // dense, for a fast fan-out loop
 	index   map[string]int    // connection id → position in members
 	users   map[string]*count // user id → connections in this room
+	st      stream
 }
 
 type count struct {
@@ -24,16 +27,21 @@ type count struct {
 	n    int
 }
 
-func newRoom(name string) *room {
-	return &room{name: name, index: make(map[string]int), users: make(map[string]*count)}
+func newRoom(name string, now time.Time) *room {
+	return &room{name: name, index: make(map[string]int), users: make(map[string]*count), st: newStream(now)}
 }
 
-// add puts m in the room and tells the others with the message presence builds.
-func (r *room) add(m Member, presence func(int) *Message) {
+// add puts m in the room and tells the others with the message presence
+// builds. With since, m first receives what it missed after that position,
+// under the room's lock, so nothing published meanwhile comes before it.
+func (r *room) add(m Member, presence func(int) *Message, since *protocol.Position) (recovery string, replayed int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if since != nil {
+		recovery, replayed = r.replayLocked(m, since)
+	}
 	if _, ok := r.index[m.ConnID()]; ok {
-		return
+		return recovery, replayed
 	}
 	r.index[m.ConnID()] = len(r.members)
 	r.members = append(r.members, m)
@@ -44,16 +52,75 @@ func (r *room) add(m Member, presence func(int) *Message) {
 	}
 	c.n++
 	r.deliverLocked(presence(c.n), m.ConnID())
+	return recovery, replayed
 }
 
-// remove takes m out of the room, tells the others, and returns how many
-// members remain.
-func (r *room) remove(m Member, presence func(int) *Message) int {
+// replayLocked sends m the events after since, preceded by a gap frame when
+// some of them are gone.
+func (r *room) replayLocked(m Member, since *protocol.Position) (string, int) {
+	from := since.Seq
+	recovery := "ok"
+	switch {
+	case since.Epoch != r.st.epoch:
+		recovery, from = "epoch", 0
+		m.Deliver(gapMessage(protocol.Gap{T: protocol.TypeGap, Room: r.name, Epoch: r.st.epoch, Reason: "epoch"}))
+	case since.Seq >= r.st.seq:
+		return recovery, 0
+	case r.st.oldest() > since.Seq+1:
+		recovery = "history"
+		m.Deliver(gapMessage(protocol.Gap{T: protocol.TypeGap, Room: r.name, Epoch: r.st.epoch, Reason: "history",
+			From: since.Seq + 1, To: r.st.oldest() - 1}))
+	}
+	n := 0
+	r.st.after(from, func(e *entry) {
+		if m.Deliver(e.msg) {
+			n++
+		}
+	})
+	return recovery, n
+}
+
+// publish numbers the message build makes, keeps it in the history and
+// delivers it to every member but except.
+func (r *room) publish(build func(seq uint64, epoch string) *Message, except string, h *Hub) (uint64, string, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.st.seq++
+	msg := build(r.st.seq, r.st.epoch)
+	r.st.append(&entry{seq: r.st.seq, msg: msg, at: h.cfg.Now()}, h.cfg.HistorySize, h.cfg.HistoryBytes)
+	return r.st.seq, r.st.epoch, r.deliverLocked(msg, except)
+}
+
+// position returns the stream's epoch and last sequence number.
+func (r *room) position() (string, uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.st.epoch, r.st.seq
+}
+
+// expire drops history older than before and reports whether the room is
+// now empty and without history, so it can go.
+func (r *room) expire(before time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.st.expire(before)
+	return len(r.members) == 0 && r.st.n == 0
+}
+
+// idle reports whether the room has no members and no history.
+func (r *room) idle() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.members) == 0 && r.st.n == 0
+}
+
+// remove takes m out of the room and tells the others.
+func (r *room) remove(m Member, presence func(int) *Message) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	i, ok := r.index[m.ConnID()]
 	if !ok {
-		return len(r.members)
+		return
 	}
 	last := len(r.members) - 1
 	r.members[i] = r.members[last]
@@ -70,14 +137,6 @@ func (r *room) remove(m Member, presence func(int) *Message) int {
 		}
 	}
 	r.deliverLocked(presence(n), m.ConnID())
-	return len(r.members)
-}
-
-func (r *room) has(connID string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	_, ok := r.index[connID]
-	return ok
 }
 
 func (r *room) list() protocol.RoomMembers {
@@ -91,14 +150,6 @@ func (r *room) list() protocol.RoomMembers {
 	return out
 }
 
-// deliver sends msg to every member but except ("" for none) and returns how
-// many it was queued for.
-func (r *room) deliver(msg *Message, except string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.deliverLocked(msg, except)
-}
-
 func (r *room) deliverLocked(msg *Message, except string) int {
 	n := 0
 	for _, m := range r.members {
@@ -110,4 +161,9 @@ func (r *room) deliverLocked(msg *Message, except string) int {
 		}
 	}
 	return n
+}
+
+func gapMessage(g protocol.Gap) *Message {
+	b, _ := json.Marshal(g)
+	return NewMessage(b, "")
 }

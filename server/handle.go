@@ -91,7 +91,7 @@ var noAck = &struct{}{}
 func (c *conn) dispatch(req *protocol.Request) (any, error) {
 	switch req.T {
 	case protocol.TypeJoin:
-		return c.s.hub.Join(c, req.Room)
+		return c.s.hub.Join(c, req.Room, req.Since)
 	case protocol.TypeLeave:
 		if err := c.s.hub.Leave(c, req.Room); err != nil {
 			return nil, err
@@ -106,11 +106,12 @@ func (c *conn) dispatch(req *protocol.Request) (any, error) {
 		}
 		return c.s.hub.Members(c, req.Room)
 	case protocol.TypeEmit:
-		n, err := c.s.hub.Emit(c, rooms.Target{Room: req.Room, User: req.User, Conn: req.Conn, ExceptSelf: req.ExceptSelf}, req.Event, req.Data)
-		if err != nil {
-			return nil, err
-		}
-		return protocol.Delivered{Delivered: n}, nil
+		return c.s.hub.Emit(c, rooms.Target{Room: req.Room, User: req.User, Conn: req.Conn, ExceptSelf: req.ExceptSelf},
+			req.Event, req.Data, rooms.EmitOptions{MsgID: req.MsgID, Receipt: req.Receipt})
+	case protocol.TypeReceived:
+		return nil, c.s.hub.Received(c, req.Room, req.Seq)
+	case protocol.TypeReceipts:
+		return c.s.hub.Receipts(c, req.Room, req.Seq)
 	case protocol.TypeUploadOpen, protocol.TypeUploadChunk, protocol.TypeUploadStatus, protocol.TypeUploadCancel, protocol.TypeFileLink:
 		return c.dispatchUpload(req)
 	}

@@ -52,6 +52,9 @@ type Config struct {
 	RateBurst int
 	// MaxRooms is how many named rooms one connection may be in. Default 100.
 	MaxRooms int
+	// History configures room history, waiting direct messages, message-id
+	// dedup and receipts (see rooms.Config; its zero values are defaults).
+	History rooms.Config
 
 	// Transfer handles uploads and downloads. Nil disables them (upload
 	// frames then fail with not_implemented).
@@ -111,6 +114,9 @@ type Server struct {
 	anonKey  []byte
 	poller   *poller
 
+	stop  context.CancelFunc // ends the hub's sweeper
+	swept chan struct{}
+
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
 	closing  bool
@@ -125,7 +131,7 @@ func New(cfg Config) (*Server, error) {
 	cfg.applyDefaults()
 	s := &Server{
 		cfg:     cfg,
-		hub:     rooms.New(rooms.Config{MaxRooms: cfg.MaxRooms, Log: cfg.Log}),
+		hub:     newHub(cfg),
 		conns:   make(map[*conn]struct{}),
 		drained: make(chan struct{}),
 		anonKey: cfg.AnonKey,
@@ -134,6 +140,12 @@ func New(cfg Config) (*Server, error) {
 		s.anonKey = randomKey()
 	}
 	s.poller = newPoller(cfg.Log)
+	ctx, stop := context.WithCancel(context.Background())
+	s.stop, s.swept = stop, make(chan struct{})
+	go func() {
+		defer close(s.swept)
+		_ = s.hub.Run(ctx)
+	}()
 	s.upgrader = websocket.Upgrader{
 		// gorilla only performs the handshake: ferry reads and writes frames
 		// itself, so gorilla should reuse net/http's buffers and allocate none.
@@ -215,6 +227,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			c.closeWith(protocol.CloseGoingAway, "server shutting down")
 		}
 	})
+	defer func() {
+		s.stop()
+		<-s.swept
+	}()
 	select {
 	case <-s.drained:
 		s.poller.close()
@@ -228,4 +244,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.poller.close()
 		return errors.Join(ctx.Err(), errors.New("server: connections still open at shutdown were cut"))
 	}
+}
+
+func newHub(cfg Config) *rooms.Hub {
+	h := cfg.History
+	h.MaxRooms, h.Log = cfg.MaxRooms, cfg.Log
+	return rooms.New(h)
 }

@@ -221,7 +221,7 @@ func TestRoomsAndEvents(t *testing.T) {
 	if ev := a.readType("event"); ev["event"] != "sig" || ev["data"] != nil {
 		t.Fatalf("conn dm %v", ev)
 	}
-	c.mustError(frame{"t": "emit", "user": "u_nobody", "event": "dm"}, "unknown_target")
+	c.mustError(frame{"t": "emit", "conn": "c_nobody", "event": "dm"}, "unknown_target")
 
 	// rooms and leave.
 	if r := a.mustAck(frame{"t": "rooms"}); len(r["data"].(map[string]any)["rooms"].([]any)) != 1 {

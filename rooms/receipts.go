@@ -1,0 +1,143 @@
+package rooms
+
+import (
+	"encoding/json"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ferryhq/ferry/protocol"
+)
+
+// tracker follows the events whose sender asked for receipts: who sent them
+// and which users confirmed them.
+type tracker struct {
+	max    int
+	mu     sync.Mutex
+	events map[trackKey]*tracking
+}
+
+type trackKey struct {
+	room string
+	seq  uint64
+}
+
+type tracking struct {
+	from  protocol.From
+	at    time.Time
+	users map[string]protocol.ReceiptUser
+}
+
+func newTracker(max int) tracker {
+	return tracker{max: max, events: make(map[trackKey]*tracking)}
+}
+
+func (t *tracker) add(room string, seq uint64, from protocol.From, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.events) >= t.max {
+		return // full until the sweep: this event gets no receipts
+	}
+	t.events[trackKey{room, seq}] = &tracking{from: from, at: now, users: make(map[string]protocol.ReceiptUser)}
+}
+
+func (t *tracker) expire(before time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for k, e := range t.events {
+		if e.at.Before(before) {
+			delete(t.events, k)
+		}
+	}
+}
+
+// Received records that m received the event seq of room (a named room m
+// is in, or m's own user or connection room) and tells the sender when this
+// is a user it had not heard from. Unknown or untracked events are ignored:
+// receipts are best effort for events older than the history.
+func (h *Hub) Received(m Member, room string, seq uint64) error {
+	if err := h.mayRead(m, room); err != nil {
+		return err
+	}
+	now := h.cfg.Now()
+	h.track.mu.Lock()
+	e := h.track.events[trackKey{room, seq}]
+	if e == nil {
+		h.track.mu.Unlock()
+		return nil
+	}
+	if _, dup := e.users[m.UserID()]; dup || m.UserID() == e.from.User {
+		h.track.mu.Unlock()
+		return nil
+	}
+	e.users[m.UserID()] = protocol.ReceiptUser{User: m.UserID(), Name: m.UserName(), At: now.UnixMilli()}
+	count, from := len(e.users), e.from
+	h.track.mu.Unlock()
+
+	b, _ := json.Marshal(protocol.Receipt{T: protocol.TypeReceipt, Room: room, Seq: seq,
+		User: m.UserID(), Name: m.UserName(), Conn: m.ConnID(), Count: count})
+	msg := NewMessage(b, m.ConnID())
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	// The sending connection if it is still there, else every connection
+	// of the sending user.
+	if st := h.members[from.Conn]; st != nil {
+		st.m.Deliver(msg)
+		return nil
+	}
+	for _, st := range h.users[from.User] {
+		st.m.Deliver(msg)
+	}
+	return nil
+}
+
+// Receipts lists the users that confirmed an event, for its sender or a
+// member of its room.
+func (h *Hub) Receipts(m Member, room string, seq uint64) (protocol.Receipts, error) {
+	h.track.mu.Lock()
+	e := h.track.events[trackKey{room, seq}]
+	var out protocol.Receipts
+	var sender string
+	if e != nil {
+		sender = e.from.User
+		out = protocol.Receipts{Room: room, Seq: seq, Count: len(e.users), Users: make([]protocol.ReceiptUser, 0, len(e.users))}
+		for _, u := range e.users {
+			out.Users = append(out.Users, u)
+		}
+	}
+	h.track.mu.Unlock()
+	if e == nil {
+		return protocol.Receipts{}, protocol.Errorf(protocol.CodeUnknownTarget, "no receipts are tracked for %s seq %d", room, seq)
+	}
+	if sender != m.UserID() {
+		if err := h.mayRead(m, room); err != nil {
+			return protocol.Receipts{}, err
+		}
+	}
+	sort.Slice(out.Users, func(i, j int) bool { return out.Users[i].At < out.Users[j].At })
+	return out, nil
+}
+
+// mayRead checks that m receives the events of room.
+func (h *Hub) mayRead(m Member, room string) error {
+	switch {
+	case strings.HasPrefix(room, UserPrefix):
+		if room[len(UserPrefix):] == m.UserID() {
+			return nil
+		}
+	case strings.HasPrefix(room, ConnPrefix):
+		if room[len(ConnPrefix):] == m.ConnID() {
+			return nil
+		}
+	default:
+		h.mu.RLock()
+		st := h.members[m.ConnID()]
+		in := st != nil && st.rooms[room] != nil
+		h.mu.RUnlock()
+		if in {
+			return nil
+		}
+	}
+	return protocol.Errorf(protocol.CodeNotMember, "you do not receive the events of %q", room)
+}

@@ -1,0 +1,45 @@
+package rooms
+
+import (
+	"context"
+	"time"
+)
+
+// Run expires history, waiting messages, remembered message ids and
+// receipts until ctx ends.
+func (h *Hub) Run(ctx context.Context) error {
+	every := min(h.cfg.HistoryTTL/4, 30*time.Second)
+	t := time.NewTicker(max(every, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			h.Sweep()
+		}
+	}
+}
+
+// Sweep drops everything that has outlived its time-to-live now: events older
+// than the history TTL (and rooms left with neither members nor history),
+// expired waiting messages, message ids and receipt tracking.
+func (h *Hub) Sweep() {
+	now := h.cfg.Now()
+	histBefore := now.Add(-h.cfg.HistoryTTL)
+	h.mu.Lock()
+	for name, r := range h.rooms {
+		if r.expire(histBefore) {
+			delete(h.rooms, name)
+		}
+	}
+	mailBefore := now.Add(-h.cfg.OfflineTTL)
+	for user, box := range h.mail {
+		if box.expire(mailBefore) {
+			delete(h.mail, user)
+		}
+	}
+	h.mu.Unlock()
+	h.dedup.expire(histBefore)
+	h.track.expire(histBefore)
+}
