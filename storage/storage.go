@@ -28,7 +28,8 @@ var (
 	ErrInvalidKey = errors.New("storage: invalid key")
 )
 
-// Meta describes an object: its content type and user metadata (for ferry:
+// Meta describes an object: its content type (stored as
+// application/octet-stream when empty) and user metadata (for ferry:
 // uploader, room, original name, SHA-256). Keys of User are lower-case ASCII
 // words with dashes; values are printable ASCII (callers escape anything else).
 type Meta struct {
@@ -65,7 +66,8 @@ type Store interface {
 	// Delete removes an object. Deleting a missing object is not an error.
 	Delete(ctx context.Context, key string) error
 	// List calls fn for every object whose key starts with prefix, in key
-	// order, until fn returns an error (which List returns).
+	// order, until fn returns an error (which List returns). Info.Meta is
+	// left empty (S3 listings carry no metadata): use Stat for it.
 	List(ctx context.Context, prefix string, fn func(Info) error) error
 	// NewMultipart starts an upload to key that is assembled from parts.
 	// meta is what the object is created with.
@@ -87,10 +89,13 @@ type Multipart interface {
 	// Parts lists the parts stored so far, ordered by number.
 	Parts(ctx context.Context) ([]Part, error)
 	// Complete joins the parts, in number order, into the object and ends the
-	// upload. meta replaces the metadata the upload was created with (ferry
-	// only learns a file's SHA-256 once the last byte is in).
+	// upload; with no parts the object is empty. meta replaces the metadata
+	// the upload was created with (ferry only learns a file's SHA-256 once
+	// the last byte is in). A part under MinPartSize other than the last is
+	// refused and the upload stays usable.
 	Complete(ctx context.Context, meta Meta) (Info, error)
-	// Abort discards the parts and ends the upload.
+	// Abort discards the parts and ends the upload. Aborting an upload that
+	// is already gone is not an error.
 	Abort(ctx context.Context) error
 }
 

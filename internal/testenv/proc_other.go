@@ -1,0 +1,8 @@
+//go:build !linux
+
+package testenv
+
+import "syscall"
+
+// childAttrs: only Linux can tie a child's life to its parent's.
+func childAttrs() *syscall.SysProcAttr { return nil }

@@ -1,0 +1,13 @@
+//go:build unix
+
+package testenv
+
+import (
+	"os"
+	"syscall"
+)
+
+// terminate asks a child to shut down cleanly.
+func terminate(p *os.Process) error {
+	return p.Signal(syscall.SIGTERM)
+}

@@ -1,0 +1,8 @@
+package testenv
+
+import "os"
+
+// terminate: Windows has no SIGTERM; the child is killed.
+func terminate(p *os.Process) error {
+	return p.Kill()
+}

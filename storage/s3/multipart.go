@@ -1,0 +1,230 @@
+package s3
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/ferryhq/ferry/storage"
+)
+
+// listPage is how many parts or uploads one listing request asks for, S3's
+// maximum.
+const listPage = 1000
+
+var _ storage.Multipart = (*multipart)(nil)
+
+// multipart is a handle on an S3 multipart upload. Everything about it lives
+// in S3, so it holds only names.
+type multipart struct {
+	s   *Store
+	key string
+	id  string
+}
+
+// NewMultipart starts an S3 multipart upload, created with meta.
+func (s *Store) NewMultipart(ctx context.Context, key string, meta storage.Meta) (storage.Multipart, error) {
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
+	id, err := s.api.NewMultipartUpload(ctx, s.bucket, key, putOptions(meta))
+	if err != nil {
+		return nil, wrap("new multipart", key, err)
+	}
+	return &multipart{s: s, key: key, id: id}, nil
+}
+
+// ResumeMultipart checks with S3 that the upload exists, for key, and returns
+// a handle on it.
+func (s *Store) ResumeMultipart(ctx context.Context, key, uploadID string) (storage.Multipart, error) {
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
+	m := &multipart{s: s, key: key, id: uploadID}
+	if uploadID == "" {
+		return nil, m.notFound("resume")
+	}
+	// Listing one part answers NoSuchUpload for unknown ids and for ids of
+	// another key.
+	if _, err := s.api.ListObjectParts(ctx, s.bucket, key, uploadID, 0, 1); err != nil {
+		return nil, m.wrap("resume", err)
+	}
+	return m, nil
+}
+
+// ListMultipart lists unfinished uploads under prefix, by key and then start
+// time. It asks S3 for all uploads and filters them here: MinIO answers a
+// prefix only with the uploads of the object of exactly that name.
+func (s *Store) ListMultipart(ctx context.Context, prefix string, fn func(key, uploadID string, started time.Time) error) error {
+	var uploads []minio.ObjectMultipartInfo
+	keyMarker, idMarker := "", ""
+	for {
+		res, err := s.api.ListMultipartUploads(ctx, s.bucket, "", keyMarker, idMarker, "", listPage)
+		if err != nil {
+			return wrap("list multipart", prefix, err)
+		}
+		for _, u := range res.Uploads {
+			if strings.HasPrefix(u.Key, prefix) {
+				uploads = append(uploads, u)
+			}
+		}
+		if !res.IsTruncated {
+			break
+		}
+		if res.NextKeyMarker == keyMarker && res.NextUploadIDMarker == idMarker {
+			return fmt.Errorf("storage/s3: list multipart %q: truncated listing does not move on from %q", prefix, keyMarker)
+		}
+		keyMarker, idMarker = res.NextKeyMarker, res.NextUploadIDMarker
+	}
+	slices.SortFunc(uploads, func(a, b minio.ObjectMultipartInfo) int {
+		if c := strings.Compare(a.Key, b.Key); c != 0 {
+			return c
+		}
+		if c := a.Initiated.Compare(b.Initiated); c != 0 {
+			return c
+		}
+		return strings.Compare(a.UploadID, b.UploadID)
+	})
+	for _, u := range uploads {
+		if err := fn(u.Key, u.UploadID, u.Initiated.UTC()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ID returns S3's upload id.
+func (m *multipart) ID() string { return m.id }
+
+// PutPart uploads part n in one request of exactly size bytes. The body is
+// streamed (with a chunked signature over plain HTTP): memory use does not
+// grow with size. A seekable r lets minio-go retry after a network error.
+func (m *multipart) PutPart(ctx context.Context, n int, r io.Reader, size int64) error {
+	if n < 1 || n > storage.MaxParts {
+		return fmt.Errorf("storage/s3: put part %d of %q: part number out of range 1-%d", n, m.key, storage.MaxParts)
+	}
+	if size < 0 {
+		return fmt.Errorf("storage/s3: put part %d of %q: size %d: the size must be known", n, m.key, size)
+	}
+	_, err := m.s.api.PutObjectPart(ctx, m.s.bucket, m.key, m.id, n, body(r, size), size, minio.PutObjectPartOptions{})
+	return m.wrap(fmt.Sprintf("put part %d", n), err)
+}
+
+// Parts lists the parts S3 holds, following its pagination.
+func (m *multipart) Parts(ctx context.Context) ([]storage.Part, error) {
+	parts, err := m.objectParts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]storage.Part, len(parts))
+	for i, p := range parts {
+		out[i] = storage.Part{Number: p.PartNumber, Size: p.Size}
+	}
+	return out, nil
+}
+
+func (m *multipart) objectParts(ctx context.Context) ([]minio.ObjectPart, error) {
+	var parts []minio.ObjectPart
+	marker := 0
+	for {
+		res, err := m.s.api.ListObjectParts(ctx, m.s.bucket, m.key, m.id, marker, listPage)
+		if err != nil {
+			return nil, m.wrap("parts", err)
+		}
+		parts = append(parts, res.ObjectParts...)
+		if !res.IsTruncated {
+			break
+		}
+		if res.NextPartNumberMarker <= marker {
+			return nil, fmt.Errorf("storage/s3: parts of %q: truncated listing does not move on from part %d", m.key, marker)
+		}
+		marker = res.NextPartNumberMarker
+	}
+	slices.SortFunc(parts, func(a, b minio.ObjectPart) int { return a.PartNumber - b.PartNumber })
+	return parts, nil
+}
+
+// Complete asks S3 to join the parts, then makes the object's metadata meta.
+func (m *multipart) Complete(ctx context.Context, meta storage.Meta) (storage.Info, error) {
+	parts, err := m.objectParts(ctx)
+	if err != nil {
+		return storage.Info{}, err
+	}
+	if len(parts) == 0 {
+		return m.completeEmpty(ctx, meta)
+	}
+	// S3 would refuse too, but after a round trip and with a message that
+	// differs between services.
+	for _, p := range parts[:len(parts)-1] {
+		if p.Size < storage.MinPartSize {
+			return storage.Info{}, fmt.Errorf("storage/s3: complete %q: part %d is %d bytes, less than the %d required of all parts but the last", m.key, p.PartNumber, p.Size, storage.MinPartSize)
+		}
+	}
+	complete := make([]minio.CompletePart, len(parts))
+	for i, p := range parts {
+		complete[i] = minio.CompletePart{PartNumber: p.PartNumber, ETag: p.ETag}
+	}
+	if _, err := m.s.api.CompleteMultipartUpload(ctx, m.s.bucket, m.key, m.id, complete, minio.PutObjectOptions{}); err != nil {
+		return storage.Info{}, m.wrap("complete", err)
+	}
+	// From here the upload is gone: errors are about the object.
+	oi, err := m.s.api.StatObject(ctx, m.s.bucket, m.key, minio.StatObjectOptions{})
+	if err != nil {
+		return storage.Info{}, wrap("complete: stat", m.key, err)
+	}
+	info := toInfo(m.key, oi)
+	if sameMeta(info.Meta, meta) {
+		return info, nil
+	}
+	// If-Match: should another writer replace the object meanwhile, its
+	// object is left alone rather than given this one's metadata.
+	_, err = m.s.api.CopyObject(ctx,
+		minio.CopyDestOptions{Bucket: m.s.bucket, Object: m.key, ReplaceMetadata: true, ContentType: contentType(meta), UserMetadata: userHeaders(meta.User)},
+		minio.CopySrcOptions{Bucket: m.s.bucket, Object: m.key, MatchETag: oi.ETag})
+	if err != nil {
+		return storage.Info{}, wrap("complete: replace metadata", m.key, err)
+	}
+	return m.s.Stat(ctx, m.key)
+}
+
+// completeEmpty stores an empty object, since S3 refuses to complete an
+// upload without parts, then ends the upload. In that order: a failed Abort
+// leaves an upload ListMultipart can find, a failed Put leaves the upload
+// as it was.
+func (m *multipart) completeEmpty(ctx context.Context, meta storage.Meta) (storage.Info, error) {
+	if err := m.s.Put(ctx, m.key, strings.NewReader(""), 0, meta); err != nil {
+		return storage.Info{}, err
+	}
+	if err := m.Abort(ctx); err != nil {
+		m.s.log.Warn("storage/s3: empty upload stored but not aborted", "key", m.key, "upload", m.id, "err", err)
+	}
+	return m.s.Stat(ctx, m.key)
+}
+
+// Abort ends the upload; S3 frees its parts. An upload that is already gone
+// is not an error: AWS says NoSuchUpload, MinIO says nothing, and either way
+// there is nothing left to discard.
+func (m *multipart) Abort(ctx context.Context) error {
+	err := m.wrap("abort", m.s.api.AbortMultipartUpload(ctx, m.s.bucket, m.key, m.id))
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+func (m *multipart) wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return wrap(fmt.Sprintf("%s (upload %s)", op, m.id), m.key, err)
+}
+
+func (m *multipart) notFound(op string) error {
+	return fmt.Errorf("storage/s3: %s %q (upload %s): %w", op, m.key, m.id, storage.ErrNotFound)
+}
