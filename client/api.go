@@ -1,0 +1,182 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/ferryhq/ferry/protocol"
+)
+
+// Target says where an event goes: exactly one of Room, User and Conn.
+type Target struct {
+	// Room is a named room this client is in, or "user:<id>" / "conn:<id>".
+	Room string
+	// User sends to every connection of a user.
+	User string
+	// Conn sends to one connection.
+	Conn string
+	// ExceptSelf keeps the event from coming back to this connection.
+	ExceptSelf bool
+}
+
+// request sends req on the current connection and returns the ack's data.
+// onResult, if set, sees the answer before the caller does (see pending).
+func (c *Client) request(ctx context.Context, req protocol.Request, onResult func(json.RawMessage, error)) (json.RawMessage, error) {
+	s, err := c.session(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.request(ctx, req, onResult)
+}
+
+// Join joins a named room (creating it if needed) and returns its members.
+// The client joins it again after every reconnection, until Leave.
+func (c *Client) Join(ctx context.Context, room string) ([]protocol.Member, error) {
+	data, err := c.request(ctx, protocol.Request{T: protocol.TypeJoin, Room: room}, c.trackJoin(room))
+	if err != nil {
+		return nil, err
+	}
+	return decodeMembers(data)
+}
+
+// Leave leaves a named room.
+func (c *Client) Leave(ctx context.Context, room string) error {
+	_, err := c.request(ctx, protocol.Request{T: protocol.TypeLeave, Room: room}, func(_ json.RawMessage, err error) {
+		var perr *protocol.Error
+		if err == nil || errors.As(err, &perr) && perr.Code == protocol.CodeNotMember {
+			c.mu.Lock()
+			delete(c.rooms, room)
+			c.mu.Unlock()
+		}
+	})
+	return err
+}
+
+// Rooms returns the named rooms this connection is in, as the server sees them.
+func (c *Client) Rooms(ctx context.Context) ([]string, error) {
+	data, err := c.request(ctx, protocol.Request{T: protocol.TypeRooms}, nil)
+	if err != nil {
+		return nil, err
+	}
+	var l protocol.RoomList
+	if err := json.Unmarshal(data, &l); err != nil {
+		return nil, fmt.Errorf("client: decoding the rooms ack: %w", err)
+	}
+	return l.Rooms, nil
+}
+
+// Members lists the members of a room this client is in.
+func (c *Client) Members(ctx context.Context, room string) ([]protocol.Member, error) {
+	data, err := c.request(ctx, protocol.Request{T: protocol.TypeMembers, Room: room}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return decodeMembers(data)
+}
+
+func decodeMembers(data json.RawMessage) ([]protocol.Member, error) {
+	var rm protocol.RoomMembers
+	if err := json.Unmarshal(data, &rm); err != nil {
+		return nil, fmt.Errorf("client: decoding the members: %w", err)
+	}
+	return rm.Members, nil
+}
+
+// Emit sends an event to a named room this client is in (every member gets
+// it, this connection included) and waits for the server's ack. data is
+// encoded as JSON; a json.RawMessage goes as it is, nil as null.
+func (c *Client) Emit(ctx context.Context, room, event string, data any) error {
+	_, err := c.EmitTo(ctx, Target{Room: room}, event, data)
+	return err
+}
+
+// EmitTo sends an event to a room, a user or a connection and waits for the
+// server's ack. It returns how many connections the event was queued for.
+func (c *Client) EmitTo(ctx context.Context, to Target, event string, data any) (delivered int, err error) {
+	req, err := emitRequest(to, event, data)
+	if err != nil {
+		return 0, err
+	}
+	ack, err := c.request(ctx, req, nil)
+	if err != nil {
+		return 0, err
+	}
+	var d protocol.Delivered
+	if err := json.Unmarshal(ack, &d); err != nil {
+		return 0, fmt.Errorf("client: decoding the emit ack: %w", err)
+	}
+	return d.Delivered, nil
+}
+
+// Send sends an event without waiting for an answer: it returns once the
+// event is queued on the connection. A failure the server reports later
+// reaches the OnError handlers; an event queued when the connection drops is
+// lost.
+func (c *Client) Send(ctx context.Context, to Target, event string, data any) error {
+	req, err := emitRequest(to, event, data)
+	if err != nil {
+		return err
+	}
+	s, err := c.session(ctx)
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("client: encoding the event: %w", err)
+	}
+	if err := s.checkSize(b); err != nil {
+		return err
+	}
+	return s.enqueue(ctx, websocket.TextMessage, b)
+}
+
+func emitRequest(to Target, event string, data any) (protocol.Request, error) {
+	req := protocol.Request{T: protocol.TypeEmit, Room: to.Room, User: to.User, Conn: to.Conn, Event: event, ExceptSelf: to.ExceptSelf}
+	if data != nil {
+		raw, ok := data.(json.RawMessage)
+		if !ok {
+			var err error
+			if raw, err = json.Marshal(data); err != nil {
+				return req, fmt.Errorf("client: encoding the data of event %q: %w", event, err)
+			}
+		}
+		req.Data = raw
+	}
+	return req, nil
+}
+
+// Ping measures the round trip to the server with an application-level
+// ping frame.
+func (c *Client) Ping(ctx context.Context) (rtt time.Duration, err error) {
+	s, err := c.session(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return s.ping(ctx)
+}
+
+// sendChunk queues a binary chunk frame on the current connection. Chunks
+// belong to the connection their upload was opened on, so it fails (rather
+// than waiting for a reconnection) when that connection, conn, is gone.
+func (c *Client) sendChunk(ctx context.Context, conn string, h protocol.ChunkHeader, payload []byte) error {
+	s, err := c.session(ctx)
+	if err != nil {
+		return err
+	}
+	if s.welcome.Conn != conn {
+		return lost(nil)
+	}
+	if limit := s.welcome.Limits.MaxChunk; limit > 0 && len(payload) > limit {
+		return protocol.Errorf(protocol.CodeFrameTooLarge, "chunk of %d bytes; the server accepts at most %d", len(payload), limit)
+	}
+	frame := make([]byte, 0, h.HeaderLen()+len(payload))
+	frame = protocol.AppendChunkHeader(frame, h)
+	frame = append(frame, payload...)
+	return s.enqueue(ctx, websocket.BinaryMessage, frame)
+}
