@@ -20,6 +20,7 @@ const (
 	CodeRateLimited    = "rate_limited"
 	CodeInternal       = "internal"
 	CodeNotImplemented = "not_implemented"
+	CodeBadChunk       = "bad_chunk"
 )
 
 // Close codes. Codes from 4500 to 4999 tell a client not to reconnect.

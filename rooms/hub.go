@@ -284,6 +284,27 @@ func (h *Hub) Members(m Member, name string) (protocol.RoomMembers, error) {
 	return r.list(), nil
 }
 
+// CheckMember returns nil when m is in the named room, else an error with
+// code invalid_room, unknown_room or not_member.
+func (h *Hub) CheckMember(m Member, name string) error {
+	if err := ValidRoom(name); err != nil {
+		return err
+	}
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	st, err := h.stateLocked(m)
+	if err != nil {
+		return err
+	}
+	if st.rooms[name] != nil {
+		return nil
+	}
+	if h.rooms[name] == nil {
+		return protocol.Errorf(protocol.CodeUnknownRoom, "there is no room %q", name)
+	}
+	return protocol.Errorf(protocol.CodeNotMember, "you are not in room %q", name)
+}
+
 // IsMember reports whether any connection of user is in the named room.
 func (h *Hub) IsMember(user, name string) bool {
 	h.mu.RLock()

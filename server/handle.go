@@ -18,7 +18,7 @@ const maxPooledBuf = 64 << 10
 
 // readText reads one text frame, at most MaxFrame bytes, and handles it. A
 // larger frame is read to its end and discarded, so the connection goes on.
-func (c *conn) readText(r io.Reader) {
+func (c *conn) readText(r *message) {
 	buf := textBufs.Get().(*bytes.Buffer)
 	defer func() {
 		if buf.Cap() <= maxPooledBuf {

@@ -6,6 +6,8 @@ package server
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"errors"
 	"io/fs"
 	"log/slog"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/ferryhq/ferry/protocol"
 	"github.com/ferryhq/ferry/rooms"
+	"github.com/ferryhq/ferry/transfer"
 )
 
 // Config configures a Server. Zero values mean the documented defaults.
@@ -58,7 +61,7 @@ type Config struct {
 
 	// Transfer handles uploads and downloads. Nil disables them (upload
 	// frames then fail with not_implemented).
-	Transfer transferManager
+	Transfer *transfer.Manager
 	// MaxUploads is how many uploads one connection may run at once. Default 4.
 	MaxUploads int
 	// LinkTTL is how long a signed download link stays valid. Default 24h.
@@ -112,6 +115,7 @@ type Server struct {
 	upgrader websocket.Upgrader
 	metrics  metrics
 	anonKey  []byte
+	linkKey  []byte // signs download links
 	poller   *poller
 
 	stop  context.CancelFunc // ends the hub's sweeper
@@ -139,6 +143,9 @@ func New(cfg Config) (*Server, error) {
 	if len(s.anonKey) == 0 {
 		s.anonKey = randomKey()
 	}
+	mac := hmac.New(sha256.New, s.anonKey)
+	mac.Write([]byte("ferry download links"))
+	s.linkKey = mac.Sum(nil)
 	s.poller = newPoller(cfg.Log)
 	ctx, stop := context.WithCancel(context.Background())
 	s.stop, s.swept = stop, make(chan struct{})

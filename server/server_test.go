@@ -12,12 +12,13 @@ import (
 	"github.com/gorilla/websocket"
 	"go.uber.org/goleak"
 
+	"github.com/ferryhq/ferry/internal/testenv"
 	"github.com/ferryhq/ferry/protocol"
 	"github.com/ferryhq/ferry/server"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(testenv.Shared(m))
 }
 
 // peer is a raw protocol client used to see exactly what the server sends.
@@ -27,6 +28,8 @@ type peer struct {
 	ws      *websocket.Conn
 	welcome protocol.Welcome
 	nextID  uint64
+	// storageErrors counts storage_unavailable errors seen while uploading.
+	storageErrors int
 }
 
 type frame map[string]any

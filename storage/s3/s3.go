@@ -19,6 +19,7 @@
 package s3
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -73,6 +74,10 @@ type Config struct {
 	// Transport carries the requests. Nil means minio-go's default transport,
 	// whose idle connections Close releases.
 	Transport http.RoundTripper
+	// MaxRetries is how many times a request is tried. Default 2: callers
+	// (ferry's uploads) retry on their own and must learn of an outage in
+	// seconds, not after minio-go's default of ten tries with backoff.
+	MaxRetries int
 	// Log receives problems that do not fail a call. Nil means slog.Default().
 	Log *slog.Logger
 }
@@ -149,10 +154,11 @@ func (s *Store) client(cfg Config, endpoint string) (*minio.Core, error) {
 		tr = t
 	}
 	core, err := minio.NewCore(u.Host, &minio.Options{
-		Creds:     credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""),
-		Secure:    secure,
-		Region:    cfg.Region,
-		Transport: tr,
+		Creds:      credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""),
+		Secure:     secure,
+		Region:     cfg.Region,
+		Transport:  tr,
+		MaxRetries: cmp.Or(cfg.MaxRetries, 2),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("storage/s3: endpoint %q: %w", endpoint, err)

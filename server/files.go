@@ -1,0 +1,144 @@
+package server
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ferryhq/ferry/protocol"
+	"github.com/ferryhq/ferry/transfer"
+)
+
+// fileView is a file as clients see it: the record and a signed link.
+type fileView struct {
+	transfer.File
+	// Key hides the storage key: where a file lives is not the client's
+	// business.
+	Key string `json:"key,omitempty"`
+	URL string `json:"url"`
+	// Inline tells whether browsers may show it in the page.
+	Inline bool `json:"inline"`
+}
+
+// fileView returns f with a download link valid for LinkTTL.
+func (s *Server) fileView(f transfer.File) fileView {
+	exp := time.Now().Add(s.cfg.LinkTTL).Unix()
+	u := "/files/" + url.PathEscape(f.ID) + "/" + url.PathEscape(f.Name) +
+		"?exp=" + strconv.FormatInt(exp, 10) + "&sig=" + s.linkSig(f.ID, exp)
+	return fileView{File: f, URL: u, Inline: inlineType(f.Type)}
+}
+
+func (s *Server) linkSig(id string, exp int64) string {
+	mac := hmac.New(sha256.New, s.linkKey)
+	fmt.Fprintf(mac, "file\n%s\n%d", id, exp)
+	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// Announce publishes a finished file to its room as an event "file" that
+// asks for receipts, so the uploader sees who has it. It is the transfer
+// manager's Announcer.
+func (s *Server) Announce(ctx context.Context, f transfer.File) {
+	data, err := json.Marshal(s.fileView(f))
+	if err != nil {
+		s.cfg.Log.Error("encode announcement", "err", err)
+		return
+	}
+	d, _ := s.hub.Publish(f.Room, "file", data, protocol.From{User: f.User, Name: f.UserName}, true)
+	s.cfg.Log.Info("file announced", "file", f.ID, "room", f.Room, "size", f.Size, "type", f.Type, "delivered", d.Delivered)
+}
+
+func (s *Server) routeFiles() {
+	s.mux.HandleFunc("GET /files/{id}/{name}", s.serveFile)
+	s.mux.HandleFunc("HEAD /files/{id}/{name}", s.serveFile)
+	s.mux.HandleFunc("GET /files/{id}", s.serveFile)
+}
+
+// serveFile streams a file with Range support to a member of its room or to
+// the holder of a signed link.
+func (s *Server) serveFile(w http.ResponseWriter, r *http.Request) {
+	t := s.cfg.Transfer
+	if t == nil {
+		http.NotFound(w, r)
+		return
+	}
+	id := r.PathValue("id")
+	obj, f, err := t.OpenFile(r.Context(), id)
+	if err != nil {
+		var te *transfer.Error
+		if errors.As(err, &te) && (te.Code == transfer.CodeNotFound || te.Code == transfer.CodeUnknownUpload) {
+			http.Error(w, "no such file", http.StatusNotFound)
+			return
+		}
+		s.cfg.Log.Error("open file", "file", id, "err", err)
+		http.Error(w, "storage unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	defer obj.Close()
+	if status, msg := s.mayDownload(r, f); status != 0 {
+		http.Error(w, msg, status)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", f.Type)
+	h.Set("X-Content-Type-Options", "nosniff")
+	// Even an allowed type must not run scripts in ferry's origin.
+	h.Set("Content-Security-Policy", "default-src 'none'; img-src 'self'; media-src 'self'; style-src 'unsafe-inline'; sandbox")
+	h.Set("Cache-Control", "private, max-age=3600")
+	if f.SHA256 != "" {
+		h.Set("ETag", `"`+f.SHA256+`"`)
+	}
+	disp := "attachment"
+	if inlineType(f.Type) {
+		disp = "inline"
+	}
+	h.Set("Content-Disposition", mime.FormatMediaType(disp, map[string]string{"filename": f.Name}))
+	http.ServeContent(w, r, f.Name, f.Time, obj)
+}
+
+// mayDownload returns 0 when r may read f, else an HTTP status and why.
+func (s *Server) mayDownload(r *http.Request, f transfer.File) (int, string) {
+	q := r.URL.Query()
+	if sig, exp := q.Get("sig"), q.Get("exp"); sig != "" {
+		e, err := strconv.ParseInt(exp, 10, 64)
+		if err != nil || !hmac.Equal([]byte(sig), []byte(s.linkSig(f.ID, e))) {
+			return http.StatusForbidden, "bad link signature"
+		}
+		if time.Now().Unix() > e {
+			return http.StatusForbidden, "link expired: ask the room for a new one"
+		}
+		return 0, ""
+	}
+	if bearer(r) == "" {
+		return http.StatusUnauthorized, "a signed link or a token of a member of the room is required"
+	}
+	id, err := s.identify(r)
+	if err != nil || !s.hub.IsMember(id.user, f.Room) {
+		return http.StatusForbidden, "only members of the file's room may download it"
+	}
+	return 0, ""
+}
+
+// inlineType reports whether a type may be shown by browsers in the page:
+// images, audio, video and PDF. SVG and HTML are never inline: they can
+// carry scripts.
+func inlineType(t string) bool {
+	switch {
+	case t == "application/pdf":
+		return true
+	case t == "image/svg+xml":
+		return false
+	case strings.HasPrefix(t, "image/"), strings.HasPrefix(t, "audio/"), strings.HasPrefix(t, "video/"):
+		return true
+	}
+	return false
+}

@@ -1,0 +1,234 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/ferryhq/ferry/protocol"
+	"github.com/ferryhq/ferry/transfer"
+)
+
+var _ transfer.Sink = (*conn)(nil)
+
+// uploadSet is what a connection knows of its uploads: whether it ever
+// opened one (so that a drop detaches them).
+type uploadSet struct {
+	mu     sync.Mutex
+	opened bool
+}
+
+// requestTimeout bounds the storage work one upload request may cause.
+const requestTimeout = 30 * time.Second
+
+func transferLimits(t *transfer.Manager) (int, int64) { return t.MaxChunk(), t.MaxFileSize() }
+
+// maxBinary is the largest binary frame: a chunk and its header.
+func (c *conn) maxBinary() int {
+	if c.s.cfg.Transfer == nil {
+		return 1 << 20
+	}
+	return c.s.cfg.Transfer.MaxChunk() + 2 + protocol.MaxUploadIDLen + 8
+}
+
+var errUploadsOff = protocol.Errorf(protocol.CodeNotImplemented, "uploads are not enabled on this server")
+
+func (c *conn) dispatchUpload(req *protocol.Request) (any, error) {
+	t := c.s.cfg.Transfer
+	if t == nil {
+		return nil, errUploadsOff
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	switch req.T {
+	case protocol.TypeUploadOpen:
+		if req.Room != "" || req.Resume == "" {
+			if err := c.s.hub.CheckMember(c, req.Room); err != nil {
+				return nil, err
+			}
+		}
+		g, err := t.Open(ctx, transfer.OpenRequest{
+			Owner: transfer.Owner{User: c.user, Name: c.name, Conn: c.id},
+			Room:  req.Room, Name: req.Name, Size: req.Size, Type: req.Type,
+			SHA256: req.SHA256, ChunkSize: req.ChunkSize, Resume: req.Resume,
+		}, c)
+		if err != nil {
+			return nil, uploadErr(req.Resume, err)
+		}
+		c.uploads.mu.Lock()
+		c.uploads.opened = true
+		c.uploads.mu.Unlock()
+		if g.File != nil {
+			v := c.s.fileView(*g.File)
+			return struct {
+				transfer.Grant
+				File fileView `json:"file"`
+			}{g, v}, nil
+		}
+		return g, nil
+	case protocol.TypeUploadChunk:
+		c.writeBase64(req)
+		return noAck, nil
+	case protocol.TypeUploadStatus:
+		st, err := t.Status(ctx, req.Upload, c.user)
+		if err != nil {
+			return nil, uploadErr(req.Upload, err)
+		}
+		if st.File != nil {
+			v := c.s.fileView(*st.File)
+			return struct {
+				transfer.State
+				File fileView `json:"file"`
+			}{st, v}, nil
+		}
+		return st, nil
+	case protocol.TypeUploadCancel:
+		if err := t.Cancel(ctx, req.Upload, c.user); err != nil {
+			return nil, uploadErr(req.Upload, err)
+		}
+		return map[string]string{"upload": req.Upload}, nil
+	case protocol.TypeFileLink:
+		f, err := t.File(ctx, req.File)
+		if err != nil {
+			return nil, err
+		}
+		if err := c.s.hub.CheckMember(c, f.Room); err != nil {
+			return nil, err
+		}
+		return c.s.fileView(f), nil
+	}
+	return nil, protocol.Errorf(protocol.CodeUnknownType, "unknown frame type %q", req.T)
+}
+
+// uploadErr names the upload in an error.
+func uploadErr(id string, err error) error {
+	var te *transfer.Error
+	if !errors.As(err, &te) {
+		return err
+	}
+	pe := &protocol.Error{Code: te.Code, Message: te.Message, Upload: id}
+	switch te.Code {
+	case transfer.CodeBadOffset, transfer.CodeBeyondSize, transfer.CodeWindowExceeded:
+		off := te.Offset
+		pe.Offset = &off
+	}
+	return pe
+}
+
+// readBinary handles a binary frame: a chunk header, then the payload,
+// which is read straight from the socket into the upload's part buffer.
+func (c *conn) readBinary(m *message) {
+	t := c.s.cfg.Transfer
+	if t == nil {
+		c.sendError(0, errUploadsOff)
+		return
+	}
+	hdr := c.hdr[:2]
+	if _, err := io.ReadFull(m, hdr); err != nil {
+		c.badFrame(0, protocol.Errorf(protocol.CodeBadFrame, "binary frame shorter than a chunk header"))
+		return
+	}
+	n := int(hdr[1])
+	if hdr[0] != protocol.ChunkKind || n == 0 || n > protocol.MaxUploadIDLen {
+		c.badFrame(0, protocol.Errorf(protocol.CodeBadFrame, "binary frames must start with kind 0x01 and an upload id of 1 to %d bytes", protocol.MaxUploadIDLen))
+		return
+	}
+	full := c.hdr[:2+n+8]
+	if _, err := io.ReadFull(m, full[2:]); err != nil {
+		c.badFrame(0, protocol.Errorf(protocol.CodeBadFrame, "binary frame shorter than its chunk header"))
+		return
+	}
+	h, _, err := protocol.ParseChunkHeader(full)
+	if err != nil {
+		c.badFrame(0, protocol.Errorf(protocol.CodeBadFrame, "bad chunk header: %v", err))
+		return
+	}
+	c.writeChunk(h.Upload, h.Offset, m, nil)
+}
+
+// writeBase64 handles an upload.chunk text frame.
+func (c *conn) writeBase64(req *protocol.Request) {
+	var s []byte
+	if len(req.Data) >= 2 && req.Data[0] == '"' && bytes.IndexByte(req.Data, '\\') < 0 {
+		s = req.Data[1 : len(req.Data)-1]
+	} else {
+		var str string
+		if err := json.Unmarshal(req.Data, &str); err != nil {
+			c.sendError(req.ID, &protocol.Error{Code: protocol.CodeBadChunk, Message: "data must be a base64 string", Upload: req.Upload})
+			return
+		}
+		s = []byte(str)
+	}
+	d := &decodeWatch{r: base64.NewDecoder(base64.StdEncoding, bytes.NewReader(s))}
+	c.writeChunk(req.Upload, req.Offset, d, &d.err)
+}
+
+// decodeWatch remembers a decoding error, to tell it apart from the
+// upload's own errors.
+type decodeWatch struct {
+	r   io.Reader
+	err error
+}
+
+func (d *decodeWatch) Read(p []byte) (int, error) {
+	n, err := d.r.Read(p)
+	if err != nil && err != io.EOF {
+		d.err = err
+	}
+	return n, err
+}
+
+func (c *conn) writeChunk(id string, offset int64, r io.Reader, decodeErr *error) {
+	counted := &countReader{r: r}
+	_, err := c.s.cfg.Transfer.Write(id, c.user, offset, counted)
+	c.s.metrics.uploadBytes.Add(uint64(counted.n))
+	if err == nil {
+		return
+	}
+	if decodeErr != nil && *decodeErr != nil {
+		err = &protocol.Error{Code: protocol.CodeBadChunk, Message: "data is not valid base64: " + (*decodeErr).Error(), Upload: id}
+	}
+	c.sendError(0, uploadErr(id, err))
+}
+
+type countReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// detachUploads pauses the connection's uploads: they stay resumable.
+func (c *conn) detachUploads() {
+	c.uploads.mu.Lock()
+	opened := c.uploads.opened
+	c.uploads.mu.Unlock()
+	if opened && c.s.cfg.Transfer != nil {
+		c.s.cfg.Transfer.Detach(c)
+	}
+}
+
+// Progress implements transfer.Sink.
+func (c *conn) Progress(upload string, durable int64) {
+	c.send(protocol.UploadProgress{T: protocol.TypeUploadProgress, Upload: upload, Offset: durable})
+}
+
+// Completed implements transfer.Sink.
+func (c *conn) Completed(upload string, f transfer.File) {
+	c.s.metrics.uploadsDone.Add(1)
+	c.send(protocol.UploadDone{T: protocol.TypeUploadDone, Upload: upload, File: c.s.fileView(f)})
+}
+
+// Failed implements transfer.Sink.
+func (c *conn) Failed(upload string, err error) {
+	c.sendError(0, uploadErr(upload, err))
+}

@@ -1,0 +1,480 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/ferryhq/ferry/internal/testenv"
+	"github.com/ferryhq/ferry/protocol"
+	"github.com/ferryhq/ferry/server"
+	"github.com/ferryhq/ferry/storage"
+	"github.com/ferryhq/ferry/storage/disk"
+	"github.com/ferryhq/ferry/storage/s3"
+	"github.com/ferryhq/ferry/transfer"
+)
+
+// fileEnv is a server with uploads over a real store.
+type fileEnv struct {
+	srv   *server.Server
+	tm    *transfer.Manager
+	http  *httptest.Server
+	url   string
+	store storage.Store
+}
+
+// stores lists the backends every upload test runs against: disk always,
+// MinIO when it is there (and CI requires it).
+func stores(t *testing.T) map[string]func(t *testing.T) storage.Store {
+	return map[string]func(t *testing.T) storage.Store{
+		"disk": func(t *testing.T) storage.Store {
+			st, err := disk.New(disk.Config{Dir: t.TempDir()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return st
+		},
+		"minio": minioStore,
+	}
+}
+
+func minioStore(t *testing.T) storage.Store {
+	endpoint, ak, sk := testenv.MinIO(t)
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	st, err := s3.New(context.Background(), s3.Config{Endpoint: endpoint, Bucket: "t-" + hex.EncodeToString(b[:]), AccessKey: ak, SecretKey: sk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+func newFileEnv(t *testing.T, store storage.Store, tcfg transfer.Config, scfg server.Config) *fileEnv {
+	t.Helper()
+	e := &fileEnv{store: store}
+	tcfg.Store = store
+	tcfg.Announce = func(ctx context.Context, f transfer.File) { e.srv.Announce(ctx, f) }
+	if tcfg.RetryMax == 0 {
+		tcfg.RetryMin, tcfg.RetryMax = 20*time.Millisecond, 200*time.Millisecond
+	}
+	tm, err := transfer.New(tcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.tm = tm
+	scfg.Transfer = tm
+	e.srv, err = server.New(scfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.http = httptest.NewServer(e.srv)
+	e.url = "ws" + strings.TrimPrefix(e.http.URL, "http") + "/ws"
+	t.Cleanup(e.stop)
+	return e
+}
+
+func (e *fileEnv) stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = e.srv.Shutdown(ctx)
+	e.http.Close()
+	_ = e.tm.Shutdown(ctx)
+}
+
+type uploadOpts struct {
+	name, typ string
+	base64    bool
+	chunk     int
+	sha       string
+	resume    string
+	// cutAfter, when > 0, stops sending once that many bytes were sent.
+	cutAfter int64
+}
+
+// upload sends data with the protocol as a client would and returns the
+// upload.done frame, or the first error frame about it.
+func (p *peer) upload(room string, data []byte, o uploadOpts) (done frame, errf frame) {
+	p.t.Helper()
+	if o.name == "" {
+		o.name = "file.bin"
+	}
+	if o.chunk == 0 {
+		o.chunk = 64 << 10
+	}
+	req := frame{"t": "upload.open", "room": room, "name": o.name, "size": len(data), "type": o.typ, "chunk_size": o.chunk}
+	if o.sha != "" {
+		req["sha256"] = o.sha
+	}
+	if o.resume != "" {
+		req["resume"] = o.resume
+	}
+	r := p.request(req)
+	if r["t"] == "error" {
+		return nil, r
+	}
+	g := r["data"].(map[string]any)
+	id := g["upload"].(string)
+	off := int64(g["offset"].(float64))
+	durable := off
+	window := int64(g["window"].(float64))
+	chunk := int64(g["chunk_size"].(float64))
+	sent := off
+	for {
+		for sent < int64(len(data)) && sent-durable+chunk <= window && (o.cutAfter == 0 || sent < o.cutAfter) {
+			end := min(sent+chunk, int64(len(data)))
+			p.sendChunk(id, sent, data[sent:end], o.base64)
+			sent = end
+		}
+		if o.cutAfter > 0 && sent >= o.cutAfter {
+			return frame{"upload": id, "cut": sent}, nil
+		}
+		f := p.next(func(f frame) bool { return f["upload"] == id })
+		switch {
+		case f["t"] == "upload.progress" && f["upload"] == id:
+			durable = int64(f["offset"].(float64))
+		case f["t"] == "upload.done" && f["upload"] == id:
+			return f, nil
+		case f["t"] == "error" && f["upload"] == id:
+			if f["code"] == transfer.CodeStorageUnavailable {
+				p.storageErrors++
+				continue // the server keeps the data and retries
+			}
+			return nil, f
+		default:
+			p.backlog = append(p.backlog, f)
+		}
+	}
+}
+
+// next returns the first frame, from the backlog or the wire, that match
+// accepts; other frames stay in the backlog in order.
+func (p *peer) next(match func(frame) bool) frame {
+	p.t.Helper()
+	for i, f := range p.backlog {
+		if match(f) {
+			p.backlog = append(p.backlog[:i:i], p.backlog[i+1:]...)
+			return f
+		}
+	}
+	return p.readWire()
+}
+
+func (p *peer) sendChunk(id string, off int64, b []byte, b64 bool) {
+	p.t.Helper()
+	if b64 {
+		p.send(frame{"t": "upload.chunk", "upload": id, "offset": off, "data": base64.StdEncoding.EncodeToString(b)})
+		return
+	}
+	msg := protocol.AppendChunkHeader(nil, protocol.ChunkHeader{Upload: id, Offset: off})
+	p.sendRaw(websocket.BinaryMessage, append(msg, b...))
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return b
+}
+
+func sha(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// download fetches a file's URL from the announcement, with extra headers.
+func (e *fileEnv) download(t *testing.T, url string, h http.Header) (*http.Response, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", e.http.URL+url, nil)
+	for k, v := range h {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
+func TestUploadSizesAndEncodings(t *testing.T) {
+	for name, newStore := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			e := newFileEnv(t, newStore(t), transfer.Config{PartSize: storage.MinPartSize}, server.Config{})
+			up := dial(t, e.url+"?name=uploader")
+			watcher := dial(t, e.url+"?name=watcher")
+			up.mustAck(frame{"t": "join", "room": "share"})
+			watcher.mustAck(frame{"t": "join", "room": "share"})
+			for _, size := range []int{0, 1, 100_000 + 7, 2*storage.MinPartSize + 12345} {
+				for _, b64 := range []bool{false, true} {
+					data := randomBytes(size)
+					done, errf := up.upload("share", data, uploadOpts{name: fmt.Sprintf("f%d.bin", size), base64: b64, sha: sha(data)})
+					if errf != nil {
+						t.Fatalf("size %d base64 %v: %v", size, b64, errf)
+					}
+					f := done["file"].(map[string]any)
+					if f["size"] != float64(size) || f["sha256"] != sha(data) || f["room"] != "share" || f["user_name"] != "uploader" {
+						t.Fatalf("file %v", f)
+					}
+					if _, leaked := f["key"]; leaked {
+						t.Fatalf("storage key leaked to the client: %v", f)
+					}
+					// The room hears about it, as an ordinary event.
+					ev := watcher.readType("event")
+					if ev["event"] != "file" || ev["data"].(map[string]any)["id"] != f["id"] || ev["receipt"] != true {
+						t.Fatalf("announcement %v", ev)
+					}
+					resp, got := e.download(t, f["url"].(string), nil)
+					if resp.StatusCode != 200 || !bytes.Equal(got, data) {
+						t.Fatalf("download: status %d, %d bytes (want %d)", resp.StatusCode, len(got), size)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestUploadBadInput(t *testing.T) {
+	e := newFileEnv(t, stores(t)["disk"](t), transfer.Config{MaxFileSize: 1 << 20, MaxUploads: 2}, server.Config{})
+	p := dial(t, e.url)
+	other := dial(t, e.url)
+	p.mustAck(frame{"t": "join", "room": "r"})
+	other.mustAck(frame{"t": "join", "room": "r"})
+
+	for _, tc := range []struct {
+		name string
+		req  frame
+		code string
+	}{
+		{"slash", frame{"name": "a/b.txt"}, transfer.CodeBadName},
+		{"backslash", frame{"name": `a\b.txt`}, transfer.CodeBadName},
+		{"dotdot", frame{"name": ".."}, transfer.CodeBadName},
+		{"control", frame{"name": "a\x01b"}, transfer.CodeBadName},
+		{"long", frame{"name": strings.Repeat("n", 500)}, transfer.CodeBadName},
+		{"too large", frame{"size": 2 << 20}, transfer.CodeTooLarge},
+		{"negative", frame{"size": -1}, transfer.CodeBadRequest},
+		{"bad sha", frame{"sha256": "xyz"}, transfer.CodeBadRequest},
+		{"not member", frame{"room": "elsewhere"}, protocol.CodeUnknownRoom},
+		{"unknown resume", frame{"resume": "up_nothing", "room": ""}, transfer.CodeUnknownUpload},
+	} {
+		req := frame{"t": "upload.open", "room": "r", "name": "ok.txt", "size": 10}
+		for k, v := range tc.req {
+			req[k] = v
+		}
+		r := p.mustError(req, tc.code)
+		if msg := r["message"].(string); msg == "" {
+			t.Fatalf("%s: no message", tc.name)
+		}
+	}
+
+	data := randomBytes(100_000)
+	g := p.mustAck(frame{"t": "upload.open", "room": "r", "name": "a.bin", "size": len(data)})["data"].(map[string]any)
+	id := g["upload"].(string)
+	expectErr := func(who *peer, code string, offset float64) {
+		t.Helper()
+		f := who.next(func(f frame) bool { return f["t"] == "error" })
+		if f["t"] != "error" || f["code"] != code || f["upload"] != id {
+			t.Fatalf("got %v, want %s", f, code)
+		}
+		if offset >= 0 && f["offset"] != offset {
+			t.Fatalf("offset %v, want %v", f["offset"], offset)
+		}
+	}
+	p.sendChunk(id, 5, data[5:10], false) // wrong offset: told where to continue
+	expectErr(p, transfer.CodeBadOffset, 0)
+	p.sendChunk(id, 0, data[:1000], false)
+	p.sendChunk(id, 0, data[:1000], false) // again at 0: now 1000 is expected
+	expectErr(p, transfer.CodeBadOffset, 1000)
+	p.send(frame{"t": "upload.chunk", "upload": id, "offset": 1000, "data": "!!not base64!!"})
+	expectErr(p, protocol.CodeBadChunk, -1)
+	other.sendChunk(id, 1000, data[1000:2000], false) // someone else's upload
+	expectErr(other, transfer.CodeForbidden, -1)
+	p.sendChunk("up_unknown", 0, data[:10], false)
+	f := p.next(func(f frame) bool { return f["t"] == "error" })
+	if f["code"] != transfer.CodeUnknownUpload {
+		t.Fatalf("unknown upload: %v", f)
+	}
+	p.sendChunk(id, 1000, append(append([]byte{}, data[1000:]...), 1, 2, 3), false) // past the size
+	expectErr(p, transfer.CodeBeyondSize, 1000)
+	p.sendRaw(websocket.BinaryMessage, []byte{0x07, 1, 'x'}) // not a chunk header
+	if f := p.next(func(f frame) bool { return f["t"] == "error" }); f["code"] != protocol.CodeBadFrame {
+		t.Fatalf("bad header: %v", f)
+	}
+	// After all that, the upload is intact and completes.
+	done, errf := p.upload("r", data, uploadOpts{resume: id, name: "a.bin"})
+	if errf != nil {
+		t.Fatal(errf)
+	}
+	if got := done["file"].(map[string]any)["sha256"]; got != sha(data) {
+		t.Fatalf("sha %v", got)
+	}
+	goodID := done["file"].(map[string]any)["id"]
+
+	// A wrong SHA-256: refused at the end, nothing announced.
+	_, errf = p.upload("r", data, uploadOpts{sha: sha([]byte("other"))})
+	if errf == nil || errf["code"] != transfer.CodeChecksumMismatch {
+		t.Fatalf("checksum: %v", errf)
+	}
+	// Too many uploads at once on one connection.
+	for i := 0; i < 2; i++ {
+		p.mustAck(frame{"t": "upload.open", "room": "r", "name": fmt.Sprintf("p%d", i), "size": 10})
+	}
+	p.mustError(frame{"t": "upload.open", "room": "r", "name": "p3", "size": 10}, transfer.CodeTooManyUploads)
+	// The connection still chats.
+	p.mustAck(frame{"t": "emit", "room": "r", "event": "chat", "data": "still here"})
+	for {
+		ev := other.next(func(f frame) bool { return f["t"] == "event" })
+		if ev["event"] == "file" && ev["data"].(map[string]any)["id"] != goodID {
+			t.Fatalf("a refused upload was announced: %v", ev)
+		}
+		if ev["event"] == "chat" {
+			break
+		}
+	}
+}
+
+func TestUploadTypePolicy(t *testing.T) {
+	e := newFileEnv(t, stores(t)["disk"](t), transfer.Config{}, server.Config{})
+	p := dial(t, e.url)
+	p.mustAck(frame{"t": "join", "room": "r"})
+	elf := append([]byte{0x7f, 'E', 'L', 'F', 2, 1, 1, 0}, randomBytes(4000)...)
+	png := append([]byte{0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13, 'I', 'H', 'D', 'R'}, randomBytes(4000)...)
+	for _, tc := range []struct {
+		name, typ string
+		data      []byte
+		code      string
+		stored    string
+	}{
+		{"cat.jpg", "image/jpeg", elf, transfer.CodeTypeMismatch, ""},
+		{"tool", "", elf, transfer.CodeTypeRefused, ""},
+		{"run.sh", "text/plain", []byte("#!/bin/sh\nrm -rf /\n"), transfer.CodeTypeRefused, ""},
+		{"cat.jpg", "image/jpeg", png, transfer.CodeTypeMismatch, ""},
+		{"cat.png", "image/png", png, "", "image/png"},
+		{"cat", "", png, "", "image/png"},
+		{"blob.dat", "", randomBytes(3000), "", "application/octet-stream"},
+	} {
+		done, errf := p.upload("r", tc.data, uploadOpts{name: tc.name, typ: tc.typ})
+		if tc.code != "" {
+			if errf == nil || errf["code"] != tc.code {
+				t.Fatalf("%s as %s: got %v %v, want %s", tc.name, tc.typ, done, errf, tc.code)
+			}
+			continue
+		}
+		if errf != nil {
+			t.Fatalf("%s: %v", tc.name, errf)
+		}
+		if got := done["file"].(map[string]any)["type"]; got != tc.stored {
+			t.Fatalf("%s stored as %v, want %s", tc.name, got, tc.stored)
+		}
+	}
+}
+
+func TestDownloadRangeAndAccess(t *testing.T) {
+	e := newFileEnv(t, stores(t)["disk"](t), transfer.Config{}, server.Config{})
+	p := dial(t, e.url)
+	p.mustAck(frame{"t": "join", "room": "r"})
+	outsider := dial(t, e.url)
+	data := randomBytes(300_000)
+	done, errf := p.upload("r", data, uploadOpts{name: "notes.bin"})
+	if errf != nil {
+		t.Fatal(errf)
+	}
+	f := done["file"].(map[string]any)
+	url := f["url"].(string)
+	resp, got := e.download(t, url, http.Header{"Range": {"bytes=1000-1999"}})
+	if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(got, data[1000:2000]) {
+		t.Fatalf("range: %d, %d bytes", resp.StatusCode, len(got))
+	}
+	if cd := resp.Header.Get("Content-Disposition"); !strings.HasPrefix(cd, "attachment") {
+		t.Fatalf("disposition %q", cd)
+	}
+	bare := "/files/" + f["id"].(string) + "/notes.bin"
+	// A member's token is enough; a non-member's is not; nothing is not.
+	if resp, _ := e.download(t, bare, http.Header{"Authorization": {"Bearer " + p.welcome.Token}}); resp.StatusCode != 200 {
+		t.Fatalf("member: %d", resp.StatusCode)
+	}
+	if resp, _ := e.download(t, bare, http.Header{"Authorization": {"Bearer " + outsider.welcome.Token}}); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("outsider: %d", resp.StatusCode)
+	}
+	if resp, _ := e.download(t, bare, nil); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("anonymous: %d", resp.StatusCode)
+	}
+	if resp, _ := e.download(t, url+"x", nil); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("forged signature: %d", resp.StatusCode)
+	}
+	// A fresh link is only for members.
+	outsider.mustError(frame{"t": "file.link", "file": f["id"]}, protocol.CodeNotMember)
+	link := p.mustAck(frame{"t": "file.link", "file": f["id"]})["data"].(map[string]any)
+	if resp, got := e.download(t, link["url"].(string), nil); resp.StatusCode != 200 || !bytes.Equal(got, data) {
+		t.Fatalf("fresh link: %d", resp.StatusCode)
+	}
+}
+
+// Several uploads interleaved on one connection, with chat in between, all
+// complete intact.
+func TestParallelUploads(t *testing.T) {
+	for name, newStore := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			e := newFileEnv(t, newStore(t), transfer.Config{PartSize: storage.MinPartSize}, server.Config{})
+			p := dial(t, e.url)
+			p.mustAck(frame{"t": "join", "room": "r"})
+			type up struct {
+				data             []byte
+				id               string
+				sent, durable, w int64
+				done             bool
+			}
+			var ups []*up
+			for i := 0; i < 3; i++ {
+				u := &up{data: randomBytes(3*storage.MinPartSize/2 + i*7777)}
+				g := p.mustAck(frame{"t": "upload.open", "room": "r", "name": fmt.Sprintf("p%d.bin", i), "size": len(u.data), "chunk_size": 128 << 10})["data"].(map[string]any)
+				u.id, u.w = g["upload"].(string), int64(g["window"].(float64))
+				ups = append(ups, u)
+			}
+			remaining := len(ups)
+			chats := 0
+			for remaining > 0 {
+				for _, u := range ups {
+					// One chunk each in turn, within each window.
+					if u.sent < int64(len(u.data)) && u.sent-u.durable+(128<<10) <= u.w {
+						end := min(u.sent+128<<10, int64(len(u.data)))
+						p.sendChunk(u.id, u.sent, u.data[u.sent:end], false)
+						u.sent = end
+					}
+				}
+				p.send(frame{"t": "emit", "room": "r", "event": "chat", "data": chats})
+				chats++
+				f := p.readWire()
+				for _, u := range ups {
+					if f["upload"] != u.id {
+						continue
+					}
+					switch f["t"] {
+					case "upload.progress":
+						u.durable = int64(f["offset"].(float64))
+					case "upload.done":
+						if f["file"].(map[string]any)["sha256"] != sha(u.data) {
+							t.Fatalf("upload %s: wrong sha", u.id)
+						}
+						u.done = true
+						remaining--
+					case "error":
+						t.Fatalf("upload %s: %v", u.id, f)
+					}
+				}
+			}
+		})
+	}
+}

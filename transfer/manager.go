@@ -1,0 +1,406 @@
+package transfer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/ferryhq/ferry/storage"
+)
+
+// Defaults and bounds of Config.
+const (
+	DefaultPartSize    = 8 << 20
+	DefaultParts       = 2
+	DefaultChunkSize   = 256 << 10
+	DefaultMaxChunk    = 1 << 20
+	MinChunkSize       = 16 << 10
+	DefaultMaxFileSize = 2 << 30
+	DefaultTTL         = 24 * time.Hour
+	DefaultMaxUploads  = 4
+	DefaultRetryMin    = 100 * time.Millisecond
+	DefaultRetryMax    = 5 * time.Second
+
+	// maxPartSize keeps a single part buffer reasonable; S3 itself allows 5 GiB.
+	maxPartSize = 256 << 20
+	// cleanupTimeout bounds the storage calls that clean up after a failed
+	// upload when no caller context is at hand.
+	cleanupTimeout = 30 * time.Second
+)
+
+// Config configures a Manager. Zero values mean the documented defaults.
+type Config struct {
+	// Store keeps the files, the upload manifests and the file records.
+	// Required.
+	Store storage.Store
+	// Announce is called once per finished file, after it is stored and
+	// verified. Optional.
+	Announce Announcer
+	// PartSize is the size of every multipart part but the last. Default
+	// 8 MiB; at least storage.MinPartSize.
+	PartSize int
+	// Parts is how many part buffers an upload may hold: one being filled
+	// while another is stored. The window a client may send ahead of what is
+	// durable is Parts*PartSize, and so is an upload's memory. Default 2,
+	// which keeps 16 busy uploads at 256 MiB of buffers.
+	Parts int
+	// ChunkSize is the chunk size granted when the client asks for none.
+	// Default 256 KiB.
+	ChunkSize int
+	// MaxChunk is the largest chunk accepted. Default 1 MiB; at least
+	// MinChunkSize, at most PartSize.
+	MaxChunk int
+	// MaxFileSize is the largest file accepted. Default 2 GiB.
+	MaxFileSize int64
+	// MaxUploads is how many uploads one Sink (connection) may have open at
+	// once. Default 4.
+	MaxUploads int
+	// TTL is how long an upload may sit untouched before it expires, and how
+	// long the result of a finished upload stays available to a resume.
+	// Default 24h.
+	TTL time.Duration
+	// RetryMin and RetryMax bound the backoff between attempts when storage
+	// fails. Defaults 100ms and 5s.
+	RetryMin, RetryMax time.Duration
+	// Policy decides which content types are accepted.
+	Policy Policy
+	// Log receives the manager's logs. Default: discarded.
+	Log *slog.Logger
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Manager receives uploads. It is safe for concurrent use.
+type Manager struct {
+	store       storage.Store
+	announce    Announcer
+	partSize    int
+	parts       int
+	chunkSize   int
+	maxChunk    int
+	maxFileSize int64
+	maxUploads  int
+	ttl         time.Duration
+	retryMin    time.Duration
+	retryMax    time.Duration
+	policy      Policy
+	log         *slog.Logger
+	now         func() time.Time
+	pool        *bufPool
+
+	// ctx parents every upload's context; cancel ends them all when
+	// Shutdown runs out of time.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	uploads map[string]*upload       // open uploads, and those still storing
+	claims  map[string]chan struct{} // ids being loaded from or removed in storage
+	closed  bool
+	closing chan struct{}
+
+	// workersMu is a leaf lock, taken with an upload's lock held.
+	workersMu sync.Mutex
+	noWorkers bool
+	workers   sync.WaitGroup
+}
+
+// New returns a Manager for cfg.
+func New(cfg Config) (*Manager, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("transfer: Config.Store is required")
+	}
+	m := &Manager{
+		store:       cfg.Store,
+		announce:    cfg.Announce,
+		partSize:    orDefault(cfg.PartSize, DefaultPartSize),
+		parts:       orDefault(cfg.Parts, DefaultParts),
+		chunkSize:   orDefault(cfg.ChunkSize, DefaultChunkSize),
+		maxChunk:    orDefault(cfg.MaxChunk, DefaultMaxChunk),
+		maxFileSize: orDefault(cfg.MaxFileSize, DefaultMaxFileSize),
+		maxUploads:  orDefault(cfg.MaxUploads, DefaultMaxUploads),
+		ttl:         orDefault(cfg.TTL, DefaultTTL),
+		retryMin:    orDefault(cfg.RetryMin, DefaultRetryMin),
+		retryMax:    orDefault(cfg.RetryMax, DefaultRetryMax),
+		policy:      cfg.Policy,
+		log:         cfg.Log,
+		now:         cfg.Now,
+		uploads:     make(map[string]*upload),
+		claims:      make(map[string]chan struct{}),
+		closing:     make(chan struct{}),
+	}
+	switch {
+	case m.partSize < storage.MinPartSize || m.partSize > maxPartSize:
+		return nil, fmt.Errorf("transfer: PartSize %d is outside [%d, %d]", m.partSize, storage.MinPartSize, maxPartSize)
+	case m.parts < 1:
+		return nil, fmt.Errorf("transfer: Parts %d is below 1", m.parts)
+	case m.maxChunk < MinChunkSize || m.maxChunk > m.partSize:
+		return nil, fmt.Errorf("transfer: MaxChunk %d is outside [%d, PartSize]", m.maxChunk, MinChunkSize)
+	case m.chunkSize < MinChunkSize || m.chunkSize > m.maxChunk:
+		return nil, fmt.Errorf("transfer: ChunkSize %d is outside [%d, MaxChunk]", m.chunkSize, MinChunkSize)
+	case m.maxFileSize < 0 || m.maxFileSize > int64(m.partSize)*storage.MaxParts:
+		return nil, fmt.Errorf("transfer: MaxFileSize %d needs more than %d parts of %d bytes", m.maxFileSize, storage.MaxParts, m.partSize)
+	case m.maxUploads < 1, m.ttl <= 0, m.retryMin <= 0, m.retryMax < m.retryMin:
+		return nil, errors.New("transfer: MaxUploads, TTL, RetryMin and RetryMax must be positive, RetryMax >= RetryMin")
+	}
+	if m.log == nil {
+		m.log = slog.New(slog.DiscardHandler)
+	}
+	if m.now == nil {
+		m.now = time.Now
+	}
+	// The buffers of one upload stay at hand between its parts.
+	m.pool = newBufPool(m.partSize, m.parts)
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	return m, nil
+}
+
+func orDefault[T int | int64 | time.Duration](v, def T) T {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+func (m *Manager) window() int64 { return int64(m.parts) * int64(m.partSize) }
+
+func errShuttingDown() *Error {
+	return errorf(CodeStorageUnavailable, "the server is shutting down; resume the upload later")
+}
+
+// grantChunk clamps the chunk size a client asked for.
+func (m *Manager) grantChunk(want int) int {
+	if want <= 0 {
+		return m.chunkSize
+	}
+	return max(MinChunkSize, min(want, m.maxChunk))
+}
+
+func (m *Manager) grant(u *upload, offset int64, chunk int) Grant {
+	return Grant{Upload: u.id, Offset: offset, ChunkSize: m.grantChunk(chunk), Window: m.window(), Size: u.size}
+}
+
+// Open starts an upload, or resumes one when req.Resume is set. sink hears
+// about the upload's progress until the upload ends or Detach(sink); sinks
+// are compared with ==, so a sink is typically a pointer, one per
+// connection. An empty file is stored at once: its grant carries the File.
+func (m *Manager) Open(ctx context.Context, req OpenRequest, sink Sink) (Grant, error) {
+	if sink == nil || req.Owner.User == "" {
+		return Grant{}, errorf(CodeBadRequest, "an upload needs an owner and a sink")
+	}
+	m.mu.Lock()
+	closed := m.closed
+	m.mu.Unlock()
+	if closed {
+		return Grant{}, errShuttingDown()
+	}
+	if req.Resume != "" {
+		return m.resume(ctx, req, sink)
+	}
+	u, err := m.newUpload(req)
+	if err != nil {
+		return Grant{}, err
+	}
+	if u.size == 0 {
+		return m.openEmpty(ctx, u, req, sink)
+	}
+	if err := m.checkSinkLimit(sink); err != nil {
+		u.cancel()
+		return Grant{}, err
+	}
+	u.mu.Lock()
+	mf := u.manifestLocked(0, nil)
+	u.mu.Unlock()
+	if err := m.saveManifest(ctx, mf); err != nil {
+		u.cancel()
+		return Grant{}, wrapf(err, CodeStorageUnavailable, "cannot start the upload")
+	}
+	if err := m.register(u, sink); err != nil {
+		u.cancel()
+		_ = m.store.Delete(ctx, manifestKey(u.id))
+		return Grant{}, err
+	}
+	u.log.Debug("upload opened", "room", u.room, "size", u.size)
+	return m.grant(u, 0, req.ChunkSize), nil
+}
+
+// newUpload validates a request for a new upload.
+func (m *Manager) newUpload(req OpenRequest) (*upload, error) {
+	if err := checkRoom(req.Room); err != nil {
+		return nil, err
+	}
+	if err := checkName(req.Name); err != nil {
+		return nil, err
+	}
+	switch {
+	case req.Size < 0:
+		return nil, errorf(CodeBadRequest, "the size is negative")
+	case req.Size > m.maxFileSize:
+		return nil, errorf(CodeTooLarge, "the file is larger than %d bytes", m.maxFileSize)
+	}
+	sum, err := checkSHA256(req.SHA256)
+	if err != nil {
+		return nil, err
+	}
+	declared, err := declaredType(req.Type)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.policy.checkClaims(declared, req.Name); err != nil {
+		return nil, err
+	}
+	now := m.now()
+	fileID := newID(filePrefix)
+	key := objectKey(req.Room, fileID, req.Name, now)
+	if err := storage.CheckKey(key); err != nil {
+		return nil, wrapf(err, CodeBadName, "the file cannot be stored under this name")
+	}
+	return m.makeUpload(&manifest{
+		Version: manifestVersion, ID: newID(uploadPrefix), Status: statusUploading,
+		User: req.Owner.User, UserName: req.Owner.Name, Room: req.Room, Name: req.Name,
+		Size: req.Size, Declared: declared, SHA256: sum, FileID: fileID,
+		Key: key, PartSize: m.partSize,
+		Created: now, Updated: now,
+	}, req.Owner.Conn), nil
+}
+
+func checkSHA256(s string) (string, error) {
+	if s == "" {
+		return "", nil
+	}
+	if len(s) != 64 {
+		return "", errorf(CodeBadRequest, "sha256 must be 64 hex digits")
+	}
+	b := []byte(s)
+	for i, c := range b {
+		switch {
+		case c >= '0' && c <= '9', c >= 'a' && c <= 'f':
+		case c >= 'A' && c <= 'F':
+			b[i] = c + 'a' - 'A'
+		default:
+			return "", errorf(CodeBadRequest, "sha256 must be 64 hex digits")
+		}
+	}
+	return string(b), nil
+}
+
+// checkSinkLimit refuses an upload beyond MaxUploads for one sink.
+func (m *Manager) checkSinkLimit(sink Sink) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.sinkLimitLocked(sink)
+}
+
+func (m *Manager) sinkLimitLocked(sink Sink) error {
+	n := 0
+	for _, u := range m.uploads {
+		u.mu.Lock()
+		if u.sink == sink && u.status == statusUploading {
+			n++
+		}
+		u.mu.Unlock()
+	}
+	if n >= m.maxUploads {
+		return errorf(CodeTooManyUploads, "at most %d uploads at once per connection", m.maxUploads)
+	}
+	return nil
+}
+
+// register makes u an open upload attached to sink.
+func (m *Manager) register(u *upload, sink Sink) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return errShuttingDown()
+	}
+	if err := m.sinkLimitLocked(sink); err != nil {
+		return err
+	}
+	u.mu.Lock()
+	u.sink = sink
+	u.touched = m.now()
+	u.mu.Unlock()
+	m.uploads[u.id] = u
+	return nil
+}
+
+// lookup returns an open upload of user.
+func (m *Manager) lookup(id, user string) (*upload, error) {
+	m.mu.Lock()
+	closed := m.closed
+	u := m.uploads[id]
+	m.mu.Unlock()
+	switch {
+	case closed:
+		return nil, errShuttingDown()
+	case u == nil:
+		return nil, errorf(CodeUnknownUpload, "upload %q is not open; open it again with resume", id)
+	case u.owner.User != user:
+		return nil, errorf(CodeForbidden, "upload %s belongs to someone else", id)
+	}
+	return u, nil
+}
+
+// Write consumes one chunk of an upload at offset, reading the payload from
+// r until EOF. It never waits for storage: it copies the bytes into the
+// upload's part buffers and hands full parts to the upload's goroutine. It
+// returns the new received offset. A refused chunk leaves the upload as it
+// was; Write stops reading r at the first byte over a limit, so the caller
+// discards the rest of the message.
+func (m *Manager) Write(uploadID, user string, offset int64, r io.Reader) (int64, error) {
+	u, err := m.lookup(uploadID, user)
+	if err != nil {
+		return 0, err
+	}
+	return u.write(offset, r)
+}
+
+// startWorker runs u's storage goroutine unless Shutdown began. u.mu is held.
+func (m *Manager) startWorker(u *upload) bool {
+	m.workersMu.Lock()
+	defer m.workersMu.Unlock()
+	if m.noWorkers {
+		return false
+	}
+	m.workers.Add(1)
+	done := make(chan struct{})
+	u.working = true
+	u.workerDone = done
+	go u.work(done)
+	return true
+}
+
+// Shutdown stops accepting uploads, lets the upload goroutines store the
+// full parts they hold until ctx ends, then stops them. Every upload stays
+// resumable from its manifest. It returns once no goroutine of the manager
+// runs; calling it again is harmless.
+func (m *Manager) Shutdown(ctx context.Context) error {
+	m.mu.Lock()
+	if !m.closed {
+		m.closed = true
+		close(m.closing)
+	}
+	m.mu.Unlock()
+	m.workersMu.Lock()
+	m.noWorkers = true
+	m.workersMu.Unlock()
+
+	done := make(chan struct{})
+	go func() {
+		m.workers.Wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	m.cancel()
+	<-done
+	return err
+}

@@ -1,0 +1,407 @@
+package transfer
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/ferryhq/ferry/storage"
+)
+
+// upload is one file being received. Its fields under mu are shared by the
+// Write that fills its parts, the goroutine that stores them (work) and the
+// manager's other calls; mp and hash belong to whoever stores, which is the
+// worker while one runs.
+type upload struct {
+	m     *Manager
+	id    string
+	log   *slog.Logger
+	owner Owner
+	room  string
+	name  string
+	size  int64
+	// declared and sha are what the client declared (canonical, lower-case
+	// hex); fileID and key are where the file will live.
+	declared string
+	sha      string
+	fileID   string
+	key      string
+	partSize int
+	created  time.Time
+
+	// ctx ends the upload's storage work: Cancel, expiry and Shutdown
+	// cancel it.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	sink     Sink // nil while detached
+	status   string
+	ctype    string // stored content type, "" until sniffed
+	received int64
+	durable  int64
+	// parts holds the bytes between durable and received, in order. The
+	// sealed ones (full, handed to the worker) come first; only the last may
+	// be partly filled.
+	parts   []*part
+	writing bool // a Write is reading into the parts, outside mu
+	// dropTail asks the running Write to drop the unsealed bytes, because
+	// the upload was detached meanwhile.
+	dropTail   bool
+	working    bool // the worker goroutine runs
+	workerDone chan struct{}
+	// failure ends the upload; recordFailure says the worker must still
+	// clean up storage for it, and notify that the sink must hear of it.
+	failure       *Error
+	recordFailure bool
+	notify        bool
+	storageDown   bool // the sink heard of the current storage outage
+	touched       time.Time
+	file          *File
+
+	mp   storage.Multipart
+	hash []byte // SHA-256 state after durable bytes
+}
+
+type part struct {
+	num    int // 1-based part number
+	buf    []byte
+	sealed bool
+}
+
+func (m *Manager) makeUpload(mf *manifest, conn string) *upload {
+	u := &upload{
+		m: m, id: mf.ID, owner: Owner{User: mf.User, Name: mf.UserName, Conn: conn},
+		room: mf.Room, name: mf.Name, size: mf.Size, declared: mf.Declared, sha: mf.SHA256,
+		fileID: mf.FileID, key: mf.Key, partSize: mf.PartSize, created: mf.Created,
+		status: statusUploading, touched: m.now(),
+	}
+	u.log = m.log.With("upload", u.id, "conn", conn, "user", u.owner.User)
+	u.ctx, u.cancel = context.WithCancel(m.ctx)
+	return u
+}
+
+// partLen is the full length of part num.
+func (u *upload) partLen(num int) int {
+	start := int64(num-1) * int64(u.partSize)
+	return int(min(int64(u.partSize), u.size-start))
+}
+
+func (u *upload) headLen() int { return int(min(sniffLen, u.size)) }
+
+func (u *upload) write(offset int64, r io.Reader) (int64, error) {
+	u.mu.Lock()
+	switch {
+	case u.status == statusFailed:
+		err := u.failure
+		u.mu.Unlock()
+		return 0, err
+	case u.sink == nil:
+		u.mu.Unlock()
+		return 0, errorf(CodeUnknownUpload, "upload %s is paused; open it again with resume", u.id)
+	case u.writing:
+		received := u.received
+		u.mu.Unlock()
+		return 0, offsetError(CodeBadOffset, received, "another chunk of upload %s is being written", u.id)
+	case offset != u.received:
+		received := u.received
+		u.mu.Unlock()
+		return 0, offsetError(CodeBadOffset, received, "the upload continues at offset %d, not %d", received, offset)
+	}
+	start := u.received
+	remaining := u.size - start
+	ahead := u.durable + u.m.window() - start
+	limit := min(int64(u.m.maxChunk), remaining, ahead)
+
+	// Find room for limit bytes: the rest of the part being filled, then new
+	// parts. Nothing changes until the chunk is known to be good.
+	var segs [][]byte
+	var tail *part
+	var tailLen int
+	need := limit
+	if k := len(u.parts); k > 0 && !u.parts[k-1].sealed {
+		tail = u.parts[k-1]
+		tailLen = len(tail.buf)
+		take := min(int64(u.partLen(tail.num)-tailLen), need)
+		segs = append(segs, tail.buf[tailLen:tailLen+int(take)])
+		need -= take
+	}
+	var added []*part
+	for need > 0 {
+		pos := start + limit - need
+		p := &part{num: int(pos/int64(u.partSize)) + 1, buf: u.m.pool.get()}
+		take := min(int64(u.partLen(p.num)), need)
+		segs = append(segs, p.buf[:take])
+		added = append(added, p)
+		need -= take
+	}
+	u.writing = true
+	u.mu.Unlock()
+
+	n, lens, over, rerr := readChunk(r, segs)
+
+	u.mu.Lock()
+	u.writing = false
+	fail := func(err error) (int64, error) {
+		for _, p := range added {
+			u.m.pool.put(p.buf)
+		}
+		if u.dropTail || u.status != statusUploading {
+			u.dropTail = false
+			u.dropLocked(u.status == statusUploading)
+		}
+		u.mu.Unlock()
+		u.m.evict(u)
+		return 0, err
+	}
+	switch {
+	case u.status == statusFailed:
+		return fail(u.failure)
+	case u.dropTail:
+		return fail(errorf(CodeUnknownUpload, "upload %s was paused while the chunk arrived", u.id))
+	case over:
+		return fail(u.limitError(start, limit, remaining))
+	case rerr != nil:
+		return fail(wrapf(rerr, CodeBadRequest, "cannot read the chunk"))
+	}
+	i := 0
+	if tail != nil {
+		tail.buf = tail.buf[:tailLen+lens[0]]
+		i = 1
+	}
+	for _, p := range added {
+		if lens[i] == 0 {
+			u.m.pool.put(p.buf)
+		} else {
+			p.buf = p.buf[:lens[i]]
+			u.parts = append(u.parts, p)
+		}
+		i++
+	}
+	u.received += n
+	u.touched = u.m.now()
+
+	if u.ctype == "" && u.received >= int64(u.headLen()) {
+		head := u.parts[0].buf[:u.headLen()]
+		ctype, err := u.m.policy.classify(head, u.declared, u.name, u.size <= sniffLen)
+		if err != nil {
+			u.log.Info("upload refused", "err", err)
+			u.failLocked(err.(*Error), false)
+			// Recording the failure takes storage calls, which Write
+			// never waits for: the worker does it.
+			u.recordFailure = u.working || u.m.startWorker(u)
+			u.mu.Unlock()
+			u.m.evict(u)
+			return 0, err
+		}
+		u.ctype = ctype
+	}
+	for _, p := range u.parts {
+		if !p.sealed && len(p.buf) == u.partLen(p.num) {
+			p.sealed = true
+		}
+	}
+	if !u.working && len(u.parts) > 0 && u.parts[0].sealed {
+		u.m.startWorker(u)
+	}
+	received := u.received
+	u.mu.Unlock()
+	return received, nil
+}
+
+// readChunk reads r into segs until EOF. It returns the total read, the
+// length read into each segment, and whether r had more bytes than segs
+// hold.
+func readChunk(r io.Reader, segs [][]byte) (n int64, lens []int, over bool, err error) {
+	lens = make([]int, len(segs))
+	for i, s := range segs {
+		k, err := io.ReadFull(r, s)
+		lens[i] = k
+		n += int64(k)
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return n, lens, false, nil
+		}
+		if err != nil {
+			return n, lens, false, err
+		}
+	}
+	var probe [1]byte
+	k, err := io.ReadAtLeast(r, probe[:], 1)
+	if k > 0 {
+		return n, lens, true, nil
+	}
+	if err == io.EOF {
+		err = nil
+	}
+	return n, lens, false, err
+}
+
+// limitError explains why a chunk at start went over limit bytes.
+func (u *upload) limitError(start, limit, remaining int64) error {
+	switch limit {
+	case remaining:
+		return offsetError(CodeBeyondSize, start, "the chunk goes beyond the declared size of %d bytes", u.size)
+	case int64(u.m.maxChunk):
+		return errorf(CodeTooLarge, "a chunk may hold at most %d bytes", u.m.maxChunk)
+	}
+	return offsetError(CodeWindowExceeded, start,
+		"the chunk goes beyond the window: wait for progress past offset %d", u.durable)
+}
+
+// dropLocked lets go of the buffers nobody uses any more: the part being
+// filled unless a Write is filling it, and, unless keepSealed or the worker
+// is storing them, the sealed parts. received falls back to what is kept.
+func (u *upload) dropLocked(keepSealed bool) {
+	kept := u.parts[:0]
+	received := u.durable
+	for _, p := range u.parts {
+		keep := (p.sealed && (keepSealed || u.working)) || (!p.sealed && u.writing)
+		if keep {
+			kept = append(kept, p)
+			received += int64(len(p.buf))
+		} else {
+			u.m.pool.put(p.buf)
+		}
+	}
+	clear(u.parts[len(kept):])
+	u.parts = kept
+	u.received = received
+	if u.received < int64(u.headLen()) {
+		// The sniffed bytes are gone: sniff again what the client resends.
+		u.ctype = ""
+	}
+}
+
+// detachLocked pauses the upload: the bytes of the part being filled go.
+func (u *upload) detachLocked() {
+	if u.writing {
+		u.dropTail = true
+		return
+	}
+	u.dropLocked(true)
+}
+
+// keptLocked is where the client continues once the bytes of the part
+// being filled are dropped: the durable offset plus the sealed parts.
+func (u *upload) keptLocked() int64 {
+	kept := u.durable
+	for _, p := range u.parts {
+		if p.sealed {
+			kept += int64(len(p.buf))
+		}
+	}
+	return kept
+}
+
+// evictableLocked reports whether u has nothing left to do in memory.
+func (u *upload) evictableLocked() bool {
+	if u.working || u.writing {
+		return false
+	}
+	return u.status != statusUploading || u.sink == nil
+}
+
+// failLocked ends the upload with e and drops its buffers.
+func (u *upload) failLocked(e *Error, notify bool) {
+	u.status = statusFailed
+	u.failure = e
+	u.notify = notify
+	u.dropLocked(false)
+}
+
+func (u *upload) state() State {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	st := State{Upload: u.id, Room: u.room, Name: u.name, Size: u.size,
+		Offset: u.received, Durable: u.durable, Status: u.status, File: u.file}
+	if u.failure != nil {
+		st.Error = u.failure.Code
+	}
+	return st
+}
+
+// manifestLocked describes the upload as stored after durable bytes whose
+// hash state is hash.
+func (u *upload) manifestLocked(durable int64, hash []byte) *manifest {
+	mf := &manifest{
+		Version: manifestVersion, ID: u.id, Status: u.status,
+		User: u.owner.User, UserName: u.owner.Name, Room: u.room, Name: u.name, Size: u.size,
+		Declared: u.declared, Type: u.ctype, SHA256: u.sha, FileID: u.fileID, Key: u.key,
+		PartSize: u.partSize, Durable: durable, Hash: hash, Created: u.created, Updated: u.m.now(),
+	}
+	if u.mp != nil {
+		mf.Multipart = u.mp.ID()
+	}
+	if u.failure != nil {
+		mf.Error = &manifestError{Code: u.failure.Code, Message: u.failure.Message}
+	}
+	return mf
+}
+
+// stop ends an open upload with e (canceled or expired): it stops the
+// worker, aborts the multipart upload and deletes the manifest. When the
+// worker does not stop before ctx ends, the worker cleans up as it exits.
+func (u *upload) stop(ctx context.Context, e *Error, notify bool) error {
+	u.mu.Lock()
+	switch u.status {
+	case statusComplete:
+		u.mu.Unlock()
+		return errorf(CodeBadRequest, "upload %s is already complete", u.id)
+	case statusFailed:
+		u.mu.Unlock()
+		return nil
+	}
+	sink := u.sink
+	u.failLocked(e, false)
+	u.cancel()
+	done := u.workerDone
+	if u.working {
+		u.recordFailure = true
+		u.mu.Unlock()
+		select {
+		case <-done:
+		case <-ctx.Done():
+		}
+	} else {
+		u.mu.Unlock()
+		u.cleanup(ctx)
+	}
+	if notify && sink != nil {
+		sink.Failed(u.id, e)
+	}
+	u.m.evict(u)
+	return nil
+}
+
+// cleanup removes from storage what a failed upload left: the multipart
+// upload is aborted and the object deleted in case a completion got that
+// far. The manifest is deleted when the upload was canceled or expired, and
+// otherwise records the failure so that a resume learns what happened.
+// Errors are only logged: the expiry sweep finds what is left.
+func (u *upload) cleanup(ctx context.Context) {
+	if u.mp != nil {
+		if err := u.mp.Abort(ctx); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			u.log.Warn("cannot abort the multipart upload", "err", err)
+		}
+	}
+	// A completion cut short may have left the object without its record.
+	if err := u.m.store.Delete(ctx, u.key); err != nil {
+		u.log.Warn("cannot delete the object", "err", err)
+	}
+	u.mu.Lock()
+	mf := u.manifestLocked(0, nil)
+	code := u.failure.Code
+	u.mu.Unlock()
+	var err error
+	if code == CodeCanceled || code == CodeExpired {
+		err = u.m.store.Delete(ctx, manifestKey(u.id))
+	} else {
+		err = u.m.saveManifest(ctx, mf)
+	}
+	if err != nil {
+		u.log.Warn("cannot record the end of the upload", "err", err)
+	}
+}

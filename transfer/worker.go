@@ -1,0 +1,318 @@
+package transfer
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"time"
+
+	"github.com/ferryhq/ferry/storage"
+)
+
+// errDetached stops a worker whose upload lost its connection while storage
+// fails: rather than hold its buffers, the upload falls back to its durable
+// offset and the client resends the rest when it resumes.
+var errDetached = errors.New("transfer: upload detached while storage fails")
+
+// work is the upload's storage goroutine. It runs while there are sealed
+// parts to store or a completion or failure to record, one part at a time
+// and in order, so that durable is always a part boundary.
+func (u *upload) work(done chan struct{}) {
+	defer u.m.workers.Done()
+	defer close(done)
+	for {
+		u.mu.Lock()
+		if u.status != statusUploading || u.ctx.Err() != nil {
+			u.exitLocked()
+			return
+		}
+		var p *part
+		if len(u.parts) > 0 && u.parts[0].sealed {
+			p = u.parts[0]
+		}
+		finish := p == nil && u.received == u.size && u.durable == u.size
+		if p == nil && !finish {
+			u.working = false
+			u.mu.Unlock()
+			u.m.evict(u)
+			return
+		}
+		u.mu.Unlock()
+
+		var err error
+		if p != nil {
+			err = u.storePart(p)
+		} else {
+			err = u.complete()
+		}
+		if err == nil || u.ctx.Err() != nil {
+			continue
+		}
+		if errors.Is(err, errDetached) {
+			u.mu.Lock()
+			if u.sink == nil {
+				u.working = false
+				u.dropLocked(false)
+				u.mu.Unlock()
+				u.m.evict(u)
+				return
+			}
+			u.mu.Unlock()
+			continue
+		}
+		var e *Error
+		if !errors.As(err, &e) {
+			e = wrapf(err, CodeExpired, "the upload cannot continue")
+		}
+		u.log.Warn("upload failed", "err", err)
+		u.mu.Lock()
+		u.failLocked(e, true)
+		u.recordFailure = true
+		u.mu.Unlock()
+	}
+}
+
+// exitLocked ends the worker of an upload that is over or being stopped,
+// recording a failure if that was left to it. It unlocks u.mu.
+func (u *upload) exitLocked() {
+	cleanup := u.status == statusFailed && u.recordFailure
+	u.recordFailure = false
+	notify := cleanup && u.notify
+	sink, e := u.sink, u.failure
+	u.working = false
+	u.dropLocked(false)
+	u.mu.Unlock()
+	if cleanup {
+		ctx, cancel := context.WithTimeout(u.m.ctx, cleanupTimeout)
+		u.cleanup(ctx)
+		cancel()
+	}
+	if notify && sink != nil {
+		sink.Failed(u.id, e)
+	}
+	u.m.evict(u)
+}
+
+// retry runs op until it succeeds, the upload's context ends, or op fails
+// for good. While storage fails the sink hears it once, and the window
+// holds the client back. With giveUp, a detached upload stops trying
+// (errDetached) instead of holding its buffers.
+func (u *upload) retry(what string, giveUp bool, op func(context.Context) error) error {
+	delay := u.m.retryMin
+	for {
+		err := op(u.ctx)
+		if err == nil {
+			return nil
+		}
+		if u.ctx.Err() != nil {
+			return u.ctx.Err()
+		}
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			return wrapf(err, CodeExpired, "the stored parts of the upload are gone")
+		case errors.Is(err, storage.ErrInvalidKey):
+			// Open checked the key, so only an unusual store gets here.
+			return wrapf(err, CodeCanceled, "the storage refuses the file's key")
+		}
+		u.log.Warn("storage failed; retrying", "op", what, "err", err, "retry_in", delay)
+		u.mu.Lock()
+		sink := u.sink
+		report := sink != nil && !u.storageDown
+		u.storageDown = u.storageDown || report
+		u.mu.Unlock()
+		if sink == nil && giveUp {
+			return errDetached
+		}
+		if report {
+			sink.Failed(u.id, wrapf(err, CodeStorageUnavailable,
+				"storage is unavailable; the upload continues when it is back"))
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-u.ctx.Done():
+			t.Stop()
+			return u.ctx.Err()
+		}
+		delay = min(2*delay, u.m.retryMax)
+	}
+}
+
+// metaLocked is the stored object's metadata; sum is set at completion.
+func (u *upload) metaLocked(sum string) storage.Meta {
+	user := map[string]string{
+		"uploader":      metaValue(u.owner.User),
+		"uploader-name": metaValue(u.owner.Name),
+		"room":          metaValue(u.room),
+		"original-name": metaValue(u.name),
+	}
+	if sum != "" {
+		user["sha256"] = sum
+	}
+	return storage.Meta{ContentType: u.ctype, User: user}
+}
+
+func (u *upload) saveManifest(giveUp bool, mf *manifest) error {
+	return u.retry("save manifest", giveUp, func(ctx context.Context) error {
+		return u.m.saveManifest(ctx, mf)
+	})
+}
+
+// startMultipart creates the multipart upload once the type is known, and
+// records its id.
+func (u *upload) startMultipart() error {
+	u.mu.Lock()
+	meta := u.metaLocked("")
+	u.mu.Unlock()
+	var mp storage.Multipart
+	err := u.retry("start multipart upload", true, func(ctx context.Context) error {
+		var err error
+		mp, err = u.m.store.NewMultipart(ctx, u.key, meta)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	u.mu.Lock()
+	u.mp = mp
+	mf := u.manifestLocked(u.durable, u.hash)
+	u.mu.Unlock()
+	return u.saveManifest(true, mf)
+}
+
+// storePart stores the first sealed part, then records the new durable
+// offset and hash state before telling the sink.
+func (u *upload) storePart(p *part) error {
+	if u.mp == nil {
+		if err := u.startMultipart(); err != nil {
+			return err
+		}
+	}
+	size := int64(len(p.buf))
+	err := u.retry("store part", true, func(ctx context.Context) error {
+		return u.mp.PutPart(ctx, p.num, bytes.NewReader(p.buf), size)
+	})
+	if err != nil {
+		return err
+	}
+	h, err := restoreHash(u.hash)
+	if err != nil {
+		return err
+	}
+	h.Write(p.buf)
+	state := marshalHash(h)
+
+	u.mu.Lock()
+	mf := u.manifestLocked(u.durable+size, state)
+	u.mu.Unlock()
+	if err := u.saveManifest(true, mf); err != nil {
+		return err
+	}
+
+	u.mu.Lock()
+	u.durable += size
+	u.hash = state
+	n := copy(u.parts, u.parts[1:])
+	u.parts[n] = nil
+	u.parts = u.parts[:n]
+	u.m.pool.put(p.buf)
+	u.touched = u.m.now()
+	u.storageDown = false
+	sink, durable := u.sink, u.durable
+	u.mu.Unlock()
+	if sink != nil {
+		sink.Progress(u.id, durable)
+	}
+	return nil
+}
+
+// complete verifies the whole file's hash, completes the object, writes the
+// file record and the final manifest, and only then announces the file.
+func (u *upload) complete() error {
+	h, err := restoreHash(u.hash)
+	if err != nil {
+		return err
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	if u.sha != "" && sum != u.sha {
+		return errorf(CodeChecksumMismatch, "the file's SHA-256 is %s, not %s as declared", sum, u.sha)
+	}
+	u.mu.Lock()
+	meta := u.metaLocked(sum)
+	u.mu.Unlock()
+	err = u.retry("complete", false, func(ctx context.Context) error {
+		if u.mp != nil {
+			_, err := u.mp.Complete(ctx, meta)
+			if !errors.Is(err, storage.ErrNotFound) {
+				return err
+			}
+		}
+		// An earlier attempt, maybe by a process that has since died, may
+		// have completed the object and lost the answer.
+		info, err := u.m.store.Stat(ctx, u.key)
+		if err != nil {
+			return err
+		}
+		if info.Size != u.size || info.Meta.User["sha256"] != sum {
+			return fmt.Errorf("%s is not this upload's object: %w", u.key, storage.ErrNotFound)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+
+	u.mu.Lock()
+	f := File{ID: u.fileID, Room: u.room, Name: u.name, Size: u.size, Type: u.ctype, SHA256: sum,
+		User: u.owner.User, UserName: u.owner.Name, Time: u.m.now().UTC().Round(0), Key: u.key}
+	mf := u.manifestLocked(u.size, u.hash)
+	u.mu.Unlock()
+	mf.Status = statusComplete
+	err = u.retry("save file record", false, func(ctx context.Context) error {
+		return putJSON(ctx, u.m.store, recordKey(f.ID), f)
+	})
+	if err != nil {
+		return err
+	}
+	if err := u.saveManifest(false, mf); err != nil {
+		return err
+	}
+
+	u.mu.Lock()
+	u.status = statusComplete
+	u.file = &f
+	sink := u.sink
+	u.mu.Unlock()
+	u.log.Info("upload complete", "file", f.ID, "size", f.Size, "type", f.Type)
+	if u.m.announce != nil {
+		u.m.announce(u.ctx, f)
+	}
+	if sink != nil {
+		sink.Completed(u.id, f)
+	}
+	return nil
+}
+
+func restoreHash(state []byte) (hash.Hash, error) {
+	h := sha256.New()
+	if state == nil {
+		return h, nil
+	}
+	if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(state); err != nil {
+		return nil, fmt.Errorf("restore SHA-256 state: %w", err)
+	}
+	return h, nil
+}
+
+func marshalHash(h hash.Hash) []byte {
+	b, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		panic(err) // crypto/sha256 always marshals
+	}
+	return b
+}
