@@ -1,0 +1,815 @@
+// The ferry page: rooms, people, chat and file sharing on top of ferry.js.
+import { Ferry } from './ferry.js';
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const store = {
+  get(k, d = null) { try { const v = localStorage.getItem(k); return v === null ? d : JSON.parse(v); } catch { return d; } },
+  set(k, v) { try { localStorage.setItem(k, JSON.stringify(v)); } catch { /* storage disabled */ } },
+  del(k) { try { localStorage.removeItem(k); } catch { /* storage disabled */ } },
+};
+const KEY_NAME = 'ferry.name';
+const KEY_ROOMS = 'ferry.rooms';
+const KEY_CURRENT = 'ferry.current';
+const ROOM_RE = /^[A-Za-z0-9._:@-]{1,64}$/;
+// Shown in the page when the server does not say (file.inline); SVG never:
+// it can carry scripts.
+const INLINE_IMAGE = /^image\/(png|jpeg|gif|webp|avif|bmp)$/;
+
+const el = {
+  connState: $('#conn-state'), reconnect: $('#reconnect'), me: $('#me'), signOut: $('#sign-out'),
+  login: $('#login'), nameForm: $('#name-form'), name: $('#name'), nameError: $('#name-error'),
+  tokenBox: $('#token-box'), token: $('#token'),
+  app: $('#app'), sidebar: $('#sidebar'), toggleRooms: $('#toggle-rooms'),
+  joinForm: $('#join-form'), roomName: $('#room-name'), joinError: $('#join-error'),
+  rooms: $('#rooms'), noRooms: $('#no-rooms'),
+  room: $('#room'), roomTitle: $('#room-title'), leave: $('#leave-room'), empty: $('#empty'),
+  toggleMembers: $('#toggle-members'), memberCount: $('#member-count'),
+  membersPanel: $('#members-panel'), members: $('#members'),
+  messages: $('#messages'), uploads: $('#uploads'),
+  composer: $('#composer'), message: $('#message'), send: $('#send'),
+  attach: $('#attach'), fileInput: $('#file-input'), dropOverlay: $('#drop-overlay'),
+  lightbox: $('#lightbox'), lightboxImg: $('#lightbox-img'), lightboxOpen: $('#lightbox-open'),
+  uploadTemplate: $('#upload-template'),
+};
+
+let client = null;
+let current = null;
+/** @type {Map<string, {name, list, item, unread, members: Map, mids: Set, files: Set}>} */
+const rooms = new Map();
+const pendingSends = new Map(); // mid → {room, text, li}
+const firstJoins = new Set(); // rooms whose history is being loaded
+let offlineSince = null;
+
+// --- formatting ---
+
+const timeFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+const dateTimeFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+
+function fmtTime(ms) {
+  const d = new Date(ms);
+  return new Date().toDateString() === d.toDateString() ? timeFmt.format(d) : dateTimeFmt.format(d);
+}
+
+function fmtBytes(n) {
+  if (!(n >= 0)) return '';
+  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  let i = 0;
+  while (n >= 1000 && i < units.length - 1) { n /= 1000; i++; }
+  return (i === 0 ? n : n.toFixed(n < 10 ? 1 : 0)) + ' ' + units[i];
+}
+
+function h(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'class') e.className = v;
+    else if (k === 'text') e.textContent = v;
+    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+    else if (k in e && !k.includes('-')) e[k] = v;
+    else e.setAttribute(k, v === true ? '' : v);
+  }
+  for (const c of children) if (c != null) e.append(c);
+  return e;
+}
+
+function newMid() {
+  const b = new Uint8Array(9);
+  crypto.getRandomValues(b);
+  return 'm_' + [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
+}
+
+// --- start ---
+
+function start() {
+  const params = new URLSearchParams(location.search);
+  const hash = new URLSearchParams(location.hash.slice(1));
+  const token = params.get('token') || hash.get('token');
+  const roomParam = params.get('room');
+  if (token || roomParam) {
+    // Keep the token out of the address bar and the history.
+    params.delete('token');
+    params.delete('room');
+    hash.delete('token');
+    const qs = params.toString();
+    history.replaceState(null, '', location.pathname + (qs ? '?' + qs : '') + (hash.toString() ? '#' + hash : ''));
+  }
+  if (roomParam && ROOM_RE.test(roomParam)) {
+    const saved = store.get(KEY_ROOMS, []);
+    if (!saved.includes(roomParam)) store.set(KEY_ROOMS, [...saved, roomParam]);
+    store.set(KEY_CURRENT, roomParam);
+  }
+  const name = store.get(KEY_NAME, '');
+  let stored = null;
+  try { stored = localStorage.getItem('ferry.token'); } catch { /* storage disabled */ }
+  if (token || name || stored) {
+    connect(name, token);
+  } else {
+    showLogin();
+  }
+}
+
+function showLogin(error) {
+  el.app.hidden = true;
+  el.login.hidden = false;
+  el.me.hidden = el.signOut.hidden = true;
+  el.name.value = store.get(KEY_NAME, '');
+  el.nameError.textContent = error || '';
+  if (error) el.tokenBox.open = true;
+  (error ? el.token : el.name).focus();
+}
+
+el.nameForm.addEventListener('submit', (e) => {
+  e.preventDefault();
+  const name = el.name.value.trim();
+  if (!name && el.token.value.trim()) {
+    // A token names its user; the name field may stay empty.
+    el.nameError.textContent = '';
+    connect('', el.token.value.trim());
+    return;
+  }
+  if (!name || name.length > 64 || /[\u0000-\u001f\u007f]/.test(name)) {
+    el.nameError.textContent = 'Pick a name of 1 to 64 printable characters.';
+    el.name.setAttribute('aria-invalid', 'true');
+    el.name.focus();
+    return;
+  }
+  el.name.removeAttribute('aria-invalid');
+  el.nameError.textContent = '';
+  store.set(KEY_NAME, name);
+  connect(name, el.token.value.trim() || null);
+});
+
+function connect(name, token) {
+  el.login.hidden = true;
+  el.app.hidden = false;
+  el.signOut.hidden = false;
+  client = new Ferry({ name, token: token || undefined });
+  window.ferry = client; // for the console and for browser tests
+  client.on('state', renderState);
+  client.on('connect', onConnect);
+  client.on('disconnect', () => { offlineSince ??= Date.now(); });
+  client.on('connect_error', (err) => {
+    if (err.code === 'unauthorized' && client.state === 'offline') {
+      // The server wants a (valid) token: ask for one.
+      const c = client;
+      client = null;
+      c.close();
+      for (const r of [...rooms.keys()]) dropRoom(r, { keep: true });
+      renderState('offline');
+      el.reconnect.hidden = true;
+      showLogin(err.message === 'the server needs a token'
+        ? 'This server needs an access token.'
+        : 'The server refused this access token.');
+    } else if (err.code === 'forbidden') {
+      renderState(client.state, { error: err.message });
+    }
+  });
+  client.on('welcome', (w) => {
+    el.me.hidden = false;
+    el.me.textContent = w.name;
+    el.me.title = `user ${w.user}, connection ${w.conn}`;
+    if (w.name) store.set(KEY_NAME, w.name);
+  });
+  client.on('event', onEvent);
+  client.on('presence', onPresence);
+  client.on('gap', onGap);
+  client.on('receipt', onReceipt);
+  client.on('error', (err) => {
+    if (err.room && rooms.has(err.room)) {
+      dropRoom(err.room);
+      el.joinError.textContent = err.message;
+    } else {
+      console.warn('ferry:', err.code, err.message);
+    }
+  });
+  for (const r of store.get(KEY_ROOMS, [])) joinRoom(r, { quiet: true });
+  client.connect();
+  renderState(client.state);
+  const cur = store.get(KEY_CURRENT, null);
+  if (cur && rooms.has(cur)) selectRoom(cur);
+  else if (rooms.size) selectRoom(rooms.keys().next().value);
+  else renderRoom();
+  // Keyboard users land where the next step is.
+  if (current) el.message.focus();
+  else if (getComputedStyle(el.roomName).display !== 'none' && el.roomName.offsetParent) el.roomName.focus();
+  else el.toggleRooms.focus();
+}
+
+el.signOut.addEventListener('click', () => {
+  client?.forgetToken();
+  client?.close();
+  client = null;
+  store.del(KEY_NAME);
+  store.del(KEY_ROOMS);
+  store.del(KEY_CURRENT);
+  for (const r of [...rooms.keys()]) dropRoom(r);
+  el.uploads.replaceChildren();
+  showLogin();
+});
+
+el.reconnect.addEventListener('click', () => client?.reconnectNow());
+
+function renderState(state, info = {}) {
+  const attempt = info.attempt ?? client?._attempt ?? 0;
+  const labels = {
+    connecting: 'connecting…',
+    connected: 'connected',
+    reconnecting: attempt ? `reconnecting (attempt ${attempt})` : 'reconnecting…',
+    offline: 'offline',
+  };
+  el.connState.dataset.state = state;
+  el.connState.textContent = labels[state] || state;
+  el.connState.title = info.error || '';
+  if (info.error) el.connState.textContent += ` — ${info.error}`;
+  el.reconnect.hidden = !(state === 'reconnecting' || (state === 'offline' && client));
+  document.body.dataset.conn = state;
+}
+
+// onConnect runs after every (re)connection, once ferry.js has re-joined the
+// rooms: it refreshes who is where and sends what is still pending.
+// Missed events were replayed by the re-join (ferry.js asks for them).
+async function onConnect() {
+  const since = offlineSince;
+  offlineSince = null;
+  for (const [name, r] of rooms) {
+    if (!client.joined.includes(name)) continue;
+    try {
+      const members = await client.members(name);
+      const before = new Map(r.members);
+      r.members = new Map(members.map((m) => [m.user, m]));
+      if (since) {
+        for (const [u, m] of r.members) if (!before.has(u) && u !== client.user) notice(name, `${m.name} joined`);
+        for (const [u, m] of before) if (!r.members.has(u) && u !== client.user) notice(name, `${m.name} left`);
+      }
+      if (name === current) renderMembers();
+    } catch (err) {
+      console.warn('ferry: members', name, err.code);
+    }
+  }
+}
+
+// A gap: events the server no longer has. Said in the room, never hidden.
+function onGap(g) {
+  if (!rooms.has(g.room)) return;
+  if (firstJoins.has(g.room)) {
+    // Loading a room's recent history on arrival: older events being gone is expected.
+    if (g.reason === 'history') notice(g.room, 'Older messages are no longer kept by the server.');
+    return;
+  }
+  notice(g.room, g.reason === 'epoch'
+    ? 'The server restarted: messages sent while you were away may be missing.'
+    : `Some messages sent while you were away are no longer available (${g.to - g.from + 1}).`);
+}
+
+// --- rooms ---
+
+function roomState(name) {
+  let r = rooms.get(name);
+  if (r) return r;
+  const list = h('ol', { class: 'message-list', 'data-room': name, hidden: true });
+  el.messages.append(list);
+  const badge = h('span', { class: 'unread', 'data-testid': 'unread', hidden: true });
+  const button = h('button', {
+    type: 'button', class: 'room-button', 'data-room': name, 'data-testid': 'room',
+    onclick: () => { selectRoom(name); closePanels(); el.message.focus(); },
+  }, h('span', { class: 'room-label', text: name }), badge);
+  const item = h('li', { class: 'room-item', 'data-room': name, 'data-joined': 'false' }, button);
+  el.rooms.append(item);
+  r = { name, list, item, button, badge, unread: 0, members: new Map(), mids: new Set(), files: new Set() };
+  rooms.set(name, r);
+  el.noRooms.hidden = true;
+  return r;
+}
+
+async function joinRoom(name, { quiet = false } = {}) {
+  const r = roomState(name);
+  r.item.dataset.joined = 'pending';
+  saveRooms();
+  firstJoins.add(name);
+  try {
+    // history: the server replays the room's recent events first.
+    const members = await client.join(name, { history: true });
+    r.item.dataset.joined = 'true';
+    r.members = new Map(members.map((m) => [m.user, m]));
+    if (!quiet) notice(name, `You joined ${name}`);
+    if (name === current) renderRoom();
+    return true;
+  } catch (err) {
+    if (err.code === 'disconnected' || err.code === 'timeout' || err.code === 'offline') {
+      // ferry.js re-joins on reconnect only rooms it got into; try again then.
+      client.once('connect', () => { if (rooms.has(name)) joinRoom(name, { quiet: true }); });
+      return false;
+    }
+    dropRoom(name);
+    el.joinError.textContent = `Could not join ${name}: ${err.message}`;
+    return false;
+  } finally {
+    firstJoins.delete(name);
+  }
+}
+
+function dropRoom(name, { keep = false } = {}) {
+  const r = rooms.get(name);
+  if (!r) return;
+  r.list.remove();
+  r.item.remove();
+  rooms.delete(name);
+  if (!keep) saveRooms();
+  el.noRooms.hidden = rooms.size > 0;
+  if (current === name) selectRoom(rooms.keys().next().value || null);
+}
+
+function saveRooms() { store.set(KEY_ROOMS, [...rooms.keys()]); }
+
+function selectRoom(name) {
+  current = name && rooms.has(name) ? name : null;
+  if (current) store.set(KEY_CURRENT, current);
+  for (const r of rooms.values()) {
+    const on = r.name === current;
+    r.list.hidden = !on;
+    if (on) r.button.setAttribute('aria-current', 'true');
+    else r.button.removeAttribute('aria-current');
+  }
+  if (current) {
+    const r = rooms.get(current);
+    r.unread = 0;
+    r.badge.hidden = true;
+    scrollToEnd(true);
+  }
+  renderRoom();
+  renderUploads();
+}
+
+function renderRoom() {
+  const r = current && rooms.get(current);
+  el.roomTitle.textContent = r ? r.name : 'No room';
+  el.empty.hidden = !!r;
+  el.messages.hidden = !r;
+  el.leave.disabled = !r;
+  for (const c of [el.message, el.send, el.attach]) c.disabled = !r;
+  document.title = r ? `${r.name} · ferry` : 'ferry';
+  renderMembers();
+}
+
+function renderMembers() {
+  const r = current && rooms.get(current);
+  const members = r ? [...r.members.values()] : [];
+  members.sort((a, b) => (a.user === client?.user ? -1 : b.user === client?.user ? 1 : a.name.localeCompare(b.name)));
+  el.members.replaceChildren(...members.map((m) => h('li', {
+    class: 'member' + (m.user === client?.user ? ' me' : ''), 'data-user': m.user, 'data-testid': 'member',
+  }, h('span', { class: 'member-name', text: m.name }),
+  m.user === client?.user ? h('span', { class: 'member-note', text: ' (you)' }) : null,
+  m.connections > 1 ? h('span', { class: 'member-note', text: ` · ${m.connections} devices` }) : null)));
+  el.memberCount.textContent = String(members.length);
+}
+
+el.joinForm.addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const name = el.roomName.value.trim();
+  el.joinError.textContent = '';
+  if (!ROOM_RE.test(name) || /^(conn|user):/.test(name)) {
+    el.joinError.textContent = 'Room names are 1 to 64 letters, digits or . _ - : @ (not starting with conn: or user:).';
+    el.roomName.setAttribute('aria-invalid', 'true');
+    el.roomName.focus();
+    return;
+  }
+  el.roomName.removeAttribute('aria-invalid');
+  el.roomName.value = '';
+  if (!rooms.has(name)) {
+    roomState(name);
+    selectRoom(name);
+    await joinRoom(name);
+  } else {
+    selectRoom(name);
+  }
+  closePanels();
+  if (rooms.has(name)) el.message.focus();
+});
+
+el.leave.addEventListener('click', async () => {
+  const name = current;
+  if (!name) return;
+  el.leave.disabled = true;
+  try {
+    await client.leave(name);
+  } catch (err) {
+    if (err.code !== 'disconnected' && err.code !== 'offline') {
+      notice(name, `Could not leave: ${err.message}`);
+      el.leave.disabled = false;
+      return;
+    }
+  }
+  dropRoom(name);
+  el.roomName.focus();
+});
+
+// --- messages ---
+
+function listFor(room) { return rooms.get(room)?.list; }
+
+function nearBottom() {
+  const m = el.messages;
+  return m.scrollHeight - m.scrollTop - m.clientHeight < 80;
+}
+
+function scrollToEnd(force) {
+  if (force || nearBottom()) requestAnimationFrame(() => { el.messages.scrollTop = el.messages.scrollHeight; });
+}
+
+function appendTo(room, li) {
+  const r = rooms.get(room);
+  if (!r) return;
+  const stick = room === current && nearBottom();
+  r.list.append(li);
+  if (room === current) {
+    if (stick) scrollToEnd(true);
+  } else if (li.classList.contains('message')) {
+    r.unread++;
+    r.badge.hidden = false;
+    r.badge.textContent = String(r.unread);
+    r.badge.setAttribute('aria-label', `${r.unread} unread`);
+  }
+}
+
+function notice(room, text) {
+  appendTo(room, h('li', { class: 'notice', 'data-testid': 'notice', text }));
+}
+
+function messageShell({ room, mid, fromUser, fromName, ts, own }) {
+  const li = h('li', {
+    class: 'message' + (own ? ' own' : ''), 'data-testid': 'message', 'data-room': room,
+    'data-user': fromUser || '', 'data-mid': mid || '',
+  });
+  const time = h('time', { class: 'time', 'data-testid': 'message-time', datetime: new Date(ts).toISOString(), text: fmtTime(ts) });
+  time.title = dateTimeFmt.format(new Date(ts));
+  li.append(h('div', { class: 'meta' },
+    h('span', { class: 'sender', 'data-testid': 'message-sender', text: fromName || 'someone' }), ' ', time));
+  return li;
+}
+
+function addChat(room, { mid, text, fromUser, fromName, ts, own, state }) {
+  const r = rooms.get(room);
+  if (!r) return null;
+  if (mid && r.mids.has(mid)) return null;
+  if (mid) r.mids.add(mid);
+  const li = messageShell({ room, mid, fromUser, fromName, ts, own });
+  li.append(h('p', { class: 'text', 'data-testid': 'message-text', text }));
+  if (state) setSendState(li, state);
+  appendTo(room, li);
+  return li;
+}
+
+function setSendState(li, state, detail) {
+  li.dataset.state = state;
+  let s = li.querySelector('.send-state');
+  if (!s) {
+    s = h('span', { class: 'send-state', 'data-testid': 'send-state' });
+    li.querySelector('.meta').append(' ', s);
+  }
+  const labels = { pending: 'sending…', sent: 'sent', failed: 'not sent' };
+  s.textContent = labels[state] + (detail ? ` (${detail})` : '');
+  li.querySelector('.retry')?.remove();
+  if (state === 'failed') {
+    li.append(h('button', {
+      type: 'button', class: 'retry', 'data-testid': 'retry', text: 'Retry',
+      onclick: () => { const p = pendingSends.get(li.dataset.mid); if (p) sendChat(p.room, p.text, li.dataset.mid); },
+    }));
+  }
+}
+
+async function sendChat(room, text, mid = newMid()) {
+  let p = pendingSends.get(mid);
+  if (!p) {
+    const li = addChat(room, { mid, text, fromUser: client.user, fromName: client.name, ts: Date.now(), own: true, state: 'pending' });
+    p = { room, text, li };
+    pendingSends.set(mid, p);
+  }
+  setSendState(p.li, 'pending');
+  try {
+    // The mid is the msg_id: ferry.js resends across reconnects until the
+    // ack, and the server publishes it once.
+    const ack = await client.emit(room, 'chat', { text }, { exceptSelf: true, msgId: mid });
+    pendingSends.delete(mid);
+    setSendState(p.li, 'sent');
+    if (ack?.seq) p.li.dataset.seq = String(ack.seq);
+  } catch (err) {
+    setSendState(p.li, 'failed', err.code === 'rate_limited' ? 'too fast, try again' : err.message);
+  }
+}
+
+el.composer.addEventListener('submit', (e) => {
+  e.preventDefault();
+  // Blank lines around a message are noise (and a Enter that moved focus
+  // here from another form can leave one).
+  const text = el.message.value.replace(/^\s*\n/, '').replace(/\s+$/, '');
+  if (!text.trim() || !current) return;
+  sendChat(current, text);
+  el.message.value = '';
+  autosize();
+  scrollToEnd(true);
+});
+
+el.message.addEventListener('keydown', (e) => {
+  if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+    e.preventDefault();
+    el.composer.requestSubmit();
+  }
+});
+
+function autosize() {
+  el.message.style.height = 'auto';
+  // border-box: scrollHeight leaves out the 2px of border.
+  el.message.style.height = Math.min(el.message.scrollHeight + 2, 160) + 'px';
+}
+el.message.addEventListener('input', autosize);
+
+function onEvent(ev) {
+  if (!rooms.has(ev.room)) return;
+  const own = ev.from?.user === client.user;
+  if (ev.event === 'chat' && ev.data && typeof ev.data.text === 'string') {
+    const li = addChat(ev.room, {
+      mid: ev.msg_id || null,
+      text: ev.data.text, fromUser: ev.from?.user, fromName: ev.from?.name, ts: ev.ts || Date.now(), own,
+      state: own ? 'sent' : undefined,
+    });
+    if (li && ev.seq) li.dataset.seq = String(ev.seq);
+  } else if (ev.event === 'file' && ev.data && ev.data.id) {
+    addFile(ev.room, ev.data, ev.ts, ev.seq);
+  }
+}
+
+// Receipts: file announcements ask for them, so the uploader sees how many
+// people have the file.
+function onReceipt(rc) {
+  const li = rooms.get(rc.room)?.list.querySelector(`.message.own[data-seq="${rc.seq}"]`);
+  if (!li) return;
+  let span = li.querySelector('.receipts');
+  if (!span) {
+    span = h('span', { class: 'receipts', 'data-testid': 'receipts' });
+    li.querySelector('.meta').append(' ', span);
+  }
+  span.dataset.count = String(rc.count);
+  span.textContent = `received by ${rc.count}`;
+  span.title = `last: ${rc.name}`;
+}
+
+function onPresence(p) {
+  const r = rooms.get(p.room);
+  if (!r) return;
+  const had = r.members.has(p.user);
+  if (p.action === 'join') {
+    r.members.set(p.user, { user: p.user, name: p.name, connections: p.connections });
+    if (!had && p.user !== client.user) notice(p.room, `${p.name} joined`);
+  } else if (p.action === 'leave') {
+    if (p.connections > 0) {
+      r.members.set(p.user, { user: p.user, name: p.name, connections: p.connections });
+    } else {
+      r.members.delete(p.user);
+      if (had && p.user !== client.user) notice(p.room, `${p.name} left`);
+    }
+  }
+  if (p.room === current) renderMembers();
+}
+
+// --- files ---
+
+function addFile(room, file, ts, seq) {
+  const r = rooms.get(room);
+  if (!r) return;
+  if (r.files.has(file.id)) {
+    // Shown already (from upload.done): learn its seq, for receipts.
+    const li = r.list.querySelector(`[data-file-id="${CSS.escape(file.id)}"]`);
+    if (li && seq && !li.dataset.seq) li.dataset.seq = String(seq);
+    return;
+  }
+  r.files.add(file.id);
+  const li = messageShell({
+    room, fromUser: file.user, fromName: file.user_name, ts: ts || Date.parse(file.time) || Date.now(),
+    own: file.user === client.user,
+  });
+  li.classList.add('file-message');
+  li.dataset.fileId = file.id;
+  if (seq) li.dataset.seq = String(seq);
+  li.append(fileCard(file));
+  appendTo(room, li);
+}
+
+function fileCard(file) {
+  const url = client.fileURL(file);
+  const type = file.type || 'application/octet-stream';
+  const card = h('figure', { class: 'file-card', 'data-testid': 'file-card', 'data-file-id': file.id, 'data-type': type });
+  const download = h('a', {
+    class: 'download', 'data-testid': 'file-download', href: url, download: file.name, text: 'Download',
+  });
+  download.setAttribute('aria-label', `Download ${file.name}`);
+  const ext = /\.([A-Za-z0-9]{1,5})$/.exec(file.name)?.[1] || type.split('/')[1]?.slice(0, 4) || 'file';
+  const caption = h('figcaption', {},
+    h('span', { class: 'file-ext', 'aria-hidden': 'true', text: ext.toUpperCase() }),
+    h('span', { class: 'file-name', 'data-testid': 'file-name', text: file.name }),
+    h('span', { class: 'file-size', 'data-testid': 'file-size', text: fmtBytes(file.size) }),
+    h('span', { class: 'file-type', 'data-testid': 'file-type', text: type }),
+    download);
+  let media = null;
+  let refreshed = false;
+  // A media element that fails to load may hold an expired link: ask for a
+  // fresh one once, then show the file as a plain card.
+  const onError = async () => {
+    if (!refreshed && client && file.id) {
+      refreshed = true;
+      try {
+        const fresh = client.fileURL(await client.fileLink(file.id));
+        download.href = fresh;
+        for (const e of card.querySelectorAll('[src]')) e.src = fresh;
+        for (const e of card.querySelectorAll('a.open')) e.href = fresh;
+        return;
+      } catch { /* fall through */ }
+    }
+    media?.remove();
+    card.dataset.kind = 'file';
+  };
+  const inline = file.inline ?? (INLINE_IMAGE.test(type) || /^(audio|video)\//.test(type));
+  if (inline && /^image\//.test(type) && type !== 'image/svg+xml') {
+    card.dataset.kind = 'image';
+    const img = h('img', { class: 'preview', 'data-testid': 'preview', src: url, alt: file.name, loading: 'lazy', decoding: 'async' });
+    img.addEventListener('error', onError);
+    img.addEventListener('load', () => scrollToEnd(false), { once: true });
+    media = h('a', {
+      class: 'open', href: url, target: '_blank', rel: 'noopener', title: `Open ${file.name}`,
+      onclick: (e) => {
+        if (e.ctrlKey || e.metaKey || e.shiftKey || e.button === 1) return;
+        e.preventDefault();
+        openLightbox(img.src, file.name);
+      },
+    }, img);
+  } else if (inline && /^audio\//.test(type)) {
+    card.dataset.kind = 'audio';
+    media = h('audio', { class: 'player', 'data-testid': 'audio', controls: true, preload: 'metadata', src: url });
+    media.setAttribute('aria-label', file.name);
+    media.addEventListener('error', onError);
+  } else if (inline && /^video\//.test(type)) {
+    card.dataset.kind = 'video';
+    media = h('video', { class: 'player', 'data-testid': 'video', controls: true, preload: 'metadata', playsInline: true, src: url });
+    media.setAttribute('aria-label', file.name);
+    media.addEventListener('error', onError);
+  } else {
+    card.dataset.kind = 'file';
+  }
+  if (media) card.append(media);
+  card.append(caption);
+  return card;
+}
+
+function openLightbox(url, name) {
+  el.lightboxImg.src = url;
+  el.lightboxImg.alt = name;
+  el.lightboxOpen.href = url;
+  el.lightbox.setAttribute('aria-label', name);
+  el.lightbox.showModal();
+}
+el.lightbox.addEventListener('click', (e) => { if (e.target === el.lightbox || e.target === el.lightboxImg) el.lightbox.close(); });
+el.lightbox.addEventListener('close', () => { el.lightboxImg.removeAttribute('src'); });
+
+// --- uploads ---
+
+const uploads = new Set();
+
+function startUpload(room, file) {
+  if (!room || !client) return;
+  const ctl = new AbortController();
+  const li = el.uploadTemplate.content.firstElementChild.cloneNode(true);
+  const bar = li.querySelector('.progress');
+  const status = li.querySelector('.upload-status');
+  const speed = li.querySelector('.speed');
+  const cancel = li.querySelector('.cancel');
+  li.dataset.room = room;
+  li.dataset.state = 'queued';
+  li.dataset.name = file.name;
+  li.querySelector('.upload-name').textContent = file.name;
+  li.querySelector('.upload-room').textContent = `to ${room}`;
+  bar.max = file.size || 1;
+  bar.setAttribute('aria-label', `Upload of ${file.name}`);
+  status.textContent = 'queued';
+  cancel.setAttribute('aria-label', `Cancel upload of ${file.name}`);
+  const u = { room, li, ctl };
+  uploads.add(u);
+  el.uploads.append(li);
+  renderUploads();
+
+  const statusText = {
+    queued: 'queued', hashing: 'checking', opening: 'starting…', uploading: '', finishing: 'finishing…',
+    waiting: 'waiting for the connection…', done: 'done',
+  };
+  const onProgress = (p) => {
+    li.dataset.state = p.status;
+    bar.value = p.loaded;
+    const pct = file.size ? Math.floor((p.loaded / file.size) * 100) : 100;
+    const base = `${fmtBytes(p.loaded)} of ${fmtBytes(p.total)} (${pct}%)`;
+    status.textContent = statusText[p.status] ? `${base} · ${statusText[p.status]}` : base;
+    if (p.status === 'waiting' && client.state === 'connected') status.textContent = `${base} · paused, retrying…`;
+    speed.textContent = p.bytesPerSecond > 0 ? `${fmtBytes(p.bytesPerSecond)}/s` : '';
+  };
+  const finish = () => { uploads.delete(u); renderUploads(); };
+  cancel.addEventListener('click', () => ctl.abort());
+  client.upload(room, file, { onProgress, signal: ctl.signal }).then((f) => {
+    li.dataset.state = 'done';
+    bar.value = bar.max;
+    status.textContent = `${fmtBytes(file.size)} · done`;
+    speed.textContent = '';
+    cancel.hidden = true;
+    addFile(room, f, Date.now());
+    setTimeout(() => { li.remove(); finish(); }, 1500);
+  }, (err) => {
+    if (err.code === 'canceled') { li.remove(); finish(); return; }
+    li.dataset.state = 'failed';
+    speed.textContent = '';
+    status.textContent = `failed: ${err.message}`;
+    status.setAttribute('role', 'alert');
+    cancel.textContent = 'Dismiss';
+    cancel.setAttribute('aria-label', `Dismiss failed upload of ${file.name}`);
+    cancel.addEventListener('click', () => { li.remove(); finish(); }, { once: true });
+  });
+}
+
+function renderUploads() {
+  for (const u of uploads) u.li.classList.toggle('other-room', u.room !== current);
+  el.uploads.hidden = uploads.size === 0;
+}
+
+function shareFiles(files) {
+  if (!current) return;
+  for (const f of files) startUpload(current, f);
+}
+
+el.attach.addEventListener('click', () => el.fileInput.click());
+el.fileInput.addEventListener('change', () => {
+  shareFiles([...el.fileInput.files]);
+  el.fileInput.value = '';
+});
+
+// Drag and drop onto the room.
+let dragDepth = 0;
+const hasFiles = (e) => [...(e.dataTransfer?.types || [])].includes('Files');
+el.room.addEventListener('dragenter', (e) => {
+  if (!hasFiles(e) || !current) return;
+  e.preventDefault();
+  dragDepth++;
+  el.dropOverlay.hidden = false;
+  el.dropOverlay.textContent = `Drop files to share them in ${current}`;
+});
+el.room.addEventListener('dragover', (e) => {
+  if (!hasFiles(e) || !current) return;
+  e.preventDefault();
+  e.dataTransfer.dropEffect = 'copy';
+});
+el.room.addEventListener('dragleave', () => {
+  if (--dragDepth <= 0) { dragDepth = 0; el.dropOverlay.hidden = true; }
+});
+el.room.addEventListener('drop', (e) => {
+  if (!hasFiles(e)) return;
+  e.preventDefault();
+  dragDepth = 0;
+  el.dropOverlay.hidden = true;
+  shareFiles([...e.dataTransfer.files]);
+});
+// A file dropped beside the room must not make the browser navigate to it.
+window.addEventListener('dragover', (e) => { if (hasFiles(e)) e.preventDefault(); });
+window.addEventListener('drop', (e) => { if (hasFiles(e)) e.preventDefault(); });
+
+// Paste an image (or any file) to share it.
+document.addEventListener('paste', (e) => {
+  if (!current || el.app.hidden) return;
+  const files = [...(e.clipboardData?.files || [])];
+  if (!files.length) return;
+  e.preventDefault();
+  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+  shareFiles(files.map((f, i) => {
+    if (f.name && f.name !== 'image.png') return f;
+    const ext = (f.type.split('/')[1] || 'bin').replace('jpeg', 'jpg').replace(/\+.*/, '');
+    return new File([f], `pasted-${stamp}${i ? '-' + i : ''}.${ext}`, { type: f.type });
+  }));
+});
+
+// --- small screens ---
+
+function togglePanel(panel, button, open) {
+  const on = open ?? panel.dataset.open !== 'true';
+  panel.dataset.open = String(on);
+  button.setAttribute('aria-expanded', String(on));
+  if (on) panel.querySelector('input, button, [tabindex]')?.focus();
+}
+
+function closePanels() {
+  togglePanel(el.sidebar, el.toggleRooms, false);
+  togglePanel(el.membersPanel, el.toggleMembers, false);
+}
+
+el.toggleRooms.addEventListener('click', () => togglePanel(el.sidebar, el.toggleRooms));
+el.toggleMembers.addEventListener('click', () => togglePanel(el.membersPanel, el.toggleMembers));
+document.addEventListener('keydown', (e) => {
+  if (e.key === 'Escape' && (el.sidebar.dataset.open === 'true' || el.membersPanel.dataset.open === 'true')) {
+    closePanels();
+    el.message.focus();
+  }
+});
+
+start();
