@@ -20,7 +20,8 @@ type Target struct {
 	User string
 	// Conn sends to one connection.
 	Conn string
-	// ExceptSelf keeps the event from coming back to this connection.
+	// ExceptSelf keeps the event from coming back to this client, even
+	// when a catch-up after a reconnection replays the room's history.
 	ExceptSelf bool
 }
 
@@ -34,14 +35,13 @@ func (c *Client) request(ctx context.Context, req protocol.Request, onResult fun
 	return s.request(ctx, req, onResult)
 }
 
-// Join joins a named room (creating it if needed) and returns its members.
-// The client joins it again after every reconnection, until Leave.
-func (c *Client) Join(ctx context.Context, room string) ([]protocol.Member, error) {
-	data, err := c.request(ctx, protocol.Request{T: protocol.TypeJoin, Room: room}, c.trackJoin(room))
-	if err != nil {
-		return nil, err
-	}
-	return decodeMembers(data)
+// Join joins a named room (creating it if needed) and returns the server's
+// answer: the room's members and its stream position. The client joins it
+// again after every reconnection, until Leave, and catches up then: the
+// handlers get every event of the room exactly once, in order, or a gap
+// (OnGap) for events the server no longer has.
+func (c *Client) Join(ctx context.Context, room string) (protocol.Joined, error) {
+	return c.join(ctx, room, nil)
 }
 
 // Leave leaves a named room.
@@ -52,6 +52,7 @@ func (c *Client) Leave(ctx context.Context, room string) error {
 			c.mu.Lock()
 			delete(c.rooms, room)
 			c.mu.Unlock()
+			c.streams.forget(room)
 		}
 	})
 	return err
@@ -85,70 +86,6 @@ func decodeMembers(data json.RawMessage) ([]protocol.Member, error) {
 		return nil, fmt.Errorf("client: decoding the members: %w", err)
 	}
 	return rm.Members, nil
-}
-
-// Emit sends an event to a named room this client is in (every member gets
-// it, this connection included) and waits for the server's ack. data is
-// encoded as JSON; a json.RawMessage goes as it is, nil as null.
-func (c *Client) Emit(ctx context.Context, room, event string, data any) error {
-	_, err := c.EmitTo(ctx, Target{Room: room}, event, data)
-	return err
-}
-
-// EmitTo sends an event to a room, a user or a connection and waits for the
-// server's ack. It returns how many connections the event was queued for.
-func (c *Client) EmitTo(ctx context.Context, to Target, event string, data any) (delivered int, err error) {
-	req, err := emitRequest(to, event, data)
-	if err != nil {
-		return 0, err
-	}
-	ack, err := c.request(ctx, req, nil)
-	if err != nil {
-		return 0, err
-	}
-	var d protocol.Delivered
-	if err := json.Unmarshal(ack, &d); err != nil {
-		return 0, fmt.Errorf("client: decoding the emit ack: %w", err)
-	}
-	return d.Delivered, nil
-}
-
-// Send sends an event without waiting for an answer: it returns once the
-// event is queued on the connection. A failure the server reports later
-// reaches the OnError handlers; an event queued when the connection drops is
-// lost.
-func (c *Client) Send(ctx context.Context, to Target, event string, data any) error {
-	req, err := emitRequest(to, event, data)
-	if err != nil {
-		return err
-	}
-	s, err := c.session(ctx)
-	if err != nil {
-		return err
-	}
-	b, err := json.Marshal(req)
-	if err != nil {
-		return fmt.Errorf("client: encoding the event: %w", err)
-	}
-	if err := s.checkSize(b); err != nil {
-		return err
-	}
-	return s.enqueue(ctx, websocket.TextMessage, b)
-}
-
-func emitRequest(to Target, event string, data any) (protocol.Request, error) {
-	req := protocol.Request{T: protocol.TypeEmit, Room: to.Room, User: to.User, Conn: to.Conn, Event: event, ExceptSelf: to.ExceptSelf}
-	if data != nil {
-		raw, ok := data.(json.RawMessage)
-		if !ok {
-			var err error
-			if raw, err = json.Marshal(data); err != nil {
-				return req, fmt.Errorf("client: encoding the data of event %q: %w", event, err)
-			}
-		}
-		req.Data = raw
-	}
-	return req, nil
 }
 
 // Ping measures the round trip to the server with an application-level

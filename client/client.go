@@ -24,8 +24,10 @@ import (
 type State int
 
 const (
+	// StateIdle: New returned the client and Connect has not succeeded yet.
+	StateIdle State = iota
 	// StateConnected: the connection is up and the rooms are joined.
-	StateConnected State = iota + 1
+	StateConnected
 	// StateReconnecting: the connection dropped; the client is waiting out a
 	// backoff delay or trying to connect again. Requests wait for it.
 	StateReconnecting
@@ -36,6 +38,8 @@ const (
 
 func (s State) String() string {
 	switch s {
+	case StateIdle:
+		return "idle"
 	case StateConnected:
 		return "connected"
 	case StateReconnecting:
@@ -50,12 +54,15 @@ func (s State) String() string {
 // it reconnects with backoff, joins its rooms again and keeps its user id.
 // Its methods are safe for concurrent use.
 type Client struct {
-	cfg      Config
-	url      *url.URL
-	log      *slog.Logger
-	handlers handlers
-	disp     *dispatcher
-	nextID   atomic.Uint64
+	cfg       Config
+	url       *url.URL
+	log       *slog.Logger
+	handlers  handlers
+	disp      *dispatcher
+	nextID    atomic.Uint64
+	streams   *streams
+	ownEvents ownEvents
+	http      *http.Client // downloads
 
 	// ctx ends when Close is called; it bounds every connection attempt.
 	ctx       context.Context
@@ -71,13 +78,38 @@ type Client struct {
 	token   string
 	rooms   map[string]struct{} // named rooms to join again after a reconnection
 	err     error               // why the client is done
+	started bool                // Connect succeeded, or is trying
+	// unconfirmed holds receipts ("received" frames) that could not be sent
+	// while the client reconnected.
+	unconfirmed [][]byte
 }
 
 // Dial connects to a ferry server and returns once the server's welcome
 // frame has arrived. It makes one attempt; reconnection (unless
 // Config.NoReconnect) applies to connections that drop later. ctx bounds the
 // attempt only. Close the client to release it.
+//
+// Events may arrive right after the welcome (direct messages that waited
+// for the user): to see those, register handlers between New and Connect
+// instead.
 func Dial(ctx context.Context, cfg Config) (*Client, error) {
+	c, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Connect(ctx); err != nil {
+		_ = c.Close()
+		<-c.Done()
+		return nil, err
+	}
+	return c, nil
+}
+
+// New returns a client that is not connected yet (StateIdle), so that
+// handlers can be registered before the first frame arrives; Connect
+// connects it. Requests made meanwhile wait for the connection. Close the
+// client to release it, connected or not.
+func New(cfg Config) (*Client, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
@@ -87,25 +119,65 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{
-		cfg:   cfg,
-		url:   u,
-		log:   cfg.Log,
-		disp:  newDispatcher(cfg.QueueSize),
-		ready: make(chan struct{}),
-		token: cfg.Token,
-		rooms: make(map[string]struct{}),
+		cfg:     cfg,
+		url:     u,
+		log:     cfg.Log,
+		disp:    newDispatcher(cfg.QueueSize),
+		streams: newStreams(),
+		http:    &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment}},
+		ready:   make(chan struct{}),
+		token:   cfg.Token,
+		rooms:   make(map[string]struct{}),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	go c.disp.run()
+	return c, nil
+}
+
+// Connect makes the client's first connection, as Dial does: one attempt,
+// bounded by ctx; after a failure it may be called again. Once it has
+// succeeded, the client reconnects by itself and Connect must not be called
+// again.
+func (c *Client) Connect(ctx context.Context) error {
+	c.mu.Lock()
+	switch {
+	case c.err != nil:
+		c.mu.Unlock()
+		return c.err
+	case c.started:
+		c.mu.Unlock()
+		return errors.New("client: Connect called twice")
+	}
+	c.started = true
+	c.mu.Unlock()
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(c.ctx, cancel) // Close ends the attempt
+	defer stop()
+	defer cancel()
 	s, err := c.connect(ctx)
 	if err != nil {
-		c.cancel()
-		return nil, err
+		c.mu.Lock()
+		c.started = false
+		c.mu.Unlock()
+		if c.ctx.Err() != nil {
+			return ErrClosed
+		}
+		return err
 	}
-	c.setConnected(s)
-	go c.disp.run()
-	c.wg.Add(1)
+	c.mu.Lock()
+	if c.ctx.Err() != nil { // closed meanwhile
+		c.mu.Unlock()
+		s.wait(ErrClosed)
+		return ErrClosed
+	}
+	c.sess = s
+	c.state = StateConnected
+	close(c.ready)
+	c.wg.Add(1) // under mu: Close waits for it (see Close)
+	c.mu.Unlock()
 	go c.supervise(s)
-	return c, nil
+	c.flushConfirmations(s)
+	return nil
 }
 
 // connect dials, reads the welcome frame and starts a session.
@@ -332,6 +404,10 @@ func (c *Client) reconnect() *session {
 			c.finish(ErrClosed)
 			return nil
 		}
+		if c.waitHandlers() != nil {
+			c.finish(ErrClosed)
+			return nil
+		}
 		c.emitLifecycle(Lifecycle{Name: LifecycleReconnectAttempt, Attempt: attempt, Delay: delay})
 		s, err := c.connect(c.ctx)
 		if err == nil {
@@ -359,6 +435,7 @@ func (c *Client) reconnect() *session {
 			continue
 		}
 		c.setConnected(s)
+		c.flushConfirmations(s)
 		c.log.Info("reconnected", "conn", s.welcome.Conn, "attempt", attempt)
 		c.emitLifecycle(Lifecycle{Name: LifecycleReconnect, Attempt: attempt})
 		c.emitLifecycle(Lifecycle{Name: LifecycleConnect})
@@ -366,9 +443,10 @@ func (c *Client) reconnect() *session {
 	}
 }
 
-// rejoin joins the client's rooms on a new session, all requests at once. A
-// room the server now refuses is forgotten (and logged); a connection lost
-// meanwhile fails the attempt.
+// rejoin joins the client's rooms on a new session, all requests at once,
+// each from the client's position in the room so that the server replays
+// what was missed. A room the server now refuses is forgotten (and logged);
+// a connection lost meanwhile fails the attempt.
 func (c *Client) rejoin(s *session) error {
 	c.mu.Lock()
 	names := make([]string, 0, len(c.rooms))
@@ -376,14 +454,12 @@ func (c *Client) rejoin(s *session) error {
 		names = append(names, r)
 	}
 	c.mu.Unlock()
-	if len(names) == 0 {
-		return nil
-	}
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.HandshakeTimeout)
 	defer cancel()
 	waits := make([]*pending, 0, len(names))
 	for _, room := range names {
-		p, err := s.send(ctx, protocol.Request{T: protocol.TypeJoin, Room: room}, c.trackJoin(room))
+		since := c.streams.begin(room, nil)
+		p, err := s.send(ctx, protocol.Request{T: protocol.TypeJoin, Room: room, Since: since}, c.joinResult(room))
 		if err != nil {
 			return fmt.Errorf("client: joining %q again: %w", room, err)
 		}
@@ -402,22 +478,10 @@ func (c *Client) rejoin(s *session) error {
 			c.mu.Lock()
 			delete(c.rooms, names[i])
 			c.mu.Unlock()
+			c.streams.forget(names[i])
 		}
 	}
 	return nil
-}
-
-// trackJoin adds room to the rooms to join again once the server has
-// accepted a join. A refused join changes nothing: if the connection was in
-// the room already, it still is.
-func (c *Client) trackJoin(room string) func(json.RawMessage, error) {
-	return func(_ json.RawMessage, err error) {
-		if err == nil {
-			c.mu.Lock()
-			c.rooms[room] = struct{}{}
-			c.mu.Unlock()
-		}
-	}
 }
 
 // Close closes the connection (with a normal close frame), stops
@@ -430,8 +494,14 @@ func (c *Client) trackJoin(room string) func(json.RawMessage, error) {
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
 		c.cancel()
+		// Taking mu orders this after any Connect that got in first, which
+		// has counted its supervisor by then; a later one sees ctx ended.
+		c.mu.Lock()
+		c.mu.Unlock() //nolint:staticcheck // an empty critical section on purpose
+
 		c.wg.Wait()
 		c.finish(ErrClosed)
+		c.http.CloseIdleConnections()
 	})
 	return nil
 }

@@ -48,8 +48,11 @@ type Config struct {
 	// 1 MiB, and events carry an envelope around the sender's data).
 	ReadLimit int64
 	// QueueSize is how many events may wait for the handlers. When handlers
-	// fall that far behind, further events are dropped (and logged) rather
-	// than stalling the connection. Default 1024.
+	// fall that far behind, the connection is not stalled: an event of a
+	// joined room makes the client reconnect (ErrSlowHandlers) and catch up
+	// from the last event it took once the handlers have worked through
+	// half the queue; other events (direct messages, presence, receipts)
+	// are dropped and logged. Default 1024.
 	QueueSize int
 
 	// Log receives diagnostics. Default: discard.

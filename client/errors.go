@@ -21,6 +21,11 @@ var (
 	// ErrPingTimeout: the server went silent for longer than its ping
 	// interval plus its ping timeout, so the link was taken for dead.
 	ErrPingTimeout = errors.New("client: ping timeout")
+	// ErrSlowHandlers: events of a joined room came faster than the
+	// handlers took them, beyond Config.QueueSize. Rather than drop any, the
+	// client closes the connection and, once the handlers have worked
+	// through half their queue, reconnects and catches up.
+	ErrSlowHandlers = errors.New("client: handlers too slow; reconnecting to catch up")
 	// ErrReconnectFailed: every reconnection attempt allowed by
 	// Backoff.Attempts failed. It wraps the last attempt's error.
 	ErrReconnectFailed = errors.New("client: reconnection failed")
@@ -86,4 +91,9 @@ func lost(reason error) error {
 		return ErrConnectionLost
 	}
 	return fmt.Errorf("%w: %w", ErrConnectionLost, reason)
+}
+
+// errDecode reports an answer of the server that does not decode.
+func errDecode(what string, err error) error {
+	return fmt.Errorf("client: decoding the %s answer: %w", what, err)
 }

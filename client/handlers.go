@@ -23,12 +23,28 @@ type Event struct {
 	From protocol.From
 	// Time is when the server accepted the event.
 	Time time.Time
+	// Seq and Epoch place the event in its room's stream (zero for events
+	// of a server that does not number them). Direct messages carry an
+	// increasing Seq too, with holes.
+	Seq   uint64
+	Epoch string
+	// MsgID is the sender's id for the event, if it gave one.
+	MsgID string
+	// Receipt tells that the sender asked for receipts; the client confirms
+	// the event by itself once its handlers have returned.
+	Receipt bool
 	// Raw is the whole frame as received.
 	Raw json.RawMessage
 }
 
 // Decode unmarshals the event's data into v.
 func (e Event) Decode(v any) error { return json.Unmarshal(e.Data, v) }
+
+// Position is the event's place in its room's stream: saved once the event
+// is processed, it is where JoinFrom resumes.
+func (e Event) Position() protocol.Position {
+	return protocol.Position{Epoch: e.Epoch, Seq: e.Seq}
+}
 
 // Presence reports that a connection joined or left a named room this client
 // is in.
@@ -159,6 +175,9 @@ type handlers struct {
 	presence  registry[Presence]
 	lifecycle registry[Lifecycle]
 	errors    registry[*protocol.Error]
+	gaps      registry[protocol.Gap]
+	receipts  registry[protocol.Receipt]
+	joins     registry[protocol.Joined]
 	// frames are internal hooks for frame types the client does not handle
 	// itself (uploads). They run on the reader goroutine.
 	frames registry[json.RawMessage]
@@ -198,6 +217,35 @@ func (c *Client) OnError(fn func(*protocol.Error)) (off func()) {
 	return c.handlers.errors.add("", fn)
 }
 
+// OnGap registers fn for the gaps the server reports when the client
+// catches up on a room (after a reconnection, or with JoinFrom): events
+// that are gone for good. Gap.Reason is "history" (events From to To were
+// older than what the room keeps) or "epoch" (the room's stream started
+// again, as after a server restart: whatever was missed is unknown). The
+// events still kept follow the gap; they reach the event handlers after fn.
+func (c *Client) OnGap(fn func(protocol.Gap)) (off func()) {
+	return c.handlers.gaps.add("", fn)
+}
+
+// OnReceipt registers fn for the receipts of events this client's user sent
+// with WithReceipt: one per user who confirmed an event, with the count so
+// far.
+func (c *Client) OnReceipt(fn func(protocol.Receipt)) (off func()) {
+	return c.handlers.receipts.add("", fn)
+}
+
+// OnJoined registers fn for the answer to every join the server accepts:
+// Join, JoinFrom, and the automatic joins after a reconnection (which come
+// before the reconnect lifecycle event). It runs in order with the events:
+// after the handlers of the events that came before the answer, such as
+// the ones a catch-up replayed. Joined.Recovery says how a catch-up went:
+// "ok" (every missed event was replayed: Replayed of them), "history" or
+// "epoch" (some are gone; an OnGap handler heard which), or "" for a join
+// from no position. Joined.Epoch and Seq are where the room's stream stood.
+func (c *Client) OnJoined(fn func(protocol.Joined)) (off func()) {
+	return c.handlers.joins.add("", fn)
+}
+
 // OnLifecycle registers fn for one of the lifecycle events (the Lifecycle*
 // constants: connect, connect_error, disconnect, reconnect_attempt,
 // reconnect, reconnect_failed). It panics on any other name.
@@ -234,6 +282,13 @@ type dispatcher struct {
 type queued struct {
 	fn        func()
 	droppable bool
+}
+
+// backlog returns how many events wait for the handlers.
+func (d *dispatcher) backlog() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.events
 }
 
 func newDispatcher(limit int) *dispatcher {

@@ -24,12 +24,12 @@ func TestRoomEvents(t *testing.T) {
 	if _, err := alice.Join(ctx, "lobby"); err != nil {
 		t.Fatal(err)
 	}
-	members, err := bob.Join(ctx, "lobby")
+	joined, err := bob.Join(ctx, "lobby")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var got []string
-	for _, m := range members {
+	for _, m := range joined.Members {
 		got = append(got, m.Name+"/"+m.User)
 	}
 	slices.Sort(got)

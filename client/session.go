@@ -131,12 +131,14 @@ func (s *session) start() {
 func (s *session) stop(reason error) {
 	s.stopOnce.Do(func() {
 		s.reason = reason
+		// Withdrawn first: whoever finds the session stopped finds the
+		// client reconnecting, not this session again.
+		s.c.sessionEnded(s)
 		s.mu.Lock()
 		pend := s.pending
 		s.pending, s.pings = nil, nil
 		s.mu.Unlock()
 		close(s.done)
-		s.c.sessionEnded(s)
 		err := lost(reason)
 		for _, p := range pend {
 			p.resolve(nil, err)
@@ -224,15 +226,22 @@ func (s *session) handle(data []byte) {
 			s.log.Warn("ignoring a malformed event frame", "err", err)
 			return
 		}
-		if len(e.Data) == 0 {
-			e.Data = json.RawMessage("null")
+		s.c.receiveEvent(s, e, data)
+	case protocol.TypeGap:
+		var g protocol.Gap
+		if err := json.Unmarshal(data, &g); err != nil {
+			s.log.Warn("ignoring a malformed gap frame", "err", err)
+			return
 		}
-		ev := Event{Room: e.Room, Name: e.Event, Data: e.Data, From: e.From, Time: time.UnixMilli(e.TS), Raw: data}
-		if !s.c.dispatch(func() {
-			s.c.handlers.events.call(anyEvent, ev)
-			s.c.handlers.events.call(ev.Name, ev)
-		}, true) {
-			s.log.Warn("handlers too slow: event dropped", "room", ev.Room, "event", ev.Name)
+		s.c.receiveGap(s, g)
+	case protocol.TypeReceipt:
+		var r protocol.Receipt
+		if err := json.Unmarshal(data, &r); err != nil {
+			s.log.Warn("ignoring a malformed receipt frame", "err", err)
+			return
+		}
+		if !s.c.dispatch(func() { s.c.handlers.receipts.call("", r) }, true) {
+			s.log.Warn("handlers too slow: receipt dropped", "room", r.Room, "seq", r.Seq)
 		}
 	case protocol.TypePresence:
 		var p protocol.Presence
