@@ -28,12 +28,19 @@ type EmitOptions struct {
 
 var nullJSON = json.RawMessage("null")
 
+// FileEvent is the event the server publishes for a finished upload; clients
+// may not emit it, so a "file" event always comes from the server.
+const FileEvent = "file"
+
 // Emit sends a named event from m. A named room requires m to be in it and
 // numbers the event in the room's stream; a user who is not connected gets
 // it later (queued), a connection must be connected.
 func (h *Hub) Emit(m Member, t Target, event string, data json.RawMessage, opt EmitOptions) (protocol.Delivered, error) {
 	if err := ValidEvent(event); err != nil {
 		return protocol.Delivered{}, err
+	}
+	if event == FileEvent {
+		return protocol.Delivered{}, protocol.Errorf(protocol.CodeInvalidEvent, "the event name %q is reserved for the server's file announcements", FileEvent)
 	}
 	if err := validMsgID(opt.MsgID); err != nil {
 		return protocol.Delivered{}, err

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what ferry's tests need, once; later runs find it cached.
 #   - MinIO, built from the Go module proxy (the tests start it on 127.0.0.1)
-#   - Chromium (browser tests) and docker-compose (checks docker-compose.yml),
+#   - Chromium (browser tests), docker-compose (checks docker-compose.yml) and
+#     Node.js (runs the browser client's unit tests),
 #     from Debian's packages
 set -euo pipefail
 
@@ -16,6 +17,7 @@ fi
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
 if [ ${#missing[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
 		echo "test-deps: missing ${missing[*]} and cannot install them here (needs root and apt-get)" >&2

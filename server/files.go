@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ferryhq/ferry/protocol"
+	"github.com/ferryhq/ferry/rooms"
 	"github.com/ferryhq/ferry/transfer"
 )
 
@@ -53,7 +54,7 @@ func (s *Server) Announce(ctx context.Context, f transfer.File) {
 		s.cfg.Log.Error("encode announcement", "err", err)
 		return
 	}
-	d, _ := s.hub.Publish(f.Room, "file", data, protocol.From{User: f.User, Name: f.UserName}, true)
+	d, _ := s.hub.Publish(f.Room, rooms.FileEvent, data, protocol.From{User: f.User, Name: f.UserName}, true)
 	s.cfg.Log.Info("file announced", "file", f.ID, "room", f.Room, "size", f.Size, "type", f.Type, "delivered", d.Delivered)
 }
 

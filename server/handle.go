@@ -58,8 +58,9 @@ func (c *conn) handle(data []byte) {
 		c.send(protocol.Pong{T: protocol.TypePong, TS: req.TS, ServerTS: now.UnixMilli()})
 		c.badFrames = 0
 		return
-	case protocol.TypeUploadChunk:
-		// Chunks are paced by the upload window, not by the request rate.
+	case protocol.TypeUploadChunk, protocol.TypeReceived:
+		// Chunks are paced by the upload window, and receipts by the events
+		// they confirm, not by the request rate.
 	default:
 		if !c.limiter.allow(now) {
 			c.sendError(req.ID, protocol.Errorf(protocol.CodeRateLimited, "over %g requests a second; request dropped", c.s.cfg.Rate))

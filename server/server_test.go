@@ -268,6 +268,7 @@ func TestBadInput(t *testing.T) {
 		{frame{"t": "join", "room": strings.Repeat("r", 65)}, "invalid_room"},
 		{frame{"t": "join", "room": "user:someone"}, "invalid_room"},
 		{frame{"t": "emit", "room": "lobby", "event": ""}, "invalid_event"},
+		{frame{"t": "emit", "room": "lobby", "event": "file"}, "invalid_event"},
 		{frame{"t": "emit", "room": "lobby", "user": "u_x", "event": "e"}, "invalid_target"},
 		{frame{"t": "emit", "event": "e"}, "invalid_target"},
 	} {
