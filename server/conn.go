@@ -112,6 +112,9 @@ func (c *conn) enqueue(frame []byte, control bool) bool {
 
 // writeLoop writes queued frames in batches until the queue is empty.
 func (c *conn) writeLoop() {
+	if d := c.s.cfg.WriteDelay; d > 0 {
+		time.Sleep(d)
+	}
 	for {
 		c.mu.Lock()
 		batch := c.queue

@@ -167,7 +167,10 @@ func (u *upload) saveManifest(giveUp bool, mf *manifest) error {
 // records its id.
 func (u *upload) startMultipart() error {
 	u.mu.Lock()
-	meta := u.metaLocked("")
+	// A declared SHA-256 goes into the metadata now: it is checked before
+	// completion, and when the metadata does not change at completion the
+	// store need not copy the whole object to replace it.
+	meta := u.metaLocked(u.sha)
 	u.mu.Unlock()
 	var mp storage.Multipart
 	err := u.retry("start multipart upload", true, func(ctx context.Context) error {
