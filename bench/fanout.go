@@ -1,0 +1,385 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// FanoutConfig configures Fanout.
+type FanoutConfig struct {
+	Target
+	// Members is how many connections receive the events. Zero means 1000.
+	Members int
+	// Publishers is how many connections share the publishing. They are
+	// members of the room too but do not receive their own events
+	// (except_self). Zero means 1.
+	Publishers int
+	// Size is the size in bytes of each event's data (a JSON object carrying
+	// the send time, a sequence number and padding). Zero means 100; at
+	// least MinEventSize.
+	Size int
+	// Rate is how many events per second all publishers emit together, on a
+	// fixed schedule. Every event reaches Members connections, so the
+	// delivery rate asked of the server is Rate × Members. Zero means 250.
+	Rate int
+	// Burst is how many events are scheduled at the same instant: the
+	// schedule has Rate/Burst ticks per second. Bursts let a server that
+	// batches its writes put several events in one. Zero means 1 (evenly
+	// spaced events).
+	Burst int
+	// Warmup is how long events flow before the measurement starts. Zero
+	// means 2s.
+	Warmup time.Duration
+	// Duration is how long the measurement lasts. Zero means 10s.
+	Duration time.Duration
+	// Drain bounds the wait for events still in flight once publishing has
+	// stopped. Zero means 5s.
+	Drain time.Duration
+	// Room is the room's name. Empty means "bench".
+	Room string
+	// DialWorkers is how many connections are opened at once. Zero means 32.
+	DialWorkers int
+	// ReadLoops is how many epoll loops (goroutines) read the members'
+	// sockets. Zero means 2.
+	ReadLoops int
+	// Progress receives a line now and then while the bench runs; nil is silent.
+	Progress io.Writer
+}
+
+// MinEventSize is the smallest event data size Fanout can build.
+const MinEventSize = 64
+
+// FanoutResult is what Fanout measured. Rates, CPU and counts marked "in
+// the window" cover the Duration after the warm-up; the totals cover the
+// whole run, drain included.
+type FanoutResult struct {
+	Members    int     `json:"members"`
+	Publishers int     `json:"publishers"`
+	Size       int     `json:"size"`
+	Rate       int     `json:"rate"`
+	Burst      int     `json:"burst"`
+	Seconds    float64 `json:"seconds"`
+
+	// Published is the number of events emitted in the window.
+	Published int64 `json:"published"`
+	// Delivered is the number of events received by members in the window.
+	Delivered        int64   `json:"delivered"`
+	DeliveriesPerSec float64 `json:"deliveries_per_sec"`
+	// ServerMessagesOut is the growth of the server's
+	// ferry_messages_out_total in the window (-1 if not exported).
+	ServerMessagesOut int64 `json:"server_messages_out"`
+
+	// Latency from the moment the publisher wrote an event (the time it
+	// carries) to its receipt, of events sent in the window, in
+	// milliseconds.
+	LatencyP50MS float64 `json:"latency_p50_ms"`
+	LatencyP90MS float64 `json:"latency_p90_ms"`
+	LatencyP99MS float64 `json:"latency_p99_ms"`
+	LatencyMaxMS float64 `json:"latency_max_ms"`
+	// PublisherLagMaxMS is how far behind its schedule a publisher ever was
+	// when it sent an event. The latency does not include it; a large lag
+	// means the generator itself lacked CPU and the rate was not what was
+	// asked.
+	PublisherLagMaxMS float64 `json:"publisher_lag_max_ms"`
+
+	// ServerCPUSeconds is the server's user+system CPU time in the window
+	// (zero without a PID), and CPUPerDeliveryUS that divided by Delivered.
+	ServerCPUSeconds float64 `json:"server_cpu_seconds"`
+	CPUPerDeliveryUS float64 `json:"cpu_per_delivery_us"`
+	// GeneratorCPUSeconds is this process's CPU time in the window.
+	GeneratorCPUSeconds float64 `json:"generator_cpu_seconds"`
+	// OtherCPUSeconds is the CPU time that neither the server nor the
+	// generator used in the window, out of MachineCPUSeconds (cores ×
+	// window): other processes competing with the bench.
+	OtherCPUSeconds   float64 `json:"other_cpu_seconds"`
+	MachineCPUSeconds float64 `json:"machine_cpu_seconds"`
+
+	// PublishedTotal events were emitted in all; each should reach every
+	// member, so ExpectedTotal = PublishedTotal × Members.
+	PublishedTotal int64 `json:"published_total"`
+	ExpectedTotal  int64 `json:"expected_total"`
+	ReceivedTotal  int64 `json:"received_total"`
+	Lost           int64 `json:"lost"`
+	// Dropped is how many connections the server closed during the bench.
+	Dropped int `json:"dropped"`
+	// ErrorFrames is how many error frames the publishers received.
+	ErrorFrames int64 `json:"error_frames"`
+	// Problems lists the checks that failed; empty means no event was lost,
+	// no connection dropped and no emit refused.
+	Problems []string `json:"problems"`
+}
+
+// tsKey marks the send time inside an event's data; receivers find it with
+// bytes.Index rather than decoding JSON, to stay cheap.
+var tsKey = []byte(`"bts":`)
+
+// fanoutRun holds the state shared by one run's goroutines.
+type fanoutRun struct {
+	cfg   FanoutConfig
+	epoch time.Time
+	// The window, as offsets from epoch, set before publishing starts and
+	// read by every receiver.
+	winStart, winEnd atomic.Int64
+
+	readers   sync.WaitGroup
+	closing   atomic.Bool
+	dropped   atomic.Int64
+	dropCause atomic.Value
+	errFrames atomic.Int64
+	errFirst  atomic.Value
+}
+
+func (f *fanoutRun) now() time.Duration { return time.Since(f.epoch) }
+
+// Fanout puts cfg.Members connections in one room, has cfg.Publishers
+// connections emit cfg.Rate events per second into it, and measures the
+// delivery rate, the latency from send to receipt and the server's CPU time
+// per delivery.
+func Fanout(ctx context.Context, cfg FanoutConfig) (FanoutResult, error) {
+	setDefault(&cfg.Members, 1000)
+	setDefault(&cfg.Publishers, 1)
+	setDefault(&cfg.Size, 100)
+	setDefault(&cfg.Rate, 250)
+	setDefault(&cfg.Burst, 1)
+	setDefault(&cfg.DialWorkers, 32)
+	setDefault(&cfg.ReadLoops, 2)
+	setDefault(&cfg.Warmup, 2*time.Second)
+	setDefault(&cfg.Duration, 10*time.Second)
+	setDefault(&cfg.Drain, 5*time.Second)
+	if cfg.Room == "" {
+		cfg.Room = "bench"
+	}
+	res := FanoutResult{
+		Members: cfg.Members, Publishers: cfg.Publishers, Size: cfg.Size, Rate: cfg.Rate, Burst: cfg.Burst,
+		ServerMessagesOut: -1,
+	}
+	if cfg.Size < MinEventSize {
+		return res, fmt.Errorf("event size %d is below the minimum of %d bytes", cfg.Size, MinEventSize)
+	}
+	progress := progressFunc(cfg.Progress)
+	f := &fanoutRun{cfg: cfg, epoch: time.Now()}
+
+	members, err := newMemberSet(f, cfg.ReadLoops)
+	if err != nil {
+		return res, err
+	}
+	membersOpen := true
+	pubs := &publishers{list: make([]*publisher, cfg.Publishers)}
+	defer func() {
+		f.closing.Store(true)
+		if membersOpen {
+			members.close()
+		}
+		pubs.close()
+		f.readers.Wait()
+	}()
+
+	// Members first, publishers last: joining sends presence to every member,
+	// and that storm is over before the first event.
+	var joined atomic.Int64
+	stop := ticker(ctx, time.Second, func() {
+		progress("fanout: %d/%d members joined", joined.Load(), cfg.Members)
+	})
+	err = parallel(ctx, cfg.Members, cfg.DialWorkers, func(ctx context.Context, i int) error {
+		if err := members.join("member-" + strconv.Itoa(i)); err != nil {
+			return fmt.Errorf("member %d: %w", i, err)
+		}
+		joined.Add(1)
+		return nil
+	})
+	stop()
+	if err != nil {
+		return res, err
+	}
+	if err := pubs.dial(ctx, f); err != nil {
+		return res, err
+	}
+	progress("fanout: %d members and %d publishers in room %q", cfg.Members, cfg.Publishers, cfg.Room)
+
+	start := f.now() + 100*time.Millisecond
+	winStart := start + cfg.Warmup
+	winEnd := winStart + cfg.Duration
+	f.winStart.Store(int64(winStart))
+	f.winEnd.Store(int64(winEnd))
+	pubCtx := pubs.start(ctx, f, start)
+	defer pubs.stop()
+	// abort stops the publishers and explains why the run ended early: the
+	// caller's cancellation, else a publisher's error, else err.
+	abort := func(err error) error {
+		perr := pubs.stop()
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case perr != nil:
+			return perr
+		}
+		return err
+	}
+
+	if err := f.sleepUntil(pubCtx, winStart); err != nil {
+		return res, abort(err)
+	}
+	s0, err := f.sample(ctx, members)
+	if err != nil {
+		return res, abort(err)
+	}
+	progress("fanout: warm-up over, measuring for %s", cfg.Duration)
+	if err := f.sleepUntil(pubCtx, winEnd); err != nil {
+		return res, abort(err)
+	}
+	s1, err := f.sample(ctx, members)
+	if err != nil {
+		return res, abort(err)
+	}
+	if err := pubs.wait(); err != nil {
+		return res, err
+	}
+
+	for _, p := range pubs.list {
+		res.PublishedTotal += p.sent
+		res.Published += p.window
+		res.PublisherLagMaxMS = max(res.PublisherLagMaxMS, ms(p.lagMax))
+	}
+	res.ExpectedTotal = res.PublishedTotal * int64(cfg.Members)
+	progress("fanout: publishing stopped, draining")
+	f.drain(ctx, members, res.ExpectedTotal)
+
+	// Stop the loops so that their histograms can be read.
+	f.closing.Store(true)
+	res.ReceivedTotal = members.received()
+	windowReceived, hist := members.close()
+	membersOpen = false
+	f.figures(&res, s0, s1, windowReceived, &hist)
+	return res, nil
+}
+
+// figures fills in what the two samples, the receipts and the latency
+// histogram say, and the checks that failed.
+func (f *fanoutRun) figures(res *FanoutResult, s0, s1 fanoutSample, windowReceived int64, hist *histogram) {
+	res.Seconds = (s1.at - s0.at).Seconds()
+	res.Delivered = s1.delivered - s0.delivered
+	res.DeliveriesPerSec = float64(res.Delivered) / res.Seconds
+	if s0.hasOut && s1.hasOut {
+		res.ServerMessagesOut = int64(s1.messagesOut - s0.messagesOut)
+	}
+	res.LatencyP50MS = ms(hist.quantile(0.50))
+	res.LatencyP90MS = ms(hist.quantile(0.90))
+	res.LatencyP99MS = ms(hist.quantile(0.99))
+	res.LatencyMaxMS = ms(hist.quantile(1))
+	if f.cfg.PID != 0 {
+		res.ServerCPUSeconds = (s1.serverCPU - s0.serverCPU).Seconds()
+		if res.Delivered > 0 {
+			res.CPUPerDeliveryUS = res.ServerCPUSeconds * 1e6 / float64(res.Delivered)
+		}
+	}
+	res.GeneratorCPUSeconds = (s1.selfCPU - s0.selfCPU).Seconds()
+	if s0.machine.Total > 0 && s1.machine.Total > 0 {
+		res.MachineCPUSeconds = (s1.machine.Total - s0.machine.Total).Seconds()
+		res.OtherCPUSeconds = max(0, (s1.machine.Busy-s0.machine.Busy).Seconds()-res.ServerCPUSeconds-res.GeneratorCPUSeconds)
+	}
+	res.Lost = res.ExpectedTotal - res.ReceivedTotal
+	res.Dropped = int(f.dropped.Load())
+	res.ErrorFrames = f.errFrames.Load()
+
+	if res.Lost != 0 {
+		res.Problems = append(res.Problems, fmt.Sprintf("%d of %d deliveries lost", res.Lost, res.ExpectedTotal))
+	}
+	if want := res.Published * int64(f.cfg.Members); windowReceived != want {
+		res.Problems = append(res.Problems, fmt.Sprintf("%d of %d deliveries of the window's events received", windowReceived, want))
+	}
+	if res.Dropped > 0 {
+		res.Problems = append(res.Problems, fmt.Sprintf("%d connections dropped (first: %v)", res.Dropped, f.dropCause.Load()))
+	}
+	if res.ErrorFrames > 0 {
+		res.Problems = append(res.Problems, fmt.Sprintf("%d error frames (first: %v)", res.ErrorFrames, f.errFirst.Load()))
+	}
+}
+
+func (f *fanoutRun) connEnded(err error) {
+	if f.closing.Load() {
+		return
+	}
+	f.dropped.Add(1)
+	f.dropCause.CompareAndSwap(nil, err.Error())
+}
+
+// parseDigits reads the decimal integer at the start of b.
+func parseDigits(b []byte) (time.Duration, bool) {
+	var v int64
+	i := 0
+	for ; i < len(b) && i < 19 && b[i] >= '0' && b[i] <= '9'; i++ {
+		v = v*10 + int64(b[i]-'0')
+	}
+	return time.Duration(v), i > 0
+}
+
+type fanoutSample struct {
+	at          time.Duration
+	delivered   int64
+	serverCPU   time.Duration
+	selfCPU     time.Duration
+	messagesOut float64
+	hasOut      bool
+	machine     MachineCPU
+}
+
+func (f *fanoutRun) sample(ctx context.Context, members *memberSet) (fanoutSample, error) {
+	s := fanoutSample{at: f.now(), delivered: members.received()}
+	if f.cfg.PID != 0 {
+		cpu, err := ReadCPU(f.cfg.PID)
+		if err != nil {
+			return s, err
+		}
+		s.serverCPU = cpu
+	}
+	if cpu, err := ReadCPU(os.Getpid()); err == nil {
+		s.selfCPU = cpu
+	}
+	if m, err := ReadMachineCPU(); err == nil {
+		s.machine = m
+	}
+	m, err := ScrapeMetrics(ctx, httpClient, f.cfg.MetricsURL())
+	if err != nil {
+		return s, fmt.Errorf("metrics: %w", err)
+	}
+	s.messagesOut, s.hasOut = m.Get("ferry_messages_out_total")
+	return s, nil
+}
+
+// drain waits until every expected delivery arrived, or until nothing has
+// arrived for cfg.Drain.
+func (f *fanoutRun) drain(ctx context.Context, members *memberSet, expected int64) {
+	last, lastChange := int64(-1), time.Now()
+	for {
+		got := members.received()
+		if got >= expected {
+			return
+		}
+		if got != last {
+			last, lastChange = got, time.Now()
+		} else if time.Since(lastChange) > f.cfg.Drain {
+			return
+		}
+		if sleep(ctx, 20*time.Millisecond) != nil {
+			return
+		}
+	}
+}
+
+func (f *fanoutRun) sleepUntil(ctx context.Context, at time.Duration) error {
+	return sleep(ctx, at-f.now())
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func setDefault[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}

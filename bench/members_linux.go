@@ -1,0 +1,205 @@
+package bench
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/ferryhq/ferry/protocol"
+)
+
+// memberSet holds a fan-out's members and reads them from a few epoll loops,
+// each owning a share of the sockets: no goroutine per member, one read per
+// wake-up, frames parsed in place. This keeps the generator light next to
+// the server on a small machine.
+type memberSet struct {
+	f     *fanoutRun
+	loops []*epollLoop
+	next  atomic.Uint32
+	wg    sync.WaitGroup
+	stop  atomic.Bool
+
+	mu  sync.Mutex
+	all []*rawConn // every member, closed by close
+}
+
+type epollLoop struct {
+	set  *memberSet
+	epfd int
+
+	mu      sync.Mutex
+	pending []*rawConn // added, not yet seen by the loop
+
+	received atomic.Int64
+	// Owned by the loop goroutine until it ends.
+	conns    map[int32]*rawConn
+	inWindow int64
+	hist     histogram
+}
+
+// epollWaitMS bounds each wait so that a loop notices stop.
+const epollWaitMS = 50
+
+func newMemberSet(f *fanoutRun, loops int) (*memberSet, error) {
+	s := &memberSet{f: f}
+	for range loops {
+		epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+		if err != nil {
+			s.close()
+			return nil, fmt.Errorf("epoll: %w", err)
+		}
+		l := &epollLoop{set: s, epfd: epfd, conns: make(map[int32]*rawConn)}
+		s.loops = append(s.loops, l)
+		s.wg.Go(l.run)
+	}
+	return s, nil
+}
+
+// join connects one member, joins the room and hands the socket to a loop.
+func (s *memberSet) join(name string) error {
+	c, err := rawDial(s.f.cfg.URL, name, handshakeTimeout)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.all = append(s.all, c)
+	s.mu.Unlock()
+	if err := c.request(1, protocol.Request{T: protocol.TypeJoin, ID: 1, Room: s.f.cfg.Room}); err != nil {
+		return fmt.Errorf("join %q: %w", s.f.cfg.Room, err)
+	}
+	if err := c.detach(); err != nil {
+		return err
+	}
+	l := s.loops[int(s.next.Add(1))%len(s.loops)]
+	l.mu.Lock()
+	l.pending = append(l.pending, c)
+	l.mu.Unlock()
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(c.fd)}
+	if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, c.fd, &ev); err != nil {
+		return fmt.Errorf("epoll add: %w", err)
+	}
+	return nil
+}
+
+// received is how many events all members have received so far.
+func (s *memberSet) received() int64 {
+	var n int64
+	for _, l := range s.loops {
+		n += l.received.Load()
+	}
+	return n
+}
+
+// close stops the loops and closes every socket. It returns how many
+// events published in the window were received, with their latencies in h.
+func (s *memberSet) close() (inWindow int64, h histogram) {
+	s.stop.Store(true)
+	s.wg.Wait()
+	for _, l := range s.loops {
+		syscall.Close(l.epfd)
+		inWindow += l.inWindow
+		h.merge(&l.hist)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.all {
+		c.close()
+	}
+	return inWindow, h
+}
+
+func (l *epollLoop) run() {
+	events := make([]syscall.EpollEvent, 256)
+	for !l.set.stop.Load() {
+		n, err := syscall.EpollWait(l.epfd, events, epollWaitMS)
+		if err != nil {
+			if errors.Is(err, syscall.EINTR) {
+				continue
+			}
+			l.set.f.connEnded(fmt.Errorf("epoll wait: %w", err))
+			return
+		}
+		for _, ev := range events[:n] {
+			c := l.conns[ev.Fd]
+			if c == nil {
+				if c = l.adopt(ev.Fd); c == nil {
+					continue
+				}
+			}
+			l.read(c)
+		}
+	}
+}
+
+// adopt takes the sockets added since the last call and returns the one
+// with descriptor fd. Frames that arrived with the join's ack are handled
+// first.
+func (l *epollLoop) adopt(fd int32) *rawConn {
+	l.mu.Lock()
+	pending := l.pending
+	l.pending = nil
+	l.mu.Unlock()
+	for _, c := range pending {
+		l.conns[int32(c.fd)] = c
+		l.parse(c)
+	}
+	return l.conns[fd]
+}
+
+// read takes what the socket has and handles every complete frame.
+func (l *epollLoop) read(c *rawConn) {
+	if err := c.fill(); err != nil {
+		if errors.Is(err, syscall.EAGAIN) {
+			return
+		}
+		l.end(c, err)
+		return
+	}
+	l.parse(c)
+}
+
+func (l *epollLoop) parse(c *rawConn) {
+	f := l.set.f
+	for {
+		op, payload, ok, err := c.next()
+		if err != nil {
+			l.end(c, err)
+			return
+		}
+		if !ok {
+			return
+		}
+		switch op {
+		case opText:
+			i := bytes.Index(payload, tsKey)
+			if i < 0 {
+				continue
+			}
+			sent, ok := parseDigits(payload[i+len(tsKey):])
+			if !ok {
+				continue
+			}
+			now := f.now()
+			l.received.Add(1)
+			if int64(sent) >= f.winStart.Load() && int64(sent) < f.winEnd.Load() {
+				l.inWindow++
+				l.hist.record(now - sent)
+			}
+		case opPing:
+			c.pong(payload)
+		case opClose:
+			l.end(c, closeError(payload))
+			return
+		}
+	}
+}
+
+// end stops watching a socket the server closed; close releases it.
+func (l *epollLoop) end(c *rawConn, err error) {
+	_ = syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, c.fd, nil)
+	delete(l.conns, int32(c.fd))
+	l.set.f.connEnded(err)
+}

@@ -1,0 +1,369 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"crypto/sha1"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"syscall"
+	"time"
+
+	"github.com/ferryhq/ferry/protocol"
+)
+
+// rawConn is a client WebSocket connection on a plain socket that Go's
+// netpoller does not know: after the handshake, the bench's own epoll loop
+// reads it, one read per wake-up, and parses the server's frames in place.
+// It only reads what a fan-out member needs: unfragmented server frames
+// (unmasked, as RFC 6455 requires of servers), pings and closes.
+type rawConn struct {
+	fd   int
+	buf  []byte
+	r, w int // unparsed bytes are buf[r:w]
+	mask [4]byte
+}
+
+// rawBufSize is a member's read buffer; one read takes as many queued
+// frames as fit.
+const rawBufSize = 16 << 10
+
+// WebSocket opcodes.
+const (
+	opText  = 0x1
+	opClose = 0x8
+	opPing  = 0x9
+	opPong  = 0xA
+)
+
+var errFrameMasked = errors.New("websocket: server frame is masked")
+
+// rawDial connects to target (ws://host:port/path), performs the WebSocket
+// handshake and reads the welcome frame. The socket is left in blocking mode
+// with timeouts, for the joins that follow; see detach.
+func rawDial(target, name string, timeout time.Duration) (*rawConn, error) {
+	u, err := url.Parse(target)
+	if err != nil {
+		return nil, err
+	}
+	addr, err := net.ResolveTCPAddr("tcp", u.Host)
+	if err != nil {
+		return nil, err
+	}
+	var sa syscall.Sockaddr
+	family := syscall.AF_INET
+	if ip4 := addr.IP.To4(); ip4 != nil {
+		sa4 := &syscall.SockaddrInet4{Port: addr.Port}
+		copy(sa4.Addr[:], ip4)
+		sa = sa4
+	} else {
+		sa6 := &syscall.SockaddrInet6{Port: addr.Port}
+		copy(sa6.Addr[:], addr.IP.To16())
+		sa, family = sa6, syscall.AF_INET6
+	}
+	fd, err := syscall.Socket(family, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("socket: %w", err)
+	}
+	c := &rawConn{fd: fd, buf: make([]byte, rawBufSize)}
+	if _, err := rand.Read(c.mask[:]); err != nil {
+		c.close()
+		return nil, err
+	}
+	tv := syscall.NsecToTimeval(timeout.Nanoseconds())
+	for _, opt := range []int{syscall.SO_RCVTIMEO, syscall.SO_SNDTIMEO} {
+		if err := syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, opt, &tv); err != nil {
+			c.close()
+			return nil, err
+		}
+	}
+	if err := connect(fd, sa, timeout); err != nil {
+		c.close()
+		return nil, fmt.Errorf("connect %s: %w", u.Host, err)
+	}
+	if err := c.handshake(u, name); err != nil {
+		c.close()
+		return nil, err
+	}
+	var w protocol.Welcome
+	if err := c.readJSON(&w); err != nil {
+		c.close()
+		return nil, fmt.Errorf("welcome: %w", err)
+	}
+	if w.T != protocol.TypeWelcome {
+		c.close()
+		return nil, fmt.Errorf("first frame is %q, want %q", w.T, protocol.TypeWelcome)
+	}
+	return c, nil
+}
+
+// connect connects a blocking socket. A signal (the Go runtime's
+// preemption, a profiler) can interrupt connect; the connection then
+// completes in the background and connect is asked again until it says so.
+func connect(fd int, sa syscall.Sockaddr, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	err := syscall.Connect(fd, sa)
+	for {
+		switch {
+		case err == nil, errors.Is(err, syscall.EISCONN):
+			return nil
+		case !errors.Is(err, syscall.EINTR) && !errors.Is(err, syscall.EALREADY):
+			return err
+		case time.Now().After(deadline):
+			return syscall.ETIMEDOUT
+		}
+		time.Sleep(time.Millisecond)
+		err = syscall.Connect(fd, sa)
+	}
+}
+
+// read and write retry the calls a signal interrupts.
+func read(fd int, p []byte) (int, error) {
+	for {
+		n, err := syscall.Read(fd, p)
+		if !errors.Is(err, syscall.EINTR) {
+			return n, err
+		}
+	}
+}
+
+func write(fd int, p []byte) (int, error) {
+	for {
+		n, err := syscall.Write(fd, p)
+		if !errors.Is(err, syscall.EINTR) {
+			return n, err
+		}
+	}
+}
+
+func (c *rawConn) handshake(u *url.URL, name string) error {
+	var k [16]byte
+	if _, err := rand.Read(k[:]); err != nil {
+		return err
+	}
+	key := base64.StdEncoding.EncodeToString(k[:])
+	path := u.EscapedPath() + "?name=" + url.QueryEscape(name)
+	req := fmt.Sprintf("GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n", path, u.Host, key)
+	if err := c.writeAll([]byte(req)); err != nil {
+		return fmt.Errorf("handshake: %w", err)
+	}
+	br := bufio.NewReaderSize(fdReader(c.fd), 4096)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return fmt.Errorf("handshake: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		return fmt.Errorf("handshake: HTTP %s", resp.Status)
+	}
+	sum := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+	if resp.Header.Get("Sec-WebSocket-Accept") != base64.StdEncoding.EncodeToString(sum[:]) {
+		return errors.New("handshake: bad Sec-WebSocket-Accept")
+	}
+	// Frames that came with the response are the start of the stream.
+	rest, _ := br.Peek(br.Buffered())
+	c.w = copy(c.buf, rest)
+	return nil
+}
+
+// fdReader reads a blocking socket for http.ReadResponse.
+type fdReader int
+
+func (fd fdReader) Read(p []byte) (int, error) {
+	n, err := read(int(fd), p)
+	switch {
+	case err != nil:
+		return 0, err
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// readJSON reads frames in blocking mode until a text frame, and decodes it.
+func (c *rawConn) readJSON(v any) error {
+	for {
+		op, payload, err := c.readBlocking()
+		if err != nil {
+			return err
+		}
+		switch op {
+		case opText:
+			return json.Unmarshal(payload, v)
+		case opPing:
+			c.pong(payload)
+		case opClose:
+			return closeError(payload)
+		}
+	}
+}
+
+// readBlocking returns the next frame, reading the socket as needed.
+func (c *rawConn) readBlocking() (byte, []byte, error) {
+	for {
+		op, payload, ok, err := c.next()
+		if ok || err != nil {
+			return op, payload, err
+		}
+		if err := c.fill(); err != nil {
+			return 0, nil, err
+		}
+	}
+}
+
+// request sends a frame with id and waits, in blocking mode, for its ack.
+func (c *rawConn) request(id uint64, frame any) error {
+	b, err := json.Marshal(frame)
+	if err != nil {
+		return err
+	}
+	if err := c.writeFrame(opText, b); err != nil {
+		return err
+	}
+	for {
+		var r reply
+		if err := c.readJSON(&r); err != nil {
+			return err
+		}
+		if r.ID != id {
+			continue
+		}
+		switch r.T {
+		case protocol.TypeAck:
+			return nil
+		case protocol.TypeError:
+			return &protocol.Error{Code: r.Code, Message: r.Message}
+		}
+	}
+}
+
+// detach puts the socket in non-blocking mode for the epoll loop and gives
+// back the memory a large frame (a join ack listing every member) took.
+func (c *rawConn) detach() error {
+	if len(c.buf) > rawBufSize && c.w-c.r <= rawBufSize {
+		b := make([]byte, rawBufSize)
+		c.w = copy(b, c.buf[c.r:c.w])
+		c.r, c.buf = 0, b
+	}
+	return syscall.SetNonblock(c.fd, true)
+}
+
+// fill reads once into the free end of the buffer, first moving unparsed
+// bytes to the front. It returns syscall.EAGAIN when a non-blocking socket
+// has nothing, and io.EOF when the peer closed.
+func (c *rawConn) fill() error {
+	if c.r > 0 {
+		c.w = copy(c.buf, c.buf[c.r:c.w])
+		c.r = 0
+	}
+	if c.w == len(c.buf) {
+		c.buf = append(c.buf, make([]byte, len(c.buf))...)
+	}
+	n, err := read(c.fd, c.buf[c.w:])
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return io.EOF
+	}
+	c.w += n
+	return nil
+}
+
+// next parses the frame at the front of the buffer. ok is false when the
+// frame is not complete yet; the buffer grows for a frame larger than it.
+func (c *rawConn) next() (op byte, payload []byte, ok bool, err error) {
+	b := c.buf[c.r:c.w]
+	if len(b) < 2 {
+		return 0, nil, false, nil
+	}
+	if b[1]&0x80 != 0 {
+		return 0, nil, false, errFrameMasked
+	}
+	op = b[0] & 0x0f
+	n, hdr := uint64(b[1]&0x7f), 2
+	switch n {
+	case 126:
+		if len(b) < 4 {
+			return 0, nil, false, nil
+		}
+		n, hdr = uint64(binary.BigEndian.Uint16(b[2:])), 4
+	case 127:
+		if len(b) < 10 {
+			return 0, nil, false, nil
+		}
+		n, hdr = binary.BigEndian.Uint64(b[2:]), 10
+	}
+	if n > 64<<20 {
+		return 0, nil, false, fmt.Errorf("websocket: %d-byte frame", n)
+	}
+	size := hdr + int(n)
+	if len(b) < size {
+		if size > len(c.buf) {
+			nb := make([]byte, size+rawBufSize)
+			c.w = copy(nb, b)
+			c.r, c.buf = 0, nb
+		}
+		return 0, nil, false, nil
+	}
+	c.r += size
+	return op, b[hdr:size], true, nil
+}
+
+// writeFrame writes a masked client frame of at most 64 KiB.
+func (c *rawConn) writeFrame(op byte, payload []byte) error {
+	f := make([]byte, 0, 8+len(payload))
+	f = append(f, 0x80|op)
+	if len(payload) < 126 {
+		f = append(f, 0x80|byte(len(payload)))
+	} else {
+		f = append(f, 0x80|126)
+		f = binary.BigEndian.AppendUint16(f, uint16(len(payload)))
+	}
+	f = append(f, c.mask[:]...)
+	for i, x := range payload {
+		f = append(f, x^c.mask[i&3])
+	}
+	return c.writeAll(f)
+}
+
+// pong answers a ping. A pong that does not fit in the socket's buffer
+// right away is dropped: the server's heartbeat allows for a missed one.
+func (c *rawConn) pong(payload []byte) {
+	_ = c.writeFrame(opPong, payload[:min(len(payload), 125)])
+}
+
+func (c *rawConn) writeAll(b []byte) error {
+	for len(b) > 0 {
+		n, err := write(c.fd, b)
+		if err != nil {
+			return err
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+func (c *rawConn) close() {
+	if c.fd >= 0 {
+		syscall.Close(c.fd)
+		c.fd = -1
+	}
+}
+
+// closeError describes a close frame's payload.
+func closeError(payload []byte) error {
+	if len(payload) < 2 {
+		return errors.New("websocket: close")
+	}
+	return fmt.Errorf("websocket: close %d: %s", binary.BigEndian.Uint16(payload), bytes.ToValidUTF8(payload[2:], nil))
+}

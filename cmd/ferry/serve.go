@@ -1,0 +1,287 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"strings"
+	"time"
+
+	"github.com/ferryhq/ferry/rooms"
+	"github.com/ferryhq/ferry/server"
+	"github.com/ferryhq/ferry/storage"
+	"github.com/ferryhq/ferry/storage/disk"
+	"github.com/ferryhq/ferry/storage/s3"
+	"github.com/ferryhq/ferry/transfer"
+	"github.com/ferryhq/ferry/web"
+)
+
+// serveFlags are the flags of "ferry serve".
+type serveFlags struct {
+	addr           string
+	data           string
+	authSecret     string
+	allowedOrigins string
+	pingInterval   time.Duration
+	pingTimeout    time.Duration
+	writeTimeout   time.Duration
+	writeDelay     time.Duration
+	maxFrame       int
+	maxQueue       int
+	rate           float64
+	rateBurst      int
+	maxRooms       int
+	historySize    int
+	historyTTL     time.Duration
+	offlineSize    int
+	offlineTTL     time.Duration
+	s3Endpoint     string
+	s3Public       string
+	s3Bucket       string
+	s3AccessKey    string
+	s3SecretKey    string
+	s3Region       string
+	maxChunk       int
+	maxFileSize    int64
+	maxUploads     int
+	partSize       int
+	partBuffers    int
+	uploadTTL      time.Duration
+	linkTTL        time.Duration
+	allowExec      bool
+	logLevel       string
+	logFormat      string
+	cpuProfile     string
+	shutdownGrace  time.Duration
+}
+
+func (f *serveFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.addr, "addr", "127.0.0.1:8080", "address to listen on")
+	fs.StringVar(&f.data, "data", "./data", "folder for files (local disk storage) and the server's own state")
+	fs.StringVar(&f.authSecret, "auth-secret", "", "HS256 secret; when set, every connection needs a token signed with it")
+	fs.StringVar(&f.allowedOrigins, "allowed-origins", "", "comma-separated browser origins allowed besides the server's own (* for any)")
+	fs.DurationVar(&f.pingInterval, "ping-interval", 25*time.Second, "how often the server pings each connection")
+	fs.DurationVar(&f.pingTimeout, "ping-timeout", 20*time.Second, "how long past a ping a silent connection is kept")
+	fs.DurationVar(&f.writeTimeout, "write-timeout", 10*time.Second, "deadline of every write to a client")
+	fs.DurationVar(&f.writeDelay, "write-delay", 0, "wait this long before writing to a client, to send several frames in one system call (busy rooms: less CPU, more latency)")
+	fs.IntVar(&f.maxFrame, "max-frame", 1<<20, "largest text frame in bytes")
+	fs.IntVar(&f.maxQueue, "max-queue", 4<<20, "bytes queued for a client before it is dropped as slow")
+	fs.Float64Var(&f.rate, "rate", 100, "requests per second allowed per connection")
+	fs.IntVar(&f.rateBurst, "rate-burst", 200, "requests a connection may send in a burst")
+	fs.IntVar(&f.maxRooms, "max-rooms", 100, "named rooms one connection may be in")
+	fs.IntVar(&f.historySize, "history-size", 1000, "events each room keeps for clients catching up (-1: none)")
+	fs.DurationVar(&f.historyTTL, "history-ttl", 10*time.Minute, "how long a room keeps an event")
+	fs.IntVar(&f.offlineSize, "offline-size", 100, "direct messages kept for a user with no connection (-1: none)")
+	fs.DurationVar(&f.offlineTTL, "offline-ttl", 24*time.Hour, "how long a direct message waits for its user")
+	fs.StringVar(&f.s3Endpoint, "s3-endpoint", "", "S3 service URL (http://127.0.0.1:9000, https://s3.eu-west-1.amazonaws.com); empty stores files under --data")
+	fs.StringVar(&f.s3Public, "s3-public-endpoint", "", "URL at which browsers reach the S3 service, when it differs from --s3-endpoint")
+	fs.StringVar(&f.s3Bucket, "s3-bucket", "ferry", "bucket for files (created if missing)")
+	fs.StringVar(&f.s3AccessKey, "s3-access-key", "", "S3 access key")
+	fs.StringVar(&f.s3SecretKey, "s3-secret-key", "", "S3 secret key")
+	fs.StringVar(&f.s3Region, "s3-region", "us-east-1", "S3 region")
+	fs.IntVar(&f.maxChunk, "max-chunk", 1<<20, "largest upload chunk in bytes")
+	fs.Int64Var(&f.maxFileSize, "max-file-size", 2<<30, "largest file in bytes")
+	fs.IntVar(&f.maxUploads, "max-uploads", 4, "uploads one connection may run at once")
+	fs.IntVar(&f.partSize, "part-size", 8<<20, "bytes buffered per part before it is stored (at least 5 MiB)")
+	fs.IntVar(&f.partBuffers, "part-buffers", 2, "parts an upload may buffer: one filling, the others being stored; the upload window is part-buffers × part-size")
+	fs.DurationVar(&f.uploadTTL, "upload-ttl", 24*time.Hour, "how long an unfinished upload is kept")
+	fs.DurationVar(&f.linkTTL, "link-ttl", 24*time.Hour, "how long a signed download link is valid")
+	fs.BoolVar(&f.allowExec, "allow-executables", false, "accept executables and scripts (refused by default)")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
+	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile to this file until the server stops")
+	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "how long connections get to close on shutdown")
+}
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var f serveFlags
+	fs := newFlagSet("serve", "serve [flags]", stderr)
+	f.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, f.logLevel, f.logFormat)
+	if err != nil {
+		return err
+	}
+	if f.cpuProfile != "" {
+		pf, err := os.Create(f.cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+		defer func() { pprof.StopCPUProfile(); _ = pf.Close() }()
+	}
+	if err := os.MkdirAll(f.data, 0o755); err != nil {
+		return fmt.Errorf("data folder: %w", err)
+	}
+	anonKey, err := loadKey(filepath.Join(f.data, ".ferry", "anon.key"))
+	if err != nil {
+		return err
+	}
+	cfg := server.Config{
+		Log:          log,
+		AnonKey:      anonKey,
+		PingInterval: f.pingInterval,
+		PingTimeout:  f.pingTimeout,
+		WriteTimeout: f.writeTimeout,
+		WriteDelay:   f.writeDelay,
+		MaxFrame:     f.maxFrame,
+		MaxQueue:     f.maxQueue,
+		Rate:         f.rate,
+		RateBurst:    f.rateBurst,
+		MaxRooms:     f.maxRooms,
+		History: rooms.Config{
+			HistorySize: f.historySize,
+			HistoryTTL:  f.historyTTL,
+			OfflineSize: f.offlineSize,
+			OfflineTTL:  f.offlineTTL,
+		},
+	}
+	if f.authSecret != "" {
+		cfg.AuthSecret = []byte(f.authSecret)
+	}
+	if f.allowedOrigins != "" {
+		for _, o := range strings.Split(f.allowedOrigins, ",") {
+			if o = strings.TrimSpace(o); o != "" {
+				cfg.AllowedOrigins = append(cfg.AllowedOrigins, o)
+			}
+		}
+	}
+	cfg.Static = web.FS()
+	cfg.LinkTTL = f.linkTTL
+	cfg.MaxUploads = f.maxUploads
+	store, where, err := openStore(ctx, &f, log)
+	if err != nil {
+		return err
+	}
+	if c, ok := store.(io.Closer); ok {
+		defer c.Close()
+	}
+	var srv *server.Server
+	tm, err := transfer.New(transfer.Config{
+		Store:       store,
+		Announce:    func(ctx context.Context, file transfer.File) { srv.Announce(ctx, file) },
+		PartSize:    f.partSize,
+		Parts:       f.partBuffers,
+		MaxChunk:    f.maxChunk,
+		MaxFileSize: f.maxFileSize,
+		MaxUploads:  f.maxUploads,
+		TTL:         f.uploadTTL,
+		Policy:      transfer.Policy{AllowExecutables: f.allowExec},
+		Log:         log,
+	})
+	if err != nil {
+		return err
+	}
+	cfg.Transfer = tm
+	srv, err = server.New(cfg)
+	if err != nil {
+		return err
+	}
+	tctx, stopTransfer := context.WithCancel(context.Background())
+	tdone := make(chan struct{})
+	go func() {
+		defer close(tdone)
+		_ = tm.Run(tctx)
+	}()
+	defer func() {
+		stopTransfer()
+		<-tdone
+	}()
+	ln, err := net.Listen("tcp", f.addr)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	fmt.Fprintf(stderr, "ferry: listening on http://%s/ (files in %s)\n", ln.Addr(), where)
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownGrace)
+	defer cancel()
+	err = errors.Join(srv.Shutdown(sctx), hs.Shutdown(sctx), tm.Shutdown(sctx))
+	if e := <-errc; !errors.Is(e, http.ErrServerClosed) {
+		err = errors.Join(err, e)
+	}
+	return err
+}
+
+// openStore returns the S3 store when an endpoint is set, else the folder.
+func openStore(ctx context.Context, f *serveFlags, log *slog.Logger) (storage.Store, string, error) {
+	if f.s3Endpoint == "" {
+		st, err := disk.New(disk.Config{Dir: filepath.Join(f.data, "files"), Log: log})
+		return st, filepath.Join(f.data, "files"), err
+	}
+	st, err := s3.New(ctx, s3.Config{
+		Endpoint:       f.s3Endpoint,
+		PublicEndpoint: f.s3Public,
+		Bucket:         f.s3Bucket,
+		AccessKey:      f.s3AccessKey,
+		SecretKey:      f.s3SecretKey,
+		Region:         f.s3Region,
+		Log:            log,
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("s3 storage: %w", err)
+	}
+	return st, f.s3Endpoint + "/" + f.s3Bucket, nil
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format: %q is neither text nor json", format)
+}
+
+// loadKey reads the key at path, creating a random one the first time, so
+// that anonymous users keep their ids across restarts.
+func loadKey(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err == nil && len(b) >= 32 {
+		return b, nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	b = make([]byte, 32)
+	if _, err := randRead(b); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return nil, fmt.Errorf("saving the server key: %w", err)
+	}
+	return b, nil
+}

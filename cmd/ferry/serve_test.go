@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/ferryhq/ferry/protocol"
+)
+
+var listening = regexp.MustCompile(`listening on http://([0-9.:]+)/`)
+
+// startServe runs "ferry serve" in-process on a free port and returns its
+// address and a function that stops it (as SIGINT would) and returns run's
+// error.
+func startServe(t *testing.T, args ...string) (string, func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var stderr safeBuffer
+	errc := make(chan error, 1)
+	go func() {
+		errc <- run(ctx, append([]string{"serve", "--addr", "127.0.0.1:0", "--data", t.TempDir()}, args...), io.Discard, &stderr)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if m := listening.FindStringSubmatch(stderr.String()); m != nil {
+			stopped := false
+			stop := func() error {
+				if stopped {
+					return nil
+				}
+				stopped = true
+				cancel()
+				return <-errc
+			}
+			t.Cleanup(func() { _ = stop() })
+			return m[1], stop
+		}
+		select {
+		case err := <-errc:
+			cancel()
+			t.Fatalf("serve ended: %v\n%s", err, stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("serve did not start:\n%s", stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestServe(t *testing.T) {
+	addr, stop := startServe(t, "--ping-interval", "2s")
+	for path, want := range map[string]string{"/": "<!doctype html>", "/healthz": "ok", "/metrics": "ferry_connections 0"} {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(b), want) {
+			t.Fatalf("GET %s: %d %q", path, resp.StatusCode, b)
+		}
+	}
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/ws?name=ann", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	var w protocol.Welcome
+	if err := ws.ReadJSON(&w); err != nil || w.Name != "ann" || w.PingIntervalMS != 2000 || w.Limits.MaxChunk != 1<<20 {
+		t.Fatalf("welcome %+v %v", w, err)
+	}
+	// Stopping the server (SIGINT) tells clients to come back later.
+	got := make(chan int, 1)
+	go func() {
+		for {
+			if _, _, err := ws.ReadMessage(); err != nil {
+				ce, _ := err.(*websocket.CloseError)
+				if ce == nil {
+					got <- -1
+				} else {
+					got <- ce.Code
+				}
+				return
+			}
+		}
+	}()
+	if err := stop(); err != nil {
+		t.Fatalf("serve returned %v", err)
+	}
+	if code := <-got; code != protocol.CloseGoingAway || !protocol.Reconnectable(code) {
+		t.Fatalf("close code %d", code)
+	}
+}
+
+func TestServeFlagsFromEnvironment(t *testing.T) {
+	t.Setenv("FERRY_MAX_FRAME", "4096")
+	t.Setenv("FERRY_AUTH_SECRET", "s3cret")
+	addr, _ := startServe(t)
+	// The secret is required now: no token, no connection.
+	if _, resp, err := websocket.DefaultDialer.Dial("ws://"+addr+"/ws", nil); err == nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("connected without a token: %v", err)
+	}
+	var out safeBuffer
+	if err := run(context.Background(), []string{"token", "--user", "alice", "--name", "Alice"}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	token := strings.TrimSpace(out.String())
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/ws?token="+token, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	var w protocol.Welcome
+	if err := ws.ReadJSON(&w); err != nil || w.User != "alice" || w.Name != "Alice" || w.Limits.MaxFrame != 4096 {
+		t.Fatalf("welcome %+v %v", w, err)
+	}
+}
+
+func TestHelpListsEnvironment(t *testing.T) {
+	var stderr safeBuffer
+	_ = run(context.Background(), []string{"serve", "--help"}, io.Discard, &stderr)
+	for _, want := range []string{"--addr (env FERRY_ADDR)", "--s3-endpoint (env FERRY_S3_ENDPOINT)", "--ping-interval (env FERRY_PING_INTERVAL)", "--max-frame (env FERRY_MAX_FRAME)"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Fatalf("help lacks %q:\n%s", want, stderr.String())
+		}
+	}
+	if err := run(context.Background(), []string{"nonsense"}, io.Discard, io.Discard); err == nil {
+		t.Fatal("unknown command accepted")
+	}
+	if err := run(context.Background(), []string{"token"}, io.Discard, io.Discard); err == nil {
+		t.Fatal("token without --user accepted")
+	}
+}
