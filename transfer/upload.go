@@ -2,7 +2,9 @@ package transfer
 
 import (
 	"context"
+	"crypto/md5"
 	"errors"
+	"hash"
 	"io"
 	"log/slog"
 	"sync"
@@ -70,6 +72,9 @@ type part struct {
 	num    int // 1-based part number
 	buf    []byte
 	sealed bool
+	// md5 hashes buf as chunks are accepted, on the connection's reader,
+	// so that storing the part need not read it first.
+	md5 hash.Hash
 }
 
 func (m *Manager) makeUpload(mf *manifest, conn string) *upload {
@@ -170,6 +175,7 @@ func (u *upload) write(offset int64, r io.Reader) (int64, error) {
 	i := 0
 	if tail != nil {
 		tail.buf = tail.buf[:tailLen+lens[0]]
+		tail.md5.Write(tail.buf[tailLen:])
 		i = 1
 	}
 	for _, p := range added {
@@ -177,6 +183,8 @@ func (u *upload) write(offset int64, r io.Reader) (int64, error) {
 			u.m.pool.put(p.buf)
 		} else {
 			p.buf = p.buf[:lens[i]]
+			p.md5 = md5.New()
+			p.md5.Write(p.buf)
 			u.parts = append(u.parts, p)
 		}
 		i++

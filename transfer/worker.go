@@ -197,18 +197,39 @@ func (u *upload) storePart(p *part) error {
 		}
 	}
 	size := int64(len(p.buf))
+	// The file's hash advances over the part while the part is stored.
+	type hashed struct {
+		state []byte
+		err   error
+	}
+	hc := make(chan hashed, 1)
+	go func() {
+		h, err := restoreHash(u.hash)
+		if err != nil {
+			hc <- hashed{err: err}
+			return
+		}
+		h.Write(p.buf)
+		hc <- hashed{state: marshalHash(h)}
+	}()
+	var sum []byte
+	if p.md5 != nil {
+		sum = p.md5.Sum(nil)
+	}
 	err := u.retry("store part", true, func(ctx context.Context) error {
-		return u.mp.PutPart(ctx, p.num, bytes.NewReader(p.buf), size)
+		if sum == nil {
+			return u.mp.PutPart(ctx, p.num, bytes.NewReader(p.buf), size)
+		}
+		return u.mp.PutPart(ctx, p.num, partReader{bytes.NewReader(p.buf), sum}, size)
 	})
+	hr := <-hc
 	if err != nil {
 		return err
 	}
-	h, err := restoreHash(u.hash)
-	if err != nil {
-		return err
+	if hr.err != nil {
+		return hr.err
 	}
-	h.Write(p.buf)
-	state := marshalHash(h)
+	state := hr.state
 
 	u.mu.Lock()
 	mf := u.manifestLocked(u.durable+size, state)
@@ -319,3 +340,13 @@ func marshalHash(h hash.Hash) []byte {
 	}
 	return b
 }
+
+// partReader is a part's bytes with their MD5, computed as they arrived.
+type partReader struct {
+	*bytes.Reader
+	md5 []byte
+}
+
+var _ storage.ContentMD5 = partReader{}
+
+func (r partReader) ContentMD5() []byte { return r.md5 }

@@ -119,7 +119,9 @@ func (m *multipart) PutPart(ctx context.Context, n int, r io.Reader, size int64)
 		return fmt.Errorf("storage/s3: put part %d of %q: size %d: the size must be known", n, m.key, size)
 	}
 	var opts minio.PutObjectPartOptions
-	if rs, ok := r.(io.ReadSeeker); ok {
+	if known, ok := r.(storage.ContentMD5); ok {
+		opts = minio.PutObjectPartOptions{Md5Base64: base64.StdEncoding.EncodeToString(known.ContentMD5()), DisableContentSha256: true}
+	} else if rs, ok := r.(io.ReadSeeker); ok {
 		sum, err := md5Of(rs, size)
 		if err != nil {
 			return fmt.Errorf("storage/s3: put part %d of %q: %w", n, m.key, err)
