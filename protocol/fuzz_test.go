@@ -60,3 +60,28 @@ func FuzzChunkHeader(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseTextChunk checks the upload.chunk fast path against the general
+// decoder: whatever the fast path accepts, encoding/json reads the same way.
+func FuzzParseTextChunk(f *testing.F) {
+	f.Add([]byte(`{"t":"upload.chunk","upload":"up_x","offset":262144,"data":"aGVsbG8="}`))
+	f.Add([]byte(`{"data":"AAAA","offset":0,"upload":"u","t":"upload.chunk","id":3}`))
+	f.Add([]byte(`{"t":"upload.chunk","upload":"up_x","offset":1,"data":"a\/b"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		id, upload, offset, data, ok := protocol.ParseTextChunk(b)
+		if !ok {
+			return
+		}
+		req, err := protocol.DecodeRequest(b)
+		if err != nil {
+			t.Fatalf("fast path accepted %q, decoder refused it: %v", b, err)
+		}
+		var s string
+		if err := json.Unmarshal(req.Data, &s); err != nil || s != string(data) {
+			t.Fatalf("data %q, decoder %q (%v)", data, s, err)
+		}
+		if req.T != protocol.TypeUploadChunk || req.Upload != upload || req.Offset != offset || req.ID != id {
+			t.Fatalf("fast path %v %q %d %q, decoder %+v", id, upload, offset, data, req)
+		}
+	})
+}

@@ -43,6 +43,13 @@ func (c *conn) readText(r *message) {
 
 // handle decodes and runs one request.
 func (c *conn) handle(data []byte) {
+	if id, upload, offset, payload, ok := protocol.ParseTextChunk(data); ok {
+		// The common upload.chunk shape skips encoding/json (see
+		// ParseTextChunk); chunks are not rate limited either way.
+		c.badFrames = 0
+		c.writeBase64(id, upload, offset, payload)
+		return
+	}
 	req, err := protocol.DecodeRequest(data)
 	if err != nil {
 		var id uint64

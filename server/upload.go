@@ -72,7 +72,7 @@ func (c *conn) dispatchUpload(req *protocol.Request) (any, error) {
 		}
 		return g, nil
 	case protocol.TypeUploadChunk:
-		c.writeBase64(req)
+		c.writeBase64Request(req)
 		return noAck, nil
 	case protocol.TypeUploadStatus:
 		st, err := t.Status(ctx, req.Upload, c.user)
@@ -148,11 +148,12 @@ func (c *conn) readBinary(m *message) {
 		c.badFrame(0, protocol.Errorf(protocol.CodeBadFrame, "bad chunk header: %v", err))
 		return
 	}
-	c.writeChunk(h.Upload, h.Offset, m, nil)
+	c.writeChunk(0, h.Upload, h.Offset, m, nil)
 }
 
-// writeBase64 handles an upload.chunk text frame.
-func (c *conn) writeBase64(req *protocol.Request) {
+// writeBase64Request handles an upload.chunk frame that took the general
+// decoding path.
+func (c *conn) writeBase64Request(req *protocol.Request) {
 	var s []byte
 	if len(req.Data) >= 2 && req.Data[0] == '"' && bytes.IndexByte(req.Data, '\\') < 0 {
 		s = req.Data[1 : len(req.Data)-1]
@@ -164,28 +165,63 @@ func (c *conn) writeBase64(req *protocol.Request) {
 		}
 		s = []byte(str)
 	}
-	d := &decodeWatch{r: base64.NewDecoder(base64.StdEncoding, bytes.NewReader(s))}
-	c.writeChunk(req.Upload, req.Offset, d, &d.err)
+	c.writeBase64(req.ID, req.Upload, req.Offset, s)
 }
 
-// decodeWatch remembers a decoding error, to tell it apart from the
-// upload's own errors.
-type decodeWatch struct {
-	r   io.Reader
-	err error
+// writeBase64 writes a chunk given in standard base64, decoding it straight
+// into the upload's part buffer.
+func (c *conn) writeBase64(id uint64, upload string, offset int64, s []byte) {
+	d := &base64Reader{src: s}
+	c.writeChunk(id, upload, offset, d, &d.err)
 }
 
-func (d *decodeWatch) Read(p []byte) (int, error) {
-	n, err := d.r.Read(p)
-	if err != nil && err != io.EOF {
-		d.err = err
+// base64Reader decodes standard base64 (with padding) as it is read.
+type base64Reader struct {
+	src  []byte
+	pend [3]byte // a decoded quantum not yet read
+	p, n int
+	err  error
+}
+
+func (d *base64Reader) Read(p []byte) (int, error) {
+	if d.p < d.n {
+		k := copy(p, d.pend[d.p:d.n])
+		d.p += k
+		return k, nil
 	}
-	return n, err
+	if len(d.src) == 0 {
+		return 0, io.EOF
+	}
+	if len(p) < 3 {
+		// Too small for a quantum: decode one aside.
+		k := min(4, len(d.src))
+		n, err := base64.StdEncoding.Decode(d.pend[:], d.src[:k])
+		d.src = d.src[k:]
+		if err != nil {
+			d.err = err
+			return 0, err
+		}
+		d.n, d.p = n, 0
+		return d.Read(p)
+	}
+	k := min(len(d.src), len(p)/3*4)
+	n, err := base64.StdEncoding.Decode(p, d.src[:k])
+	d.src = d.src[k:]
+	if err != nil {
+		d.err = err
+		return n, err
+	}
+	return n, nil
 }
 
-func (c *conn) writeChunk(id string, offset int64, r io.Reader, decodeErr *error) {
+func (c *conn) writeChunk(reqID uint64, id string, offset int64, r io.Reader, decodeErr *error) {
+	t := c.s.cfg.Transfer
+	if t == nil {
+		c.sendError(reqID, errUploadsOff)
+		return
+	}
 	counted := &countReader{r: r}
-	_, err := c.s.cfg.Transfer.Write(id, c.user, offset, counted)
+	_, err := t.Write(id, c.user, offset, counted)
 	c.s.metrics.uploadBytes.Add(uint64(counted.n))
 	if err == nil {
 		return
@@ -193,7 +229,7 @@ func (c *conn) writeChunk(id string, offset int64, r io.Reader, decodeErr *error
 	if decodeErr != nil && *decodeErr != nil {
 		err = &protocol.Error{Code: protocol.CodeBadChunk, Message: "data is not valid base64: " + (*decodeErr).Error(), Upload: id}
 	}
-	c.sendError(0, uploadErr(id, err))
+	c.sendError(reqID, uploadErr(id, err))
 }
 
 type countReader struct {

@@ -1,0 +1,117 @@
+package protocol
+
+import (
+	"bytes"
+	"strconv"
+)
+
+// ParseTextChunk recognises an upload.chunk text frame without running its
+// payload through encoding/json, which would scan the base64 twice and copy
+// it: data is a sub-slice of b. ok is false for anything but the plain shape
+// (string and integer values of the fields t, id, upload, offset and data,
+// no escapes); the caller then decodes the frame the general way, so the
+// fast path changes nothing a client can see.
+func ParseTextChunk(b []byte) (id uint64, upload string, offset int64, data []byte, ok bool) {
+	var haveT, haveUpload, haveData bool
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return
+	}
+	i++
+	for {
+		i = skipSpace(b, i)
+		if i >= len(b) || b[i] != '"' {
+			return
+		}
+		key, j, good := scanString(b, i)
+		if !good {
+			return
+		}
+		i = skipSpace(b, j)
+		if i >= len(b) || b[i] != ':' {
+			return
+		}
+		i = skipSpace(b, i+1)
+		if i >= len(b) {
+			return
+		}
+		if b[i] == '"' {
+			val, j, good := scanString(b, i)
+			if !good {
+				return
+			}
+			i = j
+			switch string(key) {
+			case "t":
+				if string(val) != TypeUploadChunk {
+					return
+				}
+				haveT = true
+			case "upload":
+				upload, haveUpload = string(val), true
+			case "data":
+				data, haveData = val, true
+			default:
+				return
+			}
+		} else {
+			j := i
+			for j < len(b) && b[j] >= '0' && b[j] <= '9' {
+				j++
+			}
+			if j == i || j-i > 18 || (b[i] == '0' && j-i > 1) {
+				return // not a JSON number ferry would send
+			}
+			n, err := strconv.ParseInt(string(b[i:j]), 10, 64)
+			if err != nil {
+				return
+			}
+			i = j
+			switch string(key) {
+			case "id":
+				id = uint64(n)
+			case "offset":
+				offset = n
+			default:
+				return
+			}
+		}
+		i = skipSpace(b, i)
+		if i >= len(b) {
+			return
+		}
+		if b[i] == ',' {
+			i++
+			continue
+		}
+		if b[i] != '}' || skipSpace(b, i+1) != len(b) {
+			return
+		}
+		return id, upload, offset, data, haveT && haveUpload && haveData
+	}
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// scanString returns the contents of the string starting at b[i] (a quote)
+// and the index after its closing quote; good is false when it has escapes,
+// control characters or anything but ASCII (what JSON would rewrite), or
+// does not end.
+func scanString(b []byte, i int) (s []byte, next int, good bool) {
+	end := bytes.IndexByte(b[i+1:], '"')
+	if end < 0 {
+		return nil, 0, false
+	}
+	s = b[i+1 : i+1+end]
+	for _, c := range s {
+		if c == '\\' || c < 0x20 || c >= 0x80 {
+			return nil, 0, false
+		}
+	}
+	return s, i + 2 + end, true
+}
