@@ -198,6 +198,16 @@ func TestBrowserChatAndImages(t *testing.T) {
 		t.Fatal("download link gives other bytes")
 	}
 	bob.screenshot("image-preview")
+
+	// The keyboard alone: typing and Enter send a message.
+	bob.do("type and press Enter", chromedp.Focus("#message"), chromedp.SendKeys("#message", "sent with the keyboard\r"))
+	alice.wait("the keyboard message", `[...document.querySelectorAll('[data-testid=message-text]')].some(e => e.textContent === 'sent with the keyboard')`, 10*time.Second)
+
+	// A phone-sized screen: nothing sticks out sideways, and the composer
+	// is on screen.
+	alice.do("phone viewport", chromedp.EmulateViewport(390, 844))
+	alice.wait("the phone layout", `document.documentElement.scrollWidth <= window.innerWidth && document.querySelector('#message').getBoundingClientRect().bottom <= window.innerHeight`, 10*time.Second)
+	alice.screenshot("phone")
 }
 
 // serveAt runs "ferry serve" on a fixed address and data folder until the
