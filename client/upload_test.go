@@ -8,54 +8,22 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/ferryhq/ferry/internal/ferrytest"
 	"github.com/ferryhq/ferry/protocol"
 	"github.com/ferryhq/ferry/server"
 	"github.com/ferryhq/ferry/storage"
-	"github.com/ferryhq/ferry/storage/disk"
 	"github.com/ferryhq/ferry/transfer"
 )
 
-// fileServer is a ferry server with uploads stored on disk.
-type fileServer struct {
-	URL   string
-	store storage.Store
-}
-
-func startFileServer(t *testing.T) *fileServer {
+// startFileServer runs a ferry with uploads stored on disk, in 5 MiB parts.
+func startFileServer(t *testing.T) *ferrytest.Ferry {
 	t.Helper()
-	store, err := disk.New(disk.Config{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var srv *server.Server
-	tm, err := transfer.New(transfer.Config{
-		Store:    store,
-		PartSize: storage.MinPartSize,
-		Announce: func(ctx context.Context, f transfer.File) { srv.Announce(ctx, f) },
-		RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err = server.New(server.Config{Transfer: tm})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		hs.Close()
-		_ = tm.Shutdown(ctx)
-	})
-	return &fileServer{URL: hs.URL, store: store}
+	return ferrytest.Start(t, ferrytest.DiskStore(t), transfer.Config{PartSize: storage.MinPartSize}, server.Config{})
 }
 
 func randomBytes(n int) []byte {
@@ -254,7 +222,7 @@ func TestUploadCanceled(t *testing.T) {
 	deadline := time.Now().Add(waitFor)
 	for {
 		var left []string
-		_ = fs.store.List(context.Background(), "", func(i storage.Info) error {
+		_ = fs.Store.List(context.Background(), "", func(i storage.Info) error {
 			left = append(left, i.Key)
 			return nil
 		})

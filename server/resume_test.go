@@ -102,7 +102,7 @@ func TestResumeAfterDroppedConnections(t *testing.T) {
 	for name, newStore := range stores(t) {
 		t.Run(name, func(t *testing.T) {
 			e := newFileEnv(t, newStore(t), transfer.Config{PartSize: storage.MinPartSize}, server.Config{})
-			proxy := newCutter(t, strings.TrimPrefix(e.http.URL, "http://"))
+			proxy := newCutter(t, strings.TrimPrefix(e.URL, "http://"))
 			data := randomBytes(3*storage.MinPartSize + 4321)
 			p := dial(t, proxy.url()+"?name=mobile")
 			token := p.welcome.Token
@@ -156,16 +156,16 @@ func TestResumeAfterServerRestart(t *testing.T) {
 			store := newStore(t)
 			key := bytes.Repeat([]byte{7}, 32)
 			first := newFileEnv(t, store, transfer.Config{PartSize: storage.MinPartSize}, server.Config{AnonKey: key})
-			p := dial(t, first.url)
+			p := dial(t, first.WS)
 			p.mustAck(frame{"t": "join", "room": "r"})
 			data := randomBytes(3*storage.MinPartSize + 99)
 			res, _ := p.upload("r", data, uploadOpts{name: "r.bin", sha: sha(data), cutAfter: 2*storage.MinPartSize + 5000})
 			id := res["upload"].(string)
 			p.waitDurable(id, storage.MinPartSize) // then stop the server
-			first.stop()
+			first.Stop()
 
 			second := newFileEnv(t, store, transfer.Config{PartSize: storage.MinPartSize}, server.Config{AnonKey: key})
-			q := dial(t, second.url+"?token="+p.welcome.Token)
+			q := dial(t, second.WS+"?token="+p.welcome.Token)
 			if q.welcome.User != p.welcome.User {
 				t.Fatalf("user changed across restart: %s, %s", p.welcome.User, q.welcome.User)
 			}
@@ -199,7 +199,7 @@ func TestStorageOutage(t *testing.T) {
 	}
 	t.Cleanup(func() { store.Close() })
 	e := newFileEnv(t, store, transfer.Config{PartSize: storage.MinPartSize}, server.Config{})
-	p := dial(t, e.url)
+	p := dial(t, e.WS)
 	p.mustAck(frame{"t": "join", "room": "r"})
 	data := randomBytes(4*storage.MinPartSize + 1)
 	res, _ := p.upload("r", data, uploadOpts{name: "o.bin", sha: sha(data), cutAfter: storage.MinPartSize / 2})
@@ -234,7 +234,7 @@ func TestAbandonedUploadsExpire(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			store := newStore(t)
 			e := newFileEnv(t, store, transfer.Config{PartSize: storage.MinPartSize, TTL: 300 * time.Millisecond}, server.Config{})
-			p := dial(t, e.url)
+			p := dial(t, e.WS)
 			p.mustAck(frame{"t": "join", "room": "r"})
 			data := randomBytes(2*storage.MinPartSize + 10)
 			res, _ := p.upload("r", data, uploadOpts{name: "gone.bin", cutAfter: storage.MinPartSize + 100})
@@ -242,10 +242,10 @@ func TestAbandonedUploadsExpire(t *testing.T) {
 			p.waitDurable(id, storage.MinPartSize)
 			p.ws.Close()
 			time.Sleep(500 * time.Millisecond)
-			if err := e.tm.Expire(context.Background()); err != nil {
+			if err := e.Transfer.Expire(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			q := dial(t, e.url+"?token="+p.welcome.Token)
+			q := dial(t, e.WS+"?token="+p.welcome.Token)
 			q.mustError(frame{"t": "upload.status", "upload": id}, transfer.CodeUnknownUpload)
 			if l, ok := store.(storage.MultipartLister); ok {
 				n := 0

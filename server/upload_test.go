@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -10,88 +9,33 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/gorilla/websocket"
 
-	"github.com/ferryhq/ferry/internal/testenv"
+	"github.com/ferryhq/ferry/internal/ferrytest"
 	"github.com/ferryhq/ferry/protocol"
 	"github.com/ferryhq/ferry/server"
 	"github.com/ferryhq/ferry/storage"
-	"github.com/ferryhq/ferry/storage/disk"
-	"github.com/ferryhq/ferry/storage/s3"
 	"github.com/ferryhq/ferry/transfer"
 )
 
 // fileEnv is a server with uploads over a real store.
-type fileEnv struct {
-	srv   *server.Server
-	tm    *transfer.Manager
-	http  *httptest.Server
-	url   string
-	store storage.Store
-}
+type fileEnv struct{ *ferrytest.Ferry }
 
 // stores lists the backends every upload test runs against: disk always,
 // MinIO when it is there (and CI requires it).
 func stores(t *testing.T) map[string]func(t *testing.T) storage.Store {
 	return map[string]func(t *testing.T) storage.Store{
-		"disk": func(t *testing.T) storage.Store {
-			st, err := disk.New(disk.Config{Dir: t.TempDir()})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return st
-		},
-		"minio": minioStore,
+		"disk":  func(t *testing.T) storage.Store { return ferrytest.DiskStore(t) },
+		"minio": func(t *testing.T) storage.Store { return ferrytest.MinIOStore(t) },
 	}
-}
-
-func minioStore(t *testing.T) storage.Store {
-	endpoint, ak, sk := testenv.MinIO(t)
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	st, err := s3.New(context.Background(), s3.Config{Endpoint: endpoint, Bucket: "t-" + hex.EncodeToString(b[:]), AccessKey: ak, SecretKey: sk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
 }
 
 func newFileEnv(t *testing.T, store storage.Store, tcfg transfer.Config, scfg server.Config) *fileEnv {
 	t.Helper()
-	e := &fileEnv{store: store}
-	tcfg.Store = store
-	tcfg.Announce = func(ctx context.Context, f transfer.File) { e.srv.Announce(ctx, f) }
-	if tcfg.RetryMax == 0 {
-		tcfg.RetryMin, tcfg.RetryMax = 20*time.Millisecond, 200*time.Millisecond
-	}
-	tm, err := transfer.New(tcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.tm = tm
-	scfg.Transfer = tm
-	e.srv, err = server.New(scfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.http = httptest.NewServer(e.srv)
-	e.url = "ws" + strings.TrimPrefix(e.http.URL, "http") + "/ws"
-	t.Cleanup(e.stop)
-	return e
-}
-
-func (e *fileEnv) stop() {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_ = e.srv.Shutdown(ctx)
-	e.http.Close()
-	_ = e.tm.Shutdown(ctx)
+	return &fileEnv{ferrytest.Start(t, store, tcfg, scfg)}
 }
 
 type uploadOpts struct {
@@ -196,7 +140,7 @@ func sha(b []byte) string {
 // download fetches a file's URL from the announcement, with extra headers.
 func (e *fileEnv) download(t *testing.T, url string, h http.Header) (*http.Response, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest("GET", e.http.URL+url, nil)
+	req, _ := http.NewRequest("GET", e.URL+url, nil)
 	for k, v := range h {
 		req.Header[k] = v
 	}
@@ -213,8 +157,8 @@ func TestUploadSizesAndEncodings(t *testing.T) {
 	for name, newStore := range stores(t) {
 		t.Run(name, func(t *testing.T) {
 			e := newFileEnv(t, newStore(t), transfer.Config{PartSize: storage.MinPartSize}, server.Config{})
-			up := dial(t, e.url+"?name=uploader")
-			watcher := dial(t, e.url+"?name=watcher")
+			up := dial(t, e.WS+"?name=uploader")
+			watcher := dial(t, e.WS+"?name=watcher")
 			up.mustAck(frame{"t": "join", "room": "share"})
 			watcher.mustAck(frame{"t": "join", "room": "share"})
 			for _, size := range []int{0, 1, 100_000 + 7, 2*storage.MinPartSize + 12345} {
@@ -248,8 +192,8 @@ func TestUploadSizesAndEncodings(t *testing.T) {
 
 func TestUploadBadInput(t *testing.T) {
 	e := newFileEnv(t, stores(t)["disk"](t), transfer.Config{MaxFileSize: 1 << 20, MaxUploads: 2}, server.Config{})
-	p := dial(t, e.url)
-	other := dial(t, e.url)
+	p := dial(t, e.WS)
+	other := dial(t, e.WS)
 	p.mustAck(frame{"t": "join", "room": "r"})
 	other.mustAck(frame{"t": "join", "room": "r"})
 
@@ -347,7 +291,7 @@ func TestUploadBadInput(t *testing.T) {
 
 func TestUploadTypePolicy(t *testing.T) {
 	e := newFileEnv(t, stores(t)["disk"](t), transfer.Config{}, server.Config{})
-	p := dial(t, e.url)
+	p := dial(t, e.WS)
 	p.mustAck(frame{"t": "join", "room": "r"})
 	elf := append([]byte{0x7f, 'E', 'L', 'F', 2, 1, 1, 0}, randomBytes(4000)...)
 	png := append([]byte{0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13, 'I', 'H', 'D', 'R'}, randomBytes(4000)...)
@@ -383,9 +327,9 @@ func TestUploadTypePolicy(t *testing.T) {
 
 func TestDownloadRangeAndAccess(t *testing.T) {
 	e := newFileEnv(t, stores(t)["disk"](t), transfer.Config{}, server.Config{})
-	p := dial(t, e.url)
+	p := dial(t, e.WS)
 	p.mustAck(frame{"t": "join", "room": "r"})
-	outsider := dial(t, e.url)
+	outsider := dial(t, e.WS)
 	data := randomBytes(300_000)
 	done, errf := p.upload("r", data, uploadOpts{name: "notes.bin"})
 	if errf != nil {
@@ -428,7 +372,7 @@ func TestParallelUploads(t *testing.T) {
 	for name, newStore := range stores(t) {
 		t.Run(name, func(t *testing.T) {
 			e := newFileEnv(t, newStore(t), transfer.Config{PartSize: storage.MinPartSize}, server.Config{})
-			p := dial(t, e.url)
+			p := dial(t, e.WS)
 			p.mustAck(frame{"t": "join", "room": "r"})
 			type up struct {
 				data             []byte

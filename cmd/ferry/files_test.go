@@ -11,7 +11,6 @@ import (
 	"image"
 	"image/color"
 	"image/jpeg"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,67 +19,21 @@ import (
 	"time"
 
 	"github.com/ferryhq/ferry/client"
-	"github.com/ferryhq/ferry/internal/testenv"
+	"github.com/ferryhq/ferry/internal/ferrytest"
 	"github.com/ferryhq/ferry/protocol"
 	"github.com/ferryhq/ferry/server"
 	"github.com/ferryhq/ferry/storage"
-	"github.com/ferryhq/ferry/storage/disk"
-	"github.com/ferryhq/ferry/storage/s3"
 	"github.com/ferryhq/ferry/transfer"
 )
 
-// fileFerry is a ferry server with uploads over a real store.
-type fileFerry struct {
-	URL string
-}
-
-func startFileFerry(t *testing.T, store storage.Store) *fileFerry {
+// startFileFerry runs a ferry with uploads over store, in 5 MiB parts.
+func startFileFerry(t *testing.T, store storage.Store) *ferrytest.Ferry {
 	t.Helper()
-	var srv *server.Server
-	tm, err := transfer.New(transfer.Config{
-		Store:    store,
-		PartSize: storage.MinPartSize,
-		Announce: func(ctx context.Context, f transfer.File) { srv.Announce(ctx, f) },
-		RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err = server.New(server.Config{Transfer: tm})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		hs.Close()
-		_ = tm.Shutdown(ctx)
-	})
-	return &fileFerry{URL: hs.URL}
+	return ferrytest.Start(t, store, transfer.Config{PartSize: storage.MinPartSize}, server.Config{})
 }
 
-func diskStore(t *testing.T) storage.Store {
-	st, err := disk.New(disk.Config{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st
-}
-
-// minioStore is a bucket of its own in the tests' shared MinIO.
-func minioStore(t *testing.T) storage.Store {
-	endpoint, ak, sk := testenv.MinIO(t)
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	st, err := s3.New(context.Background(), s3.Config{Endpoint: endpoint, Bucket: "cli-" + hex.EncodeToString(b), AccessKey: ak, SecretKey: sk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
-}
+func diskStore(t *testing.T) storage.Store  { return ferrytest.DiskStore(t) }
+func minioStore(t *testing.T) storage.Store { return ferrytest.MinIOStore(t) }
 
 // writeJPEG encodes a real JPEG picture into dir/name and returns its path
 // and bytes.

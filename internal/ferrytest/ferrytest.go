@@ -1,0 +1,101 @@
+// Package ferrytest runs a complete ferry in the test's process, uploads
+// included, over a real HTTP server, and gives the stores the tests run
+// against: a folder, and a bucket of its own in the tests' shared MinIO.
+package ferrytest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ferryhq/ferry/internal/testenv"
+	"github.com/ferryhq/ferry/server"
+	"github.com/ferryhq/ferry/storage"
+	"github.com/ferryhq/ferry/storage/disk"
+	"github.com/ferryhq/ferry/storage/s3"
+	"github.com/ferryhq/ferry/transfer"
+)
+
+// Ferry is a running server with uploads.
+type Ferry struct {
+	// URL is the HTTP base ("http://127.0.0.1:PORT"); WS the WebSocket
+	// endpoint ("ws://127.0.0.1:PORT/ws").
+	URL, WS  string
+	Server   *server.Server
+	Transfer *transfer.Manager
+	Store    storage.Store
+
+	http *httptest.Server
+	once sync.Once
+}
+
+// Start runs a ferry over store until the test ends (or Stop). tcfg and
+// scfg are completed: the store, the announcer and the transfer manager
+// are set here; storage retries default to 20 ms doubling to 200 ms, so
+// outage tests are quick.
+func Start(t testing.TB, store storage.Store, tcfg transfer.Config, scfg server.Config) *Ferry {
+	t.Helper()
+	f := &Ferry{Store: store}
+	tcfg.Store = store
+	tcfg.Announce = func(ctx context.Context, file transfer.File) { f.Server.Announce(ctx, file) }
+	if tcfg.RetryMax == 0 {
+		tcfg.RetryMin, tcfg.RetryMax = 20*time.Millisecond, 200*time.Millisecond
+	}
+	tm, err := transfer.New(tcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Transfer = tm
+	scfg.Transfer = tm
+	if f.Server, err = server.New(scfg); err != nil {
+		t.Fatal(err)
+	}
+	f.http = httptest.NewServer(f.Server)
+	f.URL = f.http.URL
+	f.WS = "ws" + strings.TrimPrefix(f.URL, "http") + "/ws"
+	t.Cleanup(f.Stop)
+	return f
+}
+
+// Stop shuts the server down as a restart would: connections are closed
+// with 1001 and uploads stay resumable. Calling it again does nothing.
+func (f *Ferry) Stop() {
+	f.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = f.Server.Shutdown(ctx)
+		f.http.Close()
+		_ = f.Transfer.Shutdown(ctx)
+	})
+}
+
+// DiskStore is a store in a temporary folder.
+func DiskStore(t testing.TB) storage.Store {
+	t.Helper()
+	st, err := disk.New(disk.Config{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// MinIOStore is a bucket of its own in the tests' shared MinIO (see
+// testenv.MinIO: the test skips, or fails under FERRY_REQUIRE_ALL=1, when
+// there is no MinIO).
+func MinIOStore(t testing.TB) storage.Store {
+	t.Helper()
+	endpoint, ak, sk := testenv.MinIO(t)
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	st, err := s3.New(context.Background(), s3.Config{Endpoint: endpoint, Bucket: "t-" + hex.EncodeToString(b), AccessKey: ak, SecretKey: sk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
