@@ -75,6 +75,15 @@ type part struct {
 	// md5 hashes buf as chunks are accepted, on the connection's reader,
 	// so that storing the part need not read it first.
 	md5 hash.Hash
+	// early, when set, carries the result of storing this part while the
+	// previous part's manifest was being saved (see storePart).
+	early chan stored
+}
+
+// stored is the result of storing a part: the file's hash state after it.
+type stored struct {
+	state []byte
+	err   error
 }
 
 func (m *Manager) makeUpload(mf *manifest, conn string) *upload {

@@ -28,6 +28,7 @@ func (u *upload) work(done chan struct{}) {
 	for {
 		u.mu.Lock()
 		if u.status != statusUploading || u.ctx.Err() != nil {
+			u.settleEarlyLocked()
 			u.exitLocked()
 			return
 		}
@@ -56,6 +57,7 @@ func (u *upload) work(done chan struct{}) {
 		if errors.Is(err, errDetached) {
 			u.mu.Lock()
 			if u.sink == nil {
+				u.settleEarlyLocked()
 				u.working = false
 				u.dropLocked(false)
 				u.mu.Unlock()
@@ -189,7 +191,9 @@ func (u *upload) startMultipart() error {
 }
 
 // storePart stores the first sealed part, then records the new durable
-// offset and hash state before telling the sink.
+// offset and hash state before telling the sink. While that record is being
+// saved, the next part, if it is already sealed, is stored too: the record
+// and the next request overlap instead of following each other.
 func (u *upload) storePart(p *part) error {
 	if u.mp == nil {
 		if err := u.startMultipart(); err != nil {
@@ -197,20 +201,101 @@ func (u *upload) storePart(p *part) error {
 		}
 	}
 	size := int64(len(p.buf))
-	// The file's hash advances over the part while the part is stored.
-	type hashed struct {
-		state []byte
-		err   error
+	var r stored
+	if p.early != nil {
+		r = <-p.early
+		u.mu.Lock()
+		p.early = nil
+		u.mu.Unlock()
 	}
-	hc := make(chan hashed, 1)
+	if r.state == nil { // not stored ahead, or that failed: store it now
+		r = u.putPart(p, u.hash)
+	}
+	if r.err != nil {
+		return r.err
+	}
+
+	u.mu.Lock()
+	mf := u.manifestLocked(u.durable+size, r.state)
+	var next *part
+	if len(u.parts) > 1 && u.parts[1].sealed && u.parts[1].early == nil {
+		next = u.parts[1]
+		next.early = make(chan stored, 1)
+	}
+	u.mu.Unlock()
+	if next != nil {
+		go func(base []byte) { next.early <- u.putPart(next, base) }(r.state)
+	}
+	if err := u.saveManifest(true, mf); err != nil {
+		u.settleEarly(next)
+		return err
+	}
+
+	u.mu.Lock()
+	u.durable += size
+	u.hash = r.state
+	n := copy(u.parts, u.parts[1:])
+	u.parts[n] = nil
+	u.parts = u.parts[:n]
+	u.m.pool.put(p.buf)
+	u.touched = u.m.now()
+	u.storageDown = false
+	sink, durable := u.sink, u.durable
+	u.mu.Unlock()
+	if sink != nil {
+		sink.Progress(u.id, durable)
+	}
+	return nil
+}
+
+// settleEarlyLocked waits, with u.mu released meanwhile, for every part
+// being stored ahead, before their buffers may be dropped.
+func (u *upload) settleEarlyLocked() {
+	var early []*part
+	for _, p := range u.parts {
+		if p.early != nil {
+			early = append(early, p)
+		}
+	}
+	if len(early) == 0 {
+		return
+	}
+	u.mu.Unlock()
+	for _, p := range early {
+		<-p.early
+	}
+	u.mu.Lock()
+	for _, p := range early {
+		p.early = nil
+	}
+}
+
+// settleEarly waits for a part stored ahead to finish and forgets its
+// result: its buffer must not go back to the pool while it is being sent,
+// and after a failed record it is stored again in order anyway.
+func (u *upload) settleEarly(p *part) {
+	if p == nil || p.early == nil {
+		return
+	}
+	<-p.early
+	u.mu.Lock()
+	p.early = nil
+	u.mu.Unlock()
+}
+
+// putPart stores p and returns the file's hash state after it, computed from
+// base while the part is sent.
+func (u *upload) putPart(p *part, base []byte) stored {
+	size := int64(len(p.buf))
+	hc := make(chan stored, 1)
 	go func() {
-		h, err := restoreHash(u.hash)
+		h, err := restoreHash(base)
 		if err != nil {
-			hc <- hashed{err: err}
+			hc <- stored{err: err}
 			return
 		}
 		h.Write(p.buf)
-		hc <- hashed{state: marshalHash(h)}
+		hc <- stored{state: marshalHash(h)}
 	}()
 	var sum []byte
 	if p.md5 != nil {
@@ -224,35 +309,9 @@ func (u *upload) storePart(p *part) error {
 	})
 	hr := <-hc
 	if err != nil {
-		return err
+		return stored{err: err}
 	}
-	if hr.err != nil {
-		return hr.err
-	}
-	state := hr.state
-
-	u.mu.Lock()
-	mf := u.manifestLocked(u.durable+size, state)
-	u.mu.Unlock()
-	if err := u.saveManifest(true, mf); err != nil {
-		return err
-	}
-
-	u.mu.Lock()
-	u.durable += size
-	u.hash = state
-	n := copy(u.parts, u.parts[1:])
-	u.parts[n] = nil
-	u.parts = u.parts[:n]
-	u.m.pool.put(p.buf)
-	u.touched = u.m.now()
-	u.storageDown = false
-	sink, durable := u.sink, u.durable
-	u.mu.Unlock()
-	if sink != nil {
-		sink.Progress(u.id, durable)
-	}
-	return nil
+	return hr
 }
 
 // complete verifies the whole file's hash, completes the object, writes the
