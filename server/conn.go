@@ -232,13 +232,14 @@ func (c *conn) serveReads() {
 }
 
 func (c *conn) borrowBuf() {
-	c.rd = wsReader{c: c, buf: *readBufs.Get().(*[]byte)}
+	bp := readBufs.Get().(*[]byte)
+	c.rd = wsReader{c: c, buf: *bp, pooled: bp}
 }
 
 func (c *conn) returnBuf() {
-	b := c.rd.buf
+	bp := c.rd.pooled
 	c.rd = wsReader{}
-	readBufs.Put(&b)
+	readBufs.Put(bp)
 }
 
 // readMessage reads one frame and, for data frames, the message it starts.

@@ -56,8 +56,10 @@ type frameHeader struct {
 type wsReader struct {
 	c   *conn
 	buf []byte
-	r   int // next unread byte in buf
-	w   int // end of valid bytes in buf
+	// pooled is buf as readBufs holds it, so returning it allocates nothing.
+	pooled *[]byte
+	r      int // next unread byte in buf
+	w      int // end of valid bytes in buf
 }
 
 func (rd *wsReader) buffered() int { return rd.w - rd.r }
