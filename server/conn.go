@@ -54,7 +54,9 @@ type conn struct {
 	badFrames int
 	hdr       [2 + protocol.MaxUploadIDLen + 8]byte
 
-	uploads uploadSet
+	// uploaded is set once the connection opens an upload, so that its end
+	// pauses them.
+	uploaded atomic.Bool
 }
 
 var _ rooms.Member = (*conn)(nil)
@@ -255,7 +257,7 @@ func (c *conn) readMessage() error {
 		return &protocolError{1002, "continuation frame without a message"}
 	}
 	c.s.metrics.messagesIn.Add(1)
-	m := &message{rd: &c.rd, op: h.op, limit: int64(16 * max(c.s.cfg.MaxFrame, c.maxBinary()))}
+	m := &message{rd: &c.rd, op: h.op, limit: c.s.readLimit}
 	m.start(h)
 	if h.op == opText {
 		c.readText(m)
@@ -298,9 +300,9 @@ func (c *conn) cleanup() {
 		c.mu.Lock()
 		closing := c.closing
 		c.mu.Unlock()
-		if closing {
-			time.AfterFunc(closeGrace, c.kill)
-		} else {
+		if !closing {
+			// Otherwise closeWith's timer cuts the socket once the close
+			// frame has had its grace period.
 			c.kill()
 		}
 		c.s.metrics.connections.Add(-1)

@@ -121,7 +121,11 @@ type Server struct {
 	metrics  metrics
 	anonKey  []byte
 	linkKey  []byte // signs download links
-	poller   *poller
+	// readLimit is the size past which a message ends its connection:
+	// text frames are limited to MaxFrame and binary ones to a chunk, and
+	// the excess of smaller ones is read and discarded, and reported.
+	readLimit int64
+	poller    *poller
 
 	stop  context.CancelFunc // ends the hub's sweeper
 	swept chan struct{}
@@ -151,6 +155,7 @@ func New(cfg Config) (*Server, error) {
 	mac := hmac.New(sha256.New, s.anonKey)
 	mac.Write([]byte("ferry download links"))
 	s.linkKey = mac.Sum(nil)
+	s.readLimit = int64(16 * max(cfg.MaxFrame, maxBinary(cfg.Transfer)))
 	s.poller = newPoller(cfg.Log)
 	ctx, stop := context.WithCancel(context.Background())
 	s.stop, s.swept = stop, make(chan struct{})

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"sync"
 	"time"
 
 	"github.com/ferryhq/ferry/protocol"
@@ -16,24 +15,17 @@ import (
 
 var _ transfer.Sink = (*conn)(nil)
 
-// uploadSet is what a connection knows of its uploads: whether it ever
-// opened one (so that a drop detaches them).
-type uploadSet struct {
-	mu     sync.Mutex
-	opened bool
-}
-
 // requestTimeout bounds the storage work one upload request may cause.
 const requestTimeout = 30 * time.Second
 
 func transferLimits(t *transfer.Manager) (int, int64) { return t.MaxChunk(), t.MaxFileSize() }
 
 // maxBinary is the largest binary frame: a chunk and its header.
-func (c *conn) maxBinary() int {
-	if c.s.cfg.Transfer == nil {
+func maxBinary(t *transfer.Manager) int {
+	if t == nil {
 		return 1 << 20
 	}
-	return c.s.cfg.Transfer.MaxChunk() + 2 + protocol.MaxUploadIDLen + 8
+	return t.MaxChunk() + 2 + protocol.MaxUploadIDLen + 8
 }
 
 var errUploadsOff = protocol.Errorf(protocol.CodeNotImplemented, "uploads are not enabled on this server")
@@ -60,9 +52,7 @@ func (c *conn) dispatchUpload(req *protocol.Request) (any, error) {
 		if err != nil {
 			return nil, uploadErr(req.Resume, err)
 		}
-		c.uploads.mu.Lock()
-		c.uploads.opened = true
-		c.uploads.mu.Unlock()
+		c.uploaded.Store(true)
 		if g.File != nil {
 			v := c.s.fileView(*g.File)
 			return struct {
@@ -245,10 +235,7 @@ func (c *countReader) Read(p []byte) (int, error) {
 
 // detachUploads pauses the connection's uploads: they stay resumable.
 func (c *conn) detachUploads() {
-	c.uploads.mu.Lock()
-	opened := c.uploads.opened
-	c.uploads.mu.Unlock()
-	if opened && c.s.cfg.Transfer != nil {
+	if c.uploaded.Load() && c.s.cfg.Transfer != nil {
 		c.s.cfg.Transfer.Detach(c)
 	}
 }
