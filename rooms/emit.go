@@ -69,7 +69,7 @@ func (h *Hub) emit(m Member, kind, name string, exceptSelf bool, event string, d
 	}
 	from := protocol.From{Conn: m.ConnID(), User: m.UserID(), Name: m.UserName()}
 	if kind != "" {
-		return h.direct(m, kind, name, except, func(seq uint64) *Message {
+		return h.direct(kind, name, except, func(seq uint64) *Message {
 			if opt.Receipt {
 				h.track.add(kind+name, seq, from, h.cfg.Now())
 			}
@@ -130,9 +130,32 @@ func (h *Hub) Publish(roomName, event string, data json.RawMessage, from protoco
 
 // direct delivers to every connection of a user, or to one connection. A
 // user without connections gets the message in their mailbox.
-func (h *Hub) direct(m Member, kind, id, except string, build func(seq uint64) *Message) (protocol.Delivered, error) {
+func (h *Hub) direct(kind, id, except string, build func(seq uint64) *Message) (protocol.Delivered, error) {
+	h.mu.RLock()
+	d, online := h.deliverDirectLocked(kind, id, except, build)
+	h.mu.RUnlock()
+	if online {
+		return d, nil
+	}
+	if kind != UserPrefix || h.cfg.OfflineSize <= 0 {
+		return protocol.Delivered{}, protocol.Errorf(protocol.CodeUnknownTarget, "%s%s is not connected", kind, id)
+	}
+	// Queueing changes the mailboxes: under the write lock, and only if the
+	// user did not connect meanwhile.
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if d, online := h.deliverDirectLocked(kind, id, except, build); online {
+		return d, nil
+	}
+	seq := h.dmSeq.Add(1)
+	if err := h.queueLocked(id, build(seq)); err != nil {
+		return protocol.Delivered{}, err
+	}
+	return protocol.Delivered{Seq: seq, Epoch: h.epoch, Queued: true}, nil
+}
+
+// deliverDirectLocked delivers to the target's connections, if it has any.
+func (h *Hub) deliverDirectLocked(kind, id, except string, build func(seq uint64) *Message) (protocol.Delivered, bool) {
 	var targets []*memberState
 	if kind == UserPrefix {
 		for _, st := range h.users[id] {
@@ -142,14 +165,7 @@ func (h *Hub) direct(m Member, kind, id, except string, build func(seq uint64) *
 		targets = append(targets, st)
 	}
 	if len(targets) == 0 {
-		if kind == UserPrefix && h.cfg.OfflineSize > 0 {
-			seq := h.dmSeq.Add(1)
-			if err := h.queueLocked(id, build(seq)); err != nil {
-				return protocol.Delivered{}, err
-			}
-			return protocol.Delivered{Seq: seq, Epoch: h.epoch, Queued: true}, nil
-		}
-		return protocol.Delivered{}, protocol.Errorf(protocol.CodeUnknownTarget, "%s%s is not connected", kind, id)
+		return protocol.Delivered{}, false
 	}
 	seq := h.dmSeq.Add(1)
 	msg := build(seq)
@@ -159,7 +175,7 @@ func (h *Hub) direct(m Member, kind, id, except string, build func(seq uint64) *
 			n++
 		}
 	}
-	return protocol.Delivered{Delivered: n, Seq: seq, Epoch: h.epoch}, nil
+	return protocol.Delivered{Delivered: n, Seq: seq, Epoch: h.epoch}, true
 }
 
 func (h *Hub) event(room, event string, data json.RawMessage, from protocol.From, seq uint64, epoch string, opt EmitOptions) *Message {
