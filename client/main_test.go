@@ -4,12 +4,12 @@ import (
 	"context"
 	"log/slog"
 	"net"
-	"net/http/httptest"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
+	"github.com/ferryhq/ferry/internal/ferrytest"
 	"github.com/ferryhq/ferry/protocol"
 	"github.com/ferryhq/ferry/server"
 )
@@ -31,44 +31,16 @@ func testContext(t testing.TB) context.Context {
 	return ctx
 }
 
-// liveServer is a real ferry server on a real socket.
-type liveServer struct {
-	srv *server.Server
-	hs  *httptest.Server
-	URL string
-}
-
 // startServer starts a ferry server; it is shut down when the test ends.
-func startServer(t testing.TB, cfg server.Config) *liveServer {
+func startServer(t testing.TB, cfg server.Config) *ferrytest.Ferry {
 	t.Helper()
-	return startServerOn(t, nil, cfg)
+	return ferrytest.Serve(t, nil, cfg)
 }
 
 // startServerOn starts a ferry server on l (a fresh port when l is nil).
-func startServerOn(t testing.TB, l net.Listener, cfg server.Config) *liveServer {
+func startServerOn(t testing.TB, l net.Listener, cfg server.Config) *ferrytest.Ferry {
 	t.Helper()
-	srv, err := server.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewUnstartedServer(srv)
-	if l != nil {
-		hs.Listener.Close()
-		hs.Listener = l
-	}
-	hs.Start()
-	s := &liveServer{srv: srv, hs: hs, URL: hs.URL}
-	t.Cleanup(s.stop)
-	return s
-}
-
-// stop shuts the server down (closing every WebSocket with 1001) and closes
-// its listener. Calling it again does nothing.
-func (s *liveServer) stop() {
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	defer cancel()
-	_ = s.srv.Shutdown(ctx)
-	s.hs.Close()
+	return ferrytest.Serve(t, l, cfg)
 }
 
 // dial connects a client that is closed when the test ends.

@@ -41,7 +41,7 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 	next(t, ra.presence)
 	user, conn := alice.User(), alice.ID()
 
-	first.stop()
+	first.Stop()
 	for _, r := range []*recorder{ra, rb} {
 		l, _ := r.until(t, LifecycleDisconnect)
 		if l.Code != protocol.CloseGoingAway || l.Reason != ReasonTransportClose {

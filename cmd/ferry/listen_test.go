@@ -68,7 +68,7 @@ func TestListen(t *testing.T) {
 	waitOutput(t, &stdout, `"action":"join"`)
 
 	// The server restarts; listen comes back to the room by itself.
-	first.stop()
+	first.Stop()
 	waitOutput(t, &stderr, "disconnected")
 	l, err = net.Listen("tcp", addr)
 	if err != nil {

@@ -5,47 +5,21 @@ import (
 	"context"
 	"encoding/json"
 	"net"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/ferryhq/ferry/client"
+	"github.com/ferryhq/ferry/internal/ferrytest"
 	"github.com/ferryhq/ferry/server"
 )
 
-// liveFerry is a real ferry server on a real socket.
-type liveFerry struct {
-	srv *server.Server
-	hs  *httptest.Server
-	URL string
-}
-
 // startFerry starts a ferry server on l (a fresh port when l is nil); it is
 // shut down when the test ends.
-func startFerry(t *testing.T, l net.Listener, cfg server.Config) *liveFerry {
+func startFerry(t *testing.T, l net.Listener, cfg server.Config) *ferrytest.Ferry {
 	t.Helper()
-	srv, err := server.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewUnstartedServer(srv)
-	if l != nil {
-		hs.Listener.Close()
-		hs.Listener = l
-	}
-	hs.Start()
-	f := &liveFerry{srv: srv, hs: hs, URL: hs.URL}
-	t.Cleanup(f.stop)
-	return f
-}
-
-func (f *liveFerry) stop() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = f.srv.Shutdown(ctx)
-	f.hs.Close()
+	return ferrytest.Serve(t, l, cfg)
 }
 
 // member joins room as name and returns the client and its events.

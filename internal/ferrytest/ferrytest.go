@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"net"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -32,6 +33,28 @@ type Ferry struct {
 
 	http *httptest.Server
 	once sync.Once
+}
+
+// Serve runs a ferry without uploads on l (a fresh port when l is nil: a
+// test restarting the server passes the same listener again) until the test
+// ends (or Stop).
+func Serve(t testing.TB, l net.Listener, scfg server.Config) *Ferry {
+	t.Helper()
+	f := &Ferry{}
+	var err error
+	if f.Server, err = server.New(scfg); err != nil {
+		t.Fatal(err)
+	}
+	f.http = httptest.NewUnstartedServer(f.Server)
+	if l != nil {
+		f.http.Listener.Close()
+		f.http.Listener = l
+	}
+	f.http.Start()
+	f.URL = f.http.URL
+	f.WS = "ws" + strings.TrimPrefix(f.URL, "http") + "/ws"
+	t.Cleanup(f.Stop)
+	return f
 }
 
 // Start runs a ferry over store until the test ends (or Stop). tcfg and
@@ -70,7 +93,9 @@ func (f *Ferry) Stop() {
 		defer cancel()
 		_ = f.Server.Shutdown(ctx)
 		f.http.Close()
-		_ = f.Transfer.Shutdown(ctx)
+		if f.Transfer != nil {
+			_ = f.Transfer.Shutdown(ctx)
+		}
 	})
 }
 
