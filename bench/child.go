@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -149,15 +150,20 @@ func (s *Server) Exited() <-chan struct{} { return s.exited }
 
 // LogTail returns up to the last n bytes of the server's output.
 func (s *Server) LogTail(n int) string {
-	b, err := os.ReadFile(s.logPath)
+	f, err := os.Open(s.logPath)
 	if err != nil {
 		return ""
 	}
-	if len(b) > n {
-		b = b[len(b)-n:]
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			b = b[i+1:]
-		}
+	defer f.Close()
+	cut := false
+	if fi, err := f.Stat(); err == nil && fi.Size() > int64(n) {
+		// Only the tail is read: a long run's log can be large.
+		_, _ = f.Seek(fi.Size()-int64(n), io.SeekStart)
+		cut = true
+	}
+	b, _ := io.ReadAll(io.LimitReader(f, int64(n)))
+	if i := bytes.IndexByte(b, '\n'); cut && i >= 0 {
+		b = b[i+1:] // start at a whole line
 	}
 	return string(b)
 }
