@@ -8,6 +8,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/ferryhq/ferry/protocol"
@@ -19,25 +20,26 @@ import (
 const closeGrace = time.Second
 
 // conn is one WebSocket connection. A reader goroutine exists only while the
-// socket has bytes to read and a writer goroutine only while frames are
-// queued, so an idle connection costs no goroutine at all.
-//
-// Every write to the socket is one whole frame or a batch of whole frames in
-// a single (vectored) write, made by the writer goroutine.
+// socket has bytes to read, and frames are written by the server's flushers
+// (see flush.go), so an idle connection costs no goroutine at all.
 type conn struct {
 	s    *Server
 	nc   net.Conn
+	raw  syscall.RawConn // nc's descriptor, for writes that do not wait
+	fl   *flusher
 	id   string
 	user string
 	name string
 	log  *slog.Logger
 
-	mu      sync.Mutex
-	queue   [][]byte // framed, waiting for the writer
-	queued  int      // bytes in queue
-	writing bool     // a writer goroutine is running
-	closing bool     // a close frame is queued: no more data frames
-	dead    bool     // the TCP connection is closed
+	mu       sync.Mutex
+	queue    [][]byte // framed, waiting to be written
+	queued   int      // bytes in queue
+	wstate   uint8    // writeIdle or writeBlocking
+	inNormal bool     // on the flusher's list of room traffic
+	inUrgent bool     // on the flusher's list of urgent frames
+	closing  bool     // a close frame is queued: no more data frames
+	dead     bool     // the TCP connection is closed
 
 	pinger   *time.Timer
 	pingSent time.Time // owned by the timer's callbacks, which never overlap
@@ -67,7 +69,7 @@ func (c *conn) UserName() string { return c.name }
 
 // Deliver queues a hub message.
 func (c *conn) Deliver(m *rooms.Message) bool {
-	return c.enqueue(m.Framed(textFrame), false)
+	return c.enqueue(m.Framed(textFrame), false, false)
 }
 
 // send encodes v and queues it.
@@ -77,7 +79,7 @@ func (c *conn) send(v any) {
 		c.log.Error("encode frame", "err", err)
 		return
 	}
-	c.enqueue(textFrame(b), false)
+	c.enqueue(textFrame(b), false, true)
 }
 
 // sendError reports err to the client, as an error frame for request id.
@@ -86,10 +88,12 @@ func (c *conn) sendError(id uint64, err error) {
 	c.send(errorFrame(id, err))
 }
 
-// enqueue queues a framed message. Control frames (pings, pongs, close) are
-// never refused for size. A client whose queue would grow past MaxQueue is
-// dropped as slow; the caller is never blocked.
-func (c *conn) enqueue(frame []byte, control bool) bool {
+// enqueue queues a framed message for the flusher; urgent ones are written
+// at once, the others may wait up to WriteDelay to share a system call.
+// Control frames (pings, pongs, close) are urgent and never refused for size.
+// A client whose queue would grow past MaxQueue is dropped as slow; the
+// caller is never blocked.
+func (c *conn) enqueue(frame []byte, control, urgent bool) bool {
 	c.mu.Lock()
 	if c.dead || (c.closing && !control) {
 		c.mu.Unlock()
@@ -104,42 +108,18 @@ func (c *conn) enqueue(frame []byte, control bool) bool {
 	}
 	c.queue = append(c.queue, frame)
 	c.queued += len(frame)
-	if !c.writing {
-		c.writing = true
-		go c.writeLoop()
+	if c.wstate == writeIdle {
+		switch {
+		case (urgent || control) && !c.inUrgent:
+			c.inUrgent = true
+			c.fl.schedule(c, true)
+		case !c.inNormal && !c.inUrgent:
+			c.inNormal = true
+			c.fl.schedule(c, false)
+		}
 	}
 	c.mu.Unlock()
 	return true
-}
-
-// writeLoop writes queued frames in batches until the queue is empty.
-func (c *conn) writeLoop() {
-	if d := c.s.cfg.WriteDelay; d > 0 {
-		time.Sleep(d)
-	}
-	for {
-		c.mu.Lock()
-		batch := c.queue
-		c.queue = nil
-		c.queued = 0
-		if len(batch) == 0 || c.dead {
-			c.writing = false
-			c.mu.Unlock()
-			return
-		}
-		c.mu.Unlock()
-
-		frames := len(batch)
-		_ = c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
-		bufs := net.Buffers(batch)
-		n, err := bufs.WriteTo(c.nc)
-		c.s.metrics.messagesOut.Add(uint64(frames))
-		c.s.metrics.bytesOut.Add(uint64(n))
-		if err != nil {
-			c.log.Debug("write failed", "err", err)
-			c.kill()
-		}
-	}
 }
 
 // closeWith queues a close frame and cuts the connection if the client has
@@ -152,7 +132,7 @@ func (c *conn) closeWith(code int, reason string) {
 	}
 	c.closing = true
 	c.mu.Unlock()
-	c.enqueue(closeFrame(code, reason), true)
+	c.enqueue(closeFrame(code, reason), true, true)
 	time.AfterFunc(closeGrace, c.kill)
 }
 
@@ -181,7 +161,7 @@ func (c *conn) heartbeat() {
 	now := time.Now()
 	if c.pingSent.IsZero() {
 		c.pingSent = now
-		if c.enqueue(pingFrame, true) {
+		if c.enqueue(pingFrame, true, true) {
 			c.pinger.Reset(c.s.cfg.PingTimeout)
 		}
 		return

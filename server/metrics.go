@@ -13,6 +13,7 @@ type metrics struct {
 	messagesOut atomic.Uint64
 	bytesIn     atomic.Uint64
 	bytesOut    atomic.Uint64
+	writes      atomic.Uint64
 	slow        atomic.Uint64
 	timeouts    atomic.Uint64
 	errors      atomic.Uint64
@@ -36,6 +37,7 @@ func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
 		{"ferry_messages_in_total", "counter", "WebSocket messages received.", m.messagesIn.Load()},
 		{"ferry_messages_out_total", "counter", "WebSocket frames written.", m.messagesOut.Load()},
 		{"ferry_bytes_in_total", "counter", "Payload bytes of text frames received.", m.bytesIn.Load()},
+		{"ferry_writes_total", "counter", "System calls writing to WebSocket connections (frames out per write shows how well writes are batched).", m.writes.Load()},
 		{"ferry_bytes_out_total", "counter", "Bytes written to WebSocket connections.", m.bytesOut.Load()},
 		{"ferry_slow_clients_dropped_total", "counter", "Connections dropped because their send queue was full.", m.slow.Load()},
 		{"ferry_heartbeat_timeouts_total", "counter", "Connections dropped for not answering pings.", m.timeouts.Load()},

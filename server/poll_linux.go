@@ -122,14 +122,6 @@ const (
 
 // tryRead reads what the socket has without waiting.
 func (p *poller) tryRead(c *conn) readResult {
-	sc, ok := c.nc.(syscall.Conn)
-	if !ok {
-		return readEnd
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return readEnd
-	}
 	rd := &c.rd
 	if rd.r > 0 {
 		rd.w = copy(rd.buf, rd.buf[rd.r:rd.w])
@@ -137,7 +129,7 @@ func (p *poller) tryRead(c *conn) readResult {
 	}
 	var n int
 	var rerr error
-	if err := rc.Read(func(fd uintptr) bool {
+	if err := c.raw.Read(func(fd uintptr) bool {
 		n, rerr = unix.Read(int(fd), rd.buf[rd.w:])
 		return true
 	}); err != nil {

@@ -43,10 +43,12 @@ type Config struct {
 	PingTimeout time.Duration
 	// WriteTimeout bounds every write to a client. Default 10s.
 	WriteTimeout time.Duration
-	// WriteDelay, when set, makes a connection's writer wait this long after
-	// the first queued frame before writing, so that frames arriving
-	// meanwhile go out in the same system call: less CPU per delivery for
-	// busy rooms, at the price of that much latency. Default 0: write at once.
+	// WriteDelay bounds how often room traffic is written under load: when
+	// the previous pass over the connections waiting for it started less than
+	// WriteDelay ago, the next one waits for the rest of it, so that a client
+	// gets several frames per system call. A quiet server writes at once, and
+	// answers to a client's own requests never wait. Default 15ms; negative:
+	// never wait.
 	WriteDelay time.Duration
 
 	// MaxFrame is the largest text frame accepted. Default 1 MiB.
@@ -89,6 +91,9 @@ func (c *Config) applyDefaults() {
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 10 * time.Second
 	}
+	if c.WriteDelay == 0 {
+		c.WriteDelay = 15 * time.Millisecond
+	}
 	if c.MaxFrame <= 0 {
 		c.MaxFrame = 1 << 20
 	}
@@ -126,6 +131,7 @@ type Server struct {
 	// the excess of smaller ones is read and discarded, and reported.
 	readLimit int64
 	poller    *poller
+	flushers  flushers
 
 	stop  context.CancelFunc // ends the hub's sweeper
 	swept chan struct{}
@@ -251,6 +257,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-s.drained:
 		s.poller.close()
+		s.flushers.stop()
 		return nil
 	case <-ctx.Done():
 		s.mu.Lock()
@@ -259,6 +266,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		s.mu.Unlock()
 		s.poller.close()
+		s.flushers.stop()
 		return errors.Join(ctx.Err(), errors.New("server: connections still open at shutdown were cut"))
 	}
 }

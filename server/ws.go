@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/ferryhq/ferry/protocol"
@@ -34,6 +35,16 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		name: id.name,
 	}
 	c.log = s.cfg.Log.With("conn", c.id, "user", c.user)
+	sc, ok := c.nc.(syscall.Conn)
+	if !ok {
+		_ = c.nc.Close()
+		return
+	}
+	if c.raw, err = sc.SyscallConn(); err != nil {
+		_ = c.nc.Close()
+		return
+	}
+	c.fl = s.flushers.assign(s)
 	c.limiter = newLimiter(s.cfg.Rate, s.cfg.RateBurst, time.Now())
 	c.seen()
 	c.pinger = time.AfterFunc(s.cfg.PingInterval, c.heartbeat)

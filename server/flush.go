@@ -1,0 +1,257 @@
+package server
+
+import (
+	"errors"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Writing to clients.
+//
+// A few flushers (one per CPU) write for every connection: a connection with
+// queued frames is put on its flusher's list, and the flusher writes all of
+// its frames with one non-blocking vectored write. A socket that cannot take
+// everything at once gets a writer goroutine of its own for the rest, which
+// waits (up to WriteTimeout) for the client to read; the flusher never waits
+// for a client.
+//
+// Frames answering the client's own requests (acks, pongs, upload progress,
+// control frames) are urgent: their flusher writes them at once. Frames that
+// fan out from rooms are not: when a flusher's previous pass over them started
+// less than WriteDelay ago, it waits for the rest of that delay, so that under
+// load every client gets several frames per system call instead of one. A
+// quiet server writes them at once as well.
+
+// errWouldBlock reports that a non-blocking write could not take everything.
+var errWouldBlock = errors.New("write would block")
+
+// Write states of a connection.
+const (
+	writeIdle     = iota // nothing queued, or queued and on a flusher's list
+	writeBlocking        // a writer goroutine owns the socket
+)
+
+type flusher struct {
+	delay time.Duration
+	m     *metrics
+
+	mu       sync.Mutex
+	urgent   []*conn
+	normal   []*conn
+	idle     bool // the loop waits for work
+	sleeping bool // the loop waits for delay to pass: only urgent work wakes it
+	wake     chan struct{}
+	quit     chan struct{}
+	done     chan struct{}
+
+	// Owned by the loop.
+	lastPass time.Time
+	iov      iovecs
+}
+
+// flushers is the server's set of flushers, started with the first
+// connection.
+type flushers struct {
+	once sync.Once
+	list []*flusher
+	next atomic.Uint32
+}
+
+// assign starts the flushers if needed and returns the one for a new
+// connection.
+func (fs *flushers) assign(s *Server) *flusher {
+	fs.once.Do(func() {
+		for range runtime.GOMAXPROCS(0) {
+			f := &flusher{
+				delay: max(s.cfg.WriteDelay, 0),
+				m:     &s.metrics,
+				wake:  make(chan struct{}, 1),
+				quit:  make(chan struct{}),
+				done:  make(chan struct{}),
+			}
+			go f.run()
+			fs.list = append(fs.list, f)
+		}
+	})
+	return fs.list[int(fs.next.Add(1))%len(fs.list)]
+}
+
+// stop ends the flushers; frames still queued then are dropped.
+func (fs *flushers) stop() {
+	fs.once.Do(func() {}) // none may start after this
+	for _, f := range fs.list {
+		close(f.quit)
+		<-f.done
+	}
+	fs.list = nil
+}
+
+// schedule puts c on the flusher's list. The caller holds c.mu.
+func (f *flusher) schedule(c *conn, urgent bool) {
+	f.mu.Lock()
+	wake := f.idle
+	if urgent {
+		f.urgent = append(f.urgent, c)
+		wake = wake || f.sleeping
+	} else {
+		f.normal = append(f.normal, c)
+	}
+	if wake {
+		f.idle, f.sleeping = false, false
+	}
+	f.mu.Unlock()
+	if wake {
+		select {
+		case f.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (f *flusher) run() {
+	defer close(f.done)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	var batch []*conn
+	for {
+		f.mu.Lock()
+		if len(f.urgent) > 0 {
+			batch, f.urgent = f.urgent, batch[:0]
+			f.mu.Unlock()
+			f.pass(batch, true)
+			continue
+		}
+		if len(f.normal) == 0 {
+			f.idle = true
+			f.mu.Unlock()
+			select {
+			case <-f.wake:
+				continue
+			case <-f.quit:
+				return
+			}
+		}
+		now := time.Now()
+		if due := f.lastPass.Add(f.delay); now.Before(due) {
+			f.sleeping = true
+			f.mu.Unlock()
+			timer.Reset(due.Sub(now))
+			select {
+			case <-f.wake:
+				timer.Stop()
+			case <-timer.C:
+				f.mu.Lock()
+				f.sleeping = false
+				f.mu.Unlock()
+			case <-f.quit:
+				return
+			}
+			continue
+		}
+		batch, f.normal = f.normal, batch[:0]
+		f.mu.Unlock()
+		f.lastPass = now
+		f.pass(batch, false)
+	}
+}
+
+// pass writes what the connections in batch have queued.
+func (f *flusher) pass(batch []*conn, urgent bool) {
+	var frames, bytes, writes uint64
+	for i, c := range batch {
+		batch[i] = nil
+		nf, nb, wrote := f.flush(c, urgent)
+		frames += uint64(nf)
+		bytes += uint64(nb)
+		if wrote {
+			writes++
+		}
+	}
+	if writes > 0 {
+		f.m.messagesOut.Add(frames)
+		f.m.bytesOut.Add(bytes)
+		f.m.writes.Add(writes)
+	}
+}
+
+// flush writes c's queue without waiting, and hands what the socket could
+// not take to a writer goroutine.
+func (f *flusher) flush(c *conn, urgent bool) (frames, n int, wrote bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if urgent {
+		c.inUrgent = false
+	} else {
+		c.inNormal = false
+	}
+	if c.wstate != writeIdle || c.dead || len(c.queue) == 0 {
+		return 0, 0, false
+	}
+	n, err := f.iov.write(c, c.queue)
+	frames = c.consume(n)
+	switch {
+	case err == nil && len(c.queue) == 0:
+	case err == nil || errors.Is(err, errWouldBlock):
+		c.wstate = writeBlocking
+		go c.writeLoop()
+	default:
+		c.log.Debug("write failed", "err", err)
+		go c.kill()
+	}
+	return frames, n, true
+}
+
+// consume drops the first n written bytes from the queue and returns how
+// many frames were written whole. The caller holds c.mu.
+func (c *conn) consume(n int) int {
+	c.queued -= n
+	done := 0
+	for done < len(c.queue) && n >= len(c.queue[done]) {
+		n -= len(c.queue[done])
+		done++
+	}
+	if done < len(c.queue) && n > 0 {
+		// Frames can be shared between connections: slice, never modify.
+		c.queue[done] = c.queue[done][n:]
+	}
+	rest := copy(c.queue, c.queue[done:])
+	clear(c.queue[rest:])
+	c.queue = c.queue[:rest]
+	return done
+}
+
+// writeLoop writes, waiting for the client as long as WriteTimeout allows,
+// until the queue is empty; it then hands the connection back to its
+// flusher.
+func (c *conn) writeLoop() {
+	var batch [][]byte
+	for {
+		c.mu.Lock()
+		if len(c.queue) == 0 || c.dead {
+			c.wstate = writeIdle
+			c.mu.Unlock()
+			return
+		}
+		batch = append(batch[:0], c.queue...)
+		clear(c.queue)
+		c.queue = c.queue[:0]
+		c.queued = 0
+		c.mu.Unlock()
+
+		frames := len(batch)
+		_ = c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
+		bufs := net.Buffers(batch)
+		n, err := bufs.WriteTo(c.nc)
+		clear(batch)
+		c.s.metrics.messagesOut.Add(uint64(frames))
+		c.s.metrics.bytesOut.Add(uint64(n))
+		c.s.metrics.writes.Add(1)
+		if err != nil {
+			c.log.Debug("write failed", "err", err)
+			c.kill()
+		}
+	}
+}
