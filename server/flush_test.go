@@ -68,11 +68,12 @@ func TestRoomTrafficIsBatched(t *testing.T) {
 			break
 		}
 	}
-	if frames != 2*events {
+	// The presence frame's pass may also be counted only now.
+	if frames != 2*events && frames != 2*events+1 {
 		t.Fatalf("%v frames out, want %d events and %d acks", frames, events, events)
 	}
-	// One write per ack, one or two for all the events.
-	if writes > events+2 {
+	// One write per ack, one or two for all the events (and the presence).
+	if writes > events+3 {
 		t.Errorf("%v writes for %v frames: room traffic was not batched", writes, frames)
 	}
 	if acked > 500*time.Millisecond {
