@@ -105,13 +105,6 @@ type Object interface {
 	Info() Info
 }
 
-// ContentMD5 is an optional capability of the readers given to PutPart: a
-// reader that already knows the MD5 of its bytes spares the store a pass
-// over them before sending (S3 checks every part against it).
-type ContentMD5 interface {
-	ContentMD5() []byte
-}
-
 // Presigner is an optional capability: a store that can hand out a time-limited
 // URL to read an object directly from the storage service.
 type Presigner interface {

@@ -2,9 +2,7 @@ package transfer
 
 import (
 	"context"
-	"crypto/md5"
 	"errors"
-	"hash"
 	"io"
 	"log/slog"
 	"sync"
@@ -72,9 +70,6 @@ type part struct {
 	num    int // 1-based part number
 	buf    []byte
 	sealed bool
-	// md5 hashes buf as chunks are accepted, on the connection's reader,
-	// so that storing the part need not read it first.
-	md5 hash.Hash
 	// early, when set, carries the result of storing this part while the
 	// previous part's manifest was being saved (see storePart).
 	early chan stored
@@ -127,7 +122,7 @@ func (u *upload) write(offset int64, r io.Reader) (int64, error) {
 	}
 	start := u.received
 	remaining := u.size - start
-	ahead := u.durable + u.m.window() - start
+	ahead := u.durable + u.m.window(u.partSize) - start
 	limit := min(int64(u.m.maxChunk), remaining, ahead)
 
 	// Find room for limit bytes: the rest of the part being filled, then new
@@ -146,7 +141,7 @@ func (u *upload) write(offset int64, r io.Reader) (int64, error) {
 	var added []*part
 	for need > 0 {
 		pos := start + limit - need
-		p := &part{num: int(pos/int64(u.partSize)) + 1, buf: u.m.pool.get()}
+		p := &part{num: int(pos/int64(u.partSize)) + 1, buf: u.m.poolFor(u.partSize).get()}
 		take := min(int64(u.partLen(p.num)), need)
 		segs = append(segs, p.buf[:take])
 		added = append(added, p)
@@ -161,7 +156,7 @@ func (u *upload) write(offset int64, r io.Reader) (int64, error) {
 	u.writing = false
 	fail := func(err error) (int64, error) {
 		for _, p := range added {
-			u.m.pool.put(p.buf)
+			u.m.poolFor(u.partSize).put(p.buf)
 		}
 		if u.dropTail || u.status != statusUploading {
 			u.dropTail = false
@@ -184,16 +179,13 @@ func (u *upload) write(offset int64, r io.Reader) (int64, error) {
 	i := 0
 	if tail != nil {
 		tail.buf = tail.buf[:tailLen+lens[0]]
-		tail.md5.Write(tail.buf[tailLen:])
 		i = 1
 	}
 	for _, p := range added {
 		if lens[i] == 0 {
-			u.m.pool.put(p.buf)
+			u.m.poolFor(u.partSize).put(p.buf)
 		} else {
 			p.buf = p.buf[:lens[i]]
-			p.md5 = md5.New()
-			p.md5.Write(p.buf)
 			u.parts = append(u.parts, p)
 		}
 		i++
@@ -280,7 +272,7 @@ func (u *upload) dropLocked(keepSealed bool) {
 			kept = append(kept, p)
 			received += int64(len(p.buf))
 		} else {
-			u.m.pool.put(p.buf)
+			u.m.poolFor(u.partSize).put(p.buf)
 		}
 	}
 	clear(u.parts[len(kept):])

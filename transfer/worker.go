@@ -237,7 +237,7 @@ func (u *upload) storePart(p *part) error {
 	n := copy(u.parts, u.parts[1:])
 	u.parts[n] = nil
 	u.parts = u.parts[:n]
-	u.m.pool.put(p.buf)
+	u.m.poolFor(u.partSize).put(p.buf)
 	u.touched = u.m.now()
 	u.storageDown = false
 	sink, durable := u.sink, u.durable
@@ -297,15 +297,8 @@ func (u *upload) putPart(p *part, base []byte) stored {
 		h.Write(p.buf)
 		hc <- stored{state: marshalHash(h)}
 	}()
-	var sum []byte
-	if p.md5 != nil {
-		sum = p.md5.Sum(nil)
-	}
 	err := u.retry("store part", true, func(ctx context.Context) error {
-		if sum == nil {
-			return u.mp.PutPart(ctx, p.num, bytes.NewReader(p.buf), size)
-		}
-		return u.mp.PutPart(ctx, p.num, partReader{bytes.NewReader(p.buf), sum}, size)
+		return u.mp.PutPart(ctx, p.num, bytes.NewReader(p.buf), size)
 	})
 	hr := <-hc
 	if err != nil {
@@ -399,13 +392,3 @@ func marshalHash(h hash.Hash) []byte {
 	}
 	return b
 }
-
-// partReader is a part's bytes with their MD5, computed as they arrived.
-type partReader struct {
-	*bytes.Reader
-	md5 []byte
-}
-
-var _ storage.ContentMD5 = partReader{}
-
-func (r partReader) ContentMD5() []byte { return r.md5 }

@@ -1,7 +1,9 @@
 package s3_test
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"net/url"
 	"strings"
 	"testing"
@@ -75,5 +77,66 @@ func TestPresignUsesPublicEndpoint(t *testing.T) {
 	}
 	if u.Scheme != "https" || u.Host != "files.example.com" || !strings.HasSuffix(u.Path, "/presign/room/cat.jpg") || u.Query().Get("X-Amz-Signature") == "" {
 		t.Errorf("PresignGet = %s, want a signed https://files.example.com/presign/room/cat.jpg", raw)
+	}
+}
+
+// flipping returns its bytes faithfully the first time through and with
+// one byte changed after that: the part's checksum is computed from the
+// first pass, the request body is the second.
+type flipping struct {
+	*bytes.Reader
+	passes int
+	data   []byte
+}
+
+func (f *flipping) Seek(off int64, whence int) (int64, error) {
+	f.passes++
+	if f.passes == 2 { // the seek back after checksumming
+		bad := bytes.Clone(f.data)
+		bad[len(bad)/2] ^= 0xff
+		f.Reader = bytes.NewReader(bad)
+	}
+	return f.Reader.Seek(off, whence)
+}
+
+// S3 checks every part against the CRC32C sent with it: bytes changed on the
+// way are refused, and the upload goes on with the right ones.
+func TestCorruptedPartRefused(t *testing.T) {
+	s := newStore(t, "checksums")
+	ctx := context.Background()
+	data := bytes.Repeat([]byte("ferry "), storage.MinPartSize/6+1)
+	mp, err := s.NewMultipart(ctx, "rooms/r/corrupt.bin", storage.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mp.Abort(ctx)
+	err = mp.PutPart(ctx, 1, &flipping{Reader: bytes.NewReader(data), data: data}, int64(len(data)))
+	if err == nil {
+		t.Fatal("a part whose bytes changed after its checksum was stored")
+	}
+	if parts, err := mp.Parts(ctx); err != nil || len(parts) != 0 {
+		t.Fatalf("parts after the refused one: %v, %v", parts, err)
+	}
+	if err := mp.PutPart(ctx, 1, bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatalf("the same part, intact: %v", err)
+	}
+	if err := mp.PutPart(ctx, 2, bytes.NewReader([]byte("end")), 3); err != nil {
+		t.Fatal(err)
+	}
+	info, err := mp.Complete(ctx, storage.Meta{})
+	if err != nil {
+		t.Fatalf("complete: %v", err)
+	}
+	if info.Size != int64(len(data))+3 {
+		t.Fatalf("size %d, want %d", info.Size, len(data)+3)
+	}
+	obj, err := s.Get(ctx, "rooms/r/corrupt.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obj.Close()
+	got, err := io.ReadAll(obj)
+	if err != nil || !bytes.Equal(got, append(bytes.Clone(data), "end"...)) {
+		t.Fatalf("object differs from what was sent (%d bytes, %v)", len(got), err)
 	}
 }
