@@ -10,7 +10,10 @@ import (
 // it: data is a sub-slice of b. ok is false for anything but the plain shape
 // (string and integer values of the fields t, id, upload, offset and data,
 // no escapes); the caller then decodes the frame the general way, so the
-// fast path changes nothing a client can see.
+// fast path changes nothing a client can see. data longer than 256 bytes is
+// not checked for control characters or non-ASCII bytes: its base64
+// decoding refuses them (with bad_chunk, where encoding/json would have
+// answered bad_request).
 func ParseTextChunk(b []byte) (id uint64, upload string, offset int64, data []byte, ok bool) {
 	var haveT, haveUpload, haveData bool
 	i := skipSpace(b, 0)
@@ -99,15 +102,20 @@ func skipSpace(b []byte, i int) int {
 }
 
 // scanString returns the contents of the string starting at b[i] (a quote)
-// and the index after its closing quote; good is false when it has escapes,
-// control characters or anything but ASCII (what JSON would rewrite), or
-// does not end.
+// and the index after its closing quote; good is false when it has escapes
+// or does not end. Strings up to shortString bytes are also refused for
+// control characters or anything but ASCII (what JSON would refuse or
+// rewrite); longer ones, which can only be chunk data, are not scanned byte
+// by byte: their base64 decoding refuses such bytes anyway.
 func scanString(b []byte, i int) (s []byte, next int, good bool) {
 	end := bytes.IndexByte(b[i+1:], '"')
 	if end < 0 {
 		return nil, 0, false
 	}
 	s = b[i+1 : i+1+end]
+	if len(s) > shortString {
+		return s, i + 2 + end, bytes.IndexByte(s, '\\') < 0
+	}
 	for _, c := range s {
 		if c == '\\' || c < 0x20 || c >= 0x80 {
 			return nil, 0, false
@@ -115,3 +123,6 @@ func scanString(b []byte, i int) (s []byte, next int, good bool) {
 	}
 	return s, i + 2 + end, true
 }
+
+// shortString bounds the strings scanString checks byte by byte.
+const shortString = 256

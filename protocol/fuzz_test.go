@@ -1,8 +1,11 @@
 package protocol_test
 
 import (
+	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/ferryhq/ferry/protocol"
@@ -67,9 +70,17 @@ func FuzzParseTextChunk(f *testing.F) {
 	f.Add([]byte(`{"t":"upload.chunk","upload":"up_x","offset":262144,"data":"aGVsbG8="}`))
 	f.Add([]byte(`{"data":"AAAA","offset":0,"upload":"u","t":"upload.chunk","id":3}`))
 	f.Add([]byte(`{"t":"upload.chunk","upload":"up_x","offset":1,"data":"a\/b"}`))
+	f.Add([]byte(`{"t":"upload.chunk","upload":"up_x","offset":1,"data":"` + strings.Repeat("QUJD", 70) + "\x01\xff" + `"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		id, upload, offset, data, ok := protocol.ParseTextChunk(b)
 		if !ok {
+			return
+		}
+		if bytes.ContainsFunc(data, func(r rune) bool { return r < 0x20 || r >= 0x80 }) {
+			// Long data is not scanned for these: base64 must refuse it.
+			if _, err := base64.StdEncoding.DecodeString(string(data)); err == nil {
+				t.Fatalf("fast path accepted data %q that base64 decodes", data)
+			}
 			return
 		}
 		req, err := protocol.DecodeRequest(b)

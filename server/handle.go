@@ -10,23 +10,31 @@ import (
 	"github.com/ferryhq/ferry/rooms"
 )
 
-// textBufs recycles the buffers text frames are read into; oversized ones
-// are dropped rather than kept alive.
-var textBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+// textBufs and bigTextBufs recycle the buffers text frames are read into:
+// small ones for requests, big ones (up to MaxFrame) for base64 chunks. A
+// sync.Pool lets the garbage collector free them when they sit unused.
+var textBufs, bigTextBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}, sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 const maxPooledBuf = 64 << 10
 
 // readText reads one text frame, at most MaxFrame bytes, and handles it. A
 // larger frame is read to its end and discarded, so the connection goes on.
 func (c *conn) readText(r *message) {
-	buf := textBufs.Get().(*bytes.Buffer)
+	limit := int64(c.s.cfg.MaxFrame)
+	pool := &textBufs
+	if r.remaining > maxPooledBuf/2 {
+		pool = &bigTextBufs
+	}
+	buf := pool.Get().(*bytes.Buffer)
 	defer func() {
-		if buf.Cap() <= maxPooledBuf {
+		if pool == &bigTextBufs || buf.Cap() <= maxPooledBuf {
 			buf.Reset()
-			textBufs.Put(buf)
+			pool.Put(buf)
 		}
 	}()
-	limit := int64(c.s.cfg.MaxFrame)
+	// The first frame's length is known: room for all of it, and for
+	// ReadFrom's last read that finds the end, spares growing by copies.
+	buf.Grow(int(min(r.remaining, limit+1)) + bytes.MinRead)
 	n, err := buf.ReadFrom(io.LimitReader(r, limit+1))
 	if err != nil {
 		return // the next NextReader reports the broken connection
