@@ -123,3 +123,45 @@ func TestConcurrentUploads(t *testing.T) {
 		t.Errorf("%d buffers still in use", n)
 	}
 }
+
+// A lone upload gets big parts; uploads opened while the big windows would
+// not fit in PartMemory get small ones. Both kinds store the file whole,
+// parts of each size come from their own buffers, and a restarted manager
+// resumes an upload with the part size it was given.
+func TestBigPartsWhileMemoryAllows(t *testing.T) {
+	const big = 2 * partSize
+	tweak := func(c *Config) { c.BigPartSize, c.PartMemory = big, 3*big }
+	f := newFixture(t, tweak)
+	sink := newSink()
+	data := payload(3*big + 1000)
+	first := f.open(f.m, sink, OpenRequest{Name: "first.bin", Size: int64(len(data)), ChunkSize: 64 << 10})
+	second := f.open(f.m, sink, OpenRequest{Name: "second.bin", Size: int64(len(data)), ChunkSize: 64 << 10})
+	if first.Window != 2*big || second.Window != 2*partSize {
+		t.Fatalf("windows %d and %d, want %d (big parts) and %d (the big ones would not fit)", first.Window, second.Window, 2*big, 2*partSize)
+	}
+	send(t, f.m, sink, first, "alice", data, 0, int64(len(data)), 64<<10)
+	f.checkStored(sink.waitCompleted(t, first.Upload), data, "application/octet-stream")
+	if n := f.m.bigPool.peak.Load(); n < 1 || n > 2 {
+		t.Errorf("%d big buffers in use at most, want 1-2", n)
+	}
+
+	// Half of the second upload, then a restart.
+	send(t, f.m, sink, second, "alice", data, 0, big, 64<<10)
+	sink.wait(t, "half stored", func() bool { return sink.durable(second.Upload) == big })
+	m2 := f.manager(tweak)
+	again, err := m2.Open(context.Background(), OpenRequest{Owner: owner("alice"), Resume: second.Upload}, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Offset != big || again.Window != 2*partSize {
+		t.Fatalf("resumed at %d with window %d, want %d and %d", again.Offset, again.Window, big, 2*partSize)
+	}
+	send(t, m2, sink, again, "alice", data, big, int64(len(data)), 64<<10)
+	f.checkStored(sink.waitCompleted(t, second.Upload), data, "application/octet-stream")
+
+	// Nothing open any more: big parts again.
+	third := f.open(m2, sink, OpenRequest{Name: "third.bin", Size: 10})
+	if third.Window != 2*big {
+		t.Fatalf("window %d after the others ended, want %d", third.Window, 2*big)
+	}
+}

@@ -16,6 +16,7 @@ import (
 const (
 	DefaultPartSize    = 8 << 20
 	DefaultParts       = 2
+	DefaultPartMemory  = 64 << 20
 	DefaultChunkSize   = 256 << 10
 	DefaultMaxChunk    = 1 << 20
 	MinChunkSize       = 16 << 10
@@ -43,6 +44,15 @@ type Config struct {
 	// PartSize is the size of every multipart part but the last. Default
 	// 8 MiB; at least storage.MinPartSize.
 	PartSize int
+	// BigPartSize, when larger than PartSize, is the part size given to a
+	// new upload while the part buffers of all open uploads, its own
+	// included, fit in PartMemory: fewer, larger requests store a lone
+	// upload faster. Uploads opened beyond that get PartSize. Default:
+	// PartSize (one size).
+	BigPartSize int
+	// PartMemory bounds the buffers counted by BigPartSize. Default 64 MiB:
+	// one upload at a time gets big parts with the default Parts.
+	PartMemory int64
 	// Parts is how many part buffers an upload may hold: one being filled
 	// while another is stored. The window a client may send ahead of what is
 	// durable is Parts*PartSize, and so is an upload's memory. Default 2,
@@ -79,6 +89,8 @@ type Manager struct {
 	store       storage.Store
 	announce    Announcer
 	partSize    int
+	bigPartSize int
+	partMemory  int64
 	parts       int
 	chunkSize   int
 	maxChunk    int
@@ -90,7 +102,8 @@ type Manager struct {
 	policy      Policy
 	log         *slog.Logger
 	now         func() time.Time
-	pool        *bufPool
+	pool        *bufPool // of PartSize buffers
+	bigPool     *bufPool // of BigPartSize buffers
 
 	// ctx parents every upload's context; cancel ends them all when
 	// Shutdown runs out of time.
@@ -119,6 +132,7 @@ func New(cfg Config) (*Manager, error) {
 		announce:    cfg.Announce,
 		partSize:    orDefault(cfg.PartSize, DefaultPartSize),
 		parts:       orDefault(cfg.Parts, DefaultParts),
+		partMemory:  orDefault(cfg.PartMemory, DefaultPartMemory),
 		chunkSize:   orDefault(cfg.ChunkSize, DefaultChunkSize),
 		maxChunk:    orDefault(cfg.MaxChunk, DefaultMaxChunk),
 		maxFileSize: orDefault(cfg.MaxFileSize, DefaultMaxFileSize),
@@ -133,9 +147,12 @@ func New(cfg Config) (*Manager, error) {
 		claims:      make(map[string]chan struct{}),
 		closing:     make(chan struct{}),
 	}
+	m.bigPartSize = orDefault(cfg.BigPartSize, m.partSize)
 	switch {
 	case m.partSize < storage.MinPartSize || m.partSize > maxPartSize:
 		return nil, fmt.Errorf("transfer: PartSize %d is outside [%d, %d]", m.partSize, storage.MinPartSize, maxPartSize)
+	case m.bigPartSize < m.partSize || m.bigPartSize > maxPartSize:
+		return nil, fmt.Errorf("transfer: BigPartSize %d is outside [PartSize, %d]", m.bigPartSize, maxPartSize)
 	case m.parts < 1:
 		return nil, fmt.Errorf("transfer: Parts %d is below 1", m.parts)
 	case m.maxChunk < MinChunkSize || m.maxChunk > m.partSize:
@@ -155,6 +172,11 @@ func New(cfg Config) (*Manager, error) {
 	}
 	// The buffers of one upload stay at hand between its parts.
 	m.pool = newBufPool(m.partSize, m.parts)
+	m.bigPool = m.pool
+	if m.bigPartSize != m.partSize {
+		// No big buffer is kept idle for certain: they are for quiet times.
+		m.bigPool = newBufPool(m.bigPartSize, 0)
+	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	return m, nil
 }
@@ -166,7 +188,35 @@ func orDefault[T int | int64 | time.Duration](v, def T) T {
 	return v
 }
 
-func (m *Manager) window() int64 { return int64(m.parts) * int64(m.partSize) }
+// window is how far past its durable offset a client may send: the part
+// buffers of an upload with parts of partSize.
+func (m *Manager) window(partSize int) int64 { return int64(m.parts) * int64(partSize) }
+
+// poolFor returns the pool of buffers of partSize.
+func (m *Manager) poolFor(partSize int) *bufPool {
+	if partSize == m.bigPartSize {
+		return m.bigPool
+	}
+	return m.pool
+}
+
+// choosePartSize gives a new upload BigPartSize while the windows of the
+// open uploads and its own fit in PartMemory, PartSize otherwise.
+func (m *Manager) choosePartSize() int {
+	if m.bigPartSize == m.partSize {
+		return m.partSize
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	used := m.window(m.bigPartSize)
+	for _, u := range m.uploads {
+		used += m.window(u.partSize)
+	}
+	if used > m.partMemory {
+		return m.partSize
+	}
+	return m.bigPartSize
+}
 
 func errShuttingDown() *Error {
 	return errorf(CodeStorageUnavailable, "the server is shutting down; resume the upload later")
@@ -181,7 +231,7 @@ func (m *Manager) grantChunk(want int) int {
 }
 
 func (m *Manager) grant(u *upload, offset int64, chunk int) Grant {
-	return Grant{Upload: u.id, Offset: offset, ChunkSize: m.grantChunk(chunk), Window: m.window(), Size: u.size}
+	return Grant{Upload: u.id, Offset: offset, ChunkSize: m.grantChunk(chunk), Window: m.window(u.partSize), Size: u.size}
 }
 
 // Open starts an upload, or resumes one when req.Resume is set. sink hears
@@ -263,7 +313,7 @@ func (m *Manager) newUpload(req OpenRequest) (*upload, error) {
 		Version: manifestVersion, ID: newID(uploadPrefix), Status: statusUploading,
 		User: req.Owner.User, UserName: req.Owner.Name, Room: req.Room, Name: req.Name,
 		Size: req.Size, Declared: declared, SHA256: sum, FileID: fileID,
-		Key: key, PartSize: m.partSize,
+		Key: key, PartSize: m.choosePartSize(),
 		Created: now, Updated: now,
 	}, req.Owner.Conn), nil
 }

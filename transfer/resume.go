@@ -77,7 +77,7 @@ func (m *Manager) resume(ctx context.Context, req OpenRequest, sink Sink) (Grant
 		}
 		sink.Completed(id, f)
 		return Grant{Upload: id, Offset: mf.Size, ChunkSize: m.grantChunk(req.ChunkSize),
-			Window: m.window(), Size: mf.Size, File: &f}, nil
+			Window: m.window(mf.PartSize), Size: mf.Size, File: &f}, nil
 	case statusFailed:
 		return Grant{}, mf.terminalError()
 	}
@@ -186,7 +186,7 @@ func (m *Manager) restore(ctx context.Context, mf *manifest, conn string) (*uplo
 		fresh("inconsistent manifest")
 	}
 	switch {
-	case mf.PartSize != m.partSize:
+	case mf.PartSize != m.partSize && mf.PartSize != m.bigPartSize:
 		// Parts of another size cannot be mixed in: start a new multipart
 		// upload, so that no stale part joins the file.
 		if mf.Multipart != "" {
@@ -194,7 +194,7 @@ func (m *Manager) restore(ctx context.Context, mf *manifest, conn string) (*uplo
 				_ = mp.Abort(ctx)
 			}
 		}
-		u.partSize = m.partSize
+		u.partSize = m.choosePartSize()
 		fresh("part size changed")
 	case mf.Multipart != "":
 		mp, err := m.store.ResumeMultipart(ctx, mf.Key, mf.Multipart)

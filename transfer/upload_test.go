@@ -224,7 +224,7 @@ func TestNewConfig(t *testing.T) {
 			t.Errorf("%s: New: %v", tt.name, err)
 		}
 		if m != nil {
-			if m.partSize != DefaultPartSize || m.parts != DefaultParts || m.window() != 16<<20 ||
+			if m.partSize != DefaultPartSize || m.parts != DefaultParts || m.window(m.partSize) != 16<<20 ||
 				m.maxChunk != DefaultMaxChunk || m.ttl != DefaultTTL || m.maxFileSize != DefaultMaxFileSize {
 				t.Errorf("%s: defaults not applied: %+v", tt.name, m)
 			}

@@ -55,6 +55,8 @@ type serveFlags struct {
 	maxUploads     int
 	partSize       int
 	partBuffers    int
+	bigPartSize    int
+	partMemory     int64
 	uploadTTL      time.Duration
 	linkTTL        time.Duration
 	allowExec      bool
@@ -92,6 +94,8 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.Int64Var(&f.maxFileSize, "max-file-size", 2<<30, "largest file in bytes")
 	fs.IntVar(&f.maxUploads, "max-uploads", 4, "uploads one connection may run at once")
 	fs.IntVar(&f.partSize, "part-size", 8<<20, "bytes buffered per part before it is stored (at least 5 MiB)")
+	fs.IntVar(&f.bigPartSize, "big-part-size", 32<<20, "part size of new uploads while all uploads' part buffers fit in --part-memory (fewer, larger requests store a lone upload faster); --part-size beyond that")
+	fs.Int64Var(&f.partMemory, "part-memory", 64<<20, "bytes of part buffers within which new uploads get --big-part-size parts")
 	fs.IntVar(&f.partBuffers, "part-buffers", 2, "parts an upload may buffer: one filling, the others being stored; the upload window is part-buffers × part-size")
 	fs.DurationVar(&f.uploadTTL, "upload-ttl", 24*time.Hour, "how long an unfinished upload is kept")
 	fs.DurationVar(&f.linkTTL, "link-ttl", 24*time.Hour, "how long a signed download link is valid")
@@ -175,6 +179,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Announce:    func(ctx context.Context, file transfer.File) { srv.Announce(ctx, file) },
 		PartSize:    f.partSize,
 		Parts:       f.partBuffers,
+		BigPartSize: max(f.bigPartSize, f.partSize),
+		PartMemory:  f.partMemory,
 		MaxChunk:    f.maxChunk,
 		MaxFileSize: f.maxFileSize,
 		MaxUploads:  f.maxUploads,
