@@ -5,7 +5,6 @@ import (
 	"net"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -55,15 +54,21 @@ type flusher struct {
 // flushers is the server's set of flushers, started with the first
 // connection.
 type flushers struct {
-	once sync.Once
-	list []*flusher
-	next atomic.Uint32
+	mu      sync.Mutex
+	list    []*flusher
+	stopped bool
+	next    int
 }
 
 // assign starts the flushers if needed and returns the one for a new
-// connection.
+// connection, or nil once they have stopped.
 func (fs *flushers) assign(s *Server) *flusher {
-	fs.once.Do(func() {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if fs.stopped {
+		return nil
+	}
+	if fs.list == nil {
 		for range runtime.GOMAXPROCS(0) {
 			f := &flusher{
 				delay: max(s.cfg.WriteDelay, 0),
@@ -75,18 +80,21 @@ func (fs *flushers) assign(s *Server) *flusher {
 			go f.run()
 			fs.list = append(fs.list, f)
 		}
-	})
-	return fs.list[int(fs.next.Add(1))%len(fs.list)]
+	}
+	fs.next++
+	return fs.list[fs.next%len(fs.list)]
 }
 
 // stop ends the flushers; frames still queued then are dropped.
 func (fs *flushers) stop() {
-	fs.once.Do(func() {}) // none may start after this
-	for _, f := range fs.list {
+	fs.mu.Lock()
+	list := fs.list
+	fs.list, fs.stopped = nil, true
+	fs.mu.Unlock()
+	for _, f := range list {
 		close(f.quit)
 		<-f.done
 	}
-	fs.list = nil
 }
 
 // schedule puts c on the flusher's list. The caller holds c.mu.

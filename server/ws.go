@@ -44,7 +44,10 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		_ = c.nc.Close()
 		return
 	}
-	c.fl = s.flushers.assign(s)
+	if c.fl = s.flushers.assign(s); c.fl == nil {
+		_ = c.nc.Close() // shut down meanwhile
+		return
+	}
 	c.limiter = newLimiter(s.cfg.Rate, s.cfg.RateBurst, time.Now())
 	c.seen()
 	c.pinger = time.AfterFunc(s.cfg.PingInterval, c.heartbeat)
