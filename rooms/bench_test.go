@@ -25,6 +25,7 @@ func (m *member) Deliver(msg *rooms.Message) bool {
 	m.got.Add(1)
 	return true
 }
+func (m *member) CatchUp(msg *rooms.Message) bool { return m.Deliver(msg) }
 
 func room(b testing.TB, history int, n int) (*rooms.Hub, *member) {
 	h := rooms.New(rooms.Config{HistorySize: history})

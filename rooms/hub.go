@@ -35,9 +35,15 @@ type Config struct {
 	OfflineSize int
 	// OfflineTTL is how long they wait. Default 24 hours.
 	OfflineTTL time.Duration
+	// OfflineBytes bounds the encoded size of one user's waiting messages;
+	// the oldest go first. Default 1 MiB.
+	OfflineBytes int
 	// OfflineUsers bounds how many users may have messages waiting.
 	// Default 10,000.
 	OfflineUsers int
+	// OfflineTotalBytes bounds all waiting messages together: past it, direct
+	// messages to users who are not connected are refused. Default 64 MiB.
+	OfflineTotalBytes int
 
 	// Dedup is how many client message ids are remembered (each for
 	// HistoryTTL) so that a resent emit is not published twice.
@@ -76,6 +82,12 @@ func (c *Config) applyDefaults() {
 	if c.OfflineUsers <= 0 {
 		c.OfflineUsers = 10000
 	}
+	if c.OfflineBytes <= 0 {
+		c.OfflineBytes = 1 << 20
+	}
+	if c.OfflineTotalBytes <= 0 {
+		c.OfflineTotalBytes = 64 << 20
+	}
 	if c.Dedup <= 0 {
 		c.Dedup = 100000
 	}
@@ -94,6 +106,8 @@ type Hub struct {
 	members map[string]*memberState            // by connection id
 	users   map[string]map[string]*memberState // user id → connection id → state
 	mail    map[string]*mailbox                // user id → direct messages waiting
+	// mailBytes is the JSON size of every message in mail.
+	mailBytes int
 
 	// dmSeq numbers direct messages: unique and increasing, not contiguous
 	// per user (direct messages are not replayed, only receipted).
@@ -153,6 +167,7 @@ func (h *Hub) Register(m Member) {
 	conns[m.ConnID()] = st
 	if box := h.mail[m.UserID()]; box != nil {
 		delete(h.mail, m.UserID())
+		h.mailBytes -= box.bytes
 		box.deliver(m, h.cfg.Now().Add(-h.cfg.OfflineTTL))
 	}
 }

@@ -19,6 +19,12 @@ type Member interface {
 	// is gone or too slow and the message was not queued. It must not block:
 	// the hub calls it while holding a room's lock.
 	Deliver(m *Message) bool
+	// CatchUp is Deliver for messages the member missed: a room's history
+	// replayed on join, direct messages that waited for it. They are queued
+	// whatever the member's send-queue limit, which is there for live
+	// traffic a client does not read: catch-up is bounded by the history and
+	// mailbox limits, and shares their memory.
+	CatchUp(m *Message) bool
 }
 
 // Message is one frame, encoded once and shared by every recipient.

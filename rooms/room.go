@@ -63,17 +63,17 @@ func (r *room) replayLocked(m Member, since *protocol.Position) (string, int) {
 	switch {
 	case since.Epoch != r.st.epoch:
 		recovery, from = "epoch", 0
-		m.Deliver(gapMessage(protocol.Gap{T: protocol.TypeGap, Room: r.name, Epoch: r.st.epoch, Reason: "epoch"}))
+		m.CatchUp(gapMessage(protocol.Gap{T: protocol.TypeGap, Room: r.name, Epoch: r.st.epoch, Reason: "epoch"}))
 	case since.Seq >= r.st.seq:
 		return recovery, 0
 	case r.st.oldest() > since.Seq+1:
 		recovery = "history"
-		m.Deliver(gapMessage(protocol.Gap{T: protocol.TypeGap, Room: r.name, Epoch: r.st.epoch, Reason: "history",
+		m.CatchUp(gapMessage(protocol.Gap{T: protocol.TypeGap, Room: r.name, Epoch: r.st.epoch, Reason: "history",
 			From: since.Seq + 1, To: r.st.oldest() - 1}))
 	}
 	n := 0
 	r.st.after(from, func(e *entry) {
-		if m.Deliver(e.msg) {
+		if m.CatchUp(e.msg) {
 			n++
 		}
 	})

@@ -35,7 +35,8 @@ func (h *Hub) Sweep() {
 	}
 	mailBefore := now.Add(-h.cfg.OfflineTTL)
 	for user, box := range h.mail {
-		if box.expire(mailBefore) {
+		h.mailBytes -= box.expire(mailBefore)
+		if len(box.msgs) == 0 {
 			delete(h.mail, user)
 		}
 	}

@@ -35,6 +35,7 @@ type conn struct {
 	mu       sync.Mutex
 	queue    [][]byte // framed, waiting to be written
 	queued   int      // bytes in queue
+	catchUp  int      // of which catch-up frames, at most (see enqueue)
 	wstate   uint8    // writeIdle or writeBlocking
 	inNormal bool     // on the flusher's list of room traffic
 	inUrgent bool     // on the flusher's list of urgent frames
@@ -69,7 +70,12 @@ func (c *conn) UserName() string { return c.name }
 
 // Deliver queues a hub message.
 func (c *conn) Deliver(m *rooms.Message) bool {
-	return c.enqueue(m.Framed(textFrame), false, false)
+	return c.enqueue(m.Framed(textFrame), kindRoom)
+}
+
+// CatchUp queues a hub message the connection missed.
+func (c *conn) CatchUp(m *rooms.Message) bool {
+	return c.enqueue(m.Framed(textFrame), kindCatchUp)
 }
 
 // send encodes v and queues it.
@@ -79,7 +85,7 @@ func (c *conn) send(v any) {
 		c.log.Error("encode frame", "err", err)
 		return
 	}
-	c.enqueue(textFrame(b), false, true)
+	c.enqueue(textFrame(b), kindReply)
 }
 
 // sendError reports err to the client, as an error frame for request id.
@@ -88,18 +94,36 @@ func (c *conn) sendError(id uint64, err error) {
 	c.send(errorFrame(id, err))
 }
 
-// enqueue queues a framed message for the flusher; urgent ones are written
-// at once, the others may wait up to WriteDelay to share a system call.
-// Control frames (pings, pongs, close) are urgent and never refused for size.
-// A client whose queue would grow past MaxQueue is dropped as slow; the
-// caller is never blocked.
-func (c *conn) enqueue(frame []byte, control, urgent bool) bool {
+// frameKind says how a queued frame is written.
+type frameKind uint8
+
+const (
+	// kindRoom is room traffic: it may wait up to WriteDelay to share a
+	// system call, and a client whose queue would grow past MaxQueue with
+	// it is dropped as slow.
+	kindRoom frameKind = iota
+	// kindCatchUp is room traffic the client missed (see rooms.Member):
+	// it may wait like kindRoom but is never refused for size.
+	kindCatchUp
+	// kindReply answers the client's own request: written at once.
+	kindReply
+	// kindControl frames (ping, pong, close) are written at once, never
+	// refused for size, and still queued once a close frame is.
+	kindControl
+)
+
+// enqueue queues a framed message for the flusher. The caller is never
+// blocked.
+func (c *conn) enqueue(frame []byte, kind frameKind) bool {
 	c.mu.Lock()
-	if c.dead || (c.closing && !control) {
+	if c.dead || (c.closing && kind != kindControl) {
 		c.mu.Unlock()
 		return false
 	}
-	if !control && c.queued+len(frame) > c.s.cfg.MaxQueue {
+	// Catch-up bytes do not count against MaxQueue. Written bytes are
+	// taken from them first, which may let a little live traffic go
+	// uncounted meanwhile, never more than the catch-up itself.
+	if (kind == kindRoom || kind == kindReply) && c.queued-c.catchUp+len(frame) > c.s.cfg.MaxQueue {
 		c.mu.Unlock()
 		c.s.metrics.slow.Add(1)
 		c.log.Info("dropping slow client", "queued", c.queued)
@@ -108,9 +132,13 @@ func (c *conn) enqueue(frame []byte, control, urgent bool) bool {
 	}
 	c.queue = append(c.queue, frame)
 	c.queued += len(frame)
+	if kind == kindCatchUp {
+		c.catchUp += len(frame)
+	}
 	if c.wstate == writeIdle {
+		urgent := kind == kindReply || kind == kindControl
 		switch {
-		case (urgent || control) && !c.inUrgent:
+		case urgent && !c.inUrgent:
 			c.inUrgent = true
 			c.fl.schedule(c, true)
 		case !c.inNormal && !c.inUrgent:
@@ -132,7 +160,7 @@ func (c *conn) closeWith(code int, reason string) {
 	}
 	c.closing = true
 	c.mu.Unlock()
-	c.enqueue(closeFrame(code, reason), true, true)
+	c.enqueue(closeFrame(code, reason), kindControl)
 	time.AfterFunc(closeGrace, c.kill)
 }
 
@@ -145,7 +173,7 @@ func (c *conn) kill() {
 	}
 	c.dead = true
 	c.queue = nil
-	c.queued = 0
+	c.queued, c.catchUp = 0, 0
 	c.mu.Unlock()
 	_ = c.nc.Close()
 	// With no reader running (an idle connection) nobody would notice the
@@ -161,7 +189,7 @@ func (c *conn) heartbeat() {
 	now := time.Now()
 	if c.pingSent.IsZero() {
 		c.pingSent = now
-		if c.enqueue(pingFrame, true, true) {
+		if c.enqueue(pingFrame, kindControl) {
 			c.pinger.Reset(c.s.cfg.PingTimeout)
 		}
 		return

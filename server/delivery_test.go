@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -206,4 +207,33 @@ func TestReceipts(t *testing.T) {
 	outsider := dial(t, url)
 	outsider.mustError(frame{"t": "receipts", "room": "r", "seq": seq}, "not_member")
 	outsider.mustError(frame{"t": "received", "room": "r", "seq": seq}, "not_member")
+}
+
+// A catch-up larger than the send queue is delivered whole: the queue's cap
+// is for live traffic a client does not read, and the history is bounded
+// on its own.
+func TestCatchUpLargerThanSendQueue(t *testing.T) {
+	_, url := startServer(t, server.Config{MaxQueue: 64 << 10, Rate: 1e6, RateBurst: 1e6,
+		History: rooms.Config{HistorySize: 100, HistoryBytes: 1 << 20}})
+	pub := dial(t, url)
+	j := pub.mustAck(frame{"t": "join", "room": "r"})["data"].(map[string]any)
+	pad := strings.Repeat("x", 2<<10)
+	const events = 100 // 200 KiB of history, three times the queue
+	for i := 1; i <= events; i++ {
+		pub.mustAck(frame{"t": "emit", "room": "r", "event": "n", "data": pad, "except_self": true})
+	}
+	late := dial(t, url)
+	d := late.mustAck(frame{"t": "join", "room": "r", "since": frame{"epoch": j["epoch"], "seq": 0}})["data"].(map[string]any)
+	if d["replayed"] != float64(events) {
+		t.Fatalf("join ack %v", d)
+	}
+	for want := uint64(1); want <= events; want++ {
+		if ev := late.readType("event"); num(ev, "seq") != want {
+			t.Fatalf("replayed %v, want seq %d", ev, want)
+		}
+	}
+	late.send(frame{"t": "ping", "ts": 1})
+	if f := late.readType("pong"); f["ts"] != float64(1) {
+		t.Fatalf("after the catch-up: %v", f)
+	}
 }

@@ -216,6 +216,7 @@ func (f *flusher) flush(c *conn, urgent bool) (frames, n int, wrote bool) {
 // many frames were written whole. The caller holds c.mu.
 func (c *conn) consume(n int) int {
 	c.queued -= n
+	c.catchUp = min(c.catchUp, c.queued)
 	done := 0
 	for done < len(c.queue) && n >= len(c.queue[done]) {
 		n -= len(c.queue[done])
@@ -246,7 +247,7 @@ func (c *conn) writeLoop() {
 		batch = append(batch[:0], c.queue...)
 		clear(c.queue)
 		c.queue = c.queue[:0]
-		c.queued = 0
+		c.queued, c.catchUp = 0, 0
 		c.mu.Unlock()
 
 		frames := len(batch)

@@ -258,7 +258,7 @@ func (c *conn) control(h frameHeader) error {
 	unmask(h.mask, 0, b)
 	switch h.op {
 	case opPing:
-		c.enqueue(controlFrame(opPong, b), true, true)
+		c.enqueue(controlFrame(opPong, b), kindControl)
 	case opClose:
 		code := 1005
 		if len(b) == 1 || (len(b) >= 2 && !utf8.Valid(b[2:])) {
