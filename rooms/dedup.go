@@ -18,9 +18,11 @@ type dedup struct {
 type dedupKey struct{ user, id string }
 
 type dedupEntry struct {
-	d       protocol.Delivered
-	at      time.Time
-	pending bool
+	d  protocol.Delivered
+	at time.Time
+	// done is closed once the first emit with the id has its ack (or
+	// failed and is forgotten).
+	done chan struct{}
 }
 
 func newDedup(max int) dedup {
@@ -28,18 +30,31 @@ func newDedup(max int) dedup {
 }
 
 // begin reports whether (user, id) was seen, with its ack. When it was not,
-// it is reserved so that a concurrent resend is seen too.
+// it is reserved: a resend arriving while the first emit runs waits for it
+// and gets its ack.
 func (d *dedup) begin(user, id string, now time.Time) (protocol.Delivered, bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	k := dedupKey{user, id}
-	if e := d.seen[k]; e != nil {
-		return e.d, true
+	d.mu.Lock()
+	for {
+		e := d.seen[k]
+		if e == nil {
+			break
+		}
+		select {
+		case <-e.done:
+			d.mu.Unlock()
+			return e.d, true
+		default:
+		}
+		d.mu.Unlock()
+		<-e.done
+		d.mu.Lock() // the first emit failed and was forgotten, or has its ack
 	}
+	defer d.mu.Unlock()
 	if len(d.seen) >= d.max {
 		return protocol.Delivered{}, false // full until the sweep: not remembered
 	}
-	d.seen[k] = &dedupEntry{at: now, pending: true}
+	d.seen[k] = &dedupEntry{at: now, done: make(chan struct{})}
 	return protocol.Delivered{}, false
 }
 
@@ -53,19 +68,24 @@ func (d *dedup) end(user, id string, del protocol.Delivered, ok bool) {
 	if e == nil {
 		return
 	}
-	if !ok {
+	if ok {
+		e.d = del
+	} else {
 		delete(d.seen, k)
-		return
 	}
-	e.d, e.pending = del, false
+	close(e.done)
 }
 
 func (d *dedup) expire(before time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for k, e := range d.seen {
-		if e.at.Before(before) {
-			delete(d.seen, k)
+		select {
+		case <-e.done:
+			if e.at.Before(before) {
+				delete(d.seen, k)
+			}
+		default: // still running: end needs it
 		}
 	}
 }
