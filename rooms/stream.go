@@ -80,19 +80,6 @@ func (s *stream) after(seq uint64, fn func(*entry)) {
 	}
 }
 
-// find returns the kept entry with sequence number seq.
-func (s *stream) find(seq uint64) *entry {
-	if s.n == 0 || seq < s.oldest() || seq > s.seq {
-		return nil
-	}
-	// Sequence numbers are contiguous in the ring.
-	i := int(seq - s.oldest())
-	if i >= s.n {
-		return nil
-	}
-	return s.ring[(s.head+i)%len(s.ring)]
-}
-
 // expire drops entries older than before.
 func (s *stream) expire(before time.Time) {
 	for s.n > 0 && s.ring[s.head].at.Before(before) {
