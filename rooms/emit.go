@@ -77,18 +77,7 @@ func (h *Hub) emit(m Member, kind, name string, exceptSelf bool, event string, d
 		})
 	}
 	h.mu.RLock()
-	st, err := h.stateLocked(m)
-	var r *room
-	if err == nil {
-		r = st.rooms[name]
-		if r == nil {
-			if h.rooms[name] == nil {
-				err = protocol.Errorf(protocol.CodeUnknownRoom, "there is no room %q", name)
-			} else {
-				err = protocol.Errorf(protocol.CodeNotMember, "you are not in room %q", name)
-			}
-		}
-	}
+	r, err := h.memberRoomLocked(m, name)
 	h.mu.RUnlock()
 	if err != nil {
 		return protocol.Delivered{}, err

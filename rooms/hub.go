@@ -285,16 +285,9 @@ func (h *Hub) Rooms(m Member) ([]string, error) {
 func (h *Hub) Members(m Member, name string) (protocol.RoomMembers, error) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	st, err := h.stateLocked(m)
+	r, err := h.memberRoomLocked(m, name)
 	if err != nil {
 		return protocol.RoomMembers{}, err
-	}
-	r := st.rooms[name]
-	if r == nil {
-		if _, ok := h.rooms[name]; !ok && ValidRoom(name) == nil {
-			return protocol.RoomMembers{}, protocol.Errorf(protocol.CodeUnknownRoom, "there is no room %q", name)
-		}
-		return protocol.RoomMembers{}, protocol.Errorf(protocol.CodeNotMember, "you are not in room %q", name)
 	}
 	return r.list(), nil
 }
@@ -302,22 +295,29 @@ func (h *Hub) Members(m Member, name string) (protocol.RoomMembers, error) {
 // CheckMember returns nil when m is in the named room, else an error with
 // code invalid_room, unknown_room or not_member.
 func (h *Hub) CheckMember(m Member, name string) error {
-	if err := ValidRoom(name); err != nil {
-		return err
-	}
 	h.mu.RLock()
 	defer h.mu.RUnlock()
+	_, err := h.memberRoomLocked(m, name)
+	return err
+}
+
+// memberRoomLocked returns the named room if m is in it, else an error with
+// code invalid_room, unknown_room or not_member.
+func (h *Hub) memberRoomLocked(m Member, name string) (*room, error) {
+	if err := ValidRoom(name); err != nil {
+		return nil, err
+	}
 	st, err := h.stateLocked(m)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if st.rooms[name] != nil {
-		return nil
+	if r := st.rooms[name]; r != nil {
+		return r, nil
 	}
 	if h.rooms[name] == nil {
-		return protocol.Errorf(protocol.CodeUnknownRoom, "there is no room %q", name)
+		return nil, protocol.Errorf(protocol.CodeUnknownRoom, "there is no room %q", name)
 	}
-	return protocol.Errorf(protocol.CodeNotMember, "you are not in room %q", name)
+	return nil, protocol.Errorf(protocol.CodeNotMember, "you are not in room %q", name)
 }
 
 // IsMember reports whether any connection of user is in the named room.
