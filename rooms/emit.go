@@ -71,7 +71,8 @@ func (h *Hub) emit(m Member, kind, name string, exceptSelf bool, event string, d
 	if kind != "" {
 		return h.direct(kind, name, except, func(seq uint64) *Message {
 			if opt.Receipt {
-				h.track.add(kind+name, seq, from, h.cfg.Now())
+				// Tracked as long as the message may wait for its user.
+				h.track.add(trackKey{kind + name, h.epoch, seq}, from, h.cfg.Now().Add(h.cfg.OfflineTTL))
 			}
 			return h.event(kind+name, event, data, from, seq, h.epoch, opt)
 		})
@@ -84,7 +85,7 @@ func (h *Hub) emit(m Member, kind, name string, exceptSelf bool, event string, d
 	}
 	seq, epoch, n := r.publish(func(seq uint64, epoch string) *Message {
 		if opt.Receipt {
-			h.track.add(name, seq, from, h.cfg.Now())
+			h.track.add(trackKey{name, epoch, seq}, from, h.cfg.Now().Add(h.cfg.HistoryTTL))
 		}
 		return h.event(name, event, data, from, seq, epoch, opt)
 	}, except, h)
@@ -110,7 +111,7 @@ func (h *Hub) Publish(roomName, event string, data json.RawMessage, from protoco
 	opt := EmitOptions{Receipt: receipt}
 	seq, epoch, n := r.publish(func(seq uint64, epoch string) *Message {
 		if receipt {
-			h.track.add(roomName, seq, from, h.cfg.Now())
+			h.track.add(trackKey{roomName, epoch, seq}, from, h.cfg.Now().Add(h.cfg.HistoryTTL))
 		}
 		return h.event(roomName, event, data, from, seq, epoch, opt)
 	}, "", h)

@@ -18,14 +18,15 @@ type tracker struct {
 	events map[trackKey]*tracking
 }
 
+// trackKey names an event: a room's seq starts again with a new epoch.
 type trackKey struct {
-	room string
-	seq  uint64
+	room, epoch string
+	seq         uint64
 }
 
 type tracking struct {
 	from  protocol.From
-	at    time.Time
+	until time.Time // forgotten after this
 	users map[string]protocol.ReceiptUser
 }
 
@@ -33,23 +34,38 @@ func newTracker(max int) tracker {
 	return tracker{max: max, events: make(map[trackKey]*tracking)}
 }
 
-func (t *tracker) add(room string, seq uint64, from protocol.From, now time.Time) {
+// add tracks an event until the given time: as long as it can still be
+// delivered (from the history, or from a mailbox).
+func (t *tracker) add(k trackKey, from protocol.From, until time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if len(t.events) >= t.max {
 		return // full until the sweep: this event gets no receipts
 	}
-	t.events[trackKey{room, seq}] = &tracking{from: from, at: now, users: make(map[string]protocol.ReceiptUser)}
+	t.events[k] = &tracking{from: from, until: until, users: make(map[string]protocol.ReceiptUser)}
 }
 
-func (t *tracker) expire(before time.Time) {
+func (t *tracker) expire(now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for k, e := range t.events {
-		if e.at.Before(before) {
+		if e.until.Before(now) {
 			delete(t.events, k)
 		}
 	}
+}
+
+// trackKey returns the key of event seq of room in the room's current epoch.
+func (h *Hub) trackKey(room string, seq uint64) trackKey {
+	if strings.HasPrefix(room, UserPrefix) || strings.HasPrefix(room, ConnPrefix) {
+		return trackKey{room, h.epoch, seq}
+	}
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if r := h.rooms[room]; r != nil {
+		return trackKey{room, r.st.epoch, seq}
+	}
+	return trackKey{room: room, seq: seq}
 }
 
 // Received records that m received the event seq of room (a named room m
@@ -61,8 +77,9 @@ func (h *Hub) Received(m Member, room string, seq uint64) error {
 		return err
 	}
 	now := h.cfg.Now()
+	k := h.trackKey(room, seq)
 	h.track.mu.Lock()
-	e := h.track.events[trackKey{room, seq}]
+	e := h.track.events[k]
 	if e == nil {
 		h.track.mu.Unlock()
 		return nil
@@ -95,8 +112,9 @@ func (h *Hub) Received(m Member, room string, seq uint64) error {
 // Receipts lists the users that confirmed an event, for its sender or a
 // member of its room.
 func (h *Hub) Receipts(m Member, room string, seq uint64) (protocol.Receipts, error) {
+	k := h.trackKey(room, seq)
 	h.track.mu.Lock()
-	e := h.track.events[trackKey{room, seq}]
+	e := h.track.events[k]
 	var out protocol.Receipts
 	var sender string
 	if e != nil {

@@ -42,5 +42,5 @@ func (h *Hub) Sweep() {
 	}
 	h.mu.Unlock()
 	h.dedup.expire(histBefore)
-	h.track.expire(histBefore)
+	h.track.expire(now)
 }
