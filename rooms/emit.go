@@ -96,7 +96,10 @@ func (h *Hub) emit(m Member, kind, name string, exceptSelf bool, event string, d
 // announcement names its uploader in from), whoever is in it. It returns the
 // event's position; ok is false when the room does not exist.
 func (h *Hub) Publish(roomName, event string, data json.RawMessage, from protocol.From, receipt bool) (d protocol.Delivered, ok bool) {
+	// Under the hub's lock, so that the sweep cannot end the room between
+	// finding it and publishing; announcements are rare.
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	r := h.rooms[roomName]
 	if r == nil && ValidRoom(roomName) == nil {
 		// The room emptied and expired meanwhile: the announcement still
@@ -104,7 +107,6 @@ func (h *Hub) Publish(roomName, event string, data json.RawMessage, from protoco
 		r = newRoom(roomName, h.cfg.Now())
 		h.rooms[roomName] = r
 	}
-	h.mu.Unlock()
 	if r == nil {
 		return protocol.Delivered{}, false
 	}
