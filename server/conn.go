@@ -60,6 +60,8 @@ type conn struct {
 	// uploaded is set once the connection opens an upload, so that its end
 	// pauses them.
 	uploaded atomic.Bool
+	// interrupted is set when an upload moved elsewhere in mid-chunk.
+	interrupted atomic.Bool
 }
 
 var _ rooms.Member = (*conn)(nil)
@@ -287,6 +289,8 @@ func (c *conn) finish(err error) {
 	case errors.As(err, &pe):
 		c.log.Info("protocol error", "err", err)
 		c.closeWith(pe.Code, pe.Reason)
+	case errors.As(err, &ne) && ne.Timeout() && c.interrupted.Load():
+		c.closeWith(protocol.CloseGoingAway, "an upload moved to another connection")
 	case errors.As(err, &ne) && ne.Timeout():
 		c.s.metrics.timeouts.Add(1)
 		c.closeWith(protocol.CloseHeartbeatTimeout, "frame not finished in time")

@@ -13,7 +13,10 @@ import (
 	"github.com/ferryhq/ferry/transfer"
 )
 
-var _ transfer.Sink = (*conn)(nil)
+var (
+	_ transfer.Sink        = (*conn)(nil)
+	_ transfer.Interrupter = (*conn)(nil)
+)
 
 // requestTimeout bounds the storage work one upload request may cause.
 const requestTimeout = 30 * time.Second
@@ -238,6 +241,15 @@ func (c *conn) detachUploads() {
 	if c.uploaded.Load() && c.s.cfg.Transfer != nil {
 		c.s.cfg.Transfer.Detach(c)
 	}
+}
+
+// Interrupt implements transfer.Interrupter: the upload moved to another
+// connection while this one was reading a chunk of it, so the client left
+// this one. Reads fail from now on, which ends the connection.
+func (c *conn) Interrupt(upload string) {
+	c.log.Info("upload resumed elsewhere while a chunk of it was read here", "upload", upload)
+	c.interrupted.Store(true)
+	_ = c.nc.SetReadDeadline(time.Now())
 }
 
 // Progress implements transfer.Sink.

@@ -89,6 +89,15 @@ type Sink interface {
 	Failed(upload string, err error)
 }
 
+// Interrupter is an optional capability of a Sink: a sink that can make a
+// chunk it is still reading fail at once. The manager interrupts the old
+// sink when an upload is resumed by another one while a chunk of it is
+// being read, so that a connection the client abandoned mid-chunk (a dead
+// mobile link) does not hold the upload until its reads time out.
+type Interrupter interface {
+	Interrupt(upload string)
+}
+
 // Announcer publishes a finished file to its room. The manager calls it once
 // per file, after the object is complete and verified.
 type Announcer func(ctx context.Context, f File)

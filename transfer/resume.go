@@ -161,6 +161,10 @@ func (m *Manager) attach(u *upload, req OpenRequest, sink Sink) (Grant, *File, e
 	case limit != nil:
 		return Grant{}, nil, limit
 	}
+	if old, ok := u.sink.(Interrupter); ok && u.writing && u.sink != sink {
+		// Not under the locks: the sink may do what it likes.
+		defer old.Interrupt(u.id)
+	}
 	u.sink = sink
 	u.touched = m.now()
 	u.detachLocked()

@@ -337,3 +337,51 @@ func TestResumeAfterPartSizeChange(t *testing.T) {
 	send(t, m2, sink2, g2, "alice", data, 0, int64(len(data)), 1<<20)
 	f.checkStored(sink2.waitCompleted(t, g.Upload), data, octetStream)
 }
+
+// interruptible is a sink whose chunk reads can be cut, like a connection.
+type interruptible struct {
+	*testSink
+	cut chan struct{}
+}
+
+func (s *interruptible) Interrupt(string) { close(s.cut) }
+
+// stalled blocks like a dead link until the sink is interrupted.
+type stalled struct{ cut chan struct{} }
+
+func (r stalled) Read([]byte) (int, error) {
+	<-r.cut
+	return 0, errors.New("read interrupted")
+}
+
+// An upload resumed by another sink while the old one is stuck in a chunk
+// interrupts the old one, and the new sink's chunk goes on at once.
+func TestResumeInterruptsStalledChunk(t *testing.T) {
+	f := newFixture(t, nil)
+	old := &interruptible{testSink: newSink(), cut: make(chan struct{})}
+	data := payload(partSize + 100)
+	g := f.open(f.m, old, OpenRequest{Name: "d.bin", Size: int64(len(data))})
+	stuck := make(chan error, 1)
+	go func() {
+		_, err := f.m.Write(g.Upload, "alice", 0, stalled{old.cut})
+		stuck <- err
+	}()
+	old.wait(t, "the stalled write holds the upload", func() bool {
+		f.m.mu.Lock()
+		u := f.m.uploads[g.Upload]
+		f.m.mu.Unlock()
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		return u.writing
+	})
+	sink := newSink()
+	g2 := f.open(f.m, sink, OpenRequest{Resume: g.Upload})
+	if g2.Offset != 0 {
+		t.Fatalf("resumed at %d", g2.Offset)
+	}
+	send(t, f.m, sink, g2, "alice", data, 0, int64(len(data)), 64<<10)
+	if err := <-stuck; err == nil {
+		t.Fatal("the interrupted write succeeded")
+	}
+	f.checkStored(sink.waitCompleted(t, g.Upload), data, octetStream)
+}

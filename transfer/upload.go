@@ -48,6 +48,8 @@ type upload struct {
 	// be partly filled.
 	parts   []*part
 	writing bool // a Write is reading into the parts, outside mu
+	// written is closed when that Write is over.
+	written chan struct{}
 	// dropTail asks the running Write to drop the unsealed bytes, because
 	// the upload was detached meanwhile.
 	dropTail   bool
@@ -99,10 +101,26 @@ func (u *upload) partLen(num int) int {
 	return int(min(int64(u.partSize), u.size-start))
 }
 
+// staleWriteWait bounds how long a chunk waits for one of an earlier
+// connection to end.
+const staleWriteWait = 10 * time.Second
+
 func (u *upload) headLen() int { return int(min(sniffLen, u.size)) }
 
 func (u *upload) write(offset int64, r io.Reader) (int64, error) {
 	u.mu.Lock()
+	for u.writing && u.dropTail {
+		// The chunk being read belongs to a sink the upload left (it was
+		// interrupted, see attach): it ends soon, and its bytes are dropped.
+		written := u.written
+		u.mu.Unlock()
+		select {
+		case <-written:
+		case <-time.After(staleWriteWait):
+			return 0, offsetError(CodeBadOffset, offset, "upload %s is still busy with a chunk from an earlier connection", u.id)
+		}
+		u.mu.Lock()
+	}
 	switch {
 	case u.status == statusFailed:
 		err := u.failure
@@ -148,12 +166,14 @@ func (u *upload) write(offset int64, r io.Reader) (int64, error) {
 		need -= take
 	}
 	u.writing = true
+	u.written = make(chan struct{})
 	u.mu.Unlock()
 
 	n, lens, over, rerr := readChunk(r, segs)
 
 	u.mu.Lock()
 	u.writing = false
+	close(u.written)
 	fail := func(err error) (int64, error) {
 		for _, p := range added {
 			u.m.poolFor(u.partSize).put(p.buf)
