@@ -247,7 +247,6 @@ func (c *conn) writeLoop() {
 		batch = append(batch[:0], c.queue...)
 		clear(c.queue)
 		c.queue = c.queue[:0]
-		c.queued, c.catchUp = 0, 0
 		c.mu.Unlock()
 
 		frames := len(batch)
@@ -255,6 +254,14 @@ func (c *conn) writeLoop() {
 		bufs := net.Buffers(batch)
 		n, err := bufs.WriteTo(c.nc)
 		clear(batch)
+		// The batch counts in queued until it is written, so that a client
+		// that does not read is dropped at MaxQueue, not twice that.
+		c.mu.Lock()
+		if !c.dead {
+			c.queued -= int(n)
+			c.catchUp = min(c.catchUp, c.queued)
+		}
+		c.mu.Unlock()
 		c.s.metrics.messagesOut.Add(uint64(frames))
 		c.s.metrics.bytesOut.Add(uint64(n))
 		c.s.metrics.writes.Add(1)
