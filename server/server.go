@@ -130,8 +130,11 @@ type Server struct {
 	// text frames are limited to MaxFrame and binary ones to a chunk, and
 	// the excess of smaller ones is read and discarded, and reported.
 	readLimit int64
-	poller    *poller
-	flushers  flushers
+	// requestTimeout bounds a request's storage work on a connection's
+	// reader: less than the heartbeat waits for a pong.
+	requestTimeout time.Duration
+	poller         *poller
+	flushers       flushers
 
 	stop  context.CancelFunc // ends the hub's sweeper
 	swept chan struct{}
@@ -162,6 +165,7 @@ func New(cfg Config) (*Server, error) {
 	mac.Write([]byte("ferry download links"))
 	s.linkKey = mac.Sum(nil)
 	s.readLimit = int64(16 * max(cfg.MaxFrame, maxBinary(cfg.Transfer)))
+	s.requestTimeout = min(maxRequestTimeout, cfg.PingTimeout/2)
 	s.poller = newPoller(cfg.Log)
 	ctx, stop := context.WithCancel(context.Background())
 	s.stop, s.swept = stop, make(chan struct{})

@@ -18,8 +18,10 @@ var (
 	_ transfer.Interrupter = (*conn)(nil)
 )
 
-// requestTimeout bounds the storage work one upload request may cause.
-const requestTimeout = 30 * time.Second
+// maxRequestTimeout bounds the storage work one upload request may cause. It
+// runs on the connection's reader, which meanwhile reads no pong: it is
+// kept within half the ping timeout (see Server.requestTimeout).
+const maxRequestTimeout = 30 * time.Second
 
 func transferLimits(t *transfer.Manager) (int, int64) { return t.MaxChunk(), t.MaxFileSize() }
 
@@ -38,7 +40,7 @@ func (c *conn) dispatchUpload(req *protocol.Request) (any, error) {
 	if t == nil {
 		return nil, errUploadsOff
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), c.s.requestTimeout)
 	defer cancel()
 	switch req.T {
 	case protocol.TypeUploadOpen:
