@@ -73,6 +73,13 @@ func (s *Server) serveFile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
+	// Who asks is checked before any storage request; room membership,
+	// which needs the file's record, after.
+	user, status, msg := s.downloader(r, id)
+	if status != 0 {
+		http.Error(w, msg, status)
+		return
+	}
 	obj, f, err := t.OpenFile(r.Context(), id)
 	if err != nil {
 		var te *transfer.Error
@@ -85,8 +92,8 @@ func (s *Server) serveFile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer obj.Close()
-	if status, msg := s.mayDownload(r, f); status != 0 {
-		http.Error(w, msg, status)
+	if user != "" && !s.hub.IsMember(user, f.Room) {
+		http.Error(w, "only members of the file's room may download it", http.StatusForbidden)
 		return
 	}
 	h := w.Header()
@@ -106,27 +113,29 @@ func (s *Server) serveFile(w http.ResponseWriter, r *http.Request) {
 	http.ServeContent(w, r, f.Name, f.Time, obj)
 }
 
-// mayDownload returns 0 when r may read f, else an HTTP status and why.
-func (s *Server) mayDownload(r *http.Request, f transfer.File) (int, string) {
+// downloader checks who asks for file id: the holder of a valid signed
+// link (user "": no membership needed), or a user with a token, who must
+// then be a member of the file's room. A non-zero status refuses r.
+func (s *Server) downloader(r *http.Request, id string) (user string, status int, msg string) {
 	q := r.URL.Query()
 	if sig, exp := q.Get("sig"), q.Get("exp"); sig != "" {
 		e, err := strconv.ParseInt(exp, 10, 64)
-		if err != nil || !hmac.Equal([]byte(sig), []byte(s.linkSig(f.ID, e))) {
-			return http.StatusForbidden, "bad link signature"
+		if err != nil || !hmac.Equal([]byte(sig), []byte(s.linkSig(id, e))) {
+			return "", http.StatusForbidden, "bad link signature"
 		}
 		if time.Now().Unix() > e {
-			return http.StatusForbidden, "link expired: ask the room for a new one"
+			return "", http.StatusForbidden, "link expired: ask the room for a new one"
 		}
-		return 0, ""
+		return "", 0, ""
 	}
 	if bearer(r) == "" {
-		return http.StatusUnauthorized, "a signed link or a token of a member of the room is required"
+		return "", http.StatusUnauthorized, "a signed link or a token of a member of the room is required"
 	}
-	id, err := s.identify(r)
-	if err != nil || !s.hub.IsMember(id.user, f.Room) {
-		return http.StatusForbidden, "only members of the file's room may download it"
+	who, err := s.identify(r)
+	if err != nil {
+		return "", http.StatusForbidden, "only members of the file's room may download it"
 	}
-	return 0, ""
+	return who.user, 0, ""
 }
 
 // inlineType reports whether a type may be shown by browsers in the page:
