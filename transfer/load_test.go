@@ -165,3 +165,28 @@ func TestBigPartsWhileMemoryAllows(t *testing.T) {
 		t.Fatalf("window %d after the others ended, want %d", third.Window, 2*big)
 	}
 }
+
+// Uploads opened at the same moment do not all find the memory free.
+func TestBigPartsReservedWhileOpening(t *testing.T) {
+	const big = 2 * partSize
+	f := newFixture(t, func(c *Config) { c.BigPartSize, c.PartMemory, c.MaxUploads = big, 2*big, 16 })
+	sink := newSink()
+	grants := make(chan Grant, 16)
+	var wg sync.WaitGroup
+	for i := range 16 {
+		wg.Go(func() {
+			grants <- f.open(f.m, sink, OpenRequest{Name: fmt.Sprintf("f%d.bin", i), Size: 3 * big})
+		})
+	}
+	wg.Wait()
+	close(grants)
+	bigs := 0
+	for g := range grants {
+		if g.Window == 2*big {
+			bigs++
+		}
+	}
+	if bigs != 1 {
+		t.Fatalf("%d of 16 uploads opened at once got big parts, want 1", bigs)
+	}
+}

@@ -55,8 +55,9 @@ type Config struct {
 	PartMemory int64
 	// Parts is how many part buffers an upload may hold: one being filled
 	// while another is stored. The window a client may send ahead of what is
-	// durable is Parts*PartSize, and so is an upload's memory. Default 2,
-	// which keeps 16 busy uploads at 256 MiB of buffers.
+	// durable is Parts times the upload's part size, and so is its memory.
+	// Default 2: 16 busy uploads hold at most PartMemory + 15*2*PartSize
+	// (304 MiB) of buffers.
 	Parts int
 	// ChunkSize is the chunk size granted when the client asks for none.
 	// Default 256 KiB.
@@ -112,6 +113,7 @@ type Manager struct {
 
 	mu      sync.Mutex
 	uploads map[string]*upload       // open uploads, and those still storing
+	opening int64                    // windows reserved by uploads being opened
 	claims  map[string]chan struct{} // ids being loaded from or removed in storage
 	closed  bool
 	closing chan struct{}
@@ -155,6 +157,8 @@ func New(cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("transfer: BigPartSize %d is outside [PartSize, %d]", m.bigPartSize, maxPartSize)
 	case m.parts < 1:
 		return nil, fmt.Errorf("transfer: Parts %d is below 1", m.parts)
+	case m.bigPartSize > m.partSize && m.window(m.bigPartSize) > m.partMemory:
+		return nil, fmt.Errorf("transfer: PartMemory %d is too small for one upload of Parts × BigPartSize (%d)", m.partMemory, m.window(m.bigPartSize))
 	case m.maxChunk < MinChunkSize || m.maxChunk > m.partSize:
 		return nil, fmt.Errorf("transfer: MaxChunk %d is outside [%d, PartSize]", m.maxChunk, MinChunkSize)
 	case m.chunkSize < MinChunkSize || m.chunkSize > m.maxChunk:
@@ -200,15 +204,20 @@ func (m *Manager) poolFor(partSize int) *bufPool {
 	return m.pool
 }
 
-// choosePartSize gives a new upload BigPartSize while the windows of the
-// open uploads and its own fit in PartMemory, PartSize otherwise.
+// choosePartSize gives an upload BigPartSize while the windows of the open
+// uploads, of those being opened, and its own fit in PartMemory, PartSize
+// otherwise.
 func (m *Manager) choosePartSize() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.partSizeLocked()
+}
+
+func (m *Manager) partSizeLocked() int {
 	if m.bigPartSize == m.partSize {
 		return m.partSize
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	used := m.window(m.bigPartSize)
+	used := m.opening + m.window(m.bigPartSize)
 	for _, u := range m.uploads {
 		used += m.window(u.partSize)
 	}
@@ -216,6 +225,24 @@ func (m *Manager) choosePartSize() int {
 		return m.partSize
 	}
 	return m.bigPartSize
+}
+
+// reservePartSize is choosePartSize for an upload being opened: its window
+// counts as in use until release, so that uploads opened at the same time
+// do not all find the memory free.
+func (m *Manager) reservePartSize() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	size := m.partSizeLocked()
+	m.opening += m.window(size)
+	return size
+}
+
+// release ends a reservation, once the upload is registered or abandoned.
+func (m *Manager) release(partSize int) {
+	m.mu.Lock()
+	m.opening -= m.window(partSize)
+	m.mu.Unlock()
 }
 
 func errShuttingDown() *Error {
@@ -255,6 +282,8 @@ func (m *Manager) Open(ctx context.Context, req OpenRequest, sink Sink) (Grant, 
 	if err != nil {
 		return Grant{}, err
 	}
+	// Registered or abandoned by the time Open returns.
+	defer m.release(u.partSize)
 	if u.size == 0 {
 		return m.openEmpty(ctx, u, req, sink)
 	}
@@ -313,7 +342,7 @@ func (m *Manager) newUpload(req OpenRequest) (*upload, error) {
 		Version: manifestVersion, ID: newID(uploadPrefix), Status: statusUploading,
 		User: req.Owner.User, UserName: req.Owner.Name, Room: req.Room, Name: req.Name,
 		Size: req.Size, Declared: declared, SHA256: sum, FileID: fileID,
-		Key: key, PartSize: m.choosePartSize(),
+		Key: key, PartSize: m.reservePartSize(), // released by Open
 		Created: now, Updated: now,
 	}, req.Owner.Conn), nil
 }
