@@ -53,6 +53,17 @@ func closeFrame(code int, reason string) []byte {
 
 // errorFrame translates an error into the frame the client gets: protocol
 // and transfer errors keep their code; anything else is an internal error.
+// offsetOf returns the offset a transfer error tells the client to go on
+// from, for the codes that carry one.
+func offsetOf(te *transfer.Error) *int64 {
+	switch te.Code {
+	case transfer.CodeBadOffset, transfer.CodeBeyondSize, transfer.CodeWindowExceeded:
+		off := te.Offset
+		return &off
+	}
+	return nil
+}
+
 func errorFrame(id uint64, err error) protocol.ErrorFrame {
 	f := protocol.ErrorFrame{T: protocol.TypeError, ID: id}
 	var pe *protocol.Error
@@ -61,12 +72,7 @@ func errorFrame(id uint64, err error) protocol.ErrorFrame {
 	case errors.As(err, &pe):
 		f.Code, f.Message, f.Upload, f.Offset = pe.Code, pe.Message, pe.Upload, pe.Offset
 	case errors.As(err, &te):
-		f.Code, f.Message = te.Code, te.Message
-		switch te.Code {
-		case transfer.CodeBadOffset, transfer.CodeBeyondSize, transfer.CodeWindowExceeded:
-			off := te.Offset
-			f.Offset = &off
-		}
+		f.Code, f.Message, f.Offset = te.Code, te.Message, offsetOf(te)
 	default:
 		f.Code, f.Message = protocol.CodeInternal, "internal error"
 	}

@@ -117,9 +117,6 @@ func (c *conn) dispatch(req *protocol.Request) (any, error) {
 		list, err := c.s.hub.Rooms(c)
 		return protocol.RoomList{Rooms: list}, err
 	case protocol.TypeMembers:
-		if err := rooms.ValidRoom(req.Room); err != nil {
-			return nil, err
-		}
 		return c.s.hub.Members(c, req.Room)
 	case protocol.TypeEmit:
 		return c.s.hub.Emit(c, rooms.Target{Room: req.Room, User: req.User, Conn: req.Conn, ExceptSelf: req.ExceptSelf},

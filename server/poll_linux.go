@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -84,15 +83,7 @@ func (p *poller) add(c *conn) error {
 	if err := p.start(); err != nil {
 		return fmt.Errorf("epoll: %w", err)
 	}
-	sc, ok := c.nc.(syscall.Conn)
-	if !ok {
-		return errors.New("connection has no file descriptor")
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return err
-	}
-	if err := rc.Control(func(fd uintptr) { c.fd = int(fd) }); err != nil {
+	if err := c.raw.Control(func(fd uintptr) { c.fd = int(fd) }); err != nil {
 		return err
 	}
 	p.mu.Lock()

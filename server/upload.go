@@ -106,13 +106,7 @@ func uploadErr(id string, err error) error {
 	if !errors.As(err, &te) {
 		return err
 	}
-	pe := &protocol.Error{Code: te.Code, Message: te.Message, Upload: id}
-	switch te.Code {
-	case transfer.CodeBadOffset, transfer.CodeBeyondSize, transfer.CodeWindowExceeded:
-		off := te.Offset
-		pe.Offset = &off
-	}
-	return pe
+	return &protocol.Error{Code: te.Code, Message: te.Message, Upload: id, Offset: offsetOf(te)}
 }
 
 // readBinary handles a binary frame: a chunk header, then the payload,
