@@ -25,6 +25,10 @@ type memStore struct {
 	down         bool // every call fails
 	failPutPart  int  // the next n PutPart calls fail
 	failComplete int
+	// halfComplete makes the next n Complete calls store the object with
+	// its creation metadata (no sha256) and then fail, as an S3 Complete
+	// whose metadata copy failed.
+	halfComplete int
 	failPuts     int // the next n Put calls fail
 	// failPrefix, when set, makes every Put to a key under it fail.
 	failPrefix string
@@ -333,6 +337,13 @@ func (mp *memMultipart) Complete(ctx context.Context, meta storage.Meta) (storag
 		data = append(data, p...)
 	}
 	info := storage.Info{Key: mp.key, Size: int64(len(data)), Modified: s.now(), Meta: meta}
+	if s.halfComplete > 0 {
+		s.halfComplete--
+		info.Meta = mp.meta
+		s.objects[mp.key] = memObject{data: data, info: info}
+		delete(s.uploads, mp.id)
+		return storage.Info{}, errDown
+	}
 	s.objects[mp.key] = memObject{data: data, info: info}
 	delete(s.uploads, mp.id)
 	s.completes++

@@ -385,3 +385,24 @@ func TestResumeInterruptsStalledChunk(t *testing.T) {
 	}
 	f.checkStored(sink.waitCompleted(t, g.Upload), data, octetStream)
 }
+
+// An S3 Complete that joined the parts but failed before setting the final
+// metadata leaves the object with its creation metadata: the retry finds
+// the upload gone and must keep the object, not fail the upload and delete
+// it.
+func TestHalfDoneCompleteKeepsTheObject(t *testing.T) {
+	f := newFixture(t, nil)
+	sink := newSink()
+	data := payload(partSize + 123)
+	g := f.open(f.m, sink, OpenRequest{Name: "h.bin", Size: int64(len(data))}) // no SHA-256 declared
+	f.store.set(func(s *memStore) { s.halfComplete = 1 })
+	send(t, f.m, sink, g, "alice", data, 0, int64(len(data)), 1<<20)
+	file := sink.waitCompleted(t, g.Upload)
+	stored, _, ok := f.store.object(file.Key)
+	if !ok || !bytes.Equal(stored, data) {
+		t.Fatalf("object at %s: present %v, %d bytes", file.Key, ok, len(stored))
+	}
+	if file.SHA256 != sum(data) {
+		t.Fatalf("file sha256 %s, want %s", file.SHA256, sum(data))
+	}
+}

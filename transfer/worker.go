@@ -329,13 +329,20 @@ func (u *upload) complete() error {
 			}
 		}
 		// An earlier attempt, maybe by a process that has since died, may
-		// have completed the object and lost the answer.
+		// have completed the object and lost the answer, perhaps before its
+		// final metadata was set. The key holds the file's unique id: an
+		// object there of this size is this upload's, unless it names
+		// another SHA-256.
 		info, err := u.m.store.Stat(ctx, u.key)
 		if err != nil {
 			return err
 		}
-		if info.Size != u.size || info.Meta.User["sha256"] != sum {
+		got := info.Meta.User["sha256"]
+		if info.Size != u.size || got != "" && got != sum {
 			return fmt.Errorf("%s is not this upload's object: %w", u.key, storage.ErrNotFound)
+		}
+		if got == "" {
+			u.log.Warn("stored object lacks its final metadata", "key", u.key)
 		}
 		return nil
 	})
