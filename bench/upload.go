@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -530,15 +529,7 @@ func (u *uploader) upload(ctx context.Context, room, name string, r io.Reader, s
 			return err
 		}
 		if b64 {
-			// Built by hand, as ferry's Go client does: json.Marshal would
-			// scan the base64 once more for characters to escape.
-			text = append(text[:0], `{"t":"upload.chunk","upload":`...)
-			text = strconv.AppendQuote(text, g.Upload)
-			text = append(text, `,"offset":`...)
-			text = strconv.AppendInt(text, sent, 10)
-			text = append(text, `,"data":"`...)
-			text = base64.StdEncoding.AppendEncode(text, buf[hdr:])
-			text = append(text, `"}`...)
+			text = protocol.AppendTextChunk(text[:0], g.Upload, sent, buf[hdr:])
 			err = u.write(websocket.TextMessage, text)
 		} else {
 			err = u.write(websocket.BinaryMessage, buf)

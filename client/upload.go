@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"sync"
 	"time"
 
@@ -476,20 +475,8 @@ func (u *upload) sendChunk(ctx context.Context, s *session, id string, off, n in
 		return fmt.Errorf("client: reading the file at %d: %w", off, shortRead(err))
 	}
 	if u.opts.Base64 {
-		return s.enqueue(ctx, websocket.TextMessage, base64Chunk(id, off, b))
+		frame := make([]byte, 0, 128+len(id)+base64.StdEncoding.EncodedLen(len(b)))
+		return s.enqueue(ctx, websocket.TextMessage, protocol.AppendTextChunk(frame, id, off, b))
 	}
 	return u.c.sendChunk(ctx, s.welcome.Conn, protocol.ChunkHeader{Upload: id, Offset: off}, b)
-}
-
-// base64Chunk encodes an upload.chunk text frame.
-func base64Chunk(id string, off int64, b []byte) []byte {
-	idJSON, _ := json.Marshal(id)
-	frame := make([]byte, 0, 64+len(idJSON)+base64.StdEncoding.EncodedLen(len(b)))
-	frame = append(frame, `{"t":"upload.chunk","upload":`...)
-	frame = append(frame, idJSON...)
-	frame = append(frame, `,"offset":`...)
-	frame = strconv.AppendInt(frame, off, 10)
-	frame = append(frame, `,"data":"`...)
-	frame = base64.StdEncoding.AppendEncode(frame, b)
-	return append(frame, `"}`...)
 }

@@ -96,3 +96,28 @@ func FuzzParseTextChunk(f *testing.F) {
 		}
 	})
 }
+
+// AppendTextChunk writes what ParseTextChunk reads, and what encoding/json
+// reads the same way.
+func TestAppendTextChunk(t *testing.T) {
+	data := []byte("any bytes\x00\xff")
+	for _, upload := range []string{"up_3kx0", `odd "id"`} {
+		b := protocol.AppendTextChunk([]byte("keep"), upload, 262144, data)
+		if !bytes.HasPrefix(b, []byte("keep")) {
+			t.Fatalf("dst not kept: %q", b)
+		}
+		b = b[len("keep"):]
+		req, err := protocol.DecodeRequest(b)
+		if err != nil || req.T != protocol.TypeUploadChunk || req.Upload != upload || req.Offset != 262144 {
+			t.Fatalf("%s: decoded %+v, %v", b, req, err)
+		}
+		var s string
+		if err := json.Unmarshal(req.Data, &s); err != nil || s != base64.StdEncoding.EncodeToString(data) {
+			t.Fatalf("data %s: %v", req.Data, err)
+		}
+		_, id, off, got, ok := protocol.ParseTextChunk(b)
+		if upload == "up_3kx0" && (!ok || id != upload || off != 262144 || string(got) != s) {
+			t.Fatalf("fast path: %q %d %q %v", id, off, got, ok)
+		}
+	}
+}
