@@ -17,15 +17,6 @@ import (
 	"github.com/ferryhq/ferry/protocol"
 )
 
-// Upload error codes the client treats specially (the full list is in
-// docs/protocol.md).
-const (
-	codeBadOffset          = "bad_offset"
-	codeWindowExceeded     = "window_exceeded"
-	codeStorageUnavailable = "storage_unavailable"
-	codeUnknownUpload      = "unknown_upload"
-)
-
 // maxBase64Chunk is the largest chunk sent as base64 text: its encoding
 // must fit in a text frame, 1 MiB by default.
 const maxBase64Chunk = 512 << 10
@@ -255,7 +246,7 @@ func (u *upload) run(ctx context.Context) (File, error) {
 		case errors.Is(err, errReopen) && reopens < maxReopens:
 			reopens++
 			continue
-		case errors.As(err, &perr) && (perr.Code == codeStorageUnavailable || perr.Code == protocol.CodeRateLimited):
+		case errors.As(err, &perr) && (perr.Code == protocol.CodeStorageUnavailable || perr.Code == protocol.CodeRateLimited):
 			u.wait(err)
 			select {
 			case <-time.After(delay):
@@ -423,13 +414,13 @@ func (u *upload) send(ctx context.Context, s *session, g grant) (File, error) {
 		}
 		for _, e := range errs {
 			switch e.Code {
-			case codeStorageUnavailable:
+			case protocol.CodeStorageUnavailable:
 				u.wait(e)
-			case codeBadOffset, codeWindowExceeded:
+			case protocol.CodeBadOffset, protocol.CodeWindowExceeded:
 				if e.Offset != nil {
 					sent = *e.Offset
 				}
-			case codeUnknownUpload:
+			case protocol.CodeUnknownUpload:
 				return File{}, errReopen
 			default:
 				return File{}, e

@@ -5,7 +5,7 @@ import (
 	"fmt"
 )
 
-// Error codes sent in error frames. Upload codes come from package transfer.
+// Error codes sent in error frames.
 const (
 	CodeBadFrame       = "bad_frame"
 	CodeUnknownType    = "unknown_type"
@@ -21,6 +21,28 @@ const (
 	CodeInternal       = "internal"
 	CodeNotImplemented = "not_implemented"
 	CodeBadChunk       = "bad_chunk"
+)
+
+// Upload error codes.
+const (
+	CodeBadOffset          = "bad_offset"
+	CodeTooLarge           = "too_large"
+	CodeBeyondSize         = "beyond_size"
+	CodeUnknownUpload      = "unknown_upload"
+	CodeForbidden          = "forbidden"
+	CodeBadName            = "bad_name"
+	CodeBadRequest         = "bad_request"
+	CodeTypeRefused        = "type_refused"
+	CodeTypeMismatch       = "type_mismatch"
+	CodeChecksumMismatch   = "checksum_mismatch"
+	CodeTooManyUploads     = "too_many_uploads"
+	CodeWindowExceeded     = "window_exceeded"
+	CodeStorageUnavailable = "storage_unavailable"
+	CodeCanceled           = "canceled"
+	CodeNotFound           = "not_found"
+	// CodeExpired: the upload was abandoned for longer than the upload
+	// TTL, or its stored parts were discarded; it cannot be resumed.
+	CodeExpired = "expired"
 )
 
 // Close codes. Codes from 4500 to 4999 tell a client not to reconnect.

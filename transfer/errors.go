@@ -3,28 +3,28 @@ package transfer
 import (
 	"errors"
 	"fmt"
+
+	"github.com/ferryhq/ferry/protocol"
 )
 
-// Error codes. They are part of the wire protocol (docs/protocol.md).
+// Error codes: the wire protocol's upload codes (docs/protocol.md).
 const (
-	CodeBadOffset          = "bad_offset"
-	CodeTooLarge           = "too_large"
-	CodeBeyondSize         = "beyond_size"
-	CodeUnknownUpload      = "unknown_upload"
-	CodeForbidden          = "forbidden"
-	CodeBadName            = "bad_name"
-	CodeBadRequest         = "bad_request"
-	CodeTypeRefused        = "type_refused"
-	CodeTypeMismatch       = "type_mismatch"
-	CodeChecksumMismatch   = "checksum_mismatch"
-	CodeTooManyUploads     = "too_many_uploads"
-	CodeWindowExceeded     = "window_exceeded"
-	CodeStorageUnavailable = "storage_unavailable"
-	CodeCanceled           = "canceled"
-	CodeNotFound           = "not_found"
-	// CodeExpired: the upload was abandoned for longer than Config.TTL, or
-	// its stored parts were discarded; it cannot be resumed.
-	CodeExpired = "expired"
+	CodeBadOffset          = protocol.CodeBadOffset
+	CodeTooLarge           = protocol.CodeTooLarge
+	CodeBeyondSize         = protocol.CodeBeyondSize
+	CodeUnknownUpload      = protocol.CodeUnknownUpload
+	CodeForbidden          = protocol.CodeForbidden
+	CodeBadName            = protocol.CodeBadName
+	CodeBadRequest         = protocol.CodeBadRequest
+	CodeTypeRefused        = protocol.CodeTypeRefused
+	CodeTypeMismatch       = protocol.CodeTypeMismatch
+	CodeChecksumMismatch   = protocol.CodeChecksumMismatch
+	CodeTooManyUploads     = protocol.CodeTooManyUploads
+	CodeWindowExceeded     = protocol.CodeWindowExceeded
+	CodeStorageUnavailable = protocol.CodeStorageUnavailable
+	CodeCanceled           = protocol.CodeCanceled
+	CodeNotFound           = protocol.CodeNotFound
+	CodeExpired            = protocol.CodeExpired
 )
 
 // Error is the one error type of the transfer package: a stable code a client
