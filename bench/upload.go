@@ -341,11 +341,18 @@ type uploader struct {
 
 	mu       sync.Mutex
 	nextID   uint64
-	acks     map[uint64]chan json.RawMessage
-	progress map[string]chan upEvent
+	acks     map[uint64]chan wireFrame
+	progress map[string]*progressChan
 	lat      []time.Duration
 	readErr  error
 	done     chan struct{}
+}
+
+// progressChan carries an upload's frames to its uploader; gone is closed
+// when the uploader stopped listening, so that the reader never waits for it.
+type progressChan struct {
+	ch   chan upEvent
+	gone chan struct{}
 }
 
 type upEvent struct {
@@ -370,7 +377,7 @@ func dialUploader(ctx context.Context, url, name string) (*uploader, error) {
 	if err != nil {
 		return nil, err
 	}
-	u := &uploader{ws: ws, acks: make(map[uint64]chan json.RawMessage), progress: make(map[string]chan upEvent), done: make(chan struct{})}
+	u := &uploader{ws: ws, acks: make(map[uint64]chan wireFrame), progress: make(map[string]*progressChan), done: make(chan struct{})}
 	go u.read()
 	if _, err := u.request(ctx, map[string]any{"t": "join", "room": "bench"}); err != nil {
 		u.close()
@@ -386,10 +393,10 @@ func (u *uploader) read() {
 		if err != nil {
 			u.mu.Lock()
 			u.readErr = err
-			for _, ch := range u.progress {
+			for _, p := range u.progress {
 				select {
-				case ch <- upEvent{err: err}:
-				default:
+				case p.ch <- upEvent{err: err}:
+				default: // the uploader also watches done
 				}
 			}
 			u.mu.Unlock()
@@ -401,13 +408,9 @@ func (u *uploader) read() {
 		}
 		u.mu.Lock()
 		switch {
-		case (f.T == "ack" || f.T == "error") && f.ID != 0:
+		case (f.T == protocol.TypeAck || f.T == protocol.TypeError) && f.ID != 0:
 			if ch := u.acks[f.ID]; ch != nil {
-				if f.T == "error" {
-					ch <- json.RawMessage(nil)
-				} else {
-					ch <- f.Data
-				}
+				ch <- f // buffered: one answer per request
 				delete(u.acks, f.ID)
 			}
 		case f.T == "event" && f.Event == "chat":
@@ -416,13 +419,16 @@ func (u *uploader) read() {
 				u.lat = append(u.lat, time.Duration(time.Now().UnixNano()-d.Sent))
 			}
 		case f.Upload != "":
-			if ch := u.progress[f.Upload]; ch != nil {
+			if p := u.progress[f.Upload]; p != nil {
 				ev := upEvent{durable: f.Offset, done: f.T == protocol.TypeUploadDone}
-				if f.T == "error" && f.Code != "storage_unavailable" {
+				if f.T == protocol.TypeError && f.Code != protocol.CodeStorageUnavailable {
 					ev.err = fmt.Errorf("%s: %s", f.Code, f.Message)
 				}
 				u.mu.Unlock()
-				ch <- ev // the uploader drains its channel between chunks
+				select {
+				case p.ch <- ev: // the uploader drains its channel between chunks
+				case <-p.gone:
+				}
 				continue
 			}
 		}
@@ -441,7 +447,7 @@ func (u *uploader) request(ctx context.Context, frame map[string]any) (json.RawM
 	u.mu.Lock()
 	u.nextID++
 	id := u.nextID
-	ch := make(chan json.RawMessage, 1)
+	ch := make(chan wireFrame, 1)
 	u.acks[id] = ch
 	u.mu.Unlock()
 	frame["id"] = id
@@ -450,11 +456,11 @@ func (u *uploader) request(ctx context.Context, frame map[string]any) (json.RawM
 		return nil, err
 	}
 	select {
-	case d := <-ch:
-		if d == nil {
-			return nil, fmt.Errorf("request %v refused", frame["t"])
+	case f := <-ch:
+		if f.T == protocol.TypeError {
+			return nil, &protocol.Error{Code: f.Code, Message: f.Message}
 		}
-		return d, nil
+		return f.Data, nil
 	case <-u.done:
 		return nil, u.readErr
 	case <-ctx.Done():
@@ -492,9 +498,16 @@ func (u *uploader) upload(ctx context.Context, room, name string, r io.Reader, s
 		return err
 	}
 	events := make(chan upEvent, 64)
+	p := &progressChan{ch: events, gone: make(chan struct{})}
 	u.mu.Lock()
-	u.progress[g.Upload] = events
+	u.progress[g.Upload] = p
 	u.mu.Unlock()
+	defer func() {
+		u.mu.Lock()
+		delete(u.progress, g.Upload)
+		u.mu.Unlock()
+		close(p.gone)
+	}()
 	buf := make([]byte, 0, 2+len(g.Upload)+8+g.ChunkSize)
 	var text []byte
 	var sent, durable int64
@@ -518,6 +531,8 @@ func (u *uploader) upload(ctx context.Context, room, name string, r io.Reader, s
 				if err := handle(ev); err != nil {
 					return err
 				}
+			case <-u.done:
+				return errors.Join(errors.New("connection closed while waiting for progress"), u.readErr)
 			case <-ctx.Done():
 				return ctx.Err()
 			}
