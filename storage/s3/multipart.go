@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"hash/crc32"
 	"io"
 	"net/http"
 	"slices"
@@ -41,7 +40,7 @@ func (s *Store) NewMultipart(ctx context.Context, key string, meta storage.Meta)
 	// Every part then carries its CRC32C, which S3 checks against the bytes
 	// it received. S3 wants the algorithm named here to accept part
 	// checksums at all.
-	opts.UserMetadata[amzChecksumAlgorithm] = "CRC32C"
+	opts.UserMetadata[amzChecksumAlgorithm] = minio.ChecksumCRC32C.String()
 	id, err := s.api.NewMultipartUpload(ctx, s.bucket, key, opts)
 	if err != nil {
 		return nil, wrap("new multipart", key, err)
@@ -133,13 +132,15 @@ func (m *multipart) PutPart(ctx context.Context, n int, r io.Reader, size int64)
 		if err != nil {
 			return fmt.Errorf("storage/s3: put part %d of %q: %w", n, m.key, err)
 		}
-		opts.CustomHeader = http.Header{amzChecksumCRC32C: {sum}}
+		opts.CustomHeader = http.Header{}
+		opts.CustomHeader.Set(minio.ChecksumCRC32C.Key(), sum)
 	} else {
 		// A stream is read once: its checksum follows the body, as a
 		// trailer, computed while it is sent. The placeholder has the
 		// checksum's length, which the request's length counts.
-		opts.Trailer = http.Header{amzChecksumCRC32C: {"AAAAAA=="}}
-		r = &trailingCRC{r: r, left: size, crc: crc32.New(castagnoli), trailer: opts.Trailer}
+		opts.Trailer = http.Header{}
+		opts.Trailer.Set(minio.ChecksumCRC32C.Key(), "AAAAAA==")
+		r = &trailingCRC{r: r, left: size, crc: minio.ChecksumCRC32C.Hasher(), trailer: opts.Trailer}
 	}
 	_, err := m.s.api.PutObjectPart(ctx, m.s.bucket, m.key, m.id, n, body(r, size), size, opts)
 	return m.wrap(fmt.Sprintf("put part %d", n), err)
@@ -258,13 +259,9 @@ func (m *multipart) notFound(op string) error {
 	return fmt.Errorf("storage/s3: %s %q (upload %s): %w", op, m.key, m.id, storage.ErrNotFound)
 }
 
-// S3's checksum headers.
-const (
-	amzChecksumAlgorithm = "X-Amz-Checksum-Algorithm"
-	amzChecksumCRC32C    = "X-Amz-Checksum-Crc32c"
-)
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+// amzChecksumAlgorithm names, when a multipart upload starts, the checksum
+// its parts carry (minio-go does not export its name for it).
+const amzChecksumAlgorithm = "X-Amz-Checksum-Algorithm"
 
 // crc32cOf returns the base64 CRC32C of the next size bytes of rs, as S3's
 // checksum headers carry it, and seeks back.
@@ -273,7 +270,7 @@ func crc32cOf(rs io.ReadSeeker, size int64) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	h := crc32.New(castagnoli)
+	h := minio.ChecksumCRC32C.Hasher()
 	if _, err := io.CopyN(h, rs, size); err != nil {
 		return "", err
 	}
@@ -289,7 +286,7 @@ func crc32cOf(rs io.ReadSeeker, size int64) (string, error) {
 type trailingCRC struct {
 	r       io.Reader
 	left    int64
-	crc     hash.Hash32
+	crc     hash.Hash
 	trailer http.Header
 }
 
@@ -304,7 +301,7 @@ func (t *trailingCRC) Read(p []byte) (int, error) {
 	t.crc.Write(p[:n])
 	t.left -= int64(n)
 	if t.left == 0 {
-		t.trailer.Set(amzChecksumCRC32C, base64.StdEncoding.EncodeToString(t.crc.Sum(nil)))
+		t.trailer.Set(minio.ChecksumCRC32C.Key(), base64.StdEncoding.EncodeToString(t.crc.Sum(nil)))
 	}
 	return n, err
 }
