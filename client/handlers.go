@@ -272,11 +272,10 @@ type dispatcher struct {
 	wake  chan struct{}
 	done  chan struct{}
 
-	mu      sync.Mutex
-	queue   []queued
-	events  int
-	closed  bool
-	dropped uint64
+	mu     sync.Mutex
+	queue  []queued
+	events int
+	closed bool
 }
 
 type queued struct {
@@ -299,7 +298,6 @@ func newDispatcher(limit int) *dispatcher {
 func (d *dispatcher) push(fn func(), droppable bool) bool {
 	d.mu.Lock()
 	if d.closed || len(d.queue) >= 2*d.limit || (droppable && d.events >= d.limit) {
-		d.dropped++
 		d.mu.Unlock()
 		return false
 	}

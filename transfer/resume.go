@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"strings"
 
 	"github.com/ferryhq/ferry/storage"
 )
@@ -113,13 +114,11 @@ func checkResume(mf *manifest, req OpenRequest) error {
 	if mf.User != req.Owner.User {
 		return errorf(CodeForbidden, "upload %s belongs to someone else", mf.ID)
 	}
-	if req.Size != 0 && req.Size != mf.Size || req.SHA256 != "" && !equalFoldASCII(req.SHA256, mf.SHA256) {
+	if req.Size != 0 && req.Size != mf.Size || req.SHA256 != "" && !strings.EqualFold(req.SHA256, mf.SHA256) {
 		return errorf(CodeBadRequest, "upload %s is a different file", mf.ID)
 	}
 	return nil
 }
-
-func equalFoldASCII(a, b string) bool { return bytes.EqualFold([]byte(a), []byte(b)) }
 
 // reattach attaches an upload still in memory to sink. Bytes of a part not
 // yet full are dropped, as on Detach: the client resends from the offset
