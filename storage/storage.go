@@ -7,6 +7,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"time"
 )
@@ -14,6 +15,17 @@ import (
 // MinPartSize is the smallest size of every part of a multipart upload but the
 // last, as S3 requires.
 const MinPartSize = 5 << 20
+
+// CheckPartSizes applies S3's rule to the parts of an upload about to be
+// completed (in order): all but the last are at least MinPartSize.
+func CheckPartSizes(parts []Part) error {
+	for i, p := range parts {
+		if i < len(parts)-1 && p.Size < MinPartSize {
+			return fmt.Errorf("part %d is %d bytes, less than the %d required of all parts but the last", p.Number, p.Size, MinPartSize)
+		}
+	}
+	return nil
+}
 
 // MaxParts is the largest part number a multipart upload may use.
 const MaxParts = 10000

@@ -224,7 +224,7 @@ func (m *multipart) Complete(ctx context.Context, meta storage.Meta) (storage.In
 	if err != nil {
 		return storage.Info{}, err
 	}
-	if err := checkPartSizes(parts); err != nil {
+	if err := storage.CheckPartSizes(parts); err != nil {
 		return storage.Info{}, fmt.Errorf("storage/disk: complete %q: %w", m.key, err)
 	}
 	tmp, err := m.s.writeTemp("complete-", func(f *os.File) error {
@@ -321,17 +321,6 @@ func appendPart(dst *os.File, path string, size int64) error {
 	}
 	if n != size {
 		return fmt.Errorf("part %s changed while completing: %d bytes, listed %d", filepath.Base(path), n, size)
-	}
-	return nil
-}
-
-// checkPartSizes applies S3's rule, so that an upload that completes here
-// would complete on S3 too.
-func checkPartSizes(parts []storage.Part) error {
-	for i, p := range parts {
-		if i < len(parts)-1 && p.Size < storage.MinPartSize {
-			return fmt.Errorf("part %d is %d bytes, less than the %d required of all parts but the last", p.Number, p.Size, storage.MinPartSize)
-		}
 	}
 	return nil
 }

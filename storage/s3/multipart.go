@@ -191,10 +191,12 @@ func (m *multipart) Complete(ctx context.Context, meta storage.Meta) (storage.In
 	}
 	// S3 would refuse too, but after a round trip and with a message that
 	// differs between services.
-	for _, p := range parts[:len(parts)-1] {
-		if p.Size < storage.MinPartSize {
-			return storage.Info{}, fmt.Errorf("storage/s3: complete %q: part %d is %d bytes, less than the %d required of all parts but the last", m.key, p.PartNumber, p.Size, storage.MinPartSize)
-		}
+	sizes := make([]storage.Part, len(parts))
+	for i, p := range parts {
+		sizes[i] = storage.Part{Number: p.PartNumber, Size: p.Size}
+	}
+	if err := storage.CheckPartSizes(sizes); err != nil {
+		return storage.Info{}, fmt.Errorf("storage/s3: complete %q: %w", m.key, err)
 	}
 	complete := make([]minio.CompletePart, len(parts))
 	for i, p := range parts {
