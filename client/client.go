@@ -70,9 +70,12 @@ type Client struct {
 	wg        sync.WaitGroup // the supervisor
 	closeOnce sync.Once
 
-	mu      sync.Mutex
-	sess    *session      // the connected session; nil while reconnecting
-	ready   chan struct{} // closed when sess is set or the client is done
+	mu    sync.Mutex
+	sess  *session      // the connected session; nil while reconnecting
+	ready chan struct{} // closed when sess is set or the client is done
+	// waiting counts the calls blocked in session() until the client
+	// reconnects.
+	waiting atomic.Int32
 	state   State
 	welcome protocol.Welcome
 	token   string
@@ -320,9 +323,13 @@ func (c *Client) session(ctx context.Context) (*session, error) {
 		if s != nil {
 			return s, nil
 		}
+		c.waiting.Add(1)
 		select {
 		case <-ready:
 		case <-ctx.Done():
+		}
+		c.waiting.Add(-1)
+		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
 	}

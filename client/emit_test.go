@@ -269,3 +269,73 @@ func TestExceptSelfSurvivesCatchUp(t *testing.T) {
 		t.Errorf("position %+v", pos)
 	}
 }
+
+// A handler that makes a request while the client waits for the handlers
+// to catch up before reconnecting: the reconnection goes ahead, or each
+// would wait for the other for good.
+func TestHandlerRequestDuringSlowReconnect(t *testing.T) {
+	ctx := testContext(t)
+	s := startServer(t, server.Config{Rate: 1e6, RateBurst: 1e6})
+	slow := dial(t, s.URL, "slow", func(c *Config) {
+		c.QueueSize = 4
+		c.Reconnect = Backoff{Initial: time.Millisecond, Max: 5 * time.Millisecond}
+	})
+	tx := dial(t, s.URL, "tx")
+	release := make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock)
+	var mu sync.Mutex
+	var got []int
+	slow.On("n", func(e Event) {
+		<-release
+		// A request from a handler: it needs the connection.
+		if err := slow.Emit(ctx, "lobby", "seen", json.RawMessage(e.Data)); err != nil {
+			t.Errorf("emit from a handler: %v", err)
+		}
+		var n int
+		_ = json.Unmarshal(e.Data, &n)
+		mu.Lock()
+		got = append(got, n)
+		mu.Unlock()
+	})
+	for _, c := range []*Client{slow, tx} {
+		if _, err := c.Join(ctx, "lobby"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const total = 40
+	for i := range total {
+		if err := tx.Emit(ctx, "lobby", "n", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(waitFor)
+	for slow.State() != StateReconnecting {
+		if time.Now().After(deadline) {
+			t.Fatalf("state %v with stuck handlers", slow.State())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	unblock()
+	deadline = time.Now().Add(waitFor)
+	for {
+		mu.Lock()
+		n := len(got)
+		mu.Unlock()
+		if n >= total {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d events handled, want %d: the handlers and the reconnection wait for each other", n, total)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i, n := range got {
+		if n != i {
+			t.Fatalf("events handled %v, want 0 to %d once each, in order", got, total-1)
+		}
+	}
+}

@@ -23,8 +23,10 @@ var (
 	ErrPingTimeout = errors.New("client: ping timeout")
 	// ErrSlowHandlers: events of a joined room came faster than the
 	// handlers took them, beyond Config.QueueSize. Rather than drop any, the
-	// client closes the connection and, once the handlers have worked
-	// through half their queue, reconnects and catches up.
+	// client closes the connection (once no request of a handler waits for
+	// an answer on it) and, once the handlers have worked through half
+	// their queue (or one waits for the connection), reconnects and catches
+	// up.
 	ErrSlowHandlers = errors.New("client: handlers too slow; reconnecting to catch up")
 	// ErrReconnectFailed: every reconnection attempt allowed by
 	// Backoff.Attempts failed. It wraps the last attempt's error.

@@ -57,6 +57,10 @@ type session struct {
 	mu      sync.Mutex
 	pending map[uint64]*pending      // nil once stopped
 	pings   map[string]chan struct{} // by the ts sent; nil once stopped
+	// behind is set when the handlers could not take an event: the session
+	// takes no more events and ends with ErrSlowHandlers, so that the next
+	// one catches up, as soon as no request waits for it (see dropSlow).
+	behind bool
 }
 
 type outFrame struct {
@@ -284,6 +288,44 @@ func (s *session) answer(id uint64, data json.RawMessage, err error) {
 		return
 	}
 	p.resolve(data, err)
+	s.dropSlow()
+}
+
+// isBehind reports whether the session takes no more events.
+func (s *session) isBehind() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.behind
+}
+
+// fallBehind stops the session's events and ends it once nothing waits for
+// it: a handler blocked on a request (or on the connection) holds the
+// handlers' queue, and ending the session under it would leave that
+// handler and the reconnection waiting for each other.
+func (s *session) fallBehind() {
+	s.mu.Lock()
+	first := !s.behind
+	s.behind = true
+	s.mu.Unlock()
+	if first {
+		// Whatever happens, the events come again within behindGrace.
+		time.AfterFunc(behindGrace, func() { s.stop(ErrSlowHandlers) })
+	}
+	s.dropSlow()
+}
+
+// behindGrace bounds how long a session that fell behind lives on for the
+// requests that wait for it.
+const behindGrace = 10 * time.Second
+
+// dropSlow ends a session that fell behind once no request waits for it.
+func (s *session) dropSlow() {
+	s.mu.Lock()
+	idle := s.behind && len(s.pending) == 0 && s.c.waiting.Load() == 0
+	s.mu.Unlock()
+	if idle {
+		s.stop(ErrSlowHandlers)
+	}
 }
 
 func (s *session) writeLoop() {

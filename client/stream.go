@@ -238,12 +238,10 @@ func (c *Client) joinResult(room string) func(json.RawMessage, error) {
 // receiveEvent takes an event frame from s's reader: repeats are dropped,
 // the rest goes to the handlers.
 func (c *Client) receiveEvent(s *session, e protocol.Event, raw []byte) {
-	select {
-	case <-s.done:
-		// Dropped for slow handlers (see below): the next connection
+	if s.isBehind() {
+		// The handlers fell behind (see below): the next connection
 		// catches up from the last event accepted.
 		return
-	default:
 	}
 	if len(e.Data) == 0 {
 		e.Data = json.RawMessage("null")
@@ -280,7 +278,7 @@ func (c *Client) receiveEvent(s *session, e protocol.Event, raw []byte) {
 		// from the last event accepted, once the handlers have caught up.
 		c.streams.rollback(e.Room, prev)
 		s.log.Warn("handlers too slow: reconnecting to fetch the events again", "room", e.Room, "seq", e.Seq)
-		s.stop(ErrSlowHandlers)
+		s.fallBehind()
 	default:
 		s.log.Warn("handlers too slow: event dropped", "room", ev.Room, "event", ev.Name)
 	}
@@ -303,9 +301,11 @@ func (c *Client) receiveGap(s *session, g protocol.Gap) {
 const handlersPoll = 5 * time.Millisecond
 
 // waitHandlers waits until the handlers' queue is at most half full, so that
-// the events a reconnection replays fit in.
+// the events a reconnection replays fit in. It stops waiting when something
+// waits for the connection: that may be a handler making a request, which
+// cannot work through the queue before the client reconnects.
 func (c *Client) waitHandlers() error {
-	for c.disp.backlog() > c.cfg.QueueSize/2 {
+	for c.disp.backlog() > c.cfg.QueueSize/2 && c.waiting.Load() == 0 {
 		select {
 		case <-c.ctx.Done():
 			return c.ctx.Err()
