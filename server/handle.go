@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"sync"
 	"time"
@@ -87,7 +88,7 @@ func (c *conn) handle(data []byte) {
 	}
 	data2, err := c.dispatch(req)
 	if err != nil {
-		if pe, ok := err.(*protocol.Error); ok && (pe.Code == protocol.CodeUnknownType || pe.Code == protocol.CodeBadFrame) {
+		if pe := (*protocol.Error)(nil); errors.As(err, &pe) && (pe.Code == protocol.CodeUnknownType || pe.Code == protocol.CodeBadFrame) {
 			c.badFrame(req.ID, err)
 			return
 		}
@@ -96,13 +97,14 @@ func (c *conn) handle(data []byte) {
 		return
 	}
 	c.badFrames = 0
-	if req.ID != 0 && data2 != noAck {
+	if _, answered := data2.(answeredItself); req.ID != 0 && !answered {
 		c.send(protocol.Ack{T: protocol.TypeAck, ID: req.ID, Data: data2})
 	}
 }
 
-// noAck is returned by handlers that answer by themselves.
-var noAck = &struct{}{}
+// answeredItself is returned by handlers that answer by themselves. A type
+// of its own, since pointers to empty values need not differ.
+type answeredItself struct{}
 
 func (c *conn) dispatch(req *protocol.Request) (any, error) {
 	switch req.T {

@@ -68,7 +68,7 @@ func (c *conn) dispatchUpload(req *protocol.Request) (any, error) {
 		return g, nil
 	case protocol.TypeUploadChunk:
 		c.writeBase64Request(req)
-		return noAck, nil
+		return answeredItself{}, nil
 	case protocol.TypeUploadStatus:
 		st, err := t.Status(ctx, req.Upload, c.user)
 		if err != nil {
