@@ -354,6 +354,21 @@ test('reconnect_failed after the configured attempts', async () => {
   assert.equal(srv.sockets.length, 3);
 });
 
+test('frames waiting for a connection are bounded', async () => {
+  const srv = new FakeServer();
+  const c = client(srv);
+  c.connect();
+  await connected(c);
+  srv.refuse = true;
+  srv.drop(srv.last, 1001);
+  await until(() => c.state === 'reconnecting', 'reconnecting');
+  const waiting = [];
+  for (let i = 0; i < 1000; i++) waiting.push(c.emit('a', 'chat', i).catch((e) => e));
+  await assert.rejects(c.emit('a', 'chat', 'one too many'), (err) => err.code === 'queue_full');
+  c.close();
+  for (const e of await Promise.all(waiting)) assert.equal(e.code, 'offline');
+});
+
 test('a silent server is detected by the heartbeat', async () => {
   const srv = new FakeServer({ ping: 40 });
   const c = client(srv);

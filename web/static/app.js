@@ -416,11 +416,21 @@ function scrollToEnd(force) {
   if (force || nearBottom()) requestAnimationFrame(() => { el.messages.scrollTop = el.messages.scrollHeight; });
 }
 
+// maxItems bounds what a room's list keeps, so that a page left open for
+// days does not grow without end; the oldest items go first.
+const maxItems = 1000;
+
 function appendTo(room, li) {
   const r = rooms.get(room);
   if (!r) return;
   const stick = room === current && nearBottom();
   r.list.append(li);
+  while (r.list.children.length > maxItems) {
+    const old = r.list.firstElementChild;
+    if (old.dataset.mid) r.mids.delete(old.dataset.mid);
+    if (old.dataset.fileId) r.files.delete(old.dataset.fileId);
+    old.remove();
+  }
   if (room === current) {
     if (stick) scrollToEnd(true);
   } else if (li.classList.contains('message')) {

@@ -20,6 +20,8 @@ const BUFFER_HIGH_WATER = 2 * 1024 * 1024;
 // While an upload waits for the server (window full, or every byte sent), it
 // asks upload.status this often in case a progress or done frame went missing.
 const UPLOAD_STALL_MS = 15000;
+// maxOutbox bounds the frames waiting for a connection or a rate token.
+const maxOutbox = 1000;
 // Close codes by name (docs/protocol.md), for the code of a FerryError.
 const CLOSE_NAMES = {
   1000: 'normal',
@@ -121,6 +123,10 @@ function sleep(ms, signal) {
     const onAbort = () => { clearTimeout(t); reject(abortError(signal)); };
     signal?.addEventListener('abort', onAbort, { once: true });
   });
+}
+
+function outboxFull() {
+  return new FerryError('queue_full', `${maxOutbox} frames already wait to be sent`);
 }
 
 function abortError(signal) {
@@ -703,6 +709,7 @@ export class Ferry extends Emitter {
   _request(frame, { timeout } = {}) {
     return new Promise((resolve, reject) => {
       if (this._stopped) { reject(new FerryError('offline', 'not connected')); return; }
+      if (this._outbox.length >= maxOutbox) { reject(outboxFull()); return; }
       let timer;
       const p = {
         resolve: (v) => { clearTimeout(timer); resolve(v); },
@@ -723,6 +730,7 @@ export class Ferry extends Emitter {
   _send(frame) {
     return new Promise((resolve, reject) => {
       if (this._stopped) { reject(new FerryError('offline', 'not connected')); return; }
+      if (this._outbox.length >= maxOutbox) { reject(outboxFull()); return; }
       this._outbox.push({ frame, p: null, sent: resolve });
       this._flush();
     });
