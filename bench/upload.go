@@ -98,7 +98,7 @@ func Upload(ctx context.Context, cfg UploadConfig) (UploadResult, error) {
 	cfg.defaults()
 	res := UploadResult{Size: cfg.Size, Concurrent: cfg.Concurrent, ConcurrentSize: cfg.ConcurrentSize}
 	if cfg.S3Endpoint == "" {
-		m, err := startMinIO(ctx)
+		m, err := startMinIO()
 		if err != nil {
 			return res, err
 		}

@@ -1,0 +1,9 @@
+package minioserver
+
+import "syscall"
+
+// childAttrs makes the kernel kill the child when its parent dies, so a crashed
+// or interrupted parent leaves no MinIO running.
+func childAttrs() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}
