@@ -96,20 +96,17 @@ func (h *Hub) emit(m Member, kind, name string, exceptSelf bool, event string, d
 // announcement names its uploader in from), whoever is in it. It returns the
 // event's position; ok is false when the room does not exist.
 func (h *Hub) Publish(roomName, event string, data json.RawMessage, from protocol.From, receipt bool) (d protocol.Delivered, ok bool) {
-	// Under the hub's lock, so that the sweep cannot end the room between
-	// finding it and publishing; announcements are rare.
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	r := h.rooms[roomName]
-	if r == nil && ValidRoom(roomName) == nil {
-		// The room emptied and expired meanwhile: the announcement still
-		// belongs in its history.
-		r = newRoom(roomName, h.cfg.Now())
-		h.rooms[roomName] = r
-	}
-	if r == nil {
+	if ValidRoom(roomName) != nil {
 		return protocol.Delivered{}, false
 	}
+	// The room may have emptied and expired meanwhile: the announcement
+	// still belongs in its history. Pinned, so that the sweep cannot end it
+	// between finding it and publishing.
+	h.mu.Lock()
+	r := h.roomLocked(roomName)
+	r.pins.Add(1)
+	h.mu.Unlock()
+	defer r.pins.Add(-1)
 	opt := EmitOptions{Receipt: receipt}
 	seq, epoch, n := r.publish(func(seq uint64, epoch string) *Message {
 		if receipt {

@@ -176,14 +176,12 @@ func (h *Hub) Register(m Member) {
 // other members, and from the hub. Unregistering twice is harmless.
 func (h *Hub) Unregister(m Member) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	st := h.members[m.ConnID()]
 	if st == nil || st.m != m {
+		h.mu.Unlock()
 		return
 	}
-	for name, r := range st.rooms {
-		h.leaveLocked(st, name, r)
-	}
+	left := h.takeRoomsLocked(st, nil)
 	delete(h.members, m.ConnID())
 	if conns := h.users[m.UserID()]; conns != nil {
 		delete(conns, m.ConnID())
@@ -191,6 +189,8 @@ func (h *Hub) Unregister(m Member) {
 			delete(h.users, m.UserID())
 		}
 	}
+	h.mu.Unlock()
+	h.leave(m, left)
 }
 
 // Join puts m in the named room, creating it if needed, and returns the
@@ -202,23 +202,25 @@ func (h *Hub) Join(m Member, name string, since *protocol.Position) (protocol.Jo
 		return protocol.Joined{}, err
 	}
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	st, err := h.stateLocked(m)
 	if err != nil {
+		h.mu.Unlock()
 		return protocol.Joined{}, err
 	}
 	r := st.rooms[name]
 	if r == nil {
 		if len(st.rooms) >= h.cfg.MaxRooms {
+			h.mu.Unlock()
 			return protocol.Joined{}, protocol.Errorf(protocol.CodeTooManyRooms, "a connection may be in at most %d rooms", h.cfg.MaxRooms)
 		}
-		r = h.rooms[name]
-		if r == nil {
-			r = newRoom(name, h.cfg.Now())
-			h.rooms[name] = r
-		}
+		r = h.roomLocked(name)
 		st.rooms[name] = r
 	}
+	// The replay and the presence frames go out under the room's lock
+	// only: emits to other rooms go on meanwhile.
+	r.pins.Add(1)
+	h.mu.Unlock()
+	defer r.pins.Add(-1)
 	recovery, replayed := r.add(m, h.presence(r.name, "join", m), since)
 	list := r.list()
 	epoch, seq := r.position()
@@ -232,24 +234,62 @@ func (h *Hub) Leave(m Member, name string) error {
 		return err
 	}
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	st, err := h.stateLocked(m)
 	if err != nil {
+		h.mu.Unlock()
 		return err
 	}
-	r := st.rooms[name]
-	if r == nil {
+	if st.rooms[name] == nil {
+		h.mu.Unlock()
 		return protocol.Errorf(protocol.CodeNotMember, "you are not in room %q", name)
 	}
-	h.leaveLocked(st, name, r)
+	left := h.takeRoomsLocked(st, []string{name})
+	h.mu.Unlock()
+	h.leave(m, left)
 	return nil
 }
 
-func (h *Hub) leaveLocked(st *memberState, name string, r *room) {
-	delete(st.rooms, name)
-	r.remove(st.m, h.presence(name, "leave", st.m))
-	if r.idle() {
-		delete(h.rooms, name)
+// roomLocked returns the named room, created if needed.
+func (h *Hub) roomLocked(name string) *room {
+	r := h.rooms[name]
+	if r == nil {
+		r = newRoom(name, h.cfg.Now())
+		h.rooms[name] = r
+	}
+	return r
+}
+
+// takeRoomsLocked takes the named rooms (all when names is nil) off st's
+// list and pins them for leave.
+func (h *Hub) takeRoomsLocked(st *memberState, names []string) []*room {
+	if names == nil {
+		for name := range st.rooms {
+			names = append(names, name)
+		}
+	}
+	left := make([]*room, 0, len(names))
+	for _, name := range names {
+		r := st.rooms[name]
+		delete(st.rooms, name)
+		r.pins.Add(1)
+		left = append(left, r)
+	}
+	return left
+}
+
+// leave takes m out of rooms taken by takeRoomsLocked, telling the others
+// under each room's lock only, then ends the rooms left idle.
+func (h *Hub) leave(m Member, rooms []*room) {
+	for _, r := range rooms {
+		r.remove(m, h.presence(r.name, "leave", m))
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, r := range rooms {
+		r.pins.Add(-1)
+		if h.rooms[r.name] == r && r.idle() {
+			delete(h.rooms, r.name)
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferryhq/ferry/protocol"
@@ -14,6 +15,11 @@ import (
 // it is short.
 type room struct {
 	name string
+
+	// pins counts the hub's operations that found the room under the hub's
+	// lock and act on it after: a pinned room is not idle, so that the
+	// sweep or a last leave does not end it in between.
+	pins atomic.Int32
 
 	mu      sync.Mutex
 	members []Member          // dense, for a fast fan-out loop
@@ -104,14 +110,18 @@ func (r *room) expire(before time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.st.expire(before)
-	return len(r.members) == 0 && r.st.n == 0
+	return r.idleLocked()
 }
 
-// idle reports whether the room has no members and no history.
+// idle reports whether the room has no members, no history and no pins.
 func (r *room) idle() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.members) == 0 && r.st.n == 0
+	return r.idleLocked()
+}
+
+func (r *room) idleLocked() bool {
+	return len(r.members) == 0 && r.st.n == 0 && r.pins.Load() == 0
 }
 
 // remove takes m out of the room and tells the others.
