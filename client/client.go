@@ -125,7 +125,7 @@ func New(cfg Config) (*Client, error) {
 		cfg:     cfg,
 		url:     u,
 		log:     cfg.Log,
-		disp:    newDispatcher(cfg.QueueSize),
+		disp:    newDispatcher(cfg.QueueSize, cfg.QueueBytes),
 		streams: newStreams(),
 		http:    &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment}},
 		ready:   make(chan struct{}),
@@ -337,7 +337,7 @@ func (c *Client) session(ctx context.Context) (*session, error) {
 
 // dispatch queues fn for the handler goroutine.
 func (c *Client) dispatch(fn func(), droppable bool) bool {
-	return c.disp.push(fn, droppable)
+	return c.disp.push(fn, droppable, 0)
 }
 
 func (c *Client) emitLifecycle(l Lifecycle) {

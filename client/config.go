@@ -54,6 +54,9 @@ type Config struct {
 	// half the queue; other events (direct messages, presence, receipts)
 	// are dropped and logged. Default 1024.
 	QueueSize int
+	// QueueBytes bounds the same queue in bytes of events, with the same
+	// effect when it is reached. Default 64 MiB.
+	QueueBytes int64
 
 	// Log receives diagnostics. Default: discard.
 	Log *slog.Logger
@@ -85,6 +88,7 @@ const (
 	DefaultWriteTimeout     = 10 * time.Second
 	DefaultReadLimit        = 4 << 20
 	DefaultQueueSize        = 1024
+	DefaultQueueBytes       = 64 << 20
 )
 
 // Default reconnection schedule.
@@ -151,6 +155,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.QueueSize <= 0 {
 		c.QueueSize = DefaultQueueSize
+	}
+	if c.QueueBytes <= 0 {
+		c.QueueBytes = DefaultQueueBytes
 	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)

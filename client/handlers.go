@@ -265,22 +265,25 @@ func (c *Client) hookFrames(t string, fn func(json.RawMessage)) (off func()) {
 }
 
 // dispatcher runs handlers one at a time on its own goroutine. Events wait in
-// a queue bounded by limit; lifecycle items are rarer and matter more, so
-// they get room beyond it (up to twice the limit).
+// a queue bounded by limit, and by byteLimit bytes; lifecycle items are
+// rarer and matter more, so they get room beyond it (up to twice the limit).
 type dispatcher struct {
-	limit int
-	wake  chan struct{}
-	done  chan struct{}
+	limit     int
+	byteLimit int64
+	wake      chan struct{}
+	done      chan struct{}
 
 	mu     sync.Mutex
 	queue  []queued
 	events int
+	bytes  int64 // of the events queued
 	closed bool
 }
 
 type queued struct {
 	fn        func()
 	droppable bool
+	size      int64
 }
 
 // backlog returns how many events wait for the handlers.
@@ -290,20 +293,24 @@ func (d *dispatcher) backlog() int {
 	return d.events
 }
 
-func newDispatcher(limit int) *dispatcher {
-	return &dispatcher{limit: limit, wake: make(chan struct{}, 1), done: make(chan struct{})}
+func newDispatcher(limit int, byteLimit int64) *dispatcher {
+	return &dispatcher{limit: limit, byteLimit: byteLimit, wake: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
-// push queues fn. It never blocks; it reports false when fn was dropped.
-func (d *dispatcher) push(fn func(), droppable bool) bool {
+// push queues fn, an event of size bytes when droppable. It never blocks;
+// it reports false when fn was dropped. An event larger than the byte
+// limit still goes into an empty queue.
+func (d *dispatcher) push(fn func(), droppable bool, size int64) bool {
 	d.mu.Lock()
-	if d.closed || len(d.queue) >= 2*d.limit || (droppable && d.events >= d.limit) {
+	full := droppable && (d.events >= d.limit || d.events > 0 && d.bytes+size > d.byteLimit)
+	if d.closed || len(d.queue) >= 2*d.limit || full {
 		d.mu.Unlock()
 		return false
 	}
-	d.queue = append(d.queue, queued{fn: fn, droppable: droppable})
+	d.queue = append(d.queue, queued{fn: fn, droppable: droppable, size: size})
 	if droppable {
 		d.events++
+		d.bytes += size
 	}
 	d.mu.Unlock()
 	select {
@@ -332,6 +339,7 @@ func (d *dispatcher) run() {
 		d.queue = d.queue[1:]
 		if q.droppable {
 			d.events--
+			d.bytes -= q.size
 		}
 		d.mu.Unlock()
 		q.fn()

@@ -260,7 +260,7 @@ func (c *Client) receiveEvent(s *session, e protocol.Event, raw []byte) {
 		}
 		return
 	}
-	queued := c.dispatch(func() {
+	queued := c.disp.push(func() {
 		c.handlers.events.call(anyEvent, ev)
 		c.handlers.events.call(ev.Name, ev)
 		if v == accepted {
@@ -269,7 +269,7 @@ func (c *Client) receiveEvent(s *session, e protocol.Event, raw []byte) {
 		if ev.Receipt && ev.From.User != c.User() {
 			c.confirm(ev.Room, ev.Seq)
 		}
-	}, true)
+	}, true, int64(len(raw)+len(ev.Data)))
 	switch {
 	case queued:
 	case v == accepted && !trackedLazily(e.Room):

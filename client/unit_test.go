@@ -96,22 +96,22 @@ func TestEndpoint(t *testing.T) {
 }
 
 func TestDispatcherBounds(t *testing.T) {
-	d := newDispatcher(2)
+	d := newDispatcher(2, 1<<20)
 	go d.run()
 	release := make(chan struct{})
 	started := make(chan struct{})
 	var ran []int
-	d.push(func() { close(started); <-release }, true)
+	d.push(func() { close(started); <-release }, true, 0)
 	<-started // the blocked handler has left the queue
 	for i := range 3 {
-		ok := d.push(func() { ran = append(ran, i) }, true)
+		ok := d.push(func() { ran = append(ran, i) }, true, 0)
 		if want := i < 2; ok != want {
 			t.Errorf("push event %d = %v, want %v", i, ok, want)
 		}
 	}
 	// Lifecycle items get room beyond the event limit, up to twice it.
 	for i := 10; i < 13; i++ {
-		ok := d.push(func() { ran = append(ran, i) }, false)
+		ok := d.push(func() { ran = append(ran, i) }, false, 0)
 		if want := i < 12; ok != want {
 			t.Errorf("push lifecycle %d = %v, want %v", i, ok, want)
 		}
@@ -122,9 +122,30 @@ func TestDispatcherBounds(t *testing.T) {
 	if want := []int{0, 1, 10, 11}; len(ran) != len(want) || ran[0] != 0 || ran[1] != 1 || ran[2] != 10 || ran[3] != 11 {
 		t.Errorf("ran %v, want %v in order", ran, want)
 	}
-	if d.push(func() {}, false) {
+	if d.push(func() {}, false, 0) {
 		t.Error("push after close accepted")
 	}
+}
+
+func TestDispatcherByteBound(t *testing.T) {
+	d := newDispatcher(100, 1000)
+	go d.run()
+	release := make(chan struct{})
+	started := make(chan struct{})
+	d.push(func() { close(started); <-release }, true, 0)
+	<-started
+	if !d.push(func() {}, true, 2000) {
+		t.Error("an event larger than the byte limit refused by an empty queue")
+	}
+	if d.push(func() {}, true, 10) {
+		t.Error("an event accepted past the byte limit")
+	}
+	if !d.push(func() {}, false, 0) {
+		t.Error("a lifecycle item refused for the events' bytes")
+	}
+	close(release)
+	d.close()
+	<-d.done
 }
 
 func TestRegistry(t *testing.T) {
