@@ -165,7 +165,9 @@ func (m *Server) Start() error {
 	return nil
 }
 
-// waitReady polls MinIO's liveness endpoint until it answers 200.
+// waitReady polls MinIO's cluster health endpoint until it answers 200: the
+// liveness endpoint answers as soon as the process listens, before the
+// object layer is up ("Server not initialized yet").
 func (m *Server) waitReady(exited <-chan struct{}) error {
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
@@ -175,7 +177,7 @@ func (m *Server) waitReady(exited <-chan struct{}) error {
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.Endpoint+"/minio/health/live", nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.Endpoint+"/minio/health/cluster", nil)
 		if err != nil {
 			return err
 		}
