@@ -36,7 +36,7 @@ type conn struct {
 	queue    [][]byte // framed, waiting to be written
 	queued   int      // bytes in queue
 	catchUp  int      // of which catch-up frames, at most (see enqueue)
-	wstate   uint8    // writeIdle or writeBlocking
+	wstate   uint8    // writeIdle, writeFlushing or writeBlocking
 	inNormal bool     // on the flusher's list of room traffic
 	inUrgent bool     // on the flusher's list of urgent frames
 	closing  bool     // a close frame is queued: no more data frames
@@ -47,7 +47,10 @@ type conn struct {
 	lastSeen atomic.Int64
 
 	// reading is held by whoever reads the socket: one goroutine at a time.
-	reading   atomic.Bool
+	reading atomic.Bool
+	// fd is nc's descriptor, for the flushers' writes. It stays open
+	// until kill marks the connection dead, and while a flusher writes
+	// (writeFlushing) until that write is over.
 	fd        int
 	cleanOnce sync.Once
 
@@ -137,7 +140,7 @@ func (c *conn) enqueue(frame []byte, kind frameKind) bool {
 	if kind == kindCatchUp {
 		c.catchUp += len(frame)
 	}
-	if c.wstate == writeIdle {
+	if c.wstate != writeBlocking {
 		urgent := kind == kindReply || kind == kindControl
 		switch {
 		case urgent && !c.inUrgent:
@@ -176,8 +179,12 @@ func (c *conn) kill() {
 	c.dead = true
 	c.queue = nil
 	c.queued, c.catchUp = 0, 0
+	// A flusher writing to the descriptor closes it once it is done.
+	flushing := c.wstate == writeFlushing
 	c.mu.Unlock()
-	_ = c.nc.Close()
+	if !flushing {
+		_ = c.nc.Close()
+	}
 	// With no reader running (an idle connection) nobody would notice the
 	// close: take the reader's place and clean up.
 	if c.reading.CompareAndSwap(false, true) {

@@ -30,6 +30,7 @@ var errWouldBlock = errors.New("write would block")
 // Write states of a connection.
 const (
 	writeIdle     = iota // nothing queued, or queued and on a flusher's list
+	writeFlushing        // a flusher is writing, without c.mu
 	writeBlocking        // a writer goroutine owns the socket
 )
 
@@ -48,6 +49,7 @@ type flusher struct {
 
 	// Owned by the loop.
 	lastPass time.Time
+	bufs     [][]byte // the frames of the write in progress
 	iov      iovecs
 }
 
@@ -186,29 +188,54 @@ func (f *flusher) pass(batch []*conn, urgent bool) {
 }
 
 // flush writes c's queue without waiting, and hands what the socket could
-// not take to a writer goroutine.
+// not take to a writer goroutine. The system call runs without c.mu, so
+// that a room delivering to c meanwhile never waits for it: new frames are
+// appended behind the ones being written.
 func (f *flusher) flush(c *conn, urgent bool) (frames, n int, wrote bool) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if urgent {
 		c.inUrgent = false
 	} else {
 		c.inNormal = false
 	}
 	if c.wstate != writeIdle || c.dead || len(c.queue) == 0 {
+		c.mu.Unlock()
 		return 0, 0, false
 	}
-	n, err := f.iov.write(c, c.queue)
+	c.wstate = writeFlushing
+	f.bufs = append(f.bufs[:0], c.queue...)
+	c.mu.Unlock()
+	total := 0
+	for _, b := range f.bufs {
+		total += len(b)
+	}
+
+	n, err := f.iov.write(c, f.bufs)
+	clear(f.bufs)
+
+	c.mu.Lock()
+	if c.dead {
+		// kill left the descriptor open for this write; close it now.
+		c.mu.Unlock()
+		_ = c.nc.Close()
+		return 0, n, true
+	}
 	frames = c.consume(n)
 	switch {
-	case err == nil && len(c.queue) == 0:
+	case err == nil && n == total:
+		// Frames queued during the write have put c on a list again.
+		c.wstate = writeIdle
 	case err == nil || errors.Is(err, errWouldBlock):
 		c.wstate = writeBlocking
 		go c.writeLoop()
 	default:
+		c.wstate = writeIdle
+		c.mu.Unlock()
 		c.log.Debug("write failed", "err", err)
-		go c.kill()
+		c.kill()
+		return frames, n, true
 	}
+	c.mu.Unlock()
 	return frames, n, true
 }
 

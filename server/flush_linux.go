@@ -6,14 +6,20 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// maxIovecs is how many buffers one writev takes (Linux's IOV_MAX).
+// maxIovecs is how many buffers one sendmsg takes (Linux's IOV_MAX).
 const maxIovecs = 1024
 
-// iovecs is a flusher's reusable vector for writev.
+// iovecs is a flusher's reusable vector for sendmsg.
 type iovecs []unix.Iovec
 
-// write writes bufs to c's socket with one writev that does not wait: it
+// write writes bufs to c's socket with one sendmsg that does not wait: it
 // returns how much the socket took, and errWouldBlock when that was nothing.
+// The caller has put c in writeFlushing, so c.fd stays open (see
+// conn.fd). The call goes to the descriptor directly rather than
+// through the net package, whose locks and poller bookkeeping cost about
+// as much as the system call's own entry, and as a raw system call: it
+// never waits, so the runtime need not prepare to run other goroutines
+// meanwhile.
 func (v *iovecs) write(c *conn, bufs [][]byte) (int, error) {
 	if len(bufs) > maxIovecs {
 		bufs = bufs[:maxIovecs]
@@ -31,21 +37,15 @@ func (v *iovecs) write(c *conn, bufs [][]byte) (int, error) {
 	if len(iov) == 0 {
 		return 0, nil
 	}
-	var n int
-	var errno unix.Errno
-	err := c.raw.Write(func(fd uintptr) bool {
-		r, _, e := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
-		n, errno = int(r), e
-		return true // never wait for the socket here
-	})
+	msg := unix.Msghdr{Iov: &iov[0]}
+	msg.SetIovlen(len(iov))
+	r, _, errno := unix.RawSyscall(unix.SYS_SENDMSG, uintptr(c.fd), uintptr(unsafe.Pointer(&msg)), unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
 	clear(iov) // let the frames go
 	switch {
-	case err != nil:
-		return 0, err
 	case errno == unix.EAGAIN || errno == unix.EINTR:
 		return 0, errWouldBlock
 	case errno != 0:
 		return 0, errno
 	}
-	return n, nil
+	return int(r), nil
 }

@@ -107,3 +107,82 @@ func TestStalledClientGetsEverythingInOrder(t *testing.T) {
 		}
 	}
 }
+
+// Flushers write without holding a connection's lock, so rooms queue frames
+// behind a write in progress and a client can die in the middle of one.
+// Under many writers at once, every frame still arrives once and in order,
+// and the dead connections are cleaned up.
+func TestFramesQueuedDuringWritesKeepOrder(t *testing.T) {
+	srv, url := startServer(t, server.Config{WriteDelay: -1, Rate: 1e6, RateBurst: 1e6})
+	const (
+		publishers = 4
+		events     = 500
+		readers    = 4
+		quitters   = 3
+	)
+	var subs, gone []*peer
+	for i := range readers + quitters {
+		p := dial(t, url)
+		p.mustAck(frame{"t": "join", "room": "r"})
+		if i < readers {
+			subs = append(subs, p)
+		} else {
+			gone = append(gone, p)
+		}
+	}
+	var pubs []*peer
+	for range publishers {
+		p := dial(t, url)
+		p.mustAck(frame{"t": "join", "room": "r"})
+		pubs = append(pubs, p)
+	}
+
+	errs := make(chan error, publishers)
+	for i, p := range pubs {
+		go func() {
+			for n := range events {
+				if n == events/2 && i == 0 {
+					// Cut the quitters mid-stream, while frames are being
+					// written to them.
+					for _, q := range gone {
+						_ = q.ws.UnderlyingConn().Close()
+					}
+				}
+				err := p.ws.WriteJSON(frame{"t": "emit", "room": "r", "event": "n", "data": []int{i, n}, "except_self": true})
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range publishers {
+		if err := <-errs; err != nil {
+			t.Fatalf("publish: %v", err)
+		}
+	}
+	for si, s := range subs {
+		next := make([]int, publishers)
+		for range publishers * events {
+			ev := s.readType("event")
+			d, _ := ev["data"].([]any)
+			if len(d) != 2 {
+				t.Fatalf("subscriber %d: event %v", si, ev)
+			}
+			pub, n := int(d[0].(float64)), int(d[1].(float64))
+			if n != next[pub] {
+				t.Fatalf("subscriber %d: publisher %d's event %d arrived when %d was due", si, pub, n, next[pub])
+			}
+			next[pub]++
+		}
+	}
+	want := float64(readers + publishers)
+	var got float64
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if got = counters(t, srv)["ferry_connections"]; got == want {
+			return
+		}
+	}
+	t.Fatalf("%v connections open, want %v once the quitters are gone", got, want)
+}

@@ -83,9 +83,6 @@ func (p *poller) add(c *conn) error {
 	if err := p.start(); err != nil {
 		return fmt.Errorf("epoll: %w", err)
 	}
-	if err := c.raw.Control(func(fd uintptr) { c.fd = int(fd) }); err != nil {
-		return err
-	}
 	p.mu.Lock()
 	p.conns[c.fd] = c
 	p.mu.Unlock()

@@ -44,6 +44,10 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		_ = c.nc.Close()
 		return
 	}
+	if err = c.raw.Control(func(fd uintptr) { c.fd = int(fd) }); err != nil {
+		_ = c.nc.Close()
+		return
+	}
 	if c.fl = s.flushers.assign(s); c.fl == nil {
 		_ = c.nc.Close() // shut down meanwhile
 		return
