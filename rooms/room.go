@@ -161,12 +161,13 @@ func (r *room) list() protocol.RoomMembers {
 }
 
 func (r *room) deliverLocked(msg *Message, except string) int {
+	skip := -1
+	if i, ok := r.index[except]; ok && except != "" {
+		skip = i
+	}
 	n := 0
-	for _, m := range r.members {
-		if except != "" && m.ConnID() == except {
-			continue
-		}
-		if m.Deliver(msg) {
+	for i, m := range r.members {
+		if i != skip && m.Deliver(msg) {
 			n++
 		}
 	}
