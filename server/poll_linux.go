@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -19,7 +21,8 @@ type poller struct {
 	once  sync.Once
 	err   error
 	epfd  int
-	wake  int // eventfd that stops the loop
+	epf   *os.File // epfd, watched by Go's own poller while the loop waits
+	wake  int      // eventfd that stops the loop
 	done  chan struct{}
 	mu    sync.Mutex
 	conns map[int]*conn
@@ -45,22 +48,45 @@ func (p *poller) start() error {
 		}
 		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(p.wake)}
 		if p.err = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, p.wake, &ev); p.err != nil {
+			_ = unix.Close(p.wake)
+			_ = unix.Close(p.epfd)
 			return
 		}
-		go p.loop()
+		// An epoll instance is itself readable when it has events. Non-
+		// blocking, it goes into Go's poller, so the loop parks like any
+		// goroutine waiting for a socket instead of holding a thread in
+		// epoll_wait, which the runtime would keep replacing under load.
+		if p.err = unix.SetNonblock(p.epfd, true); p.err != nil {
+			_ = unix.Close(p.wake)
+			_ = unix.Close(p.epfd)
+			return
+		}
+		p.epf = os.NewFile(uintptr(p.epfd), "epoll")
+		rc, err := p.epf.SyscallConn()
+		if err != nil {
+			p.err = err
+			_ = unix.Close(p.wake)
+			_ = p.epf.Close()
+			return
+		}
+		go p.loop(rc)
 	})
 	return p.err
 }
 
-func (p *poller) loop() {
+func (p *poller) loop(rc syscall.RawConn) {
 	defer close(p.done)
 	events := make([]unix.EpollEvent, 256)
 	for {
-		n, err := unix.EpollWait(p.epfd, events, -1)
+		var n int
+		var err error
+		if rerr := rc.Read(func(fd uintptr) bool {
+			n, err = unix.EpollWait(int(fd), events, 0)
+			return n > 0 || (err != nil && !errors.Is(err, unix.EINTR))
+		}); rerr != nil {
+			err = rerr
+		}
 		if err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
 			p.log.Error("epoll_wait", "err", err)
 			return
 		}
@@ -159,6 +185,6 @@ func (p *poller) close() {
 		_, _ = unix.Write(p.wake, []byte{1, 0, 0, 0, 0, 0, 0, 0})
 		<-p.done
 		_ = unix.Close(p.wake)
-		_ = unix.Close(p.epfd)
+		_ = p.epf.Close()
 	})
 }
