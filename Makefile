@@ -1,9 +1,11 @@
 # ferry's build and test entry points. `make test` installs what the tests
-# need (a MinIO server, Chromium, docker-compose), cached between runs.
+# need (a MinIO server, Centrifugo, Chromium, docker-compose), cached between
+# runs.
 
 GO      ?= go
 GOBIN   := $(shell $(GO) env GOPATH)/bin
 MINIO   := $(GOBIN)/minio
+CENTRIFUGO := $(GOBIN)/centrifugo
 
 .PHONY: all build test test-deps vet fmt-check fuzz bench clean
 
@@ -13,7 +15,7 @@ build:
 	$(GO) build -o bin/ferry ./cmd/ferry
 
 test: test-deps fmt-check vet
-	FERRY_MINIO_BIN=$(MINIO) $(GO) test -race -timeout 9m ./...
+	FERRY_MINIO_BIN=$(MINIO) FERRY_CENTRIFUGO=$(CENTRIFUGO) $(GO) test -race -timeout 9m ./...
 
 test-deps:
 	./scripts/test-deps.sh

@@ -48,6 +48,9 @@ type FanoutConfig struct {
 	// ReadLoops is how many epoll loops (goroutines) read the members'
 	// sockets. Zero means 2.
 	ReadLoops int
+	// Peer is the server's kind: PeerFerry (also when empty) or a peer
+	// measured the same way for comparison, such as PeerCentrifugo.
+	Peer string
 	// Progress receives a line now and then while the bench runs; nil is silent.
 	Progress io.Writer
 }
@@ -121,8 +124,9 @@ var tsKey = []byte(`"bts":`)
 
 // fanoutRun holds the state shared by one run's goroutines.
 type fanoutRun struct {
-	cfg   FanoutConfig
-	epoch time.Time
+	cfg     FanoutConfig
+	dialect dialect
+	epoch   time.Time
 	// The window, as offsets from epoch, set before publishing starts and
 	// read by every receiver.
 	winStart, winEnd atomic.Int64
@@ -162,8 +166,12 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (FanoutResult, error) {
 	if cfg.Size < MinEventSize {
 		return res, fmt.Errorf("event size %d is below the minimum of %d bytes", cfg.Size, MinEventSize)
 	}
+	d, err := newDialect(cfg.Peer)
+	if err != nil {
+		return res, err
+	}
 	progress := progressFunc(cfg.Progress)
-	f := &fanoutRun{cfg: cfg, epoch: time.Now()}
+	f := &fanoutRun{cfg: cfg, dialect: d, epoch: time.Now()}
 
 	members, err := newMemberSet(f, cfg.ReadLoops)
 	if err != nil {

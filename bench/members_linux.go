@@ -7,8 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-
-	"github.com/ferryhq/ferry/protocol"
+	"time"
 )
 
 // memberSet holds a fan-out's members and reads them from a few epoll loops,
@@ -67,8 +66,8 @@ func (s *memberSet) join(name string) error {
 	s.mu.Lock()
 	s.all = append(s.all, c)
 	s.mu.Unlock()
-	if err := c.request(1, protocol.Request{T: protocol.TypeJoin, ID: 1, Room: s.f.cfg.Room}); err != nil {
-		return fmt.Errorf("join %q: %w", s.f.cfg.Room, err)
+	if err := s.f.dialect.joinRaw(c, s.f.cfg.Room); err != nil {
+		return err
 	}
 	if err := c.detach(); err != nil {
 		return err
@@ -174,25 +173,41 @@ func (l *epollLoop) parse(c *rawConn) {
 		}
 		switch op {
 		case opText:
-			i := bytes.Index(payload, tsKey)
-			if i < 0 {
-				continue
-			}
-			sent, ok := parseDigits(payload[i+len(tsKey):])
-			if !ok {
-				continue
-			}
-			now := f.now()
-			l.received.Add(1)
-			if int64(sent) >= f.winStart.Load() && int64(sent) < f.winEnd.Load() {
-				l.inWindow++
-				l.hist.record(now - sent)
+			l.events(payload)
+			if a := f.dialect.answer(payload); a != nil {
+				_ = c.writeFrame(opText, a)
 			}
 		case opPing:
 			c.pong(payload)
 		case opClose:
 			l.end(c, closeError(payload))
 			return
+		}
+	}
+}
+
+// events records every event in a text frame: one for ferry, possibly
+// several for a server that packs messages into one frame.
+func (l *epollLoop) events(payload []byte) {
+	f := l.set.f
+	var now time.Duration
+	for {
+		i := bytes.Index(payload, tsKey)
+		if i < 0 {
+			return
+		}
+		payload = payload[i+len(tsKey):]
+		sent, ok := parseDigits(payload)
+		if !ok {
+			continue
+		}
+		if now == 0 {
+			now = f.now()
+		}
+		l.received.Add(1)
+		if int64(sent) >= f.winStart.Load() && int64(sent) < f.winEnd.Load() {
+			l.inWindow++
+			l.hist.record(now - sent)
 		}
 	}
 }

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"strconv"
@@ -34,7 +33,7 @@ type publisher struct {
 func (ps *publishers) dial(ctx context.Context, f *fanoutRun) error {
 	d := newDialer(4096, 1024)
 	for i := range ps.list {
-		c, err := f.dialPublisher(ctx, d, "publisher-"+strconv.Itoa(i))
+		c, err := f.dialect.dialPublisher(ctx, d, f.cfg.URL, "publisher-"+strconv.Itoa(i), f.cfg.Room)
 		if err != nil {
 			return fmt.Errorf("publisher %d: %w", i, err)
 		}
@@ -86,30 +85,20 @@ func (ps *publishers) close() {
 	closeAll(all)
 }
 
-func (f *fanoutRun) dialPublisher(ctx context.Context, d *websocket.Dialer, name string) (*websocket.Conn, error) {
-	c, _, err := dial(ctx, d, f.cfg.URL, name)
-	if err != nil {
-		return nil, err
-	}
-	if err := join(c, f.cfg.Room); err != nil {
-		c.Close()
-		return nil, err
-	}
-	return c, nil
-}
-
 // watchPublisher reads what the server sends a publisher: presence frames,
 // and error frames if it refuses an emit.
 func (f *fanoutRun) watchPublisher(c *websocket.Conn) {
 	buf := make([]byte, 4096)
-	errType := []byte(`"t":"error"`)
 	for {
 		n, err := readFrame(c, buf)
 		if err != nil {
 			f.connEnded(err)
 			return
 		}
-		if bytes.Contains(buf[:n], errType) {
+		if a := f.dialect.answer(buf[:n]); a != nil {
+			_ = c.WriteMessage(websocket.TextMessage, a)
+		}
+		if f.dialect.isError(buf[:n]) {
 			f.errFrames.Add(1)
 			f.errFirst.CompareAndSwap(nil, string(buf[:n]))
 		}
@@ -125,7 +114,6 @@ func (f *fanoutRun) publish(ctx context.Context, p *publisher, idx int, start ti
 	cfg := f.cfg
 	winStart, winEnd := time.Duration(f.winStart.Load()), time.Duration(f.winEnd.Load())
 	var frame []byte
-	prefix := fmt.Appendf(nil, `{"t":"emit","room":%q,"event":"bench","except_self":true,"data":`, cfg.Room)
 	for k := int64(idx); ; k += int64(cfg.Publishers) {
 		due := start + time.Duration((k-k%int64(cfg.Burst))*int64(time.Second)/int64(cfg.Rate))
 		if due >= winEnd {
@@ -140,8 +128,9 @@ func (f *fanoutRun) publish(ctx context.Context, p *publisher, idx int, start ti
 		if lag := sent - due; lag > p.lagMax {
 			p.lagMax = lag
 		}
-		frame = appendEvent(append(frame[:0], prefix...), sent, k, cfg.Size)
-		frame = append(frame, '}')
+		frame = f.dialect.appendPublish(frame[:0], cfg.Room, k, func(b []byte) []byte {
+			return appendEvent(b, sent, k, cfg.Size)
+		})
 		if err := p.c.SetWriteDeadline(time.Now().Add(5 * time.Second)); err != nil {
 			return err
 		}

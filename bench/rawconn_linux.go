@@ -46,8 +46,8 @@ const (
 
 var errFrameMasked = errors.New("websocket: server frame is masked")
 
-// rawDial connects to target (ws://host:port/path), performs the WebSocket
-// handshake and reads the welcome frame. The socket is left in blocking mode
+// rawDial connects to target (ws://host:port/path) and performs the
+// WebSocket handshake. The socket is left in blocking mode
 // with timeouts, for the joins that follow; see detach.
 func rawDial(target, name string, timeout time.Duration) (*rawConn, error) {
 	u, err := url.Parse(target)
@@ -92,15 +92,6 @@ func rawDial(target, name string, timeout time.Duration) (*rawConn, error) {
 	if err := c.handshake(u, name); err != nil {
 		c.close()
 		return nil, err
-	}
-	var w protocol.Welcome
-	if err := c.readJSON(&w); err != nil {
-		c.close()
-		return nil, fmt.Errorf("welcome: %w", err)
-	}
-	if w.T != protocol.TypeWelcome {
-		c.close()
-		return nil, fmt.Errorf("first frame is %q, want %q", w.T, protocol.TypeWelcome)
 	}
 	return c, nil
 }

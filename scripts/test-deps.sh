@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
 # Installs what ferry's tests need, once; later runs find it cached.
 #   - MinIO, built from the Go module proxy (the tests start it on 127.0.0.1)
+#   - Centrifugo, built from the Go module proxy (the peer that
+#     `ferry bench fanout --peer centrifugo` measures; a test runs it)
 #   - Chromium (browser tests), docker-compose (checks docker-compose.yml) and
 #     Node.js (runs the browser client's unit tests),
 #     from Debian's packages
 set -euo pipefail
 
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
+CENTRIFUGO_VERSION=v6.9.1
 GOBIN="$(go env GOPATH)/bin"
 
 if [ ! -x "$GOBIN/minio" ]; then
 	echo "test-deps: building MinIO $MINIO_VERSION (about two minutes, once)"
 	GOFLAGS= go install "github.com/minio/minio@$MINIO_VERSION"
+fi
+if [ ! -x "$GOBIN/centrifugo" ]; then
+	echo "test-deps: building Centrifugo $CENTRIFUGO_VERSION (about three minutes, once)"
+	GOFLAGS= go install "github.com/centrifugal/centrifugo/v6@$CENTRIFUGO_VERSION"
 fi
 
 missing=()

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"time"
 
@@ -274,8 +275,15 @@ func runBenchFanout(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.StringVar(&cfg.Room, "room", "bench", "room name")
 	fs.IntVar(&cfg.DialWorkers, "dial-workers", 32, "connections opened at once")
 	fs.IntVar(&cfg.ReadLoops, "read-loops", 2, "epoll loops (goroutines) reading the members' sockets")
+	fs.StringVar(&cfg.Peer, "peer", bench.PeerFerry, fmt.Sprintf("the server's kind, one of %s; a peer needs --server and --pid (see docs/benchmarks.md)", strings.Join(bench.Peers, ", ")))
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if !slices.Contains(bench.Peers, cfg.Peer) {
+		return fmt.Errorf("--peer %q: want one of %s", cfg.Peer, strings.Join(bench.Peers, ", "))
+	}
+	if cfg.Peer != bench.PeerFerry && tf.server == "" {
+		return fmt.Errorf("--peer %s measures a server started by hand: give its --server and --pid", cfg.Peer)
 	}
 	// The publishers emit far above a chat client's rate limit.
 	serveArgs := []string{"--rate", "1000000", "--rate-burst", "1000000"}

@@ -57,6 +57,22 @@ func Chromium(t testing.TB) string {
 	return path
 }
 
+// CentrifugoEnv names the environment variable that points at a Centrifugo
+// binary, the peer `ferry bench fanout --peer centrifugo` measures.
+const CentrifugoEnv = "FERRY_CENTRIFUGO"
+
+// Centrifugo returns the path of a Centrifugo server: $FERRY_CENTRIFUGO, else
+// centrifugo in PATH. Missing, it skips or fails the test as Require does.
+func Centrifugo(t testing.TB) string {
+	t.Helper()
+	path, err := lookup(CentrifugoEnv, "centrifugo")
+	if err != nil {
+		Require(t, fmt.Sprintf("Centrifugo (%v)", err))
+		return ""
+	}
+	return path
+}
+
 // lookup returns the program named by the environment variable env if set,
 // else the first of names found in PATH. A variable that is set but points at
 // nothing usable is an error, not a reason to look further: someone meant it.
