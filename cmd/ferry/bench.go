@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -284,6 +285,15 @@ func runBenchFanout(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	if cfg.Peer != bench.PeerFerry && tf.server == "" {
 		return fmt.Errorf("--peer %s measures a server started by hand: give its --server and --pid", cfg.Peer)
+	}
+	// Each read loop waits for its sockets in epoll_wait, a system call, and
+	// needs a P again when woken. With one P per core, a woken loop often
+	// waited behind the other loop and the publishers, and that wait of the
+	// generator's own counted as the server's latency. A P per loop, plus
+	// two for the publishers and the sampling, keeps it out. The server, a
+	// separate process, keeps its own default.
+	if want := cfg.ReadLoops + 2; runtime.GOMAXPROCS(0) < want {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(want))
 	}
 	// The publishers emit far above a chat client's rate limit.
 	serveArgs := []string{"--rate", "1000000", "--rate-burst", "1000000"}
