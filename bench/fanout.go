@@ -26,7 +26,7 @@ type FanoutConfig struct {
 	Size int
 	// Rate is how many events per second all publishers emit together, on a
 	// fixed schedule. Every event reaches Members connections, so the
-	// delivery rate asked of the server is Rate × Members. Zero means 250.
+	// delivery rate asked of the server is Rate × Members. Zero means 500.
 	Rate int
 	// Burst is how many events are scheduled at the same instant: the
 	// schedule has Rate/Burst ticks per second. Bursts let a server that
@@ -149,7 +149,7 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (FanoutResult, error) {
 	setDefault(&cfg.Members, 1000)
 	setDefault(&cfg.Publishers, 1)
 	setDefault(&cfg.Size, 100)
-	setDefault(&cfg.Rate, 250)
+	setDefault(&cfg.Rate, 500)
 	setDefault(&cfg.Burst, 1)
 	setDefault(&cfg.DialWorkers, 32)
 	setDefault(&cfg.ReadLoops, 2)

@@ -268,7 +268,7 @@ func runBenchFanout(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.IntVar(&cfg.Members, "members", 1000, "connections in the room receiving every event")
 	fs.IntVar(&cfg.Publishers, "publishers", 1, "connections sharing the publishing")
 	fs.IntVar(&cfg.Size, "size", 100, fmt.Sprintf("bytes of data per event (at least %d)", bench.MinEventSize))
-	fs.IntVar(&cfg.Rate, "rate", 250, "events per second, all publishers together (deliveries/s = rate × members)")
+	fs.IntVar(&cfg.Rate, "rate", 500, "events per second, all publishers together (deliveries/s = rate × members)")
 	fs.IntVar(&cfg.Burst, "burst", 1, "events scheduled at the same instant (rate/burst ticks per second)")
 	fs.DurationVar(&cfg.Warmup, "warmup", 2*time.Second, "events flow this long before the measurement")
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "length of the measurement")
