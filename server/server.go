@@ -47,7 +47,7 @@ type Config struct {
 	// the previous pass over the connections waiting for it started less than
 	// WriteDelay ago, the next one waits for the rest of it, so that a client
 	// gets several frames per system call. A quiet server writes at once, and
-	// answers to a client's own requests never wait. Default 15ms; negative:
+	// answers to a client's own requests never wait. Default 12ms; negative:
 	// never wait.
 	WriteDelay time.Duration
 
@@ -92,7 +92,7 @@ func (c *Config) applyDefaults() {
 		c.WriteTimeout = 10 * time.Second
 	}
 	if c.WriteDelay == 0 {
-		c.WriteDelay = 15 * time.Millisecond
+		c.WriteDelay = 12 * time.Millisecond
 	}
 	if c.MaxFrame <= 0 {
 		c.MaxFrame = 1 << 20

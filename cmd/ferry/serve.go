@@ -74,7 +74,7 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.pingInterval, "ping-interval", 25*time.Second, "how often the server pings each connection")
 	fs.DurationVar(&f.pingTimeout, "ping-timeout", 20*time.Second, "how long past a ping a silent connection is kept")
 	fs.DurationVar(&f.writeTimeout, "write-timeout", 10*time.Second, "deadline of every write to a client")
-	fs.DurationVar(&f.writeDelay, "write-delay", 15*time.Millisecond, "under load, write room traffic at most this often, so that clients get several frames per system call (0: write at once)")
+	fs.DurationVar(&f.writeDelay, "write-delay", 12*time.Millisecond, "under load, write room traffic at most this often, so that clients get several frames per system call (0: write at once)")
 	fs.IntVar(&f.maxFrame, "max-frame", 1<<20, "largest text frame in bytes")
 	fs.IntVar(&f.maxQueue, "max-queue", 4<<20, "bytes queued for a client before it is dropped as slow")
 	fs.Float64Var(&f.rate, "rate", 100, "requests per second allowed per connection")
