@@ -39,8 +39,11 @@ type conn struct {
 	wstate   uint8    // writeIdle, writeFlushing or writeBlocking
 	inNormal bool     // on the flusher's list of room traffic
 	inUrgent bool     // on the flusher's list of urgent frames
-	closing  bool     // a close frame is queued: no more data frames
-	dead     bool     // the TCP connection is closed
+	// overQueue is set when the queue went over MaxQueue while a flusher
+	// was writing; the flusher decides once its write is over.
+	overQueue bool
+	closing   bool // a close frame is queued: no more data frames
+	dead      bool // the TCP connection is closed
 
 	pinger   *time.Timer
 	pingSent time.Time // owned by the timer's callbacks, which never overlap
@@ -129,11 +132,15 @@ func (c *conn) enqueue(frame []byte, kind frameKind) bool {
 	// taken from them first, which may let a little live traffic go
 	// uncounted meanwhile, never more than the catch-up itself.
 	if (kind == kindRoom || kind == kindReply) && c.queued-c.catchUp+len(frame) > c.s.cfg.MaxQueue {
-		c.mu.Unlock()
-		c.s.metrics.slow.Add(1)
-		c.log.Info("dropping slow client", "queued", c.queued)
-		c.closeWith(protocol.CloseSlow, "too slow: send queue full")
-		return false
+		if c.wstate != writeFlushing {
+			c.mu.Unlock()
+			c.dropSlow()
+			return false
+		}
+		// A flusher is writing part of the queue right now, and the client
+		// may be reading it as it goes: whether it is slow is known once
+		// that write is over (see flush).
+		c.overQueue = true
 	}
 	c.queue = append(c.queue, frame)
 	c.queued += len(frame)
@@ -153,6 +160,13 @@ func (c *conn) enqueue(frame []byte, kind frameKind) bool {
 	}
 	c.mu.Unlock()
 	return true
+}
+
+// dropSlow closes a client whose queue outgrew MaxQueue.
+func (c *conn) dropSlow() {
+	c.s.metrics.slow.Add(1)
+	c.log.Info("dropping slow client", "queued", c.queued)
+	c.closeWith(protocol.CloseSlow, "too slow: send queue full")
 }
 
 // closeWith queues a close frame and cuts the connection if the client has

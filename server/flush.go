@@ -221,6 +221,8 @@ func (f *flusher) flush(c *conn, urgent bool) (frames, n int, wrote bool) {
 		return 0, n, true
 	}
 	frames = c.consume(n)
+	slow := c.overQueue && c.queued-c.catchUp > c.s.cfg.MaxQueue
+	c.overQueue = false
 	switch {
 	case err == nil && n == total:
 		// Frames queued during the write have put c on a list again.
@@ -236,6 +238,9 @@ func (f *flusher) flush(c *conn, urgent bool) (frames, n int, wrote bool) {
 		return frames, n, true
 	}
 	c.mu.Unlock()
+	if slow {
+		c.dropSlow()
+	}
 	return frames, n, true
 }
 
@@ -259,6 +264,11 @@ func (c *conn) consume(n int) int {
 	return done
 }
 
+// writeGroup bounds one write of a writer goroutine: what the client has
+// read stops counting against MaxQueue group by group, not only once the
+// whole backlog taken from the queue is written.
+const writeGroup = 64 << 10
+
 // writeLoop writes, waiting for the client as long as WriteTimeout allows,
 // until the queue is empty; it then hands the connection back to its
 // flusher.
@@ -276,25 +286,35 @@ func (c *conn) writeLoop() {
 		c.queue = c.queue[:0]
 		c.mu.Unlock()
 
-		frames := len(batch)
-		_ = c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
-		bufs := net.Buffers(batch)
-		n, err := bufs.WriteTo(c.nc)
+		for rest := batch; len(rest) > 0; {
+			k, size := 1, len(rest[0])
+			for k < len(rest) && size+len(rest[k]) <= writeGroup {
+				size += len(rest[k])
+				k++
+			}
+			_ = c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
+			bufs := net.Buffers(rest[:k])
+			n, err := bufs.WriteTo(c.nc)
+			rest = rest[k:]
+			// A group counts in queued until it is written, so that a
+			// client that does not read is dropped at MaxQueue, not twice
+			// that.
+			c.mu.Lock()
+			if !c.dead {
+				c.queued -= int(n)
+				c.catchUp = min(c.catchUp, c.queued)
+			}
+			c.mu.Unlock()
+			c.s.metrics.messagesOut.Add(uint64(k))
+			c.s.metrics.bytesOut.Add(uint64(n))
+			c.s.metrics.writes.Add(1)
+			if err != nil {
+				clear(batch)
+				c.log.Debug("write failed", "err", err)
+				c.kill()
+				break
+			}
+		}
 		clear(batch)
-		// The batch counts in queued until it is written, so that a client
-		// that does not read is dropped at MaxQueue, not twice that.
-		c.mu.Lock()
-		if !c.dead {
-			c.queued -= int(n)
-			c.catchUp = min(c.catchUp, c.queued)
-		}
-		c.mu.Unlock()
-		c.s.metrics.messagesOut.Add(uint64(frames))
-		c.s.metrics.bytesOut.Add(uint64(n))
-		c.s.metrics.writes.Add(1)
-		if err != nil {
-			c.log.Debug("write failed", "err", err)
-			c.kill()
-		}
 	}
 }

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -431,12 +432,19 @@ func TestSlowClientDropped(t *testing.T) {
 	slow.mustAck(frame{"t": "join", "room": "r"})
 	fast.readType("presence")
 	// slow stops reading; fast publishes far more than kernel buffers and
-	// the queue hold, and keeps receiving everything.
+	// the queue hold, and keeps receiving everything. fast keeps at most
+	// three events (180 KiB) in flight to itself, so that it never has more
+	// than the queue holds waiting, whatever its reading and writing speeds.
 	big := strings.Repeat("x", 60<<10)
 	const events = 300
+	credits := make(chan struct{}, 3)
+	for range cap(credits) {
+		credits <- struct{}{}
+	}
 	go func() {
 		for i := 0; i < events; i++ {
-			if err := fast.ws.WriteJSON(frame{"t": "emit", "room": "r", "event": "blob", "data": big}); err != nil {
+			<-credits
+			if err := fast.ws.WriteJSON(frame{"t": "emit", "room": "r", "event": "blob", "data": fmt.Sprint(i, big)}); err != nil {
 				return
 			}
 		}
@@ -447,7 +455,12 @@ func TestSlowClientDropped(t *testing.T) {
 		f := fast.readWire()
 		switch f["t"] {
 		case "event":
+			if want := fmt.Sprint(got, big); f["data"] != want {
+				d, _ := f["data"].(string)
+				t.Fatalf("event %d: got %.10q…, want %.10q…", got, d, want)
+			}
 			got++
+			credits <- struct{}{}
 		case "presence":
 			sawLeave = sawLeave || (f["action"] == "leave" && f["user"] == slow.welcome.User)
 		}
