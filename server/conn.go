@@ -39,6 +39,7 @@ type conn struct {
 	wstate   uint8    // writeIdle, writeFlushing or writeBlocking
 	inNormal bool     // on the flusher's list of room traffic
 	inUrgent bool     // on the flusher's list of urgent frames
+	over     bool     // cleaned up: close the socket once the queue is written
 	// overQueue is set when the queue went over MaxQueue while a flusher
 	// was writing; the flusher decides once its write is over.
 	overQueue bool
@@ -160,6 +161,12 @@ func (c *conn) enqueue(frame []byte, kind frameKind) bool {
 	}
 	c.mu.Unlock()
 	return true
+}
+
+// flushedLocked reports whether everything queued has been written. The
+// caller holds c.mu.
+func (c *conn) flushedLocked() bool {
+	return len(c.queue) == 0 && c.wstate == writeIdle
 }
 
 // dropSlow closes a client whose queue outgrew MaxQueue.
@@ -330,12 +337,15 @@ func (c *conn) cleanup() {
 		c.s.poller.remove(c)
 		c.s.hub.Unregister(c)
 		c.detachUploads()
+		// The socket closes now, or, while a close frame is still queued,
+		// once it is written (closeWith's timer cuts it at the latest), so
+		// that a Shutdown that saw every connection end leaves no socket
+		// open behind it.
 		c.mu.Lock()
-		closing := c.closing
+		c.over = true
+		now := !c.closing || c.flushedLocked()
 		c.mu.Unlock()
-		if !closing {
-			// Otherwise closeWith's timer cuts the socket once the close
-			// frame has had its grace period.
+		if now {
 			c.kill()
 		}
 		c.s.metrics.connections.Add(-1)

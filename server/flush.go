@@ -237,8 +237,12 @@ func (f *flusher) flush(c *conn, urgent bool) (frames, n int, wrote bool) {
 		c.kill()
 		return frames, n, true
 	}
+	done := c.over && c.flushedLocked()
 	c.mu.Unlock()
-	if slow {
+	switch {
+	case done:
+		c.kill()
+	case slow:
 		c.dropSlow()
 	}
 	return frames, n, true
@@ -278,7 +282,11 @@ func (c *conn) writeLoop() {
 		c.mu.Lock()
 		if len(c.queue) == 0 || c.dead {
 			c.wstate = writeIdle
+			done := c.over && !c.dead
 			c.mu.Unlock()
+			if done {
+				c.kill()
+			}
 			return
 		}
 		batch = append(batch[:0], c.queue...)

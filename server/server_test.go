@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -421,6 +422,13 @@ func TestShutdownClosesWithGoingAway(t *testing.T) {
 	}
 	if code := <-done; code != protocol.CloseGoingAway {
 		t.Fatalf("close code %d, want 1001", code)
+	}
+	// Shutdown returned once the connection ended: its socket is closed
+	// too, not left for the close frame's grace period.
+	nc := p.ws.UnderlyingConn()
+	_ = nc.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if n, err := nc.Read(make([]byte, 16)); err != io.EOF {
+		t.Fatalf("after shutdown the socket read %d bytes, %v; want EOF", n, err)
 	}
 }
 
