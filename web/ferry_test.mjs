@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { Ferry, FerryError, backoffDelay, chunkFrame, SHA256, reconnectable } from './static/ferry.js';
+import { Ferry, FerryError, backoffDelay, chunkFrame, SHA256, reconnectable, utf8Length } from './static/ferry.js';
 
 // No test may reach the network: the connect-failure probe gets a fixed answer.
 globalThis.fetch = async () => { throw new TypeError('no network in tests'); };
@@ -48,6 +48,7 @@ class FakeServer {
       }
       send(data) {
         if (this.readyState !== 1) throw new Error('not open');
+        this.sentBytes = (this.sentBytes ?? 0) + (typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength);
         server.receive(this, data);
       }
       close(code = 1000, reason = '') {
@@ -241,6 +242,25 @@ test('close codes 4500-4999 are not reconnectable', () => {
   for (const [code, want] of [[1000, true], [1001, true], [1006, true], [4000, true], [4001, true], [4500, false], [4502, false], [4999, false], [5000, true]]) {
     assert.equal(reconnectable(code), want, String(code));
   }
+});
+
+test('utf8Length counts what a WebSocket sends', () => {
+  for (const s of ['', 'hi', 'héllo', '€ 100', 'emoji 😀 and 𝄞', 'lone \ud800 surrogate', 'end \udc00', '\ud83d']) {
+    assert.equal(utf8Length(s), Buffer.byteLength(s), JSON.stringify(s));
+  }
+});
+
+test('the bytes counted as sent are the bytes the socket sent, in UTF-8', async () => {
+  const srv = new FakeServer({ chunk: 1000, window: 4000 });
+  const c = client(srv);
+  c.connect();
+  await c.join('files');
+  await c.emit('files', 'chat', { text: 'grüße, 世界 😀' });
+  await c.upload('files', new Blob([bytes(3000)]), { name: 'a.bin', base64: true });
+  const ws = srv.sockets.at(-1);
+  assert.ok(ws.sentBytes > 4000);
+  assert.equal(c._wire, ws.sentBytes);
+  c.close();
 });
 
 test('chunk frames are laid out as docs/protocol.md says', () => {
