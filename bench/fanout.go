@@ -77,6 +77,10 @@ type FanoutResult struct {
 	// ServerMessagesOut is the growth of the server's
 	// ferry_messages_out_total in the window (-1 if not exported).
 	ServerMessagesOut int64 `json:"server_messages_out"`
+	// ServerWrites is the growth of ferry_writes_total in the window (-1 if
+	// not exported): ServerMessagesOut / ServerWrites is how many frames
+	// share a system call.
+	ServerWrites int64 `json:"server_writes"`
 
 	// Latency from the moment the publisher wrote an event (the time it
 	// carries) to its receipt, of events sent in the window, in
@@ -161,7 +165,7 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (FanoutResult, error) {
 	}
 	res := FanoutResult{
 		Members: cfg.Members, Publishers: cfg.Publishers, Size: cfg.Size, Rate: cfg.Rate, Burst: cfg.Burst,
-		ServerMessagesOut: -1,
+		ServerMessagesOut: -1, ServerWrites: -1,
 	}
 	if cfg.Size < MinEventSize {
 		return res, fmt.Errorf("event size %d is below the minimum of %d bytes", cfg.Size, MinEventSize)
@@ -275,6 +279,7 @@ func (f *fanoutRun) figures(res *FanoutResult, s0, s1 fanoutSample, windowReceiv
 	res.DeliveriesPerSec = float64(res.Delivered) / res.Seconds
 	if s0.hasOut && s1.hasOut {
 		res.ServerMessagesOut = int64(s1.messagesOut - s0.messagesOut)
+		res.ServerWrites = int64(s1.writes - s0.writes)
 	}
 	res.LatencyP50MS = ms(hist.quantile(0.50))
 	res.LatencyP90MS = ms(hist.quantile(0.90))
@@ -333,6 +338,7 @@ type fanoutSample struct {
 	serverCPU   time.Duration
 	selfCPU     time.Duration
 	messagesOut float64
+	writes      float64
 	hasOut      bool
 	machine     MachineCPU
 }
@@ -357,6 +363,9 @@ func (f *fanoutRun) sample(ctx context.Context, members *memberSet) (fanoutSampl
 		return s, fmt.Errorf("metrics: %w", err)
 	}
 	s.messagesOut, s.hasOut = m.Get("ferry_messages_out_total")
+	var hasWrites bool
+	s.writes, hasWrites = m.Get("ferry_writes_total")
+	s.hasOut = s.hasOut && hasWrites
 	return s, nil
 }
 

@@ -334,6 +334,10 @@ func printFanout(w io.Writer, t *benchTarget, r bench.FanoutResult) {
 	} else {
 		fmt.Fprintln(w, "server CPU        not measured (no --pid)")
 	}
+	if r.ServerWrites > 0 {
+		fmt.Fprintf(w, "server writes     %d frames in %d system calls = %.1f frames per write\n",
+			r.ServerMessagesOut, r.ServerWrites, float64(r.ServerMessagesOut)/float64(r.ServerWrites))
+	}
 	fmt.Fprintf(w, "generator CPU     %.2fs in the window; other processes %.2fs of the machine's %.2fs\n",
 		r.GeneratorCPUSeconds, r.OtherCPUSeconds, r.MachineCPUSeconds)
 	fmt.Fprintf(w, "totals            %d published, %d/%d delivered, %d lost, %d dropped connections, %d error frames\n",
