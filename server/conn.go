@@ -134,8 +134,7 @@ func (c *conn) enqueue(frame []byte, kind frameKind) bool {
 	// uncounted meanwhile, never more than the catch-up itself.
 	if (kind == kindRoom || kind == kindReply) && c.queued-c.catchUp+len(frame) > c.s.cfg.MaxQueue {
 		if c.wstate != writeFlushing {
-			c.mu.Unlock()
-			c.dropSlow()
+			c.dropSlowLocked()
 			return false
 		}
 		// A flusher is writing part of the queue right now, and the client
@@ -169,23 +168,46 @@ func (c *conn) flushedLocked() bool {
 	return len(c.queue) == 0 && c.wstate == writeIdle
 }
 
-// dropSlow closes a client whose queue outgrew MaxQueue.
-func (c *conn) dropSlow() {
-	c.s.metrics.slow.Add(1)
-	c.log.Info("dropping slow client", "queued", c.queued)
-	c.closeWith(protocol.CloseSlow, "too slow: send queue full")
+// dropSlowLocked closes a client whose queue outgrew MaxQueue. The caller
+// holds c.mu, which it releases: the decision is taken under the lock, so
+// that a client is counted once however many frames find it over the limit.
+func (c *conn) dropSlowLocked() {
+	start, queued := c.startCloseLocked(), c.queued
+	if start {
+		c.s.metrics.slow.Add(1) // counted before anyone can see closing
+	}
+	c.mu.Unlock()
+	if !start {
+		return
+	}
+	c.log.Info("dropping slow client", "queued", queued)
+	c.sendClose(protocol.CloseSlow, "too slow: send queue full")
 }
 
 // closeWith queues a close frame and cuts the connection if the client has
 // not closed its side within closeGrace. It never blocks.
 func (c *conn) closeWith(code int, reason string) {
 	c.mu.Lock()
+	start := c.startCloseLocked()
+	c.mu.Unlock()
+	if start {
+		c.sendClose(code, reason)
+	}
+}
+
+// startCloseLocked marks the connection closing; false means it already
+// was, or is dead. The caller holds c.mu.
+func (c *conn) startCloseLocked() bool {
 	if c.closing || c.dead {
-		c.mu.Unlock()
-		return
+		return false
 	}
 	c.closing = true
-	c.mu.Unlock()
+	return true
+}
+
+// sendClose queues the close frame of a connection startCloseLocked marked,
+// and cuts it after closeGrace.
+func (c *conn) sendClose(code int, reason string) {
 	c.enqueue(closeFrame(code, reason), kindControl)
 	time.AfterFunc(closeGrace, c.kill)
 }

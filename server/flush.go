@@ -237,13 +237,14 @@ func (f *flusher) flush(c *conn, urgent bool) (frames, n int, wrote bool) {
 		c.kill()
 		return frames, n, true
 	}
+	if slow {
+		c.dropSlowLocked()
+		return frames, n, true
+	}
 	done := c.over && c.flushedLocked()
 	c.mu.Unlock()
-	switch {
-	case done:
+	if done {
 		c.kill()
-	case slow:
-		c.dropSlow()
 	}
 	return frames, n, true
 }

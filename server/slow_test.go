@@ -1,0 +1,70 @@
+package server
+
+import (
+	"net"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// rawConnFor makes a conn of s on a loopback socket with small buffers,
+// without a WebSocket handshake or a reader, and returns the client's end.
+func rawConnFor(t *testing.T, s *Server) (*conn, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = peer.(*net.TCPConn).SetReadBuffer(4096)
+	_ = nc.(*net.TCPConn).SetWriteBuffer(4096)
+	c := &conn{s: s, nc: nc, id: "c_test", log: s.cfg.Log}
+	if c.raw, err = nc.(syscall.Conn).SyscallConn(); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.raw.Control(func(fd uintptr) { c.fd = int(fd) })
+	c.fl = s.flushers.assign(s)
+	c.pinger = time.AfterFunc(time.Hour, func() {})
+	c.reading.Store(true) // no poller: nothing reads this socket
+	s.add(c)
+	return c, peer
+}
+
+// A client that stops reading is dropped as slow once, however many rooms
+// find its queue full at the same moment.
+func TestSlowClientCountedOnce(t *testing.T) {
+	for range 50 {
+		s, err := New(Config{MaxQueue: 32 << 10, WriteDelay: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, peer := rawConnFor(t, s)
+		frame := textFrame(make([]byte, 512))
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				for c.enqueue(frame, kindRoom) {
+				}
+			})
+		}
+		wg.Wait()
+		n := s.metrics.slow.Load()
+		c.kill()
+		peer.Close()
+		s.flushers.stop()
+		s.stop()
+		<-s.swept
+		if n != 1 {
+			t.Fatalf("slow client counted %d times, want once", n)
+		}
+	}
+}
