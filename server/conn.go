@@ -40,6 +40,8 @@ type conn struct {
 	inNormal bool     // on the flusher's list of room traffic
 	inUrgent bool     // on the flusher's list of urgent frames
 	over     bool     // cleaned up: close the socket once the queue is written
+	// sockClosed: nc is closed; with over, the connection leaves (leave).
+	sockClosed bool
 	// overQueue is set when the queue went over MaxQueue while a flusher
 	// was writing; the flusher decides once its write is over.
 	overQueue bool
@@ -57,6 +59,7 @@ type conn struct {
 	// (writeFlushing) until that write is over.
 	fd        int
 	cleanOnce sync.Once
+	leaveOnce sync.Once
 
 	// Owned by the reader.
 	rd        wsReader
@@ -226,7 +229,7 @@ func (c *conn) kill() {
 	flushing := c.wstate == writeFlushing
 	c.mu.Unlock()
 	if !flushing {
-		_ = c.nc.Close()
+		c.closeSocket()
 	}
 	// With no reader running (an idle connection) nobody would notice the
 	// close: take the reader's place and clean up.
@@ -366,10 +369,35 @@ func (c *conn) cleanup() {
 		c.mu.Lock()
 		c.over = true
 		now := !c.closing || c.flushedLocked()
+		closed := c.sockClosed
 		c.mu.Unlock()
 		if now {
 			c.kill()
 		}
+		if closed {
+			c.leave()
+		}
+	})
+}
+
+// closeSocket closes the TCP connection. A connection cleaned up before
+// its socket closed leaves the server only now: Shutdown, which waits for
+// every connection to leave, then leaves no socket open behind it.
+func (c *conn) closeSocket() {
+	_ = c.nc.Close()
+	c.mu.Lock()
+	c.sockClosed = true
+	over := c.over
+	c.mu.Unlock()
+	if over {
+		c.leave()
+	}
+}
+
+// leave takes a cleaned-up connection whose socket is closed off the
+// server's books, once.
+func (c *conn) leave() {
+	c.leaveOnce.Do(func() {
 		c.s.metrics.connections.Add(-1)
 		c.s.remove(c)
 	})

@@ -217,7 +217,7 @@ func (f *flusher) flush(c *conn, urgent bool) (frames, n int, wrote bool) {
 	if c.dead {
 		// kill left the descriptor open for this write; close it now.
 		c.mu.Unlock()
-		_ = c.nc.Close()
+		c.closeSocket()
 		return 0, n, true
 	}
 	frames = c.consume(n)

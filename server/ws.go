@@ -57,6 +57,11 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	c.pinger = time.AfterFunc(s.cfg.PingInterval, c.heartbeat)
 	if !s.add(c) {
 		c.pinger.Stop()
+		// A heartbeat that already fired must not write to the descriptor
+		// once it is closed (see conn.fd).
+		c.mu.Lock()
+		c.dead = true
+		c.mu.Unlock()
 		_ = c.nc.Close()
 		return
 	}
