@@ -3,80 +3,18 @@ package server_test
 import (
 	"bytes"
 	"context"
-	"io"
 	"math/rand/v2"
-	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/ferryhq/ferry/internal/ferrytest"
 	"github.com/ferryhq/ferry/internal/testenv"
 	"github.com/ferryhq/ferry/server"
 	"github.com/ferryhq/ferry/storage"
 	"github.com/ferryhq/ferry/storage/s3"
 	"github.com/ferryhq/ferry/transfer"
 )
-
-// cutter is a TCP proxy that can cut every connection through it, as a
-// mobile network does.
-type cutter struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	conns  []net.Conn
-	wg     sync.WaitGroup
-}
-
-func newCutter(t *testing.T, target string) *cutter {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &cutter{ln: ln, target: target}
-	c.wg.Add(1)
-	go c.accept()
-	t.Cleanup(func() {
-		ln.Close()
-		c.cut()
-		c.wg.Wait()
-	})
-	return c
-}
-
-func (c *cutter) accept() {
-	defer c.wg.Done()
-	for {
-		in, err := c.ln.Accept()
-		if err != nil {
-			return
-		}
-		out, err := net.Dial("tcp", c.target)
-		if err != nil {
-			in.Close()
-			continue
-		}
-		c.mu.Lock()
-		c.conns = append(c.conns, in, out)
-		c.mu.Unlock()
-		c.wg.Add(2)
-		go func() { defer c.wg.Done(); _, _ = io.Copy(out, in); out.Close() }()
-		go func() { defer c.wg.Done(); _, _ = io.Copy(in, out); in.Close() }()
-	}
-}
-
-// cut drops every connection without a close handshake.
-func (c *cutter) cut() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, x := range c.conns {
-		if tc, ok := x.(*net.TCPConn); ok {
-			_ = tc.SetLinger(0)
-		}
-		x.Close()
-	}
-	c.conns = nil
-}
 
 // waitDurable polls an upload's state until n bytes of it are durable.
 func (p *peer) waitDurable(id string, n float64) {
@@ -94,17 +32,15 @@ func (p *peer) waitDurable(id string, n float64) {
 	}
 }
 
-func (c *cutter) url() string { return "ws://" + c.ln.Addr().String() + "/ws" }
-
 // The connection is cut at random points; each time the client reconnects,
 // asks for the upload's state and resumes from the server's offset.
 func TestResumeAfterDroppedConnections(t *testing.T) {
 	for name, newStore := range stores(t) {
 		t.Run(name, func(t *testing.T) {
 			e := newFileEnv(t, newStore(t), transfer.Config{PartSize: storage.MinPartSize}, server.Config{})
-			proxy := newCutter(t, strings.TrimPrefix(e.URL, "http://"))
+			proxy := ferrytest.NewProxy(t, strings.TrimPrefix(e.URL, "http://"))
 			data := randomBytes(3*storage.MinPartSize + 4321)
-			p := dial(t, proxy.url()+"?name=mobile")
+			p := dial(t, "ws://"+proxy.Addr+"/ws?name=mobile")
 			token := p.welcome.Token
 			p.mustAck(frame{"t": "join", "room": "r"})
 			rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
@@ -116,8 +52,8 @@ func TestResumeAfterDroppedConnections(t *testing.T) {
 				if attempt > 20 {
 					t.Fatal("too many attempts")
 				}
-				proxy.cut()
-				p = dial(t, proxy.url()+"?token="+token)
+				proxy.Cut()
+				p = dial(t, "ws://"+proxy.Addr+"/ws?token="+token)
 				p.mustAck(frame{"t": "join", "room": "r"})
 				st := p.mustAck(frame{"t": "upload.status", "upload": id})["data"].(map[string]any)
 				off := int64(st["offset"].(float64))
