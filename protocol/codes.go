@@ -43,6 +43,12 @@ const (
 	// CodeExpired: the upload was abandoned for longer than the upload
 	// TTL, or its stored parts were discarded; it cannot be resumed.
 	CodeExpired = "expired"
+	// CodeStorageFull: the storage has no room for the file (a full disk,
+	// an exhausted quota). The upload is over; nothing of it is kept.
+	CodeStorageFull = "storage_full"
+	// CodeBusy: the server has no part memory free for the upload right
+	// now; try again after RetryAfter milliseconds. Nothing changed.
+	CodeBusy = "busy"
 )
 
 // Close codes. Codes from 4500 to 4999 tell a client not to reconnect.
@@ -69,6 +75,8 @@ type Error struct {
 	// Upload and Offset are set for upload errors.
 	Upload string
 	Offset *int64
+	// RetryAfter, in milliseconds, is set with CodeBusy: when to try again.
+	RetryAfter int64
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Message) }

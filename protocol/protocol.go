@@ -29,6 +29,7 @@ const (
 	TypeUploadChunk    = "upload.chunk"
 	TypeUploadStatus   = "upload.status"
 	TypeUploadCancel   = "upload.cancel"
+	TypeUploadFinish   = "upload.finish"
 	TypeUploadProgress = "upload.progress"
 	TypeUploadDone     = "upload.done"
 	TypeFileLink       = "file.link"
@@ -77,7 +78,10 @@ type Request struct {
 	SHA256    string `json:"sha256,omitempty"`
 	ChunkSize int    `json:"chunk_size,omitempty"`
 	Resume    string `json:"resume,omitempty"`
-	File      string `json:"file,omitempty"`
+	// SHA256Later, on upload.open, says the client gives the SHA-256 with
+	// upload.finish once it has sent the last byte.
+	SHA256Later bool   `json:"sha256_later,omitempty"`
+	File        string `json:"file,omitempty"`
 }
 
 // From names the sender of an event.
@@ -205,6 +209,8 @@ type ErrorFrame struct {
 	Message string `json:"message"`
 	Upload  string `json:"upload,omitempty"`
 	Offset  *int64 `json:"offset,omitempty"`
+	// RetryAfterMS comes with busy: when to try again.
+	RetryAfterMS int64 `json:"retry_after_ms,omitempty"`
 }
 
 // Pong answers a ping.
@@ -245,11 +251,14 @@ type Delivered struct {
 	Duplicate bool `json:"duplicate,omitempty"`
 }
 
-// UploadProgress reports a new durable offset.
+// UploadProgress reports how far an upload got: Offset is the durable
+// offset (stored), Received how many bytes the server holds (stored or in
+// its part buffers): where a resume would continue.
 type UploadProgress struct {
-	T      string `json:"t"`
-	Upload string `json:"upload"`
-	Offset int64  `json:"offset"`
+	T        string `json:"t"`
+	Upload   string `json:"upload"`
+	Offset   int64  `json:"offset"`
+	Received int64  `json:"received"`
 }
 
 // UploadDone reports a finished upload to its uploader.

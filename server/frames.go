@@ -70,9 +70,9 @@ func errorFrame(id uint64, err error) protocol.ErrorFrame {
 	var te *transfer.Error
 	switch {
 	case errors.As(err, &pe):
-		f.Code, f.Message, f.Upload, f.Offset = pe.Code, pe.Message, pe.Upload, pe.Offset
+		f.Code, f.Message, f.Upload, f.Offset, f.RetryAfterMS = pe.Code, pe.Message, pe.Upload, pe.Offset, pe.RetryAfter
 	case errors.As(err, &te):
-		f.Code, f.Message, f.Offset = te.Code, te.Message, offsetOf(te)
+		f.Code, f.Message, f.Offset, f.RetryAfterMS = te.Code, te.Message, offsetOf(te), te.RetryAfter.Milliseconds()
 	default:
 		f.Code, f.Message = protocol.CodeInternal, "internal error"
 	}

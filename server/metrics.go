@@ -44,6 +44,7 @@ func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
 		{"ferry_error_frames_total", "counter", "Error frames sent.", m.errors.Load()},
 		{"ferry_upload_bytes_total", "counter", "File bytes received in chunks.", m.uploadBytes.Load()},
 		{"ferry_uploads_completed_total", "counter", "Uploads stored and announced.", m.uploadsDone.Load()},
+		{"ferry_upload_part_memory_bytes", "gauge", "Part memory held by uploads (their windows), within --part-memory.", s.partMemory()},
 	} {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %v\n", x.name, x.help, x.name, x.kind, x.name, x.value)
 	}

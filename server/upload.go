@@ -52,7 +52,7 @@ func (c *conn) dispatchUpload(req *protocol.Request) (any, error) {
 		g, err := t.Open(ctx, transfer.OpenRequest{
 			Owner: transfer.Owner{User: c.user, Name: c.name, Conn: c.id},
 			Room:  req.Room, Name: req.Name, Size: req.Size, Type: req.Type,
-			SHA256: req.SHA256, ChunkSize: req.ChunkSize, Resume: req.Resume,
+			SHA256: req.SHA256, SHA256Later: req.SHA256Later, ChunkSize: req.ChunkSize, Resume: req.Resume,
 		}, c)
 		if err != nil {
 			return nil, uploadErr(req.Resume, err)
@@ -82,6 +82,11 @@ func (c *conn) dispatchUpload(req *protocol.Request) (any, error) {
 			}{st, v}, nil
 		}
 		return st, nil
+	case protocol.TypeUploadFinish:
+		if err := t.Finish(ctx, req.Upload, c.user, req.SHA256); err != nil {
+			return nil, uploadErr(req.Upload, err)
+		}
+		return map[string]string{"upload": req.Upload}, nil
 	case protocol.TypeUploadCancel:
 		if err := t.Cancel(ctx, req.Upload, c.user); err != nil {
 			return nil, uploadErr(req.Upload, err)
@@ -106,7 +111,8 @@ func uploadErr(id string, err error) error {
 	if !errors.As(err, &te) {
 		return err
 	}
-	return &protocol.Error{Code: te.Code, Message: te.Message, Upload: id, Offset: offsetOf(te)}
+	return &protocol.Error{Code: te.Code, Message: te.Message, Upload: id, Offset: offsetOf(te),
+		RetryAfter: te.RetryAfter.Milliseconds()}
 }
 
 // readBinary handles a binary frame: a chunk header, then the payload,
@@ -249,8 +255,8 @@ func (c *conn) Interrupt(upload string) {
 }
 
 // Progress implements transfer.Sink.
-func (c *conn) Progress(upload string, durable int64) {
-	c.send(protocol.UploadProgress{T: protocol.TypeUploadProgress, Upload: upload, Offset: durable})
+func (c *conn) Progress(upload string, received, durable int64) {
+	c.send(protocol.UploadProgress{T: protocol.TypeUploadProgress, Upload: upload, Offset: durable, Received: received})
 }
 
 // Completed implements transfer.Sink.

@@ -38,6 +38,10 @@ var (
 	// ErrInvalidKey: the key is empty, absolute, or has "." / ".." elements,
 	// backslashes or control characters.
 	ErrInvalidKey = errors.New("storage: invalid key")
+	// ErrFull: the store has no room for what was written (a full disk,
+	// an exhausted quota or bucket limit). Trying again does not help
+	// until an operator frees space.
+	ErrFull = errors.New("storage: full")
 )
 
 // Meta describes an object: its content type (stored as
@@ -128,4 +132,12 @@ type Presigner interface {
 // ones can be cleaned up even when ferry lost its own record of them.
 type MultipartLister interface {
 	ListMultipart(ctx context.Context, prefix string, fn func(key, uploadID string, started time.Time) error) error
+}
+
+// SpaceReporter is an optional capability: a store that knows how many bytes
+// it can still take, so that an upload that cannot fit is refused before
+// its first byte is sent. S3 services do not say; a local disk does.
+type SpaceReporter interface {
+	// Free returns the bytes that can still be written.
+	Free(ctx context.Context) (int64, error)
 }

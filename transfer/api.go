@@ -25,6 +25,9 @@ type OpenRequest struct {
 	Type string
 	// SHA256 is the hex SHA-256 of the whole file, optional.
 	SHA256 string
+	// SHA256Later says the client gives the SHA-256 with Finish once it
+	// has sent the last byte; the upload completes only then.
+	SHA256Later bool
 	// ChunkSize is the chunk size the client would like; the grant may differ.
 	ChunkSize int
 	// Resume is the id of an upload to resume. Its owner must be Owner.User.
@@ -78,10 +81,14 @@ type State struct {
 }
 
 // Sink hears about an upload's progress. The manager calls it from its own
-// goroutines; implementations must not block (queue and return).
+// goroutines and from Write; implementations must not block (queue and
+// return).
 type Sink interface {
-	// Progress reports a new durable offset.
-	Progress(upload string, durable int64)
+	// Progress reports how far the upload got: received bytes are held by
+	// the server (where a resume continues), durable ones are stored. It
+	// comes after every stored part and, while chunks arrive, at most every
+	// ProgressInterval.
+	Progress(upload string, received, durable int64)
 	// Completed reports that the upload is stored, verified and announced.
 	Completed(upload string, f File)
 	// Failed reports a problem. When the error's code is

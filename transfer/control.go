@@ -95,19 +95,19 @@ func (m *Manager) discard(ctx context.Context, mf *manifest) error {
 }
 
 // Detach tells the manager that sink's connection went away. Its uploads
-// pause: the bytes of a part not yet full are dropped, full parts are still
-// stored, and the uploads stay resumable from another connection.
+// pause and stay resumable from another connection: full parts are still
+// stored, and the bytes of a part not yet full wait for the client for
+// Config.Idle (unless their memory is needed sooner).
 func (m *Manager) Detach(sink Sink) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for id, u := range m.uploads {
+	for _, u := range m.uploads {
 		u.mu.Lock()
 		if u.sink == sink {
 			u.sink = nil
 			u.detachLocked()
 			if u.evictableLocked() {
-				delete(m.uploads, id)
-				u.cancel()
+				m.forgetLocked(u)
 			}
 		}
 		u.mu.Unlock()
@@ -122,8 +122,7 @@ func (m *Manager) evict(u *upload) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.evictableLocked() && m.uploads[u.id] == u {
-		delete(m.uploads, u.id)
-		u.cancel()
+		m.forgetLocked(u)
 	}
 }
 

@@ -3,8 +3,10 @@ package transfer
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/ferryhq/ferry/protocol"
+	"github.com/ferryhq/ferry/storage"
 )
 
 // Error codes: the wire protocol's upload codes (docs/protocol.md).
@@ -25,6 +27,8 @@ const (
 	CodeCanceled           = protocol.CodeCanceled
 	CodeNotFound           = protocol.CodeNotFound
 	CodeExpired            = protocol.CodeExpired
+	CodeStorageFull        = protocol.CodeStorageFull
+	CodeBusy               = protocol.CodeBusy
 )
 
 // Error is the one error type of the transfer package: a stable code a client
@@ -36,6 +40,8 @@ type Error struct {
 	// Offset is meaningful for CodeBadOffset, CodeBeyondSize and
 	// CodeWindowExceeded: where the client must continue from.
 	Offset int64
+	// RetryAfter is set with CodeBusy: when the client may try again.
+	RetryAfter time.Duration
 	// Err is the underlying cause, if any.
 	Err error
 }
@@ -74,6 +80,8 @@ var (
 	ErrBadName            = &Error{Code: CodeBadName}
 	ErrBadRequest         = &Error{Code: CodeBadRequest}
 	ErrTooManyUploads     = &Error{Code: CodeTooManyUploads}
+	ErrStorageFull        = &Error{Code: CodeStorageFull}
+	ErrBusy               = &Error{Code: CodeBusy}
 )
 
 // ErrorCode returns err's transfer code, or "internal".
@@ -91,7 +99,7 @@ func ErrorCode(err error) string {
 // CodeStorageUnavailable leave the upload as it was.
 func Terminal(err error) bool {
 	switch ErrorCode(err) {
-	case CodeTypeRefused, CodeTypeMismatch, CodeChecksumMismatch, CodeCanceled, CodeExpired:
+	case CodeTypeRefused, CodeTypeMismatch, CodeChecksumMismatch, CodeCanceled, CodeExpired, CodeStorageFull:
 		return true
 	}
 	return false
@@ -110,4 +118,13 @@ func offsetError(code string, offset int64, format string, args ...any) *Error {
 	e := errorf(code, format, args...)
 	e.Offset = offset
 	return e
+}
+
+// storageError is a failed storage call as the client hears of it: final
+// when the store is full, something that passes otherwise.
+func storageError(err error, format string, args ...any) *Error {
+	if errors.Is(err, storage.ErrFull) {
+		return wrapf(err, CodeStorageFull, "the storage is full: "+format, args...)
+	}
+	return wrapf(err, CodeStorageUnavailable, format, args...)
 }

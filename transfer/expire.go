@@ -9,23 +9,30 @@ import (
 	"github.com/ferryhq/ferry/storage"
 )
 
-// Run sweeps expired uploads now and then every min(TTL/10, 1h). It returns
-// nil when ctx ends or Shutdown is called; sweep errors are logged, and the
-// next sweep tries again.
+// Run sweeps expired uploads now and then every min(TTL/10, 1h), and pauses
+// idle ones every Idle/4 (at most every 10s). It returns nil when ctx ends or
+// Shutdown is called; sweep errors are logged, and the next sweep tries
+// again.
 func (m *Manager) Run(ctx context.Context) error {
-	interval := max(min(m.ttl/10, time.Hour), time.Millisecond)
-	t := time.NewTicker(interval)
+	t := time.NewTicker(max(min(m.ttl/10, time.Hour), time.Millisecond))
 	defer t.Stop()
+	idle := time.NewTicker(max(min(m.idle/4, 10*time.Second), time.Millisecond))
+	defer idle.Stop()
 	for {
 		if err := m.Expire(ctx); err != nil && ctx.Err() == nil {
 			m.log.Warn("expiry sweep failed", "err", err)
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-m.closing:
-			return nil
-		case <-t.C:
+		for expire := false; !expire; {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-m.closing:
+				return nil
+			case <-idle.C:
+				m.pauseIdle()
+			case <-t.C:
+				expire = true
+			}
 		}
 	}
 }

@@ -47,6 +47,7 @@ func (c *clock) Add(d time.Duration) {
 type testSink struct {
 	mu        sync.Mutex
 	progress  map[string][]int64
+	received  map[string]int64
 	completed map[string][]File
 	failed    map[string][]error
 	changed   chan struct{}
@@ -55,7 +56,7 @@ type testSink struct {
 var _ Sink = (*testSink)(nil)
 
 func newSink() *testSink {
-	return &testSink{progress: map[string][]int64{}, completed: map[string][]File{},
+	return &testSink{progress: map[string][]int64{}, received: map[string]int64{}, completed: map[string][]File{},
 		failed: map[string][]error{}, changed: make(chan struct{}, 1)}
 }
 
@@ -66,11 +67,22 @@ func (s *testSink) poke() {
 	}
 }
 
-func (s *testSink) Progress(id string, durable int64) {
+// Progress records each new durable offset once (reports of received
+// bytes repeat it), and the last received offset.
+func (s *testSink) Progress(id string, received, durable int64) {
 	s.mu.Lock()
-	s.progress[id] = append(s.progress[id], durable)
+	if p := s.progress[id]; len(p) == 0 && durable != 0 || len(p) > 0 && p[len(p)-1] != durable {
+		s.progress[id] = append(p, durable)
+	}
+	s.received[id] = received
 	s.mu.Unlock()
 	s.poke()
+}
+
+func (s *testSink) lastReceived(id string) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.received[id]
 }
 
 func (s *testSink) Completed(id string, f File) {

@@ -125,12 +125,12 @@ func TestConcurrentUploads(t *testing.T) {
 }
 
 // A lone upload gets big parts; uploads opened while the big windows would
-// not fit in PartMemory get small ones. Both kinds store the file whole,
+// not fit in BigPartMemory get small ones. Both kinds store the file whole,
 // parts of each size come from their own buffers, and a restarted manager
 // resumes an upload with the part size it was given.
 func TestBigPartsWhileMemoryAllows(t *testing.T) {
 	const big = 2 * partSize
-	tweak := func(c *Config) { c.BigPartSize, c.PartMemory = big, 3*big }
+	tweak := func(c *Config) { c.BigPartSize, c.BigPartMemory = big, 3*big }
 	f := newFixture(t, tweak)
 	sink := newSink()
 	data := payload(3*big + 1000)
@@ -169,7 +169,7 @@ func TestBigPartsWhileMemoryAllows(t *testing.T) {
 // Uploads opened at the same moment do not all find the memory free.
 func TestBigPartsReservedWhileOpening(t *testing.T) {
 	const big = 2 * partSize
-	f := newFixture(t, func(c *Config) { c.BigPartSize, c.PartMemory, c.MaxUploads = big, 2*big, 16 })
+	f := newFixture(t, func(c *Config) { c.BigPartSize, c.BigPartMemory, c.MaxUploads = big, 2*big, 16 })
 	sink := newSink()
 	grants := make(chan Grant, 16)
 	var wg sync.WaitGroup

@@ -16,7 +16,7 @@ import (
 const (
 	DefaultPartSize    = 8 << 20
 	DefaultParts       = 2
-	DefaultPartMemory  = 64 << 20
+	DefaultPartMemory  = 256 << 20
 	DefaultChunkSize   = 256 << 10
 	DefaultMaxChunk    = 1 << 20
 	MinChunkSize       = 16 << 10
@@ -25,6 +25,15 @@ const (
 	DefaultMaxUploads  = 4
 	DefaultRetryMin    = 100 * time.Millisecond
 	DefaultRetryMax    = 5 * time.Second
+	DefaultIdle        = 2 * time.Minute
+	// DefaultStorageTimeout bounds one storage request; DefaultSlowStorage
+	// is how long one may take before the uploader hears that storage is
+	// unavailable (it goes on waiting until the timeout meanwhile).
+	DefaultStorageTimeout = 30 * time.Second
+	DefaultSlowStorage    = 5 * time.Second
+	// DefaultBusyRetry is when an upload refused for lack of part memory
+	// may try again.
+	DefaultBusyRetry = time.Second
 
 	// maxPartSize keeps a single part buffer reasonable; S3 itself allows 5 GiB.
 	maxPartSize = 256 << 20
@@ -45,14 +54,33 @@ type Config struct {
 	// 8 MiB; at least storage.MinPartSize.
 	PartSize int
 	// BigPartSize, when larger than PartSize, is the part size given to a
-	// new upload while the part buffers of all open uploads, its own
-	// included, fit in PartMemory: fewer, larger requests store a lone
+	// new upload while the windows of all uploads in memory, its own
+	// included, fit in BigPartMemory: fewer, larger requests store a lone
 	// upload faster. Uploads opened beyond that get PartSize. Default:
 	// PartSize (one size).
 	BigPartSize int
-	// PartMemory bounds the buffers counted by BigPartSize. Default 64 MiB:
-	// one upload at a time gets big parts with the default Parts.
+	// PartMemory is a hard cap on the part buffers of all uploads
+	// together. An upload holds its window (Parts × its part size) of it
+	// from Open until it leaves memory: it ends, it is paused for
+	// idleness, or its paused bytes are reclaimed for another upload. An
+	// Open that finds no room is refused with CodeBusy. Default 256 MiB.
 	PartMemory int64
+	// BigPartMemory bounds the windows within which new uploads get
+	// BigPartSize parts. Default PartMemory/4: one upload at a time gets
+	// big parts with the defaults.
+	BigPartMemory int64
+	// Idle is how long an upload keeps its buffers without a chunk: the
+	// bytes of a part being filled survive a dropped connection that
+	// long, and an upload whose connection sends it nothing for that long
+	// lets go of its memory (it stays resumable from what is stored).
+	// Default 2 minutes.
+	Idle time.Duration
+	// StorageTimeout bounds every storage request an upload makes; a
+	// request that runs out is retried like any failure. Default 30s.
+	StorageTimeout time.Duration
+	// SlowStorage is how long a storage request may take before the
+	// uploader hears CodeStorageUnavailable. Default 5s.
+	SlowStorage time.Duration
 	// Parts is how many part buffers an upload may hold: one being filled
 	// while another is stored. The window a client may send ahead of what is
 	// durable is Parts times the upload's part size, and so is its memory.
@@ -92,6 +120,10 @@ type Manager struct {
 	partSize    int
 	bigPartSize int
 	partMemory  int64
+	bigMemory   int64
+	idle        time.Duration
+	storageWait time.Duration
+	slowStorage time.Duration
 	parts       int
 	chunkSize   int
 	maxChunk    int
@@ -113,10 +145,12 @@ type Manager struct {
 
 	mu      sync.Mutex
 	uploads map[string]*upload       // open uploads, and those still storing
-	opening int64                    // windows reserved by uploads being opened
 	claims  map[string]chan struct{} // ids being loaded from or removed in storage
-	closed  bool
-	closing chan struct{}
+	// reserved counts the windows of the uploads in memory and of those
+	// being opened, against partMemory.
+	reserved int64
+	closed   bool
+	closing  chan struct{}
 
 	// workersMu is a leaf lock, taken with an upload's lock held.
 	workersMu sync.Mutex
@@ -135,6 +169,9 @@ func New(cfg Config) (*Manager, error) {
 		partSize:    orDefault(cfg.PartSize, DefaultPartSize),
 		parts:       orDefault(cfg.Parts, DefaultParts),
 		partMemory:  orDefault(cfg.PartMemory, DefaultPartMemory),
+		idle:        orDefault(cfg.Idle, DefaultIdle),
+		storageWait: orDefault(cfg.StorageTimeout, DefaultStorageTimeout),
+		slowStorage: orDefault(cfg.SlowStorage, DefaultSlowStorage),
 		chunkSize:   orDefault(cfg.ChunkSize, DefaultChunkSize),
 		maxChunk:    orDefault(cfg.MaxChunk, DefaultMaxChunk),
 		maxFileSize: orDefault(cfg.MaxFileSize, DefaultMaxFileSize),
@@ -150,6 +187,7 @@ func New(cfg Config) (*Manager, error) {
 		closing:     make(chan struct{}),
 	}
 	m.bigPartSize = orDefault(cfg.BigPartSize, m.partSize)
+	m.bigMemory = orDefault(cfg.BigPartMemory, m.partMemory/4)
 	switch {
 	case m.partSize < storage.MinPartSize || m.partSize > maxPartSize:
 		return nil, fmt.Errorf("transfer: PartSize %d is outside [%d, %d]", m.partSize, storage.MinPartSize, maxPartSize)
@@ -157,8 +195,12 @@ func New(cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("transfer: BigPartSize %d is outside [PartSize, %d]", m.bigPartSize, maxPartSize)
 	case m.parts < 1:
 		return nil, fmt.Errorf("transfer: Parts %d is below 1", m.parts)
-	case m.bigPartSize > m.partSize && m.window(m.bigPartSize) > m.partMemory:
-		return nil, fmt.Errorf("transfer: PartMemory %d is too small for one upload of Parts × BigPartSize (%d)", m.partMemory, m.window(m.bigPartSize))
+	case m.window(m.partSize) > m.partMemory:
+		return nil, fmt.Errorf("transfer: PartMemory %d is too small for one upload of Parts × PartSize (%d)", m.partMemory, m.window(m.partSize))
+	case m.bigPartSize > m.partSize && m.window(m.bigPartSize) > min(m.bigMemory, m.partMemory):
+		return nil, fmt.Errorf("transfer: BigPartMemory %d is too small for one upload of Parts × BigPartSize (%d)", m.bigMemory, m.window(m.bigPartSize))
+	case m.idle < 0, m.storageWait < 0, m.slowStorage < 0:
+		return nil, errors.New("transfer: Idle, StorageTimeout and SlowStorage must not be negative")
 	case m.maxChunk < MinChunkSize || m.maxChunk > m.partSize:
 		return nil, fmt.Errorf("transfer: MaxChunk %d is outside [%d, PartSize]", m.maxChunk, MinChunkSize)
 	case m.chunkSize < MinChunkSize || m.chunkSize > m.maxChunk:
@@ -204,47 +246,6 @@ func (m *Manager) poolFor(partSize int) *bufPool {
 	return m.pool
 }
 
-// choosePartSize gives an upload BigPartSize while the windows of the open
-// uploads, of those being opened, and its own fit in PartMemory, PartSize
-// otherwise.
-func (m *Manager) choosePartSize() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.partSizeLocked()
-}
-
-func (m *Manager) partSizeLocked() int {
-	if m.bigPartSize == m.partSize {
-		return m.partSize
-	}
-	used := m.opening + m.window(m.bigPartSize)
-	for _, u := range m.uploads {
-		used += m.window(u.partSize)
-	}
-	if used > m.partMemory {
-		return m.partSize
-	}
-	return m.bigPartSize
-}
-
-// reservePartSize is choosePartSize for an upload being opened: its window
-// counts as in use until release, so that uploads opened at the same time
-// do not all find the memory free.
-func (m *Manager) reservePartSize() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	size := m.partSizeLocked()
-	m.opening += m.window(size)
-	return size
-}
-
-// release ends a reservation, once the upload is registered or abandoned.
-func (m *Manager) release(partSize int) {
-	m.mu.Lock()
-	m.opening -= m.window(partSize)
-	m.mu.Unlock()
-}
-
 func errShuttingDown() *Error {
 	return errorf(CodeStorageUnavailable, "the server is shutting down; resume the upload later")
 }
@@ -282,8 +283,6 @@ func (m *Manager) Open(ctx context.Context, req OpenRequest, sink Sink) (Grant, 
 	if err != nil {
 		return Grant{}, err
 	}
-	// Registered or abandoned by the time Open returns.
-	defer m.release(u.partSize)
 	if u.size == 0 {
 		return m.openEmpty(ctx, u, req, sink)
 	}
@@ -291,15 +290,24 @@ func (m *Manager) Open(ctx context.Context, req OpenRequest, sink Sink) (Grant, 
 		u.cancel()
 		return Grant{}, err
 	}
+	if err := m.checkSpace(ctx, u.size); err != nil {
+		u.cancel()
+		return Grant{}, err
+	}
+	if u.partSize, err = m.reserveNew(); err != nil {
+		u.cancel()
+		return Grant{}, err
+	}
+	u.reserved = true // registered or given back by the time Open returns
 	u.mu.Lock()
 	mf := u.manifestLocked(0, nil)
 	u.mu.Unlock()
 	if err := m.saveManifest(ctx, mf); err != nil {
-		u.cancel()
-		return Grant{}, wrapf(err, CodeStorageUnavailable, "cannot start the upload")
+		u.abandon()
+		return Grant{}, storageError(err, "cannot start the upload")
 	}
 	if err := m.register(u, sink); err != nil {
-		u.cancel()
+		u.abandon()
 		_ = m.store.Delete(ctx, manifestKey(u.id))
 		return Grant{}, err
 	}
@@ -342,7 +350,7 @@ func (m *Manager) newUpload(req OpenRequest) (*upload, error) {
 		Version: manifestVersion, ID: newID(uploadPrefix), Status: statusUploading,
 		User: req.Owner.User, UserName: req.Owner.Name, Room: req.Room, Name: req.Name,
 		Size: req.Size, Declared: declared, SHA256: sum, FileID: fileID,
-		Key: key, PartSize: m.reservePartSize(), // released by Open
+		Key: key, Later: req.SHA256Later, PartSize: m.partSize, // Open reserves the size it gets
 		Created: now, Updated: now,
 	}, req.Owner.Conn), nil
 }

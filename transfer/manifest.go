@@ -39,7 +39,10 @@ type manifest struct {
 	Declared string `json:"declared,omitempty"`
 	Type     string `json:"type,omitempty"`
 	// SHA256 is the digest the client declared, if any.
-	SHA256    string `json:"sha256,omitempty"`
+	SHA256 string `json:"sha256,omitempty"`
+	// Later says the client gives the digest with upload.finish: the
+	// upload completes only once it did.
+	Later     bool   `json:"sha256_later,omitempty"`
 	FileID    string `json:"file"`
 	Key       string `json:"key"`
 	Multipart string `json:"multipart,omitempty"`

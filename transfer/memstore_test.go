@@ -34,6 +34,8 @@ type memStore struct {
 	failPrefix string
 	// hold, when set, blocks PutPart until it is closed or ctx ends.
 	hold chan struct{}
+	// full makes PutPart fail with storage.ErrFull.
+	full bool
 
 	putParts  int // successful PutPart calls
 	completes int
@@ -284,6 +286,9 @@ func (mp *memMultipart) PutPart(ctx context.Context, n int, r io.Reader, size in
 	if s.failPutPart > 0 {
 		s.failPutPart--
 		return errDown
+	}
+	if s.full {
+		return fmt.Errorf("memstore: no room for part %d: %w", n, storage.ErrFull)
 	}
 	if s.uploads[mp.id] != mp {
 		return fmt.Errorf("multipart %s: %w", mp.id, storage.ErrNotFound)

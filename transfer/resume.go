@@ -27,13 +27,13 @@ func (m *Manager) openEmpty(ctx context.Context, u *upload, req OpenRequest, sin
 	u.ctype = ctype
 	meta := u.metaLocked(hexSum)
 	if err := m.store.Put(ctx, u.key, bytes.NewReader(nil), 0, meta); err != nil {
-		return Grant{}, wrapf(err, CodeStorageUnavailable, "cannot store the file")
+		return Grant{}, storageError(err, "cannot store the file")
 	}
 	f := File{ID: u.fileID, Room: u.room, Name: u.name, Type: ctype, SHA256: hexSum,
 		User: u.owner.User, UserName: u.owner.Name, Time: m.now().UTC().Round(0), Key: u.key}
 	if err := putJSON(ctx, m.store, recordKey(f.ID), f); err != nil {
 		_ = m.store.Delete(ctx, u.key)
-		return Grant{}, wrapf(err, CodeStorageUnavailable, "cannot store the file")
+		return Grant{}, storageError(err, "cannot store the file")
 	}
 	if m.announce != nil {
 		m.announce(ctx, f)
@@ -92,13 +92,17 @@ func (m *Manager) resume(ctx context.Context, req OpenRequest, sink Sink) (Grant
 	if err != nil {
 		return Grant{}, err
 	}
-	if err := m.register(u, sink); err != nil {
+	if err := m.reserve(u); err != nil {
 		u.cancel()
+		return Grant{}, err
+	}
+	if err := m.register(u, sink); err != nil {
+		u.abandon()
 		return Grant{}, err
 	}
 	u.mu.Lock()
 	offset := u.received
-	if u.durable == u.size && !u.working {
+	if u.finishableLocked() && !u.working {
 		// Every byte was stored before the restart: only the completion
 		// is left.
 		m.startWorker(u)
@@ -120,11 +124,12 @@ func checkResume(mf *manifest, req OpenRequest) error {
 	return nil
 }
 
-// reattach attaches an upload still in memory to sink. Bytes of a part not
-// yet full are dropped, as on Detach: the client resends from the offset
-// granted.
+// reattach attaches an upload still in memory to sink. Every byte the server
+// received whole is kept: the client continues right after the last one.
 func (m *Manager) reattach(u *upload, req OpenRequest, sink Sink) (Grant, error) {
+	u.mu.Lock()
 	mf := &manifest{ID: u.id, User: u.owner.User, Size: u.size, SHA256: u.sha}
+	u.mu.Unlock()
 	if err := checkResume(mf, req); err != nil {
 		return Grant{}, err
 	}
@@ -160,6 +165,7 @@ func (m *Manager) attach(u *upload, req OpenRequest, sink Sink) (Grant, *File, e
 	case limit != nil:
 		return Grant{}, nil, limit
 	}
+	// Being in memory, it holds its window.
 	if old, ok := u.sink.(Interrupter); ok && u.writing && u.sink != sink {
 		// Not under the locks: the sink may do what it likes.
 		defer old.Interrupt(u.id)
@@ -167,7 +173,7 @@ func (m *Manager) attach(u *upload, req OpenRequest, sink Sink) (Grant, *File, e
 	u.sink = sink
 	u.touched = m.now()
 	u.detachLocked()
-	return m.grant(u, u.keptLocked(), req.ChunkSize), nil, nil
+	return m.grant(u, u.received, req.ChunkSize), nil, nil
 }
 
 // restore rebuilds an upload from its manifest. What storage holds decides
@@ -197,7 +203,7 @@ func (m *Manager) restore(ctx context.Context, mf *manifest, conn string) (*uplo
 				_ = mp.Abort(ctx)
 			}
 		}
-		u.partSize = m.choosePartSize()
+		u.partSize = m.partSize
 		fresh("part size changed")
 	case mf.Multipart != "":
 		mp, err := m.store.ResumeMultipart(ctx, mf.Key, mf.Multipart)

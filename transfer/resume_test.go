@@ -220,6 +220,9 @@ func TestResumeAfterCrashDuringCompletion(t *testing.T) {
 	}
 }
 
+// A dropped connection loses nothing the server received whole: the part
+// being filled waits for the client, which continues right after the last
+// byte received.
 func TestDetachAndResume(t *testing.T) {
 	f := newFixture(t, nil)
 	sink := newSink()
@@ -231,20 +234,17 @@ func TestDetachAndResume(t *testing.T) {
 	f.m.Detach(sink)
 	wantCode(t, second(f.m.Write(g.Upload, "alice", partSize+1000, bytes.NewReader(data[:10]))), CodeUnknownUpload)
 	st, err := f.m.Status(context.Background(), g.Upload, "alice")
-	if err != nil || st.Offset != partSize {
-		t.Fatalf("Status after Detach = %+v, %v", st, err)
-	}
-	if n := f.m.pool.inUse.Load(); n != 0 {
-		t.Errorf("a paused upload holds %d buffers", n)
+	if err != nil || st.Offset != partSize+1000 || st.Durable != partSize {
+		t.Fatalf("Status after Detach = %+v, %v; want offset %d, durable %d", st, err, partSize+1000, partSize)
 	}
 
 	sink2 := newSink()
 	g2 := f.open(f.m, sink2, OpenRequest{Resume: g.Upload})
-	if g2.Offset != partSize {
-		t.Fatalf("resumed at %d", g2.Offset)
+	if g2.Offset != partSize+1000 {
+		t.Fatalf("resumed at %d, want %d: received bytes were thrown away", g2.Offset, partSize+1000)
 	}
 	// Resuming again on the same connection is harmless.
-	if g3 := f.open(f.m, sink2, OpenRequest{Resume: g.Upload}); g3.Offset != partSize {
+	if g3 := f.open(f.m, sink2, OpenRequest{Resume: g.Upload}); g3.Offset != partSize+1000 {
 		t.Fatalf("second resume at %d", g3.Offset)
 	}
 	send(t, f.m, sink2, g2, "alice", data, g2.Offset, int64(len(data)), 1<<20)
@@ -252,6 +252,39 @@ func TestDetachAndResume(t *testing.T) {
 	if len(sink.files(g.Upload)) != 0 {
 		t.Error("the detached sink heard of the completion")
 	}
+}
+
+// The bytes kept for a client that went away last Idle, then the upload
+// falls back to what is stored and gives its memory back.
+func TestDetachedBytesLastIdle(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.Idle = time.Minute })
+	sink := newSink()
+	data := payload(2*partSize + 10)
+	g := f.open(f.m, sink, OpenRequest{Name: "x.bin", Size: int64(len(data)), SHA256: sum(data)})
+	send(t, f.m, sink, g, "alice", data, 0, partSize+1000, 1<<20)
+	sink.wait(t, "first part", func() bool { return sink.durable(g.Upload) == partSize })
+	f.m.Detach(sink)
+
+	f.clock.Add(30 * time.Second)
+	f.m.pauseIdle()
+	if st, _ := f.m.Status(context.Background(), g.Upload, "alice"); st.Offset != partSize+1000 {
+		t.Fatalf("offset %d after half the idle time, want %d", st.Offset, partSize+1000)
+	}
+	f.clock.Add(31 * time.Second)
+	f.m.pauseIdle()
+	if n := f.m.pool.inUse.Load(); n != 0 {
+		t.Errorf("an idle paused upload holds %d buffers", n)
+	}
+	if n := f.m.PartMemoryInUse(); n != 0 {
+		t.Errorf("an idle paused upload holds %d bytes of part memory", n)
+	}
+	sink2 := newSink()
+	g2 := f.open(f.m, sink2, OpenRequest{Resume: g.Upload})
+	if g2.Offset != partSize {
+		t.Fatalf("resumed at %d, want the durable offset %d", g2.Offset, partSize)
+	}
+	send(t, f.m, sink2, g2, "alice", data, g2.Offset, int64(len(data)), 1<<20)
+	f.checkStored(sink2.waitCompleted(t, g.Upload), data, octetStream)
 }
 
 func TestDetachWhileStorageIsDown(t *testing.T) {

@@ -26,11 +26,15 @@ type upload struct {
 	// declared and sha are what the client declared (canonical, lower-case
 	// hex); fileID and key are where the file will live.
 	declared string
-	sha      string
 	fileID   string
 	key      string
 	partSize int
 	created  time.Time
+	// later: the client gives the SHA-256 with Finish.
+	later bool
+	// reserved says the upload holds its window of the part memory. It is
+	// guarded by m.mu, not mu.
+	reserved bool
 
 	// ctx ends the upload's storage work: Cancel, expiry and Shutdown
 	// cancel it.
@@ -40,6 +44,7 @@ type upload struct {
 	mu       sync.Mutex
 	sink     Sink // nil while detached
 	status   string
+	sha      string // declared digest, canonical; "" until known
 	ctype    string // stored content type, "" until sniffed
 	received int64
 	durable  int64
@@ -50,9 +55,10 @@ type upload struct {
 	writing bool // a Write is reading into the parts, outside mu
 	// written is closed when that Write is over.
 	written chan struct{}
-	// dropTail asks the running Write to drop the unsealed bytes, because
-	// the upload was detached meanwhile.
-	dropTail   bool
+	// discard asks the running Write to drop the chunk it reads, because
+	// the upload was detached or moved to another sink meanwhile: that
+	// sink was told to continue where the upload stood before the chunk.
+	discard    bool
 	working    bool // the worker goroutine runs
 	workerDone chan struct{}
 	// failure ends the upload; recordFailure says the worker must still
@@ -62,6 +68,7 @@ type upload struct {
 	notify        bool
 	storageDown   bool // the sink heard of the current storage outage
 	touched       time.Time
+	reported      time.Time // when the sink last heard of received bytes
 	file          *File
 
 	mp   storage.Multipart
@@ -88,11 +95,18 @@ func (m *Manager) makeUpload(mf *manifest, conn string) *upload {
 		m: m, id: mf.ID, owner: Owner{User: mf.User, Name: mf.UserName, Conn: conn},
 		room: mf.Room, name: mf.Name, size: mf.Size, declared: mf.Declared, sha: mf.SHA256,
 		fileID: mf.FileID, key: mf.Key, partSize: mf.PartSize, created: mf.Created,
-		status: statusUploading, touched: m.now(),
+		later: mf.Later, status: statusUploading, touched: m.now(),
 	}
 	u.log = m.log.With("upload", u.id, "conn", conn, "user", u.owner.User)
 	u.ctx, u.cancel = context.WithCancel(m.ctx)
 	return u
+}
+
+// abandon ends an upload that never made it into memory, or is leaving it
+// outside the usual paths: its context ends and its window goes back.
+func (u *upload) abandon() {
+	u.cancel()
+	u.m.unreserve(u)
 }
 
 // partLen is the full length of part num.
@@ -109,7 +123,7 @@ func (u *upload) headLen() int { return int(min(sniffLen, u.size)) }
 
 func (u *upload) write(offset int64, r io.Reader) (int64, error) {
 	u.mu.Lock()
-	for u.writing && u.dropTail {
+	for u.writing && u.discard {
 		// The chunk being read belongs to a sink the upload left (it was
 		// interrupted, see attach): it ends soon, and its bytes are dropped.
 		written := u.written
@@ -174,13 +188,16 @@ func (u *upload) write(offset int64, r io.Reader) (int64, error) {
 	u.mu.Lock()
 	u.writing = false
 	close(u.written)
+	// A refused chunk leaves nothing behind: the bytes it read into the
+	// part being filled lie past that part's length, and its new parts go
+	// back to the pool.
 	fail := func(err error) (int64, error) {
 		for _, p := range added {
 			u.m.poolFor(u.partSize).put(p.buf)
 		}
-		if u.dropTail || u.status != statusUploading {
-			u.dropTail = false
-			u.dropLocked(u.status == statusUploading)
+		u.discard = false
+		if u.status != statusUploading {
+			u.dropLocked(false)
 		}
 		u.mu.Unlock()
 		u.m.evict(u)
@@ -189,8 +206,8 @@ func (u *upload) write(offset int64, r io.Reader) (int64, error) {
 	switch {
 	case u.status == statusFailed:
 		return fail(u.failure)
-	case u.dropTail:
-		return fail(errorf(CodeUnknownUpload, "upload %s was paused while the chunk arrived", u.id))
+	case u.discard:
+		return fail(errorf(CodeUnknownUpload, "upload %s was paused or moved while the chunk arrived", u.id))
 	case over:
 		return fail(u.limitError(start, limit, remaining))
 	case rerr != nil:
@@ -233,12 +250,30 @@ func (u *upload) write(offset int64, r io.Reader) (int64, error) {
 			p.sealed = true
 		}
 	}
-	if !u.working && len(u.parts) > 0 && u.parts[0].sealed {
+	if !u.working && (len(u.parts) > 0 && u.parts[0].sealed || u.finishableLocked()) {
 		u.m.startWorker(u)
 	}
-	received := u.received
+	received, durable, sink := u.received, u.durable, u.sink
+	report := sink != nil && (received == u.size || u.touched.Sub(u.reported) >= ProgressInterval)
+	if report {
+		u.reported = u.touched
+	}
 	u.mu.Unlock()
+	if report {
+		sink.Progress(u.id, received, durable)
+	}
 	return received, nil
+}
+
+// ProgressInterval is how often at most the sink hears of received bytes
+// while chunks arrive.
+const ProgressInterval = 250 * time.Millisecond
+
+// finishableLocked reports whether every byte is stored and only the
+// completion is left: it waits for the digest when the client gives it
+// with Finish.
+func (u *upload) finishableLocked() bool {
+	return u.received == u.size && u.durable == u.size && len(u.parts) == 0 && !(u.later && u.sha == "")
 }
 
 // readChunk reads r into segs until EOF. It returns the total read, the
@@ -304,33 +339,23 @@ func (u *upload) dropLocked(keepSealed bool) {
 	}
 }
 
-// detachLocked pauses the upload: the bytes of the part being filled go.
+// detachLocked pauses the upload: a chunk being read is dropped, but every
+// byte received whole stays, so that the client continues right after it.
+// Idle and reclaimLocked decide how long the bytes of the part being
+// filled wait for it.
 func (u *upload) detachLocked() {
 	if u.writing {
-		u.dropTail = true
-		return
+		u.discard = true
 	}
-	u.dropLocked(true)
 }
 
-// keptLocked is where the client continues once the bytes of the part
-// being filled are dropped: the durable offset plus the sealed parts.
-func (u *upload) keptLocked() int64 {
-	kept := u.durable
-	for _, p := range u.parts {
-		if p.sealed {
-			kept += int64(len(p.buf))
-		}
-	}
-	return kept
-}
-
-// evictableLocked reports whether u has nothing left to do in memory.
+// evictableLocked reports whether u has nothing left to do in memory: it is
+// over, or detached with nothing kept, written or stored.
 func (u *upload) evictableLocked() bool {
 	if u.working || u.writing {
 		return false
 	}
-	return u.status != statusUploading || u.sink == nil
+	return u.status != statusUploading || u.sink == nil && len(u.parts) == 0
 }
 
 // failLocked ends the upload with e and drops its buffers.

@@ -36,7 +36,7 @@ func (u *upload) work(done chan struct{}) {
 		if len(u.parts) > 0 && u.parts[0].sealed {
 			p = u.parts[0]
 		}
-		finish := p == nil && u.received == u.size && u.durable == u.size
+		finish := p == nil && u.finishableLocked()
 		if p == nil && !finish {
 			u.working = false
 			u.mu.Unlock()
@@ -101,13 +101,15 @@ func (u *upload) exitLocked() {
 }
 
 // retry runs op until it succeeds, the upload's context ends, or op fails
-// for good. While storage fails the sink hears it once, and the window
-// holds the client back. With giveUp, a detached upload stops trying
+// for good. Every attempt ends after StorageTimeout; one that takes longer
+// than SlowStorage, or fails, tells the sink once per outage that storage
+// is unavailable, and the window holds the client back meanwhile. A full
+// store ends the upload. With giveUp, a detached upload stops trying
 // (errDetached) instead of holding its buffers.
 func (u *upload) retry(what string, giveUp bool, op func(context.Context) error) error {
 	delay := u.m.retryMin
 	for {
-		err := op(u.ctx)
+		err := u.attempt(op)
 		if err == nil {
 			return nil
 		}
@@ -120,20 +122,17 @@ func (u *upload) retry(what string, giveUp bool, op func(context.Context) error)
 		case errors.Is(err, storage.ErrInvalidKey):
 			// Open checked the key, so only an unusual store gets here.
 			return wrapf(err, CodeCanceled, "the storage refuses the file's key")
+		case errors.Is(err, storage.ErrFull):
+			return wrapf(err, CodeStorageFull, "the storage is full; the file cannot be kept")
 		}
 		u.log.Warn("storage failed; retrying", "op", what, "err", err, "retry_in", delay)
 		u.mu.Lock()
 		sink := u.sink
-		report := sink != nil && !u.storageDown
-		u.storageDown = u.storageDown || report
 		u.mu.Unlock()
 		if sink == nil && giveUp {
 			return errDetached
 		}
-		if report {
-			sink.Failed(u.id, wrapf(err, CodeStorageUnavailable,
-				"storage is unavailable; the upload continues when it is back"))
-		}
+		u.storageUnavailable(err)
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:
@@ -142,6 +141,36 @@ func (u *upload) retry(what string, giveUp bool, op func(context.Context) error)
 			return u.ctx.Err()
 		}
 		delay = min(2*delay, u.m.retryMax)
+	}
+}
+
+// attempt runs op once, within StorageTimeout, telling the sink when it
+// takes longer than SlowStorage: a store that hangs must not look like one
+// that is merely busy.
+func (u *upload) attempt(op func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(u.ctx, u.m.storageWait)
+	defer cancel()
+	slow := time.AfterFunc(u.m.slowStorage, func() {
+		u.storageUnavailable(errors.New("no answer yet"))
+	})
+	defer slow.Stop()
+	err := op(ctx)
+	if err != nil && ctx.Err() != nil && u.ctx.Err() == nil {
+		err = fmt.Errorf("storage did not answer within %v: %w", u.m.storageWait, err)
+	}
+	return err
+}
+
+// storageUnavailable tells the sink, once per outage, that storage fails.
+func (u *upload) storageUnavailable(cause error) {
+	u.mu.Lock()
+	sink := u.sink
+	report := sink != nil && !u.storageDown && u.status == statusUploading
+	u.storageDown = u.storageDown || report
+	u.mu.Unlock()
+	if report {
+		sink.Failed(u.id, wrapf(cause, CodeStorageUnavailable,
+			"storage is unavailable; the upload continues when it is back"))
 	}
 }
 
@@ -240,10 +269,10 @@ func (u *upload) storePart(p *part) error {
 	u.m.poolFor(u.partSize).put(p.buf)
 	u.touched = u.m.now()
 	u.storageDown = false
-	sink, durable := u.sink, u.durable
+	sink, received, durable := u.sink, u.received, u.durable
 	u.mu.Unlock()
 	if sink != nil {
-		sink.Progress(u.id, durable)
+		sink.Progress(u.id, received, durable)
 	}
 	return nil
 }
@@ -315,12 +344,13 @@ func (u *upload) complete() error {
 		return err
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
-	if u.sha != "" && sum != u.sha {
-		return errorf(CodeChecksumMismatch, "the file's SHA-256 is %s, not %s as declared", sum, u.sha)
-	}
 	u.mu.Lock()
+	declared := u.sha
 	meta := u.metaLocked(sum)
 	u.mu.Unlock()
+	if declared != "" && sum != declared {
+		return errorf(CodeChecksumMismatch, "the file's SHA-256 is %s, not %s as declared", sum, declared)
+	}
 	err = u.retry("complete", false, func(ctx context.Context) error {
 		if u.mp != nil {
 			_, err := u.mp.Complete(ctx, meta)

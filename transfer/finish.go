@@ -1,0 +1,80 @@
+package transfer
+
+import (
+	"context"
+	"strings"
+)
+
+// Finish gives the SHA-256 of an upload opened with SHA256Later, once the
+// client has sent its last byte (it may come before the bytes are stored).
+// The upload completes, and is verified against it, only then. Giving a
+// digest that differs from one given or declared before is CodeBadRequest;
+// for an upload that completed already, a digest other than the stored
+// file's is CodeChecksumMismatch.
+func (m *Manager) Finish(ctx context.Context, uploadID, user, sha string) error {
+	if sha == "" {
+		return errorf(CodeBadRequest, "upload.finish needs the file's sha256")
+	}
+	sum, err := checkSHA256(sha)
+	if err != nil {
+		return err
+	}
+	if !validID(uploadID, uploadPrefix) {
+		return errorf(CodeUnknownUpload, "no upload %q", uploadID)
+	}
+	m.mu.Lock()
+	u := m.uploads[uploadID]
+	m.mu.Unlock()
+	if u == nil {
+		return m.finishStored(ctx, uploadID, user, sum)
+	}
+	if u.owner.User != user {
+		return errorf(CodeForbidden, "upload %s belongs to someone else", uploadID)
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	switch {
+	case u.status == statusFailed:
+		return u.failure
+	case u.status == statusComplete:
+		return checkStoredSum(u.file, sum)
+	case u.sha != "" && u.sha != sum:
+		return errorf(CodeBadRequest, "upload %s was given another SHA-256 before", uploadID)
+	}
+	u.sha = sum
+	if !u.working && u.finishableLocked() {
+		u.m.startWorker(u)
+	}
+	return nil
+}
+
+// finishStored answers Finish for an upload that is not in memory: a
+// finished one is checked against its file; one still uploading must be
+// resumed first, and given its digest again.
+func (m *Manager) finishStored(ctx context.Context, uploadID, user, sum string) error {
+	mf, err := m.loadManifest(ctx, uploadID)
+	if err != nil {
+		return err
+	}
+	if mf.User != user {
+		return errorf(CodeForbidden, "upload %s belongs to someone else", uploadID)
+	}
+	switch mf.Status {
+	case statusComplete:
+		f, err := m.File(ctx, mf.FileID)
+		if err != nil {
+			return err
+		}
+		return checkStoredSum(&f, sum)
+	case statusFailed:
+		return mf.terminalError()
+	}
+	return errorf(CodeUnknownUpload, "upload %s is paused; resume it, then give its digest", uploadID)
+}
+
+func checkStoredSum(f *File, sum string) error {
+	if f != nil && !strings.EqualFold(f.SHA256, sum) {
+		return errorf(CodeChecksumMismatch, "the stored file's SHA-256 is %s, not %s", f.SHA256, sum)
+	}
+	return nil
+}

@@ -1,0 +1,164 @@
+package transfer
+
+import (
+	"slices"
+	"time"
+)
+
+// Part memory. Every upload in memory holds its window (Parts × its part
+// size) of Config.PartMemory from the moment it is opened or restored until
+// it leaves memory, so that the buffers of all uploads together never pass
+// the cap whatever clients do, and an upload that got in can always fill
+// and store its parts. The windows are reserved rather than the buffers
+// counted as they are taken: refusing a chunk halfway through a part would
+// leave every upload holding part of a part, and none able to finish one.
+
+// busy is the answer to an upload that finds no part memory free.
+func busy() *Error {
+	e := errorf(CodeBusy, "the server has no upload memory free right now; try again shortly")
+	e.RetryAfter = DefaultBusyRetry
+	return e
+}
+
+// reserveLocked takes the window of an upload with parts of partSize, if it
+// fits. m.mu is held.
+func (m *Manager) reserveLocked(partSize int) bool {
+	w := m.window(partSize)
+	if m.reserved+w > m.partMemory {
+		return false
+	}
+	m.reserved += w
+	return true
+}
+
+// reserveNew picks the part size of a new upload and reserves its window:
+// BigPartSize while the windows in memory, its own included, fit in
+// BigPartMemory, PartSize otherwise. Paused uploads give up the bytes they
+// keep for their client if that makes room. CodeBusy when nothing does.
+func (m *Manager) reserveNew() (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.bigPartSize > m.partSize && m.reserved+m.window(m.bigPartSize) <= m.bigMemory && m.reserveLocked(m.bigPartSize) {
+		return m.bigPartSize, nil
+	}
+	if m.reserveLocked(m.partSize) || m.reclaimLocked(m.window(m.partSize)) && m.reserveLocked(m.partSize) {
+		return m.partSize, nil
+	}
+	return 0, busy()
+}
+
+// reserve takes the window of u, an upload being restored or reattached,
+// unless it holds it already.
+func (m *Manager) reserve(u *upload) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.reserveUploadLocked(u)
+}
+
+func (m *Manager) reserveUploadLocked(u *upload) error {
+	if u.reserved {
+		return nil
+	}
+	if m.reserveLocked(u.partSize) || m.reclaimLocked(m.window(u.partSize)) && m.reserveLocked(u.partSize) {
+		u.reserved = true
+		return nil
+	}
+	return busy()
+}
+
+// unreserve gives back the window of u, an upload that never made it into
+// memory or is leaving it.
+func (m *Manager) unreserve(u *upload) {
+	m.mu.Lock()
+	m.unreserveLocked(u)
+	m.mu.Unlock()
+}
+
+func (m *Manager) unreserveLocked(u *upload) {
+	if u.reserved {
+		m.reserved -= m.window(u.partSize)
+		u.reserved = false
+	}
+}
+
+// forgetLocked removes u from memory: its storage work ends and its window
+// goes back. m.mu is held.
+func (m *Manager) forgetLocked(u *upload) {
+	if m.uploads[u.id] == u {
+		delete(m.uploads, u.id)
+	}
+	u.cancel()
+	m.unreserveLocked(u)
+}
+
+// reclaimLocked makes room for need more bytes of windows by pausing, for
+// good, the detached uploads that keep bytes for a client that may come
+// back: the longest untouched first. Those whose stored parts are still
+// being written leave memory when that is done. It reports whether need
+// fits now. m.mu is held.
+func (m *Manager) reclaimLocked(need int64) bool {
+	type cand struct {
+		u       *upload
+		touched time.Time
+	}
+	var cands []cand
+	for _, u := range m.uploads {
+		u.mu.Lock()
+		if u.sink == nil && u.status == statusUploading && !u.writing {
+			cands = append(cands, cand{u, u.touched})
+		}
+		u.mu.Unlock()
+	}
+	slices.SortFunc(cands, func(a, b cand) int { return a.touched.Compare(b.touched) })
+	for _, c := range cands {
+		if m.reserved+need <= m.partMemory {
+			break
+		}
+		m.pauseLocked(c.u, "reclaimed for another upload")
+	}
+	return m.reserved+need <= m.partMemory
+}
+
+// pauseLocked lets go of what u keeps in memory for its client: the part
+// being filled, and the client itself, whose next chunk then gets
+// CodeUnknownUpload (it resumes from what is stored). Sealed parts are
+// still stored. m.mu is held, u.mu is not.
+func (m *Manager) pauseLocked(u *upload, why string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.status != statusUploading || u.writing {
+		return
+	}
+	u.log.Info("upload paused", "why", why, "received", u.received, "durable", u.durable)
+	u.sink = nil
+	u.dropLocked(true)
+	if u.evictableLocked() {
+		m.forgetLocked(u)
+	}
+}
+
+// pauseIdle pauses the uploads that received nothing for Idle: attached
+// ones whose client went quiet, and detached ones whose client did not
+// come back in time.
+func (m *Manager) pauseIdle() {
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, u := range m.uploads {
+		u.mu.Lock()
+		idle := u.status == statusUploading && !u.writing && now.Sub(u.touched) > m.idle &&
+			(u.sink != nil || len(u.parts) > 0)
+		u.mu.Unlock()
+		if idle {
+			m.pauseLocked(u, "idle")
+		}
+	}
+}
+
+// PartMemoryInUse reports the part memory that uploads hold now (their
+// windows), for metrics and tests.
+func (m *Manager) PartMemoryInUse() int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.reserved
+}
