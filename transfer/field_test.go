@@ -214,3 +214,21 @@ func TestReceivedProgress(t *testing.T) {
 		t.Errorf("after %v the report says %d, want 3000", ProgressInterval, got)
 	}
 }
+
+// A file smaller than a part holds no more part memory than its size, so
+// that photos do not each take a window.
+func TestSmallFileHoldsItsSize(t *testing.T) {
+	f := newFixture(t, nil)
+	sink := newSink()
+	data := payload(300_000)
+	g := f.open(f.m, sink, OpenRequest{Name: "photo.bin", Size: int64(len(data)), SHA256: sum(data)})
+	if n := f.m.PartMemoryInUse(); n != int64(len(data)) {
+		t.Fatalf("a %d-byte upload holds %d bytes of part memory", len(data), n)
+	}
+	send(t, f.m, sink, g, "alice", data, 0, int64(len(data)), 64<<10)
+	f.checkStored(sink.waitCompleted(t, g.Upload), data, octetStream)
+	if n := f.m.pool.allocated.Load(); n != 0 {
+		t.Errorf("%d part-sized buffers made for a small file", n)
+	}
+	sink.wait(t, "memory given back", func() bool { return f.m.PartMemoryInUse() == 0 })
+}

@@ -160,7 +160,7 @@ func TestBigPartsWhileMemoryAllows(t *testing.T) {
 	f.checkStored(sink.waitCompleted(t, second.Upload), data, "application/octet-stream")
 
 	// Nothing open any more: big parts again.
-	third := f.open(m2, sink, OpenRequest{Name: "third.bin", Size: 10})
+	third := f.open(m2, sink, OpenRequest{Name: "third.bin", Size: 3 * big})
 	if third.Window != 2*big {
 		t.Fatalf("window %d after the others ended, want %d", third.Window, 2*big)
 	}

@@ -67,7 +67,8 @@ type Config struct {
 	PartMemory int64
 	// BigPartMemory bounds the windows within which new uploads get
 	// BigPartSize parts. Default PartMemory/4: one upload at a time gets
-	// big parts with the defaults.
+	// big parts with the defaults. When not even one big window fits,
+	// every upload gets PartSize parts.
 	BigPartMemory int64
 	// Idle is how long an upload keeps its buffers without a chunk: the
 	// bytes of a part being filled survive a dropped connection that
@@ -197,8 +198,6 @@ func New(cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("transfer: Parts %d is below 1", m.parts)
 	case m.window(m.partSize) > m.partMemory:
 		return nil, fmt.Errorf("transfer: PartMemory %d is too small for one upload of Parts × PartSize (%d)", m.partMemory, m.window(m.partSize))
-	case m.bigPartSize > m.partSize && m.window(m.bigPartSize) > min(m.bigMemory, m.partMemory):
-		return nil, fmt.Errorf("transfer: BigPartMemory %d is too small for one upload of Parts × BigPartSize (%d)", m.bigMemory, m.window(m.bigPartSize))
 	case m.idle < 0, m.storageWait < 0, m.slowStorage < 0:
 		return nil, errors.New("transfer: Idle, StorageTimeout and SlowStorage must not be negative")
 	case m.maxChunk < MinChunkSize || m.maxChunk > m.partSize:
@@ -212,6 +211,13 @@ func New(cfg Config) (*Manager, error) {
 	}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
+	}
+	if m.bigPartSize > m.partSize && m.window(m.bigPartSize) > min(m.bigMemory, m.partMemory) {
+		// A small memory cap has no room for big parts: one size, rather
+		// than a configuration that cannot start.
+		m.log.Info("no big parts: their window does not fit in the part memory for them",
+			"big_part_size", m.bigPartSize, "big_part_memory", min(m.bigMemory, m.partMemory))
+		m.bigPartSize = m.partSize
 	}
 	if m.now == nil {
 		m.now = time.Now
@@ -294,11 +300,10 @@ func (m *Manager) Open(ctx context.Context, req OpenRequest, sink Sink) (Grant, 
 		u.cancel()
 		return Grant{}, err
 	}
-	if u.partSize, err = m.reserveNew(); err != nil {
+	if err := m.reserveNew(u); err != nil { // registered or given back by the time Open returns
 		u.cancel()
 		return Grant{}, err
 	}
-	u.reserved = true // registered or given back by the time Open returns
 	u.mu.Lock()
 	mf := u.manifestLocked(0, nil)
 	u.mu.Unlock()

@@ -20,31 +20,35 @@ func busy() *Error {
 	return e
 }
 
-// reserveLocked takes the window of an upload with parts of partSize, if it
-// fits. m.mu is held.
-func (m *Manager) reserveLocked(partSize int) bool {
-	w := m.window(partSize)
-	if m.reserved+w > m.partMemory {
+// need is the part memory an upload of size bytes with parts of partSize
+// can hold: its window, or its size when that is smaller (a photo needs
+// no more than itself).
+func (m *Manager) need(partSize int, size int64) int64 { return min(m.window(partSize), size) }
+
+// reserveLocked takes n bytes of part memory, if they fit. m.mu is held.
+func (m *Manager) reserveLocked(n int64) bool {
+	if m.reserved+n > m.partMemory {
 		return false
 	}
-	m.reserved += w
+	m.reserved += n
 	return true
 }
 
-// reserveNew picks the part size of a new upload and reserves its window:
-// BigPartSize while the windows in memory, its own included, fit in
-// BigPartMemory, PartSize otherwise. Paused uploads give up the bytes they
-// keep for their client if that makes room. CodeBusy when nothing does.
-func (m *Manager) reserveNew() (int, error) {
+// reserveNew picks the part size of u, a new upload, and reserves what it
+// needs: BigPartSize parts while the windows in memory, its own included,
+// fit in BigPartMemory, PartSize otherwise. Paused uploads give up the
+// bytes they keep for their client if that makes room. CodeBusy when
+// nothing does.
+func (m *Manager) reserveNew(u *upload) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.bigPartSize > m.partSize && m.reserved+m.window(m.bigPartSize) <= m.bigMemory && m.reserveLocked(m.bigPartSize) {
-		return m.bigPartSize, nil
+	if n := m.need(m.bigPartSize, u.size); m.bigPartSize > m.partSize && u.size > int64(m.partSize) &&
+		m.reserved+n <= m.bigMemory && m.reserveLocked(n) {
+		u.partSize, u.reserved = m.bigPartSize, n
+		return nil
 	}
-	if m.reserveLocked(m.partSize) || m.reclaimLocked(m.window(m.partSize)) && m.reserveLocked(m.partSize) {
-		return m.partSize, nil
-	}
-	return 0, busy()
+	u.partSize = m.partSize
+	return m.reserveUploadLocked(u)
 }
 
 // reserve takes the window of u, an upload being restored or reattached,
@@ -56,11 +60,12 @@ func (m *Manager) reserve(u *upload) error {
 }
 
 func (m *Manager) reserveUploadLocked(u *upload) error {
-	if u.reserved {
+	if u.reserved > 0 {
 		return nil
 	}
-	if m.reserveLocked(u.partSize) || m.reclaimLocked(m.window(u.partSize)) && m.reserveLocked(u.partSize) {
-		u.reserved = true
+	n := m.need(u.partSize, u.size)
+	if m.reserveLocked(n) || m.reclaimLocked(n) && m.reserveLocked(n) {
+		u.reserved = n
 		return nil
 	}
 	return busy()
@@ -75,10 +80,8 @@ func (m *Manager) unreserve(u *upload) {
 }
 
 func (m *Manager) unreserveLocked(u *upload) {
-	if u.reserved {
-		m.reserved -= m.window(u.partSize)
-		u.reserved = false
-	}
+	m.reserved -= u.reserved
+	u.reserved = 0
 }
 
 // forgetLocked removes u from memory: its storage work ends and its window

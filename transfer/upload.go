@@ -32,9 +32,9 @@ type upload struct {
 	created  time.Time
 	// later: the client gives the SHA-256 with Finish.
 	later bool
-	// reserved says the upload holds its window of the part memory. It is
+	// reserved is the part memory the upload holds (see need). It is
 	// guarded by m.mu, not mu.
-	reserved bool
+	reserved int64
 
 	// ctx ends the upload's storage work: Cancel, expiry and Shutdown
 	// cancel it.
@@ -109,6 +109,23 @@ func (u *upload) abandon() {
 	u.m.unreserve(u)
 }
 
+// getBuf returns an empty part buffer: one of the part size from the pool,
+// or, for a file smaller than a part, one of exactly its size, so that a
+// photo holds no more memory than itself.
+func (u *upload) getBuf() []byte {
+	if u.size < int64(u.partSize) {
+		return make([]byte, 0, u.size)
+	}
+	return u.m.poolFor(u.partSize).get()
+}
+
+// putBuf gives back a buffer from getBuf.
+func (u *upload) putBuf(b []byte) {
+	if u.size >= int64(u.partSize) {
+		u.m.poolFor(u.partSize).put(b)
+	}
+}
+
 // partLen is the full length of part num.
 func (u *upload) partLen(num int) int {
 	start := int64(num-1) * int64(u.partSize)
@@ -173,7 +190,7 @@ func (u *upload) write(offset int64, r io.Reader) (int64, error) {
 	var added []*part
 	for need > 0 {
 		pos := start + limit - need
-		p := &part{num: int(pos/int64(u.partSize)) + 1, buf: u.m.poolFor(u.partSize).get()}
+		p := &part{num: int(pos/int64(u.partSize)) + 1, buf: u.getBuf()}
 		take := min(int64(u.partLen(p.num)), need)
 		segs = append(segs, p.buf[:take])
 		added = append(added, p)
@@ -193,7 +210,7 @@ func (u *upload) write(offset int64, r io.Reader) (int64, error) {
 	// back to the pool.
 	fail := func(err error) (int64, error) {
 		for _, p := range added {
-			u.m.poolFor(u.partSize).put(p.buf)
+			u.putBuf(p.buf)
 		}
 		u.discard = false
 		if u.status != statusUploading {
@@ -220,7 +237,7 @@ func (u *upload) write(offset int64, r io.Reader) (int64, error) {
 	}
 	for _, p := range added {
 		if lens[i] == 0 {
-			u.m.poolFor(u.partSize).put(p.buf)
+			u.putBuf(p.buf)
 		} else {
 			p.buf = p.buf[:lens[i]]
 			u.parts = append(u.parts, p)
@@ -327,7 +344,7 @@ func (u *upload) dropLocked(keepSealed bool) {
 			kept = append(kept, p)
 			received += int64(len(p.buf))
 		} else {
-			u.m.poolFor(u.partSize).put(p.buf)
+			u.putBuf(p.buf)
 		}
 	}
 	clear(u.parts[len(kept):])

@@ -266,7 +266,7 @@ func (u *upload) storePart(p *part) error {
 	n := copy(u.parts, u.parts[1:])
 	u.parts[n] = nil
 	u.parts = u.parts[:n]
-	u.m.poolFor(u.partSize).put(p.buf)
+	u.putBuf(p.buf)
 	u.touched = u.m.now()
 	u.storageDown = false
 	sink, received, durable := u.sink, u.received, u.durable
