@@ -4,7 +4,8 @@
 //
 //	objects/<key>    the object's bytes, a plain file at the key's path
 //	meta/<key>       its metadata as JSON (content type and user metadata)
-//	uploads/<id>/    one folder per multipart upload: upload.json and the parts
+//	uploads/<id>/    one folder per multipart upload: upload.json, the parts,
+//	                 and while it completes the files of complete.go
 //	tmp/             files being written; renamed into place when complete
 //
 // Keeping objects and bookkeeping in separate trees means no key is reserved:
@@ -15,6 +16,9 @@
 // Every write goes to tmp/ first and is renamed into place, so a reader sees
 // either the old object or the new one, never a half-written file, and a crash
 // leaves at worst a stray temporary file (removed by New once it is a day old).
+//
+// A write that finds the disk full, or the account's quota spent, fails with
+// an error that wraps storage.ErrFull and leaves nothing half-written behind.
 package disk
 
 import (
@@ -38,6 +42,7 @@ import (
 var (
 	_ storage.Store           = (*Store)(nil)
 	_ storage.MultipartLister = (*Store)(nil)
+	_ storage.SpaceReporter   = (*Store)(nil)
 )
 
 // defaultContentType is what an object without a content type is stored with,
@@ -67,11 +72,18 @@ type Config struct {
 // Store keeps objects as files under a folder. It is safe for concurrent use,
 // also by several processes sharing the folder.
 type Store struct {
+	root    string
 	objects string
 	meta    string
 	uploads string
 	tmp     string
 	log     *slog.Logger
+	// completing keeps two Completes of one upload in this process from
+	// joining its parts at the same time.
+	completing uploadLocks
+	// testHook, set by tests only, is called between the steps of a
+	// completion; an error it returns stops Complete there, as a crash would.
+	testHook func(step string, part int) error
 }
 
 // New creates the folder layout under cfg.Dir and returns a Store.
@@ -84,6 +96,7 @@ func New(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("storage/disk: %w", err)
 	}
 	s := &Store{
+		root:    dir,
 		objects: filepath.Join(dir, "objects"),
 		meta:    filepath.Join(dir, "meta"),
 		uploads: filepath.Join(dir, "uploads"),
@@ -114,17 +127,17 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, me
 		return copyExactly(f, ctxReader{ctx, r}, size)
 	})
 	if err != nil {
-		return fmt.Errorf("storage/disk: put %q: %w", key, err)
+		return fmt.Errorf("storage/disk: put %q: %w", key, noRoom(err))
 	}
 	// Metadata first: a crash between the two renames leaves new metadata on
 	// an old object rather than an object whose metadata is missing.
 	if err := s.writeMeta(key, meta); err != nil {
 		s.remove(tmp)
-		return fmt.Errorf("storage/disk: put %q: %w", key, err)
+		return fmt.Errorf("storage/disk: put %q: %w", key, noRoom(err))
 	}
 	if err := renameInto(tmp, s.objectPath(key)); err != nil {
 		s.remove(tmp)
-		return fmt.Errorf("storage/disk: put %q: %w", key, err)
+		return fmt.Errorf("storage/disk: put %q: %w", key, noRoom(err))
 	}
 	return nil
 }
@@ -347,7 +360,8 @@ func infoOf(key string, fi fs.FileInfo, meta storage.Meta) storage.Info {
 }
 
 // writeTemp creates a file in tmp/, lets write fill it, flushes it to disk
-// and returns its path. On error the file is gone.
+// and returns its path. On error the file is gone: a write that ran out of
+// room gives the room back at once.
 func (s *Store) writeTemp(pattern string, write func(*os.File) error) (string, error) {
 	f, err := os.CreateTemp(s.tmp, pattern+"*")
 	if err != nil {
@@ -443,6 +457,15 @@ func (c ctxReader) Read(p []byte) (int, error) {
 // object, "a/b" simply does not exist.
 func isNotExist(err error) bool {
 	return errors.Is(err, fs.ErrNotExist) || isNotDir(err)
+}
+
+// noRoom marks err with storage.ErrFull when the file system had no room
+// for a write, keeping the system's own words for the operator.
+func noRoom(err error) error {
+	if err != nil && isFull(err) && !errors.Is(err, storage.ErrFull) {
+		return fmt.Errorf("%w: %w", storage.ErrFull, err)
+	}
+	return err
 }
 
 func notFoundOr(op, key string, err error) error {

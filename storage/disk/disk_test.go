@@ -31,9 +31,72 @@ func newStore(t *testing.T, dir string) *disk.Store {
 	return s
 }
 
+// checkEmpty checks that the store's folders under dir named by trees
+// ("tmp", "uploads", …) hold nothing.
+func checkEmpty(t *testing.T, dir string, trees ...string) {
+	t.Helper()
+	for _, tree := range trees {
+		entries, err := os.ReadDir(filepath.Join(dir, tree))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(entries) != 0 {
+			t.Errorf("%s/ still holds %v", tree, entries)
+		}
+	}
+}
+
+// putParts starts an upload to key and stores want in it, cut in parts of
+// the given sizes.
+func putParts(t *testing.T, s *disk.Store, key string, want *storagetest.Pattern, sizes ...int64) storage.Multipart {
+	t.Helper()
+	ctx := context.Background()
+	m, err := s.NewMultipart(ctx, key, storage.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var off int64
+	for i, n := range sizes {
+		if err := m.PutPart(ctx, i+1, want.Section(off, n), n); err != nil {
+			t.Fatalf("PutPart(%d): %v", i+1, err)
+		}
+		off += n
+	}
+	return m
+}
+
+// checkContent checks key's bytes against want and returns its Info.
+func checkContent(t *testing.T, s *disk.Store, key string, want *storagetest.Pattern) storage.Info {
+	t.Helper()
+	obj, err := s.Get(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obj.Close()
+	if err := storagetest.Compare(want.Section(0, want.Size()), obj); err != nil {
+		t.Errorf("%s: %v", key, err)
+	}
+	return obj.Info()
+}
+
 func TestConformance(t *testing.T) {
 	dir := t.TempDir()
 	storagetest.Run(t, func(t *testing.T) storage.Store { return newStore(t, dir) })
+}
+
+// Free reports the room left where the platform says, and otherwise says
+// it does not know, which callers take as "unknown".
+func TestFree(t *testing.T) {
+	s := newStore(t, t.TempDir())
+	n, err := s.Free(context.Background())
+	switch {
+	case errors.Is(err, errors.ErrUnsupported):
+		t.Logf("Free is not supported here: %v", err)
+	case err != nil:
+		t.Fatalf("Free: %v", err)
+	case n <= 0:
+		t.Errorf("Free = %d on the folder this test writes in", n)
+	}
 }
 
 func TestNewNeedsDir(t *testing.T) {
@@ -112,15 +175,7 @@ func TestDeletePrunesFolders(t *testing.T) {
 	if err := s.Delete(ctx, "rooms/lobby/2026/f/cat.jpg"); err != nil {
 		t.Fatal(err)
 	}
-	for _, tree := range []string{"objects", "meta"} {
-		entries, err := os.ReadDir(filepath.Join(dir, tree))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(entries) != 0 {
-			t.Errorf("%s/ still holds %v", tree, entries)
-		}
-	}
+	checkEmpty(t, dir, "objects", "meta")
 }
 
 func TestStaleTempsRemoved(t *testing.T) {

@@ -18,8 +18,9 @@ import (
 )
 
 // An upload lives in uploads/<id>/: upload.json (key, creation metadata, start
-// time) and one file per part named by its zero-padded number. Everything is
-// on disk, so any process sharing Dir can resume it.
+// time) and one file per part named by its zero-padded number, plus, once
+// Complete has begun, the journal and the growing object of complete.go.
+// Everything is on disk, so any process sharing Dir can resume it.
 const (
 	uploadFile = "upload.json"
 	partSuffix = ".part"
@@ -65,7 +66,7 @@ func (s *Store) NewMultipart(ctx context.Context, key string, meta storage.Meta)
 	// upload folder without its upload.json never exists.
 	staging, err := os.MkdirTemp(s.tmp, "upload-")
 	if err != nil {
-		return nil, fmt.Errorf("storage/disk: new multipart %q: %w", key, err)
+		return nil, fmt.Errorf("storage/disk: new multipart %q: %w", key, noRoom(err))
 	}
 	err = writeSynced(filepath.Join(staging, uploadFile), rec)
 	if err == nil {
@@ -73,7 +74,7 @@ func (s *Store) NewMultipart(ctx context.Context, key string, meta storage.Meta)
 	}
 	if err != nil {
 		s.remove(staging)
-		return nil, fmt.Errorf("storage/disk: new multipart %q: %w", key, err)
+		return nil, fmt.Errorf("storage/disk: new multipart %q: %w", key, noRoom(err))
 	}
 	return &multipart{s: s, key: key, id: id, dir: filepath.Join(s.uploads, id)}, nil
 }
@@ -163,11 +164,16 @@ func (m *multipart) PutPart(ctx context.Context, n int, r io.Reader, size int64)
 	if _, err := m.record(); err != nil {
 		return fmt.Errorf("storage/disk: put part %d: %w", n, err)
 	}
+	// Complete consumes the parts it listed first; a part stored now would
+	// not be in the object, or would replace one half-joined.
+	if _, err := m.readPlan(); !isNotExist(err) {
+		return fmt.Errorf("storage/disk: put part %d of %q: upload %s is being completed", n, m.key, m.id)
+	}
 	tmp, err := m.s.writeTemp("part-", func(f *os.File) error {
 		return copyExactly(f, ctxReader{ctx, r}, size)
 	})
 	if err != nil {
-		return fmt.Errorf("storage/disk: put part %d of %q: %w", n, m.key, err)
+		return fmt.Errorf("storage/disk: put part %d of %q: %w", n, m.key, noRoom(err))
 	}
 	// No MkdirAll here: if Abort removed the folder meanwhile the part must
 	// not bring it back.
@@ -176,15 +182,23 @@ func (m *multipart) PutPart(ctx context.Context, n int, r io.Reader, size int64)
 		if isNotExist(err) {
 			return m.notFound("put part")
 		}
-		return fmt.Errorf("storage/disk: put part %d of %q: %w", n, m.key, err)
+		return fmt.Errorf("storage/disk: put part %d of %q: %w", n, m.key, noRoom(err))
 	}
 	return nil
 }
 
-// Parts lists the stored parts by number.
+// Parts lists the stored parts by number. Once Complete has begun they are
+// the parts it is joining, as they were listed: some may already be inside
+// the object being assembled, but they are still the upload's.
 func (m *multipart) Parts(ctx context.Context) ([]storage.Part, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	switch plan, err := m.readPlan(); {
+	case err == nil:
+		return plan, nil
+	case !isNotExist(err):
+		return nil, fmt.Errorf("storage/disk: parts of %q: %w", m.key, err)
 	}
 	entries, err := os.ReadDir(m.dir)
 	if err != nil {
@@ -210,55 +224,6 @@ func (m *multipart) Parts(ctx context.Context) ([]storage.Part, error) {
 	}
 	slices.SortFunc(parts, func(a, b storage.Part) int { return a.Number - b.Number })
 	return parts, nil
-}
-
-// Complete concatenates the parts into a temporary file, renames it to the
-// key and removes the upload. If it fails midway the upload is untouched and
-// Complete can be called again, also after a restart. No parts at all make an
-// empty object, as storage/s3 does.
-func (m *multipart) Complete(ctx context.Context, meta storage.Meta) (storage.Info, error) {
-	if _, err := m.record(); err != nil {
-		return storage.Info{}, fmt.Errorf("storage/disk: complete: %w", err)
-	}
-	parts, err := m.Parts(ctx)
-	if err != nil {
-		return storage.Info{}, err
-	}
-	if err := storage.CheckPartSizes(parts); err != nil {
-		return storage.Info{}, fmt.Errorf("storage/disk: complete %q: %w", m.key, err)
-	}
-	tmp, err := m.s.writeTemp("complete-", func(f *os.File) error {
-		for _, p := range parts {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			if err := appendPart(f, filepath.Join(m.dir, partName(p.Number)), p.Size); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		if isNotExist(err) {
-			// Aborted, or completed by another handle, meanwhile.
-			return storage.Info{}, m.notFound("complete")
-		}
-		return storage.Info{}, fmt.Errorf("storage/disk: complete %q: %w", m.key, err)
-	}
-	if err := m.s.writeMeta(m.key, meta); err != nil {
-		m.s.remove(tmp)
-		return storage.Info{}, fmt.Errorf("storage/disk: complete %q: %w", m.key, err)
-	}
-	if err := renameInto(tmp, m.s.objectPath(m.key)); err != nil {
-		m.s.remove(tmp)
-		return storage.Info{}, fmt.Errorf("storage/disk: complete %q: %w", m.key, err)
-	}
-	// The object is in place; failing to tidy up only leaves parts that
-	// ListMultipart will show for cleanup.
-	if err := m.discard(); err != nil {
-		m.s.log.Warn("storage/disk: cannot remove completed upload", "key", m.key, "upload", m.id, "err", err)
-	}
-	return m.s.Stat(context.WithoutCancel(ctx), m.key)
 }
 
 // Abort removes the upload and its parts. An upload that is already gone is
@@ -305,24 +270,6 @@ func (m *multipart) record() (uploadRecord, error) {
 
 func (m *multipart) notFound(op string) error {
 	return fmt.Errorf("storage/disk: %s: upload %q of %q: %w", op, m.id, m.key, storage.ErrNotFound)
-}
-
-// appendPart copies the part file at path to the end of dst. io.Copy between
-// two files lets the kernel copy without passing through user space.
-func appendPart(dst *os.File, path string, size int64) error {
-	src, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer src.Close()
-	n, err := io.Copy(dst, src)
-	if err != nil {
-		return err
-	}
-	if n != size {
-		return fmt.Errorf("part %s changed while completing: %d bytes, listed %d", filepath.Base(path), n, size)
-	}
-	return nil
 }
 
 func writeSynced(path string, b []byte) error {

@@ -114,30 +114,68 @@ func TestSectionSeekerRetry(t *testing.T) {
 func TestErrorMapping(t *testing.T) {
 	tests := []struct {
 		code     string
+		status   int
 		notFound bool
+		full     bool
 	}{
-		{"NoSuchKey", true},
-		{"NoSuchUpload", true},
-		{"NoSuchBucket", false},
-		{"AccessDenied", false},
-		{"EntityTooSmall", false},
+		{"NoSuchKey", 404, true, false},
+		{"NoSuchUpload", 404, true, false},
+		{"NoSuchBucket", 404, false, false},
+		{"AccessDenied", 403, false, false},
+		{"EntityTooSmall", 400, false, false},
+		{"XMinioStorageFull", 507, false, true},
+		{"XMinioAdminBucketQuotaExceeded", 400, false, true},
+		{"QuotaExceeded", 403, false, true},
+		{"AnotherServicesWord", 507, false, true},
+		// One object too big for the service, not a service out of room.
+		{"EntityTooLarge", 400, false, false},
 	}
 	for _, tc := range tests {
-		cause := minio.ErrorResponse{Code: tc.code, Message: "from S3"}
+		cause := minio.ErrorResponse{Code: tc.code, StatusCode: tc.status, Message: "from S3"}
 		err := wrap("stat", "k", cause)
 		if errors.Is(err, storage.ErrNotFound) != tc.notFound {
 			t.Errorf("%s: errors.Is(ErrNotFound) = %v, want %v", tc.code, !tc.notFound, tc.notFound)
+		}
+		if errors.Is(err, storage.ErrFull) != tc.full {
+			t.Errorf("%s: errors.Is(ErrFull) = %v, want %v", tc.code, !tc.full, tc.full)
 		}
 		var er minio.ErrorResponse
 		if !errors.As(err, &er) || er.Code != tc.code {
 			t.Errorf("%s: the minio error is no longer reachable in %v", tc.code, err)
 		}
-		if !strings.Contains(err.Error(), `stat "k"`) {
-			t.Errorf("%s: %q lacks the operation and key", tc.code, err)
+		if !strings.Contains(err.Error(), `stat "k"`) || !strings.Contains(err.Error(), "from S3") {
+			t.Errorf("%s: %q lacks the operation, the key or the service's message", tc.code, err)
 		}
 	}
 	if wrap("x", "k", nil) != nil {
 		t.Error("wrap(nil) != nil")
+	}
+}
+
+// A service out of room fails the upload's calls with storage.ErrFull.
+func TestFullServiceFailsUpload(t *testing.T) {
+	full := minio.ErrorResponse{Code: "XMinioStorageFull", StatusCode: 507, Message: "Storage backend has reached its minimum free drive threshold."}
+	api := &fakeAPI{
+		putObjectPart: func(data io.Reader, _ int64) error {
+			_, err := io.Copy(io.Discard, data)
+			if err != nil {
+				return err
+			}
+			return full
+		},
+		listObjectParts: func(string) (minio.ListObjectPartsResult, error) {
+			return minio.ListObjectPartsResult{ObjectParts: []minio.ObjectPart{{PartNumber: 1, Size: 5, ETag: "p1"}}}, nil
+		},
+		complete: func([]minio.CompletePart) error { return full },
+	}
+	m := &multipart{s: newWithAPI(api, "b", nil), key: "k", id: "u"}
+	ctx := context.Background()
+	err := m.PutPart(ctx, 1, strings.NewReader("hello"), 5)
+	if !errors.Is(err, storage.ErrFull) || !strings.Contains(err.Error(), "free drive threshold") {
+		t.Errorf("PutPart on a full service = %v, want storage.ErrFull with the service's words", err)
+	}
+	if _, err := m.Complete(ctx, storage.Meta{}); !errors.Is(err, storage.ErrFull) {
+		t.Errorf("Complete on a full service = %v, want storage.ErrFull", err)
 	}
 }
 

@@ -26,6 +26,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -53,6 +54,11 @@ const defaultContentType = "application/octet-stream"
 // it whatever its own setting.
 const defaultRegion = "us-east-1"
 
+// DefaultTimeout is Config.Timeout's default: long enough for a busy
+// service, short enough that an upload learns of a dead one while its user
+// still waits.
+const DefaultTimeout = 30 * time.Second
+
 // Config configures a Store.
 type Config struct {
 	// Endpoint is the URL of the S3 service, such as "http://127.0.0.1:9000"
@@ -71,9 +77,16 @@ type Config struct {
 	AccessKey, SecretKey string
 	// Region is the bucket's region. Empty means "us-east-1".
 	Region string
-	// Transport carries the requests. Nil means minio-go's default transport,
-	// whose idle connections Close releases.
+	// Transport carries the requests. Nil means minio-go's default transport
+	// with Timeout applied, whose idle connections Close releases.
 	Transport http.RoundTripper
+	// Timeout bounds each wait on the service within a request: connecting,
+	// the TLS handshake, and the response's headers once the request is
+	// sent, so that a service that accepts connections but never answers
+	// fails the call instead of holding it forever. It does not bound
+	// bodies, which take as long as the file. Zero means DefaultTimeout.
+	// Ignored with a Config.Transport, which sets its own.
+	Timeout time.Duration
 	// MaxRetries is how many times a request is tried. Default 2: callers
 	// (ferry's uploads) retry on their own and must learn of an outage in
 	// seconds, not after minio-go's default of ten tries with backoff.
@@ -87,6 +100,7 @@ type Store struct {
 	api     s3API
 	presign presigner
 	bucket  string
+	region  string
 	log     *slog.Logger
 	// transports are closed by Close; nil for a Config.Transport.
 	transports []*http.Transport
@@ -94,16 +108,33 @@ type Store struct {
 
 // New connects to the service and creates the bucket if it does not exist.
 func New(ctx context.Context, cfg Config) (*Store, error) {
+	s, err := connect(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.ensureBucket(ctx, s.region); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// connect builds a Store from cfg, with its defaults applied, without a
+// request yet.
+func connect(cfg Config) (*Store, error) {
 	if cfg.Region == "" {
 		cfg.Region = defaultRegion
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
 	if cfg.Bucket == "" {
 		return nil, errors.New("storage/s3: Config.Bucket is required")
 	}
-	s := &Store{bucket: cfg.Bucket, log: cfg.Log.With("bucket", cfg.Bucket)}
+	s := &Store{bucket: cfg.Bucket, region: cfg.Region, log: cfg.Log.With("bucket", cfg.Bucket)}
 	core, err := s.client(cfg, cfg.Endpoint)
 	if err != nil {
 		return nil, err
@@ -115,13 +146,10 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		// local (the region is known), so it never connects there.
 		pub, err := s.client(cfg, cfg.PublicEndpoint)
 		if err != nil {
+			s.Close()
 			return nil, err
 		}
 		s.presign = pub
-	}
-	if err := s.ensureBucket(ctx, cfg.Region); err != nil {
-		s.Close()
-		return nil, err
 	}
 	return s, nil
 }
@@ -150,6 +178,9 @@ func (s *Store) client(cfg Config, endpoint string) (*minio.Core, error) {
 		if err != nil {
 			return nil, fmt.Errorf("storage/s3: %w", err)
 		}
+		t.DialContext = (&net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}).DialContext
+		t.TLSHandshakeTimeout = cfg.Timeout
+		t.ResponseHeaderTimeout = cfg.Timeout
 		s.transports = append(s.transports, t)
 		tr = t
 	}
@@ -325,15 +356,29 @@ func sameMeta(stored, meta storage.Meta) bool {
 	return stored.ContentType == contentType(meta) && maps.Equal(stored.User, meta.User)
 }
 
-// wrap adds context to an error from minio-go, and storage.ErrNotFound when
-// S3 says the object or the upload does not exist.
+// wrap adds context to an error from minio-go, and a sentinel when S3 says
+// something callers act on: storage.ErrNotFound when the object or the
+// upload does not exist, storage.ErrFull when the service has no room.
 func wrap(op, key string, err error) error {
 	if err == nil {
 		return nil
 	}
-	switch minio.ToErrorResponse(err).Code {
-	case "NoSuchKey", "NoSuchUpload":
+	resp := minio.ToErrorResponse(err)
+	switch {
+	case resp.Code == "NoSuchKey" || resp.Code == "NoSuchUpload":
 		return fmt.Errorf("storage/s3: %s %q: %w: %w", op, key, storage.ErrNotFound, err)
+	case fullCodes[resp.Code] || resp.StatusCode == http.StatusInsufficientStorage:
+		return fmt.Errorf("storage/s3: %s %q: %w: %w", op, key, storage.ErrFull, err)
 	}
 	return fmt.Errorf("storage/s3: %s %q: %w", op, key, err)
+}
+
+// fullCodes are the error codes with which S3 services say they have no
+// room for a write, beyond HTTP's 507 Insufficient Storage. EntityTooLarge
+// is not among them: it refuses one object, and a smaller one would go
+// through.
+var fullCodes = map[string]bool{
+	"XMinioStorageFull":              true, // MinIO: its drives are at their free-space floor (507)
+	"XMinioAdminBucketQuotaExceeded": true, // MinIO: the bucket's quota is spent
+	"QuotaExceeded":                  true, // Ceph RGW and others: a user or bucket quota
 }

@@ -290,6 +290,37 @@ func testMultipartConcurrent(t *testing.T, e *env) {
 	}
 }
 
+// testMultipartManyParts joins more parts than the other cases, stored last
+// first, and checks that the object is exactly them, in number order, and
+// that no part is left behind: not as an object, not as an upload.
+func testMultipartManyParts(t *testing.T, e *env) {
+	const count = 8
+	key := e.key("many/parts.bin")
+	sizes := make([]int64, count)
+	for i := range sizes {
+		sizes[i] = full
+	}
+	sizes[count-1] = short
+	want := NewPattern(11, sum(sizes...))
+	m := e.newMultipart(key, metaStart)
+	parts := make([]storage.Part, count)
+	for i := count - 1; i >= 0; i-- {
+		off := sum(sizes[:i]...)
+		if err := m.PutPart(e.ctx, i+1, want.Section(off, sizes[i]), sizes[i]); err != nil {
+			t.Fatalf("PutPart(%d): %v", i+1, err)
+		}
+		parts[i] = storage.Part{Number: i + 1, Size: sizes[i]}
+	}
+	e.checkParts(m, parts...)
+	info := e.complete(m, metaDone)
+	e.checkInfo("Complete", info, key, want.Size(), metaDone)
+	e.checkObject(key, want, metaDone)
+	if keys := e.keys(e.prefix); !slices.Equal(keys, []string{key}) {
+		t.Errorf("List after Complete = %q, want only %q", keys, key)
+	}
+	e.checkGone(key, m)
+}
+
 func testListMultipart(t *testing.T, e *env) {
 	l, ok := e.store.(storage.MultipartLister)
 	if !ok {

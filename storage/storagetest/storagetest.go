@@ -73,6 +73,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"MultipartPartTooSmall", testMultipartPartTooSmall},
 		{"MultipartBadPart", testMultipartBadPart},
 		{"MultipartConcurrent", testMultipartConcurrent},
+		{"MultipartManyParts", testMultipartManyParts},
 		{"ListMultipart", testListMultipart},
 	}
 	for _, tc := range tests {
