@@ -5,13 +5,18 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"net/http"
+	"os"
+	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ferryhq/ferry/internal/ferrytest"
 	"github.com/ferryhq/ferry/internal/testenv"
 	"github.com/ferryhq/ferry/server"
+	"github.com/ferryhq/ferry/storage/disk"
 	"github.com/ferryhq/ferry/storage/s3"
 	"github.com/ferryhq/ferry/transfer"
 )
@@ -104,6 +109,75 @@ func (p *peer) await(match func(frame) bool) frame {
 	for {
 		if f := p.read(); match(f) {
 			return f
+		}
+	}
+}
+
+// A full disk is a clear, final error for the upload that hits it, an
+// upload that cannot fit is refused before its first byte, the connection
+// goes on, and uploads work again once space is freed.
+func TestFullDisk(t *testing.T) {
+	dir := testenv.Tmpfs(t, 24<<20)
+	store, err := disk.New(disk.Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newFileEnv(t, store, transfer.Config{PartSize: 5 << 20}, server.Config{})
+	p := dial(t, e.WS)
+	p.mustAck(frame{"t": "join", "room": "lobby"})
+
+	p.mustError(frame{"t": "upload.open", "room": "lobby", "name": "huge.bin", "size": 30 << 20}, transfer.CodeStorageFull)
+
+	// Something else fills the disk while an upload that fitted goes on.
+	data := randomBytes(15 << 20)
+	g := p.mustAck(frame{"t": "upload.open", "room": "lobby", "name": "x.bin", "size": len(data)})["data"].(map[string]any)
+	id := g["upload"].(string)
+	filler := filepath.Join(dir, "filler")
+	fillDisk(t, filler)
+	for off := 0; off < 10<<20; off += 256 << 10 {
+		p.sendChunk(id, int64(off), data[off:off+256<<10], false)
+	}
+	f := p.await(func(f frame) bool {
+		return f["t"] == "error" && f["upload"] == id && f["code"] != transfer.CodeStorageUnavailable
+	})
+	if f["code"] != transfer.CodeStorageFull {
+		t.Fatalf("got %v, want storage_full", f)
+	}
+	st := p.mustAck(frame{"t": "upload.status", "upload": id})["data"].(map[string]any)
+	if st["status"] != "failed" || st["error"] != transfer.CodeStorageFull {
+		t.Fatalf("status %v", st)
+	}
+	p.mustAck(frame{"t": "emit", "room": "lobby", "event": "chat", "data": "the connection goes on"})
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	small := randomBytes(3 << 20)
+	done, errf := p.upload("lobby", small, uploadOpts{name: "after.bin", sha: sha(small)})
+	if errf != nil {
+		t.Fatalf("after freeing space: %v", errf)
+	}
+	_, got := e.download(t, done["file"].(map[string]any)["url"].(string), nil)
+	if sha(got) != sha(small) {
+		t.Fatal("the file stored after freeing space differs")
+	}
+}
+
+// fillDisk writes to path until the file system is full.
+func fillDisk(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 64<<10)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatal(err)
+			}
+			return
 		}
 	}
 }

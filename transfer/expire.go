@@ -30,6 +30,7 @@ func (m *Manager) Run(ctx context.Context) error {
 				return nil
 			case <-idle.C:
 				m.pauseIdle()
+				m.recordFailures(ctx)
 			case <-t.C:
 				expire = true
 			}

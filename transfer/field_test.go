@@ -232,3 +232,31 @@ func TestSmallFileHoldsItsSize(t *testing.T) {
 	}
 	sink.wait(t, "memory given back", func() bool { return f.m.PartMemoryInUse() == 0 })
 }
+
+// A failure that storage refuses to record (the disk is full) is kept in
+// memory, so that Status and resumes still hear it, until it is recorded.
+func TestUnrecordedFailureIsKept(t *testing.T) {
+	f := newFixture(t, nil)
+	sink := newSink()
+	data := payload(2 * partSize)
+	g := f.open(f.m, sink, OpenRequest{Name: "x.bin", Size: int64(len(data))})
+	f.store.set(func(s *memStore) { s.full, s.failPrefix = true, uploadsPrefix })
+	send(t, f.m, sink, g, "alice", data, 0, partSize, 1<<20)
+	sink.waitFailed(t, g.Upload, CodeStorageFull)
+	for range 2 {
+		if st, err := f.m.Status(context.Background(), g.Upload, "alice"); err != nil || st.Status != statusFailed || st.Error != CodeStorageFull {
+			t.Fatalf("status %+v, %v", st, err)
+		}
+		_, err := f.m.Open(context.Background(), OpenRequest{Owner: owner("alice"), Resume: g.Upload}, sink)
+		wantCode(t, err, CodeStorageFull)
+		// Storage comes back: the failure is recorded, and still told.
+		f.store.set(func(s *memStore) { s.full, s.failPrefix = false, "" })
+		f.m.recordFailures(context.Background())
+	}
+	f.m.mu.Lock()
+	_, inMemory := f.m.uploads[g.Upload]
+	f.m.mu.Unlock()
+	if inMemory {
+		t.Error("a recorded failure stays in memory")
+	}
+}

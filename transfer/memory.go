@@ -1,6 +1,7 @@
 package transfer
 
 import (
+	"context"
 	"slices"
 	"time"
 )
@@ -155,6 +156,28 @@ func (m *Manager) pauseIdle() {
 		if idle {
 			m.pauseLocked(u, "idle")
 		}
+	}
+}
+
+// recordFailures tries again to record the failures that storage refused
+// to record when they happened, and forgets the uploads whose failure is
+// recorded.
+func (m *Manager) recordFailures(ctx context.Context) {
+	m.mu.Lock()
+	var pending []*upload
+	for _, u := range m.uploads {
+		u.mu.Lock()
+		if u.unrecorded && !u.working {
+			pending = append(pending, u)
+		}
+		u.mu.Unlock()
+	}
+	m.mu.Unlock()
+	for _, u := range pending {
+		ctx, cancel := context.WithTimeout(ctx, cleanupTimeout)
+		u.cleanup(ctx)
+		cancel()
+		m.evict(u)
 	}
 }
 

@@ -34,7 +34,8 @@ type memStore struct {
 	failPrefix string
 	// hold, when set, blocks PutPart until it is closed or ctx ends.
 	hold chan struct{}
-	// full makes PutPart fail with storage.ErrFull.
+	// full makes PutPart, and Puts under failPrefix, fail with
+	// storage.ErrFull.
 	full bool
 
 	putParts  int // successful PutPart calls
@@ -128,6 +129,9 @@ func (s *memStore) Put(ctx context.Context, key string, r io.Reader, size int64,
 		return errDown
 	}
 	if s.failPrefix != "" && strings.HasPrefix(key, s.failPrefix) {
+		if s.full {
+			return fmt.Errorf("memstore: no room for %s: %w", key, storage.ErrFull)
+		}
 		return errDown
 	}
 	s.objects[key] = memObject{data: data, info: storage.Info{Key: key, Size: size, Modified: s.now(), Meta: meta}}

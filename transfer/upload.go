@@ -67,9 +67,13 @@ type upload struct {
 	recordFailure bool
 	notify        bool
 	storageDown   bool // the sink heard of the current storage outage
-	touched       time.Time
-	reported      time.Time // when the sink last heard of received bytes
-	file          *File
+	// unrecorded: the failure could not be recorded in storage (a full
+	// disk, an outage). The upload stays in memory, answering Status and
+	// resumes with its failure, until recordFailures succeeds.
+	unrecorded bool
+	touched    time.Time
+	reported   time.Time // when the sink last heard of received bytes
+	file       *File
 
 	mp   storage.Multipart
 	hash []byte // SHA-256 state after durable bytes
@@ -369,7 +373,7 @@ func (u *upload) detachLocked() {
 // evictableLocked reports whether u has nothing left to do in memory: it is
 // over, or detached with nothing kept, written or stored.
 func (u *upload) evictableLocked() bool {
-	if u.working || u.writing {
+	if u.working || u.writing || u.unrecorded {
 		return false
 	}
 	return u.status != statusUploading || u.sink == nil && len(u.parts) == 0
@@ -473,6 +477,9 @@ func (u *upload) cleanup(ctx context.Context) {
 		err = u.m.saveManifest(ctx, mf)
 	}
 	if err != nil {
-		u.log.Warn("cannot record the end of the upload", "err", err)
+		u.log.Warn("cannot record the end of the upload; trying again later", "err", err)
 	}
+	u.mu.Lock()
+	u.unrecorded = err != nil
+	u.mu.Unlock()
 }
