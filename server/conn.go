@@ -72,6 +72,9 @@ type conn struct {
 	uploaded atomic.Bool
 	// interrupted is set when an upload moved elsewhere in mid-chunk.
 	interrupted atomic.Bool
+	// control counts the connection's upload requests running off the
+	// reader (see offReader).
+	storageReqs atomic.Int32
 }
 
 var _ rooms.Member = (*conn)(nil)

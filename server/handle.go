@@ -86,6 +86,11 @@ func (c *conn) handle(data []byte) {
 			return
 		}
 	}
+	if needsStorage(req.T) {
+		c.badFrames = 0
+		c.offReader(req)
+		return
+	}
 	data2, err := c.dispatch(req)
 	if err != nil {
 		if pe := (*protocol.Error)(nil); errors.As(err, &pe) && (pe.Code == protocol.CodeUnknownType || pe.Code == protocol.CodeBadFrame) {

@@ -143,6 +143,8 @@ type Server struct {
 	conns    map[*conn]struct{}
 	closing  bool
 	drained  chan struct{} // closed when closing and conns is empty
+	// control counts upload requests running off their readers.
+	storageReqs sync.WaitGroup
 	shutOnce sync.Once
 }
 
@@ -263,7 +265,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-s.drained:
 		s.poller.close()
 		s.flushers.stop()
-		return nil
+		return s.waitStorageRequests(ctx)
 	case <-ctx.Done():
 		s.mu.Lock()
 		for c := range s.conns {
@@ -272,7 +274,24 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.mu.Unlock()
 		s.poller.close()
 		s.flushers.stop()
-		return errors.Join(ctx.Err(), errors.New("server: connections still open at shutdown were cut"))
+		return errors.Join(ctx.Err(), errors.New("server: connections still open at shutdown were cut"), s.waitStorageRequests(context.Background()))
+	}
+}
+
+// waitStorageRequests waits for the upload requests still running, which end by
+// their storage deadline, or until ctx ends.
+func (s *Server) waitStorageRequests(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		s.storageReqs.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		<-done // bounded by requestTimeout
+		return ctx.Err()
 	}
 }
 

@@ -18,9 +18,10 @@ var (
 	_ transfer.Interrupter = (*conn)(nil)
 )
 
-// maxRequestTimeout bounds the storage work one upload request may cause. It
-// runs on the connection's reader, which meanwhile reads no pong: it is
-// kept within half the ping timeout (see Server.requestTimeout).
+// maxRequestTimeout bounds the storage work one upload request may cause.
+// Such requests run off the reader (see offReader); the timeout is kept
+// within half the ping timeout all the same, so that a client waiting for
+// the answer hears within its own heartbeat that storage is unavailable.
 const maxRequestTimeout = 30 * time.Second
 
 func transferLimits(t *transfer.Manager) (int, int64) { return t.MaxChunk(), t.MaxFileSize() }
