@@ -47,9 +47,12 @@
 // # Files
 //
 // Upload sends a file to a room chunk by chunk within the server's window,
-// resumes it across reconnections, and returns the File once the server has
-// stored, verified and announced it (an event named FileEvent whose data is
-// the File). Download fetches a file and checks it against its SHA-256.
+// hashing it as it goes, resumes it across reconnections, and returns the
+// File once the server has stored, verified and announced it (an event
+// named FileEvent whose data is the File). With UploadOptions.KeepOnCancel
+// and Resume, an upload outlives the process that started it: a later run
+// sends only what the server does not hold. Download fetches a file and
+// checks it against its SHA-256.
 //
 // # Handlers
 //

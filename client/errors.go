@@ -99,3 +99,8 @@ func lost(reason error) error {
 func errDecode(what string, err error) error {
 	return fmt.Errorf("client: decoding the %s answer: %w", what, err)
 }
+
+// errorOf is the error a caller gets for an error frame.
+func errorOf(ef protocol.ErrorFrame) *protocol.Error {
+	return &protocol.Error{Code: ef.Code, Message: ef.Message, Upload: ef.Upload, Offset: ef.Offset, RetryAfter: ef.RetryAfterMS}
+}

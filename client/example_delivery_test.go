@@ -1,18 +1,12 @@
 package client_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log"
-	"net/http/httptest"
-	"os"
 
 	"github.com/ferryhq/ferry/client"
 	"github.com/ferryhq/ferry/protocol"
-	"github.com/ferryhq/ferry/server"
-	"github.com/ferryhq/ferry/storage/disk"
-	"github.com/ferryhq/ferry/transfer"
 )
 
 // A reader saves its position after each event; a later run resumes from
@@ -97,53 +91,4 @@ func ExampleClient_Publish() {
 	r := <-receipts
 	fmt.Println(r.Name, "has event", r.Seq == d.Seq, "count", r.Count)
 	// Output: bob has event true count 1
-}
-
-// Upload a file to a room; every member is told, and may download it.
-func ExampleClient_Upload() {
-	dir, err := os.MkdirTemp("", "ferry-example-")
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	store, err := disk.New(disk.Config{Dir: dir})
-	if err != nil {
-		log.Fatal(err)
-	}
-	var srv *server.Server
-	tm, err := transfer.New(transfer.Config{Store: store, Announce: func(ctx context.Context, f transfer.File) { srv.Announce(ctx, f) }})
-	if err != nil {
-		log.Fatal(err)
-	}
-	srv, err = server.New(server.Config{Transfer: tm})
-	if err != nil {
-		log.Fatal(err)
-	}
-	hs := httptest.NewServer(srv)
-	defer func() {
-		_ = srv.Shutdown(context.Background())
-		hs.Close()
-		_ = tm.Shutdown(context.Background())
-	}()
-
-	ctx := context.Background()
-	c, err := client.Dial(ctx, client.Config{URL: hs.URL})
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := c.Join(ctx, "share"); err != nil {
-		log.Fatal(err)
-	}
-	content := []byte("hello, ferry\n")
-	f, err := c.Upload(ctx, "share", bytes.NewReader(content), int64(len(content)), client.UploadOptions{Name: "hello.txt"})
-	if err != nil {
-		log.Fatal(err)
-	}
-	var back bytes.Buffer
-	if _, err := c.Download(ctx, f, &back); err != nil {
-		log.Fatal(err)
-	}
-	fmt.Println(f.Name, f.Size, f.Type, back.String() == string(content))
-	// Output: hello.txt 13 text/plain true
 }

@@ -16,12 +16,18 @@ import (
 
 // startServer runs a ferry server for the examples, as "ferry serve" would.
 func startServer() (url string, stop func()) {
-	srv, err := server.New(server.Config{})
+	_, url, stop = serve(server.Config{})
+	return url, stop
+}
+
+// serve runs a ferry server with cfg.
+func serve(cfg server.Config) (srv *server.Server, url string, stop func()) {
+	srv, err := server.New(cfg)
 	if err != nil {
 		log.Fatal(err)
 	}
 	hs := httptest.NewServer(srv)
-	return hs.URL, func() {
+	return srv, hs.URL, func() {
 		_ = srv.Shutdown(context.Background())
 		hs.Close()
 	}

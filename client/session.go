@@ -214,7 +214,7 @@ func (s *session) handle(data []byte) {
 			s.log.Warn("ignoring a malformed error frame", "err", err)
 			return
 		}
-		perr := &protocol.Error{Code: ef.Code, Message: ef.Message, Upload: ef.Upload, Offset: ef.Offset}
+		perr := errorOf(ef)
 		switch {
 		case ef.ID != 0:
 			s.answer(ef.ID, nil, perr)

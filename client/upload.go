@@ -3,16 +3,12 @@ package client
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
+	"hash"
 	"io"
 	"sync"
 	"time"
-
-	"github.com/gorilla/websocket"
 
 	"github.com/ferryhq/ferry/protocol"
 )
@@ -28,6 +24,14 @@ const (
 	uploadRetryMax = 2 * time.Second
 )
 
+// Bounds on the wait the server asks for with busy: a server that says 0
+// is not hammered, one that says an hour does not stall the upload past
+// what part memory takes to free up.
+const (
+	busyWaitMin = 100 * time.Millisecond
+	busyWaitMax = 10 * time.Second
+)
+
 // UploadOptions describe a file to upload and how.
 type UploadOptions struct {
 	// Name is the file's name (no path). Required.
@@ -35,25 +39,72 @@ type UploadOptions struct {
 	// Type is the content type the caller believes, if any; the server
 	// checks it against the bytes.
 	Type string
-	// SHA256 is the hex SHA-256 of the file. When empty, Upload computes it
-	// in a first pass over the file, unless NoChecksum. The server verifies
-	// it before it stores or announces anything.
+	// SHA256 is the hex SHA-256 of the file, if the caller knows it. When
+	// empty, Upload hashes the bytes as it first sends them and gives the
+	// server the digest after the last one, unless NoChecksum: no pass over
+	// the file delays the first byte. Either way the server verifies the
+	// digest before it stores or announces anything.
 	SHA256 string
-	// NoChecksum skips the first pass: the server then verifies nothing.
+	// NoChecksum gives the server no digest: it then verifies nothing.
 	NoChecksum bool
 	// ChunkSize is the chunk size wanted; the server's grant decides.
 	ChunkSize int
 	// Base64 sends chunks as base64 in text frames instead of binary frames.
 	Base64 bool
+
+	// Resume is the id of an upload to continue (OnOpen reported it,
+	// possibly to another process): Upload asks the server where it
+	// stands and sends only the rest of the file, which must be the same
+	// file. When the server cannot continue it (unknown, expired, failed,
+	// another user's, another size), Upload starts a new upload instead
+	// and tells OnRestart why. The server knows uploads by user: a client
+	// without a token of its own saves Client.Token with the id and dials
+	// with it.
+	Resume string
+	// KeepOnCancel leaves the upload on the server when ctx ends, so that
+	// an Upload with Resume may continue it later (within the server's
+	// upload TTL, 24 hours by default). Without it the upload is canceled
+	// and its parts removed.
+	KeepOnCancel bool
+
+	// OnOpen, if set, is called on Upload's goroutine whenever the server
+	// grants the upload (it opened or resumed it, also after a
+	// reconnection), with the upload's id and the offset the bytes go on
+	// from. An app that wants to resume after it dies saves the id here.
+	OnOpen func(uploadID string, offset int64)
+	// OnRestart, if set, is called on Upload's goroutine when the upload
+	// named by Resume cannot be continued and a new one starts from the
+	// first byte; reason is the server's *protocol.Error.
+	OnRestart func(reason error)
 	// OnProgress, if set, is called on Upload's goroutine as the upload
-	// goes: sent bytes have been handed to the connection, durable ones are
-	// stored by the server.
-	OnProgress func(sent, durable int64)
+	// goes: after each chunk handed to the connection and each report of
+	// the server. It should return quickly.
+	OnProgress func(Progress)
 	// OnWait, if set, is called on Upload's goroutine when the upload
 	// pauses for a reason that passes: a lost connection (it resumes after
-	// the reconnection) or storage the server cannot reach (it goes on when
-	// storage is back).
+	// the reconnection), storage the server cannot reach (it goes on when
+	// storage is back), or a server short of memory for one more upload
+	// (it opens once the server has some; reported once per wait).
 	OnWait func(reason error)
+}
+
+// Progress is how far an upload got, in bytes from the start of the file.
+// Durable <= Received, and all three reach Size when Upload returns the
+// file.
+type Progress struct {
+	// Size is the file's size.
+	Size int64
+	// Sent is how far the bytes were handed to the connection. It goes
+	// back when bytes must be sent again (after a reconnection that lost
+	// some, or a refused chunk).
+	Sent int64
+	// Received is how far the server holds the bytes (stored, or in its
+	// buffers): where a resume would go on. The server reports it every
+	// 250 ms or so, so it trails Sent.
+	Received int64
+	// Durable is how far the bytes are stored: they outlive a restart of
+	// the server.
+	Durable int64
 }
 
 // Upload uploads size bytes read from r to room, a named room the client is
@@ -64,9 +115,10 @@ type UploadOptions struct {
 // server's window ahead of what it has stored. When the connection drops,
 // Upload waits for the client to reconnect, asks the server where the
 // upload stands and resumes from there; when the server reports its
-// storage unavailable, it waits. Other refusals end the upload and come
-// back as a *protocol.Error (type_mismatch, checksum_mismatch,
-// too_large...). When ctx ends, the upload is canceled on the server.
+// storage unavailable or itself busy, it waits. Other refusals end the
+// upload and come back as a *protocol.Error (type_mismatch,
+// checksum_mismatch, storage_full, too_large...). When ctx ends, the upload
+// is canceled on the server, unless opts.KeepOnCancel.
 func (c *Client) Upload(ctx context.Context, room string, r io.ReaderAt, size int64, opts UploadOptions) (File, error) {
 	if opts.Name == "" {
 		return File{}, errors.New("client: UploadOptions.Name is required")
@@ -74,14 +126,10 @@ func (c *Client) Upload(ctx context.Context, room string, r io.ReaderAt, size in
 	if size < 0 {
 		return File{}, errors.New("client: negative upload size")
 	}
+	u := &upload{c: c, room: room, r: r, size: size, opts: opts, id: opts.Resume, wake: make(chan struct{}, 1)}
 	if opts.SHA256 == "" && !opts.NoChecksum {
-		sum, err := checksum(ctx, r, size)
-		if err != nil {
-			return File{}, err
-		}
-		opts.SHA256 = sum
+		u.hash = sha256.New()
 	}
-	u := &upload{c: c, room: room, r: r, size: size, opts: opts, wake: make(chan struct{}, 1)}
 	for _, h := range []struct {
 		t  string
 		fn func(json.RawMessage)
@@ -93,31 +141,6 @@ func (c *Client) Upload(ctx context.Context, room string, r io.ReaderAt, size in
 		defer c.hookFrames(h.t, h.fn)()
 	}
 	return u.run(ctx)
-}
-
-// checksum hashes size bytes of r.
-func checksum(ctx context.Context, r io.ReaderAt, size int64) (string, error) {
-	h := sha256.New()
-	buf := make([]byte, 256<<10)
-	for off := int64(0); off < size; {
-		if err := ctx.Err(); err != nil {
-			return "", err
-		}
-		n, err := r.ReadAt(buf[:min(int64(len(buf)), size-off)], off)
-		h.Write(buf[:n])
-		off += int64(n)
-		if err != nil && !(errors.Is(err, io.EOF) && off == size) {
-			return "", fmt.Errorf("client: reading the file: %w", shortRead(err))
-		}
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-func shortRead(err error) error {
-	if errors.Is(err, io.EOF) {
-		return errors.New("the file is shorter than its size")
-	}
-	return err
 }
 
 // upload is one Upload in progress. The frame hooks run on the reader
@@ -132,11 +155,26 @@ type upload struct {
 	buf  []byte
 	wake chan struct{}
 
-	mu      sync.Mutex
-	id      string
-	durable int64
-	done    *File
-	errs    []*protocol.Error
+	// Only run's goroutine touches these.
+	//
+	// hash holds the SHA-256 of the file's first hashed bytes (nil when
+	// the caller gave the digest, or wants none); sum is the digest once
+	// hashed == size.
+	hash   hash.Hash
+	hashed int64
+	sum    string
+	// granted: the server granted the upload once (a Resume that failed
+	// after that is an error, not a reason to start over); busy: the last
+	// open was refused with busy.
+	granted bool
+	busy    bool
+
+	mu       sync.Mutex
+	id       string
+	durable  int64
+	received int64
+	done     *File
+	errs     []*protocol.Error
 }
 
 // maxUploadErrors bounds the error frames kept between two looks.
@@ -149,6 +187,9 @@ func (u *upload) signal() {
 	}
 }
 
+// onProgress runs for every upload.progress frame, several a second per
+// upload: it decodes a few fields, takes a lock and wakes the sender,
+// nothing more.
 func (u *upload) onProgress(b json.RawMessage) {
 	var p protocol.UploadProgress
 	if json.Unmarshal(b, &p) != nil {
@@ -158,6 +199,7 @@ func (u *upload) onProgress(b json.RawMessage) {
 	mine := p.Upload == u.id && p.Upload != ""
 	if mine {
 		u.durable = max(u.durable, p.Offset)
+		u.received = max(u.received, p.Received, u.durable)
 	}
 	u.mu.Unlock()
 	if mine {
@@ -191,16 +233,21 @@ func (u *upload) onError(b json.RawMessage) {
 	}
 	u.mu.Lock()
 	mine := ef.Upload == u.id && ef.Upload != ""
-	if mine {
-		if len(u.errs) == maxUploadErrors {
-			u.errs = u.errs[1:]
-		}
-		u.errs = append(u.errs, &protocol.Error{Code: ef.Code, Message: ef.Message, Upload: ef.Upload, Offset: ef.Offset})
-	}
 	u.mu.Unlock()
 	if mine {
-		u.signal()
+		u.fail(errorOf(ef))
 	}
+}
+
+// fail records an error of the server about the upload for run to act on.
+func (u *upload) fail(e *protocol.Error) {
+	u.mu.Lock()
+	if len(u.errs) == maxUploadErrors {
+		u.errs = u.errs[1:]
+	}
+	u.errs = append(u.errs, e)
+	u.mu.Unlock()
+	u.signal()
 }
 
 // errReopen asks run to open the upload again, at once: the server paused
@@ -222,20 +269,16 @@ func (u *upload) run(ctx context.Context) (File, error) {
 		}
 		if s == last {
 			// Stopped, and not withdrawn yet: give it a moment.
-			select {
-			case <-time.After(10 * time.Millisecond):
-				continue
-			case <-ctx.Done():
-				return File{}, u.abandon(ctx, ctx.Err())
+			if err := pause(ctx, 10*time.Millisecond); err != nil {
+				return File{}, u.abandon(ctx, err)
 			}
+			continue
 		}
 		f, err := u.attempt(ctx, s)
 		var perr *protocol.Error
 		switch {
 		case err == nil:
-			if u.opts.OnProgress != nil {
-				u.opts.OnProgress(u.size, u.size) // all stored, whatever was heard of it
-			}
+			u.report(Progress{Size: u.size, Sent: u.size, Received: u.size, Durable: u.size}) // all stored, whatever was heard of it
 			return f, nil
 		case ctx.Err() != nil:
 			return File{}, u.abandon(ctx, ctx.Err())
@@ -246,17 +289,37 @@ func (u *upload) run(ctx context.Context) (File, error) {
 		case errors.Is(err, errReopen) && reopens < maxReopens:
 			reopens++
 			continue
+		case errors.As(err, &perr) && perr.Code == protocol.CodeBusy:
+			if !u.busy {
+				u.wait(err)
+			}
+			u.busy = true
+			wait := time.Duration(perr.RetryAfter) * time.Millisecond
+			if err := pause(ctx, min(max(wait, busyWaitMin), busyWaitMax)); err != nil {
+				return File{}, u.abandon(ctx, err)
+			}
+			continue
 		case errors.As(err, &perr) && (perr.Code == protocol.CodeStorageUnavailable || perr.Code == protocol.CodeRateLimited):
 			u.wait(err)
-			select {
-			case <-time.After(delay):
-			case <-ctx.Done():
-				return File{}, u.abandon(ctx, ctx.Err())
+			if err := pause(ctx, delay); err != nil {
+				return File{}, u.abandon(ctx, err)
 			}
 			delay = min(2*delay, uploadRetryMax)
 			continue
 		}
 		return File{}, err
+	}
+}
+
+// pause waits d, or less if ctx ends (then it returns ctx's error).
+func pause(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -266,13 +329,19 @@ func (u *upload) wait(reason error) {
 	}
 }
 
-// abandon cancels the upload on the server, best effort, when ctx ended,
-// and returns err.
+func (u *upload) report(p Progress) {
+	if u.opts.OnProgress != nil {
+		u.opts.OnProgress(p)
+	}
+}
+
+// abandon cancels the upload on the server, best effort, when ctx ended
+// and the caller does not keep it for later, and returns err.
 func (u *upload) abandon(ctx context.Context, err error) error {
 	u.mu.Lock()
 	id := u.id
 	u.mu.Unlock()
-	if id == "" || ctx.Err() == nil {
+	if id == "" || ctx.Err() == nil || u.opts.KeepOnCancel {
 		return err
 	}
 	u.c.mu.Lock()
@@ -284,190 +353,4 @@ func (u *upload) abandon(ctx context.Context, err error) error {
 		cancel()
 	}
 	return err
-}
-
-// grant is the answer to upload.open.
-type grant struct {
-	Upload    string `json:"upload"`
-	Offset    int64  `json:"offset"`
-	ChunkSize int    `json:"chunk_size"`
-	Window    int64  `json:"window"`
-	File      *File  `json:"file"`
-}
-
-// status is the answer to upload.status.
-type status struct {
-	Offset  int64  `json:"offset"`
-	Durable int64  `json:"durable"`
-	Status  string `json:"status"`
-	Error   string `json:"error"`
-	File    *File  `json:"file"`
-}
-
-// attempt opens (or resumes) the upload on s and sends it until the server
-// says it is done, s drops, or something goes wrong.
-func (u *upload) attempt(ctx context.Context, s *session) (File, error) {
-	u.mu.Lock()
-	id := u.id
-	u.errs, u.done = nil, nil
-	u.mu.Unlock()
-
-	req := protocol.Request{T: protocol.TypeUploadOpen, Name: u.opts.Name, Size: u.size,
-		Type: u.opts.Type, SHA256: u.opts.SHA256, ChunkSize: u.chunkWanted(s)}
-	var durable int64
-	if id == "" {
-		req.Room = u.room
-	} else {
-		data, err := s.request(ctx, protocol.Request{T: protocol.TypeUploadStatus, Upload: id}, nil)
-		if err != nil {
-			return File{}, err
-		}
-		var st status
-		if err := json.Unmarshal(data, &st); err != nil {
-			return File{}, errDecode("upload.status", err)
-		}
-		switch st.Status {
-		case "complete":
-			if st.File != nil {
-				return *st.File, nil
-			}
-		case "failed":
-			return File{}, &protocol.Error{Code: st.Error, Message: "the upload failed on the server", Upload: id}
-		}
-		durable = st.Durable
-		req.Resume = id
-	}
-	// What the server says now is stored, rather than what an earlier
-	// connection heard: a restarted server may have had to start over.
-	u.mu.Lock()
-	u.durable = durable
-	u.mu.Unlock()
-	data, err := s.request(ctx, req, func(data json.RawMessage, err error) {
-		// On the reader goroutine: frames about the new upload that come
-		// right after the grant must find it known.
-		var g grant
-		if err == nil && json.Unmarshal(data, &g) == nil {
-			u.mu.Lock()
-			u.id = g.Upload
-			u.mu.Unlock()
-		}
-	})
-	if err != nil {
-		return File{}, err
-	}
-	var g grant
-	if err := json.Unmarshal(data, &g); err != nil {
-		return File{}, errDecode("upload.open", err)
-	}
-	if g.File != nil {
-		return *g.File, nil
-	}
-	if g.Upload == "" {
-		return File{}, errors.New("client: the server granted an upload without an id")
-	}
-	return u.send(ctx, s, g)
-}
-
-// chunkWanted is the chunk size to ask for: the caller's, within what a
-// frame may carry.
-func (u *upload) chunkWanted(s *session) int {
-	want := u.opts.ChunkSize
-	if u.opts.Base64 {
-		limit := maxBase64Chunk
-		if mf := s.welcome.Limits.MaxFrame; mf > 0 {
-			limit = min(limit, (mf-512)/4*3)
-		}
-		if want <= 0 || want > limit {
-			want = limit
-		}
-	}
-	return want
-}
-
-// send sends the chunks of g's upload on s, within the window, and waits
-// for the server to finish.
-func (u *upload) send(ctx context.Context, s *session, g grant) (File, error) {
-	chunk := int64(g.ChunkSize)
-	if chunk <= 0 {
-		chunk = 256 << 10
-	}
-	if mc := int64(s.welcome.Limits.MaxChunk); mc > 0 {
-		chunk = min(chunk, mc)
-	}
-	if u.opts.Base64 {
-		chunk = min(chunk, int64(u.chunkWanted(s)))
-	}
-	if g.Window > 0 {
-		chunk = min(chunk, g.Window)
-	}
-	if int64(cap(u.buf)) < chunk {
-		u.buf = make([]byte, chunk)
-	}
-	sent := g.Offset
-	for {
-		u.mu.Lock()
-		done, errs, durable := u.done, u.errs, u.durable
-		u.errs = nil
-		u.mu.Unlock()
-		if done != nil {
-			return *done, nil
-		}
-		for _, e := range errs {
-			switch e.Code {
-			case protocol.CodeStorageUnavailable:
-				u.wait(e)
-			case protocol.CodeBadOffset, protocol.CodeWindowExceeded:
-				if e.Offset != nil {
-					sent = *e.Offset
-				}
-			case protocol.CodeUnknownUpload:
-				return File{}, errReopen
-			default:
-				return File{}, e
-			}
-		}
-		if u.opts.OnProgress != nil {
-			u.opts.OnProgress(sent, durable)
-		}
-		for sent < u.size {
-			n := min(chunk, u.size-sent)
-			if g.Window > 0 && sent+n > durable+g.Window {
-				break
-			}
-			if err := u.sendChunk(ctx, s, g.Upload, sent, n); err != nil {
-				return File{}, err
-			}
-			sent += n
-			if u.opts.OnProgress != nil {
-				u.opts.OnProgress(sent, durable)
-			}
-			if len(u.wake) > 0 {
-				break // news from the server first
-			}
-		}
-		select {
-		case <-u.wake:
-		case <-s.done:
-			return File{}, lost(s.reason)
-		case <-ctx.Done():
-			return File{}, ctx.Err()
-		}
-	}
-}
-
-// sendChunk reads n bytes at off and queues them as one chunk frame on s.
-func (u *upload) sendChunk(ctx context.Context, s *session, id string, off, n int64) error {
-	b := u.buf[:n]
-	k, err := u.r.ReadAt(b, off)
-	if int64(k) < n || err != nil && !errors.Is(err, io.EOF) {
-		if err == nil {
-			err = io.EOF
-		}
-		return fmt.Errorf("client: reading the file at %d: %w", off, shortRead(err))
-	}
-	if u.opts.Base64 {
-		frame := make([]byte, 0, 128+len(id)+base64.StdEncoding.EncodedLen(len(b)))
-		return s.enqueue(ctx, websocket.TextMessage, protocol.AppendTextChunk(frame, id, off, b))
-	}
-	return u.c.sendChunk(ctx, s.welcome.Conn, protocol.ChunkHeader{Upload: id, Offset: off}, b)
 }

@@ -74,10 +74,10 @@ func TestUploadAndDownload(t *testing.T) {
 		for _, b64 := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%d bytes, base64 %v", size, b64), func(t *testing.T) {
 				data := randomBytes(size)
-				var sent, durable int64
+				var last Progress
 				f, err := up.Upload(ctx, "share", bytes.NewReader(data), int64(size), UploadOptions{
 					Name: fmt.Sprintf("f%d.bin", size), Base64: b64,
-					OnProgress: func(s, d int64) { sent, durable = s, d },
+					OnProgress: func(p Progress) { last = p },
 				})
 				if err != nil {
 					t.Fatal(err)
@@ -85,8 +85,8 @@ func TestUploadAndDownload(t *testing.T) {
 				if f.Size != int64(size) || f.SHA256 != hexSHA(data) || f.Room != "share" || f.UserName != "uploader" || f.URL == "" {
 					t.Errorf("file %+v", f)
 				}
-				if size > 0 && (sent != int64(size) || durable != int64(size)) {
-					t.Errorf("last progress: %d sent, %d durable; want %d", sent, durable, size)
+				if want := (Progress{Size: int64(size), Sent: int64(size), Received: int64(size), Durable: int64(size)}); size > 0 && last != want {
+					t.Errorf("last progress %+v, want %+v", last, want)
 				}
 				if got := next(t, files); got.ID != f.ID {
 					t.Errorf("announced %+v, want %s", got, f.ID)
@@ -118,12 +118,12 @@ func TestUploadResumesAcrossCuts(t *testing.T) {
 	var ahead, lastDurable int64
 	f, err := up.Upload(ctx, "share", file, int64(len(data)), UploadOptions{
 		Name: "big.bin", SHA256: hexSHA(data), ChunkSize: 128 << 10,
-		OnProgress: func(sent, durable int64) {
+		OnProgress: func(pr Progress) {
 			file.mu.Lock()
-			ahead = max(ahead, file.furthest-durable)
+			ahead = max(ahead, file.furthest-pr.Durable)
 			file.mu.Unlock()
-			lastDurable = durable
-			if len(cuts) > 0 && sent >= cuts[0] {
+			lastDurable = pr.Durable
+			if len(cuts) > 0 && pr.Sent >= cuts[0] {
 				cuts = cuts[1:]
 				p.cut()
 			}
@@ -210,8 +210,8 @@ func TestUploadCanceled(t *testing.T) {
 	defer cancel()
 	_, err := up.Upload(ctx, "share", bytes.NewReader(data), int64(len(data)), UploadOptions{
 		Name: "c.bin", NoChecksum: true,
-		OnProgress: func(_, durable int64) {
-			if durable >= storage.MinPartSize {
+		OnProgress: func(p Progress) {
+			if p.Durable >= storage.MinPartSize {
 				cancel()
 			}
 		},

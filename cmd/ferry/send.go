@@ -2,20 +2,15 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/ferryhq/ferry/client"
-	"github.com/ferryhq/ferry/protocol"
 )
 
 // connFlags are the flags send and listen share: which server, which room,
@@ -65,6 +60,8 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	timeout := fs.Duration("timeout", 0, "give up after this long (0: 30s for --text, no limit for files)")
 	asJSON := fs.Bool("json", false, "print each stored file's record as one JSON line")
 	b64 := fs.Bool("base64", false, "send file chunks as base64 in text frames instead of binary frames")
+	resume := fs.Bool("resume", true, "remember unfinished uploads (interrupted, killed, cut off) so that the same command run again resumes them")
+	cacheDir := fs.String("cache-dir", "", "folder where unfinished uploads are remembered (default: ferry in the user's cache folder)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -83,7 +80,7 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		ctx, cancel = context.WithTimeout(ctx, *timeout)
 		defer cancel()
 	}
-	uploads, err := openFiles(files)
+	uploads, err := openFiles(files, f.server, f.room)
 	if err != nil {
 		return err
 	}
@@ -96,6 +93,15 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	// The client's goroutines log here too.
 	stderr = &lockedWriter{w: stderr}
 	cfg := f.config(stderr)
+	var state *resumeState
+	if *resume && len(uploads) > 0 {
+		state = openResumeState(*cacheDir)
+		if cfg.Token == "" {
+			// Uploads belong to users: resuming one takes the anonymous
+			// user that started it.
+			cfg.Token = state.token(uploads)
+		}
+	}
 	if len(uploads) > 0 {
 		cfg.Reconnect = uploadBackoff
 	} else {
@@ -105,14 +111,15 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	c, err := dialOnceMore(ctx, cfg, stderr)
 	if err != nil {
-		return err
+		return interruptedOr(ctx, err)
 	}
 	defer closeClient(c)
 	if err := onceMore(ctx, stderr, func() error { _, err := c.Join(ctx, f.room); return err }); err != nil {
-		return err
+		return interruptedOr(ctx, err)
 	}
 	if len(uploads) > 0 {
-		if err := sendFiles(ctx, c, f.room, uploads, sendOptions{json: *asJSON, base64: *b64}, stdout, stderr); err != nil {
+		o := sendOptions{json: *asJSON, base64: *b64, state: state, ownToken: f.token != ""}
+		if err := sendFiles(ctx, c, f.room, uploads, o, stdout, stderr); err != nil {
 			return err
 		}
 	}
@@ -120,7 +127,7 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		// Emit sends again, under the same message id, when the connection
 		// drops before the ack: the room gets the text once.
 		if err := c.Emit(ctx, f.room, *event, map[string]string{"text": *text}); err != nil {
-			return err
+			return interruptedOr(ctx, err)
 		}
 	}
 	return nil
@@ -159,212 +166,4 @@ func onceMore(ctx context.Context, stderr io.Writer, fn func() error) error {
 	}
 	fmt.Fprintf(stderr, "ferry: %v; trying again\n", err)
 	return fn()
-}
-
-// fileUpload is one file named on the command line, open for reading.
-type fileUpload struct {
-	path string
-	name string
-	size int64
-	file *os.File
-}
-
-// openFiles opens every file before anything is sent, so that a typo does
-// not leave half the files sent.
-func openFiles(paths []string) ([]fileUpload, error) {
-	var ups []fileUpload
-	for _, p := range paths {
-		f, err := os.Open(p)
-		if err == nil {
-			var fi os.FileInfo
-			if fi, err = f.Stat(); err == nil && !fi.Mode().IsRegular() {
-				err = errors.New("not a regular file")
-			}
-			if err == nil {
-				ups = append(ups, fileUpload{path: p, name: filepath.Base(p), size: fi.Size(), file: f})
-				continue
-			}
-			f.Close()
-		}
-		for _, u := range ups {
-			u.file.Close()
-		}
-		return nil, fmt.Errorf("send: %s: %w", p, err)
-	}
-	return ups, nil
-}
-
-type sendOptions struct {
-	json   bool
-	base64 bool
-}
-
-// sendFiles uploads files to room over c, one after the other, and reports
-// each on stdout: a line, or the file's record as JSON. A file the server
-// refuses does not stop the others; the error names every file not sent.
-func sendFiles(ctx context.Context, c *client.Client, room string, files []fileUpload, o sendOptions, stdout, stderr io.Writer) error {
-	var failed []error
-	for _, u := range files {
-		bar := newProgress(stderr, u.name, u.size)
-		bar.note("computing the SHA-256")
-		f, err := c.Upload(ctx, room, u.file, u.size, client.UploadOptions{
-			Name:       u.name,
-			Base64:     o.base64,
-			OnProgress: bar.update,
-			OnWait:     bar.wait,
-		})
-		bar.finish(err)
-		if err != nil {
-			if ctx.Err() != nil {
-				return fmt.Errorf("send: %s: %w", u.path, err)
-			}
-			failed = append(failed, fmt.Errorf("%s: %w", u.path, err))
-			continue
-		}
-		if o.json {
-			if err := json.NewEncoder(stdout).Encode(f); err != nil {
-				return fmt.Errorf("send: writing to stdout: %w", err)
-			}
-			continue
-		}
-		if _, err := fmt.Fprintf(stdout, "%s: stored as %s (%s, %s, sha256 %s)\n", u.path, f.ID, sizeString(f.Size), f.Type, f.SHA256); err != nil {
-			return fmt.Errorf("send: writing to stdout: %w", err)
-		}
-	}
-	switch len(failed) {
-	case 0:
-		return nil
-	case 1:
-		if len(files) == 1 {
-			return failed[0]
-		}
-	}
-	return fmt.Errorf("%d of %d files not sent: %w", len(failed), len(files), errors.Join(failed...))
-}
-
-// progress shows an upload's progress on stderr: a bar redrawn in place on
-// a terminal, otherwise a line now and then.
-type progress struct {
-	w     io.Writer
-	tty   bool
-	name  string
-	size  int64
-	start time.Time
-	last  time.Time // of the last line or redraw
-	sent  int64
-	done  int64
-	drawn bool
-}
-
-// Progress redraw and print intervals.
-const (
-	ttyRedraw   = 100 * time.Millisecond
-	plainReport = 2 * time.Second
-)
-
-func newProgress(w io.Writer, name string, size int64) *progress {
-	return &progress{w: w, tty: isTerminal(w), name: name, size: size, start: time.Now()}
-}
-
-// isTerminal reports whether w is a terminal (a character device, such as
-// a tty; /dev/null is one too, which does no harm) that can take a
-// redrawn line.
-func isTerminal(w io.Writer) bool {
-	if lw, ok := w.(*lockedWriter); ok {
-		w = lw.w
-	}
-	f, ok := w.(*os.File)
-	if !ok || os.Getenv("TERM") == "dumb" {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
-
-func (p *progress) update(sent, durable int64) {
-	p.sent, p.done = sent, durable
-	now := time.Now()
-	switch {
-	case p.tty && now.Sub(p.last) >= ttyRedraw:
-		p.last = now
-		p.drawn = true
-		fmt.Fprintf(p.w, "\r\033[K%s", p.bar(now))
-	case !p.tty && now.Sub(p.last) >= plainReport && durable < p.size:
-		if p.last.IsZero() {
-			p.last = now // nothing to say yet for the first two seconds
-			return
-		}
-		p.last = now
-		fmt.Fprintf(p.w, "ferry: %s: %s\n", p.name, p.counts(now))
-	}
-}
-
-// note shows what happens before the upload starts, on a terminal.
-func (p *progress) note(what string) {
-	if p.tty {
-		p.drawn = true
-		fmt.Fprintf(p.w, "\r\033[K%s: %s", p.name, what)
-	}
-}
-
-// wait reports why the upload pauses.
-func (p *progress) wait(reason error) {
-	p.clear()
-	var perr *protocol.Error
-	if errors.As(reason, &perr) {
-		fmt.Fprintf(p.w, "ferry: %s: waiting: %s\n", p.name, perr.Message)
-		return
-	}
-	fmt.Fprintf(p.w, "ferry: %s: connection lost; the upload resumes once reconnected\n", p.name)
-}
-
-func (p *progress) finish(err error) {
-	p.clear()
-	if err == nil {
-		el := time.Since(p.start)
-		fmt.Fprintf(p.w, "ferry: %s: sent %s in %v\n", p.name, sizeString(p.size), el.Round(time.Millisecond))
-	}
-}
-
-func (p *progress) clear() {
-	if p.drawn {
-		fmt.Fprint(p.w, "\r\033[K")
-		p.drawn = false
-		p.last = time.Time{}
-	}
-}
-
-func (p *progress) bar(now time.Time) string {
-	const width = 30
-	filled := width
-	if p.size > 0 {
-		filled = int(p.done * width / p.size)
-	}
-	return fmt.Sprintf("%s [%s%s] %s", p.name, strings.Repeat("=", filled), strings.Repeat(" ", width-filled), p.counts(now))
-}
-
-func (p *progress) counts(now time.Time) string {
-	pct := 100.0
-	if p.size > 0 {
-		pct = float64(p.done) * 100 / float64(p.size)
-	}
-	rate := ""
-	if el := now.Sub(p.start).Seconds(); el > 0.5 {
-		rate = ", " + sizeString(int64(float64(p.sent)/el)) + "/s"
-	}
-	return fmt.Sprintf("%3.0f%% stored, %s of %s%s", pct, sizeString(p.done), sizeString(p.size), rate)
-}
-
-// sizeString formats a byte count for people.
-func sizeString(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

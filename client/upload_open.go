@@ -1,0 +1,159 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/ferryhq/ferry/protocol"
+)
+
+// grant is the answer to upload.open.
+type grant struct {
+	Upload    string `json:"upload"`
+	Offset    int64  `json:"offset"`
+	ChunkSize int    `json:"chunk_size"`
+	Window    int64  `json:"window"`
+	File      *File  `json:"file"`
+}
+
+// status is the answer to upload.status.
+type status struct {
+	Size    int64  `json:"size"`
+	Offset  int64  `json:"offset"`
+	Durable int64  `json:"durable"`
+	Status  string `json:"status"`
+	Error   string `json:"error"`
+	File    *File  `json:"file"`
+}
+
+// attempt opens (or resumes) the upload on s and sends it until the server
+// says it is done, s drops, or something goes wrong.
+func (u *upload) attempt(ctx context.Context, s *session) (File, error) {
+	u.mu.Lock()
+	id := u.id
+	u.errs, u.done = nil, nil
+	u.mu.Unlock()
+
+	req := protocol.Request{T: protocol.TypeUploadOpen, Name: u.opts.Name, Size: u.size,
+		Type: u.opts.Type, SHA256: u.opts.SHA256, ChunkSize: u.chunkWanted(s)}
+	var durable int64
+	if id != "" {
+		st, err := u.status(ctx, s, id)
+		switch {
+		case err == nil && st.Status == "complete" && st.File != nil:
+			return u.verify(*st.File)
+		case err == nil:
+			durable = st.Durable
+			req.Resume = id
+		case u.startOver(err):
+			id = ""
+		default:
+			return File{}, err
+		}
+	}
+	if id == "" {
+		req.Room = u.room
+		req.SHA256Later = u.hash != nil
+	}
+	// What the server says now is stored, rather than what an earlier
+	// connection heard: a restarted server may have had to start over.
+	u.mu.Lock()
+	u.durable, u.received = durable, durable
+	u.mu.Unlock()
+	data, err := s.request(ctx, req, func(data json.RawMessage, err error) {
+		// On the reader goroutine: frames about the new upload that come
+		// right after the grant must find it known.
+		var g grant
+		if err == nil && json.Unmarshal(data, &g) == nil {
+			u.mu.Lock()
+			u.id = g.Upload
+			u.mu.Unlock()
+		}
+	})
+	if err != nil {
+		if req.Resume != "" && u.startOver(err) {
+			return File{}, errReopen
+		}
+		return File{}, err
+	}
+	var g grant
+	if err := json.Unmarshal(data, &g); err != nil {
+		return File{}, errDecode("upload.open", err)
+	}
+	if g.Upload == "" && g.File == nil {
+		return File{}, errors.New("client: the server granted an upload without an id")
+	}
+	u.granted, u.busy = true, false
+	u.mu.Lock()
+	u.received = max(u.received, g.Offset)
+	u.mu.Unlock()
+	if u.opts.OnOpen != nil && g.Upload != "" {
+		u.opts.OnOpen(g.Upload, g.Offset)
+	}
+	if g.File != nil {
+		return u.verify(*g.File)
+	}
+	return u.send(ctx, s, g)
+}
+
+// status asks the server where upload id stands. An upload that failed
+// there comes back as its error, and one of another size as bad_request:
+// neither can go on.
+func (u *upload) status(ctx context.Context, s *session, id string) (status, error) {
+	data, err := s.request(ctx, protocol.Request{T: protocol.TypeUploadStatus, Upload: id}, nil)
+	if err != nil {
+		return status{}, err
+	}
+	var st status
+	if err := json.Unmarshal(data, &st); err != nil {
+		return status{}, errDecode("upload.status", err)
+	}
+	switch {
+	case st.Status == "failed":
+		return st, &protocol.Error{Code: st.Error, Message: "the upload failed on the server", Upload: id}
+	case st.Size != u.size:
+		return st, &protocol.Error{Code: protocol.CodeBadRequest, Upload: id,
+			Message: fmt.Sprintf("the upload is of %d bytes, the file of %d", st.Size, u.size)}
+	}
+	return st, nil
+}
+
+// startOver gives up the caller's Resume for a new upload when the server
+// says that upload cannot go on (rather than not right now), and reports
+// whether it did. An upload this Upload opened or resumed is never
+// restarted: its bytes went out, and the error says what became of them.
+func (u *upload) startOver(err error) bool {
+	var perr *protocol.Error
+	if u.granted || u.opts.Resume == "" || !errors.As(err, &perr) {
+		return false
+	}
+	switch perr.Code {
+	case protocol.CodeBusy, protocol.CodeRateLimited, protocol.CodeStorageUnavailable:
+		return false
+	}
+	u.mu.Lock()
+	u.id = ""
+	u.mu.Unlock()
+	if u.opts.OnRestart != nil {
+		u.opts.OnRestart(err)
+	}
+	return true
+}
+
+// chunkWanted is the chunk size to ask for: the caller's, within what a
+// frame may carry.
+func (u *upload) chunkWanted(s *session) int {
+	want := u.opts.ChunkSize
+	if u.opts.Base64 {
+		limit := maxBase64Chunk
+		if mf := s.welcome.Limits.MaxFrame; mf > 0 {
+			limit = min(limit, (mf-512)/4*3)
+		}
+		if want <= 0 || want > limit {
+			want = limit
+		}
+	}
+	return want
+}

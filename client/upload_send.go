@@ -1,0 +1,197 @@
+package client
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/ferryhq/ferry/protocol"
+)
+
+// defaultChunk is the chunk size when the server's grant names none.
+const defaultChunk = 256 << 10
+
+// send sends the chunks of g's upload on s, within the window, gives the
+// digest once the last one is out, and waits for the server to finish.
+func (u *upload) send(ctx context.Context, s *session, g grant) (File, error) {
+	chunk := u.chunkSize(s, g)
+	if int64(cap(u.buf)) < chunk {
+		u.buf = make([]byte, chunk)
+	}
+	sent := g.Offset
+	finished := false
+	for {
+		u.mu.Lock()
+		done, errs := u.done, u.errs
+		u.errs = nil
+		p := Progress{Size: u.size, Sent: sent, Received: u.received, Durable: u.durable}
+		u.mu.Unlock()
+		if done != nil {
+			return u.verify(*done)
+		}
+		for _, e := range errs {
+			switch e.Code {
+			case protocol.CodeStorageUnavailable:
+				u.wait(e)
+			case protocol.CodeBadOffset, protocol.CodeWindowExceeded:
+				if e.Offset != nil {
+					sent = *e.Offset
+				}
+			case protocol.CodeUnknownUpload:
+				return File{}, errReopen
+			default:
+				return File{}, e
+			}
+		}
+		p.Sent = sent
+		u.report(p)
+		for sent < u.size {
+			n := min(chunk, u.size-sent)
+			if g.Window > 0 && sent+n > p.Durable+g.Window {
+				break
+			}
+			if err := u.sendChunk(ctx, s, g.Upload, sent, n); err != nil {
+				return File{}, err
+			}
+			sent += n
+			p.Sent = sent
+			u.report(p)
+			if len(u.wake) > 0 {
+				break // news from the server first
+			}
+		}
+		if sent == u.size && !finished && u.hash != nil {
+			if err := u.finish(ctx, s, g.Upload); err != nil {
+				return File{}, err
+			}
+			finished = true
+		}
+		select {
+		case <-u.wake:
+		case <-s.done:
+			return File{}, lost(s.reason)
+		case <-ctx.Done():
+			return File{}, ctx.Err()
+		}
+	}
+}
+
+// chunkSize is the size of the chunks to send for g on s.
+func (u *upload) chunkSize(s *session, g grant) int64 {
+	chunk := int64(g.ChunkSize)
+	if chunk <= 0 {
+		chunk = defaultChunk
+	}
+	if mc := int64(s.welcome.Limits.MaxChunk); mc > 0 {
+		chunk = min(chunk, mc)
+	}
+	if u.opts.Base64 {
+		chunk = min(chunk, int64(u.chunkWanted(s)))
+	}
+	if g.Window > 0 {
+		chunk = min(chunk, g.Window)
+	}
+	return chunk
+}
+
+// sendChunk reads n bytes at off and queues them as one chunk frame on s,
+// hashing the ones no chunk carried before.
+func (u *upload) sendChunk(ctx context.Context, s *session, id string, off, n int64) error {
+	if err := u.hashTo(ctx, off); err != nil {
+		return err
+	}
+	b := u.buf[:n]
+	if err := u.readAt(b, off); err != nil {
+		return err
+	}
+	if u.hash != nil && u.hashed < off+n {
+		u.hash.Write(b[u.hashed-off:])
+		u.hashed = off + n
+	}
+	if u.opts.Base64 {
+		frame := make([]byte, 0, 128+len(id)+base64.StdEncoding.EncodedLen(len(b)))
+		return s.enqueue(ctx, websocket.TextMessage, protocol.AppendTextChunk(frame, id, off, b))
+	}
+	return u.c.sendChunk(ctx, s.welcome.Conn, protocol.ChunkHeader{Upload: id, Offset: off}, b)
+}
+
+// readAt fills b from the file at off.
+func (u *upload) readAt(b []byte, off int64) error {
+	k, err := u.r.ReadAt(b, off)
+	if k == len(b) && (err == nil || errors.Is(err, io.EOF)) {
+		return nil
+	}
+	if err == nil || errors.Is(err, io.EOF) {
+		err = errors.New("the file is shorter than its size")
+	}
+	return fmt.Errorf("client: reading the file at %d: %w", off, err)
+}
+
+// hashTo brings the hash up to end by reading the bytes no chunk carried:
+// the ones a resume granted past what this process sent (an earlier run
+// sent them). It reads the local file; nothing is sent again.
+func (u *upload) hashTo(ctx context.Context, end int64) error {
+	if u.hash == nil || u.hashed >= end {
+		return nil
+	}
+	if cap(u.buf) == 0 {
+		u.buf = make([]byte, defaultChunk)
+	}
+	buf := u.buf[:cap(u.buf)]
+	for u.hashed < end {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		b := buf[:min(int64(len(buf)), end-u.hashed)]
+		if err := u.readAt(b, u.hashed); err != nil {
+			return err
+		}
+		u.hash.Write(b)
+		u.hashed += int64(len(b))
+	}
+	return nil
+}
+
+// finish gives the server the file's digest once the last chunk is out
+// (upload.finish). The answer is not waited for: the outcome comes as
+// upload.done or an error, which the hook records.
+func (u *upload) finish(ctx context.Context, s *session, id string) error {
+	if u.sum == "" {
+		if err := u.hashTo(ctx, u.size); err != nil {
+			return err
+		}
+		u.sum = hex.EncodeToString(u.hash.Sum(nil))
+	}
+	_, err := s.send(ctx, protocol.Request{T: protocol.TypeUploadFinish, Upload: id, SHA256: u.sum}, func(_ json.RawMessage, err error) {
+		var perr *protocol.Error
+		// A server older than upload.finish does not know it: it stores
+		// the file unverified, and verify compares the digests here.
+		if errors.As(err, &perr) && perr.Code != protocol.CodeUnknownType {
+			perr.Upload = id
+			u.fail(perr)
+		}
+	})
+	return err
+}
+
+// verify checks the stored file's SHA-256 against the digest of the bytes
+// read here, when there is one: a server that ignores sha256_later stores
+// without checking.
+func (u *upload) verify(f File) (File, error) {
+	want := u.opts.SHA256
+	if want == "" {
+		want = u.sum
+	}
+	if want == "" || f.SHA256 == "" || strings.EqualFold(want, f.SHA256) {
+		return f, nil
+	}
+	return File{}, &protocol.Error{Code: protocol.CodeChecksumMismatch,
+		Message: fmt.Sprintf("the server stored a file whose SHA-256 is %s; the bytes read here hash to %s", f.SHA256, want)}
+}

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+)
+
+// Bounds of the resume state. An upload left longer than the server's
+// default upload TTL is gone from the server anyway.
+const (
+	resumeTTL        = 24 * time.Hour
+	resumeMaxEntries = 1000
+)
+
+// resumeState remembers the uploads "ferry send" left unfinished (stopped,
+// killed, cut off), so that running the same command again resumes them.
+// It is a small JSON file, read and rewritten whole on each change through
+// a temporary file and a rename: a send killed at any moment leaves the
+// old state or the new one, never half of one. Two sends changing it at
+// the same moment may lose one's change; that upload then starts over on
+// its next run instead of resuming. A nil *resumeState remembers nothing.
+type resumeState struct {
+	path string
+	now  func() time.Time
+}
+
+// resumeKey names an upload: the same file (by path, size and modification
+// time: a file changed since is another file) sent to the same room of the
+// same server.
+type resumeKey struct {
+	Server  string `json:"server"`
+	Room    string `json:"room"`
+	Path    string `json:"path"`
+	Size    int64  `json:"size"`
+	ModTime int64  `json:"mtime_ns"`
+}
+
+// resumeEntry is an unfinished upload. Token is the anonymous token the
+// server gave the sender, when it had none of its own: uploads belong to
+// users, and only the same user may resume one. It makes the file a
+// credential, hence its mode 0600.
+type resumeEntry struct {
+	resumeKey
+	Upload  string    `json:"upload"`
+	Name    string    `json:"name"`
+	Token   string    `json:"token,omitempty"`
+	Updated time.Time `json:"updated"`
+}
+
+type resumeFile struct {
+	Uploads []resumeEntry `json:"uploads"`
+}
+
+// openResumeState returns the state kept in dir, or in the user's cache
+// folder when dir is empty; nil when there is no such folder.
+func openResumeState(dir string) *resumeState {
+	if dir == "" {
+		cache, err := os.UserCacheDir()
+		if err != nil {
+			return nil
+		}
+		dir = filepath.Join(cache, "ferry")
+	}
+	return &resumeState{path: filepath.Join(dir, "uploads.json"), now: time.Now}
+}
+
+// find returns the unfinished upload of k, if there is one still fresh.
+func (s *resumeState) find(k resumeKey) (resumeEntry, bool) {
+	if s == nil {
+		return resumeEntry{}, false
+	}
+	for _, e := range s.load() {
+		if e.resumeKey == k && s.fresh(e) {
+			return e, true
+		}
+	}
+	return resumeEntry{}, false
+}
+
+// put records e (stamped now), replacing what was known of its key.
+func (s *resumeState) put(e resumeEntry) error {
+	if s == nil {
+		return nil
+	}
+	e.Updated = s.now()
+	return s.update(func(es []resumeEntry) []resumeEntry {
+		return append(deleteKey(es, e.resumeKey), e)
+	})
+}
+
+// remove forgets the upload of k.
+func (s *resumeState) remove(k resumeKey) error {
+	if s == nil {
+		return nil
+	}
+	return s.update(func(es []resumeEntry) []resumeEntry { return deleteKey(es, k) })
+}
+
+func deleteKey(es []resumeEntry, k resumeKey) []resumeEntry {
+	return slices.DeleteFunc(es, func(e resumeEntry) bool { return e.resumeKey == k })
+}
+
+func (s *resumeState) fresh(e resumeEntry) bool { return s.now().Sub(e.Updated) < resumeTTL }
+
+// load reads the entries. A missing or unreadable file is an empty state:
+// what it held can only make uploads resume, and they start over instead.
+func (s *resumeState) load() []resumeEntry {
+	b, err := os.ReadFile(s.path)
+	if err != nil {
+		return nil
+	}
+	var f resumeFile
+	if json.Unmarshal(b, &f) != nil {
+		return nil
+	}
+	return f.Uploads
+}
+
+// update applies fn to the entries, drops the stale ones and the oldest
+// beyond resumeMaxEntries, and writes the file again.
+func (s *resumeState) update(fn func([]resumeEntry) []resumeEntry) error {
+	es := fn(s.load())
+	es = slices.DeleteFunc(es, func(e resumeEntry) bool { return !s.fresh(e) })
+	if len(es) > resumeMaxEntries {
+		slices.SortStableFunc(es, func(a, b resumeEntry) int { return a.Updated.Compare(b.Updated) })
+		es = es[len(es)-resumeMaxEntries:]
+	}
+	if es == nil {
+		es = []resumeEntry{} // "uploads": [], not null
+	}
+	b, err := json.MarshalIndent(resumeFile{Uploads: es}, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeAtomic(s.path, append(b, '\n'))
+}
+
+// writeAtomic replaces path with data: written to a temporary file in the
+// same folder, synced, then renamed over it.
+func writeAtomic(path string, data []byte) (err error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, filepath.Base(path)+".*.tmp") // mode 0600
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+// fileKey is the key of the file at path, as it is now, sent to room on
+// server.
+func fileKey(server, room, path string, fi fs.FileInfo) (resumeKey, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return resumeKey{}, fmt.Errorf("send: %s: %w", path, err)
+	}
+	return resumeKey{Server: server, Room: room, Path: abs, Size: fi.Size(), ModTime: fi.ModTime().UnixNano()}, nil
+}
+
+// token returns the anonymous token kept with the first of files that has
+// an unfinished upload, if any.
+func (s *resumeState) token(files []fileUpload) string {
+	for _, u := range files {
+		if e, ok := s.find(u.key); ok && e.Token != "" {
+			return e.Token
+		}
+	}
+	return ""
+}

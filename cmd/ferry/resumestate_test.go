@@ -1,0 +1,108 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestResumeState(t *testing.T) {
+	key := func(path string) resumeKey {
+		return resumeKey{Server: "http://s", Room: "r", Path: path, Size: 10, ModTime: 1}
+	}
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	// overfill writes 5 entries more than the state keeps, /0 the oldest.
+	overfill := func(s *resumeState) {
+		s.update(func(es []resumeEntry) []resumeEntry {
+			for i := range resumeMaxEntries + 5 {
+				es = append(es, resumeEntry{resumeKey: key(fmt.Sprint("/", i)), Upload: "up", Updated: now.Add(time.Duration(i-2000) * time.Second)})
+			}
+			return es
+		})
+	}
+	tests := []struct {
+		name string
+		// before prepares the state (its clock at now unless it moves it).
+		before func(s *resumeState)
+		find   resumeKey
+		want   string // upload found, "" for none
+		left   int    // entries in the file after before
+	}{
+		{"empty", func(*resumeState) {}, key("/a"), "", 0},
+		{"put", func(s *resumeState) {
+			s.put(resumeEntry{resumeKey: key("/a"), Upload: "up_a"})
+			s.put(resumeEntry{resumeKey: key("/b"), Upload: "up_b"})
+		}, key("/a"), "up_a", 2},
+		{"put again replaces", func(s *resumeState) {
+			s.put(resumeEntry{resumeKey: key("/a"), Upload: "up_1"})
+			s.put(resumeEntry{resumeKey: key("/a"), Upload: "up_2"})
+		}, key("/a"), "up_2", 1},
+		{"another mtime is another file", func(s *resumeState) {
+			s.put(resumeEntry{resumeKey: key("/a"), Upload: "up_a"})
+		}, resumeKey{Server: "http://s", Room: "r", Path: "/a", Size: 10, ModTime: 2}, "", 1},
+		{"removed", func(s *resumeState) {
+			s.put(resumeEntry{resumeKey: key("/a"), Upload: "up_a"})
+			s.put(resumeEntry{resumeKey: key("/b"), Upload: "up_b"})
+			s.remove(key("/a"))
+		}, key("/a"), "", 1},
+		{"stale entries go", func(s *resumeState) {
+			s.now = func() time.Time { return now.Add(-resumeTTL - time.Minute) }
+			s.put(resumeEntry{resumeKey: key("/a"), Upload: "up_a"})
+			s.now = func() time.Time { return now }
+			s.put(resumeEntry{resumeKey: key("/b"), Upload: "up_b"})
+		}, key("/a"), "", 1},
+		{"bounded, the oldest go", overfill, key("/5"), "up", resumeMaxEntries},
+		{"bounded, the oldest went", overfill, key("/4"), "", resumeMaxEntries},
+		{"a corrupt file is an empty one", func(s *resumeState) {
+			os.MkdirAll(filepath.Dir(s.path), 0o700)
+			os.WriteFile(s.path, []byte("{not json"), 0o600)
+		}, key("/a"), "", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "ferry")
+			s := openResumeState(dir)
+			s.now = func() time.Time { return now }
+			tt.before(s)
+			s.now = func() time.Time { return now }
+			e, ok := s.find(tt.find)
+			if ok != (tt.want != "") || e.Upload != tt.want {
+				t.Errorf("find = %+v, %v; want upload %q", e, ok, tt.want)
+			}
+			if n := len(s.load()); n != tt.left {
+				t.Errorf("%d entries in the file, want %d", n, tt.left)
+			}
+			if tt.left == 0 {
+				return
+			}
+			if names := dirNames(t, dir); !slices.Equal(names, []string{"uploads.json"}) {
+				t.Errorf("files in the state folder: %v, want uploads.json alone", names)
+			}
+			if fi, err := os.Stat(s.path); err != nil || fi.Mode().Perm() != 0o600 {
+				t.Errorf("state file: %v, %v; want mode 0600 (it may hold a token)", fi.Mode(), err)
+			}
+		})
+	}
+}
+
+// Without a cache folder nothing is remembered, and nothing fails.
+func TestResumeStateOff(t *testing.T) {
+	var s *resumeState
+	if err := s.put(resumeEntry{Upload: "up_a"}); err != nil {
+		t.Error(err)
+	}
+	if _, ok := s.find(resumeKey{}); ok {
+		t.Error("a nil state found an upload")
+	}
+	if err := s.remove(resumeKey{}); err != nil {
+		t.Error(err)
+	}
+	t.Setenv("XDG_CACHE_HOME", "")
+	t.Setenv("HOME", "")
+	if s := openResumeState(""); s != nil {
+		t.Errorf("state at %s without a home folder", s.path)
+	}
+}

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/ferryhq/ferry/client"
+	"github.com/ferryhq/ferry/protocol"
+)
+
+// fileUpload is one file named on the command line, open for reading.
+type fileUpload struct {
+	path string
+	name string
+	size int64
+	file *os.File
+	key  resumeKey
+}
+
+// openFiles opens every file before anything is sent, so that a typo does
+// not leave half the files sent.
+func openFiles(paths []string, server, room string) ([]fileUpload, error) {
+	var ups []fileUpload
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err == nil {
+			var fi os.FileInfo
+			if fi, err = f.Stat(); err == nil && !fi.Mode().IsRegular() {
+				err = errors.New("not a regular file")
+			}
+			var key resumeKey
+			if err == nil {
+				key, err = fileKey(server, room, p, fi)
+			}
+			if err == nil {
+				ups = append(ups, fileUpload{path: p, name: filepath.Base(p), size: fi.Size(), file: f, key: key})
+				continue
+			}
+			f.Close()
+		}
+		for _, u := range ups {
+			u.file.Close()
+		}
+		return nil, fmt.Errorf("send: %s: %w", p, err)
+	}
+	return ups, nil
+}
+
+type sendOptions struct {
+	json   bool
+	base64 bool
+	// state remembers unfinished uploads; nil when resuming is off.
+	state *resumeState
+	// ownToken: the sender gave a token, so the state need not keep the
+	// anonymous one the server handed out.
+	ownToken bool
+}
+
+// sendFiles uploads files to room over c, one after the other, and reports
+// each on stdout: a line, or the file's record as JSON. A file the server
+// refuses does not stop the others; the error names every file not sent.
+func sendFiles(ctx context.Context, c *client.Client, room string, files []fileUpload, o sendOptions, stdout, stderr io.Writer) error {
+	var failed []error
+	for _, u := range files {
+		f, err := sendFile(ctx, c, room, u, o, stderr)
+		if err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			failed = append(failed, fmt.Errorf("%s: %w", u.path, err))
+			continue
+		}
+		if o.json {
+			if err := json.NewEncoder(stdout).Encode(f); err != nil {
+				return fmt.Errorf("send: writing to stdout: %w", err)
+			}
+			continue
+		}
+		if _, err := fmt.Fprintf(stdout, "%s: stored as %s (%s, %s, sha256 %s)\n", u.path, f.ID, sizeString(f.Size), f.Type, f.SHA256); err != nil {
+			return fmt.Errorf("send: writing to stdout: %w", err)
+		}
+	}
+	switch len(failed) {
+	case 0:
+		return nil
+	case 1:
+		if len(files) == 1 {
+			return failed[0]
+		}
+	}
+	return fmt.Errorf("%d of %d files not sent: %w", len(failed), len(files), errors.Join(failed...))
+}
+
+// sendFile uploads one file, going on with the upload an earlier run left
+// unfinished if the state knows one, and keeps the state up to date: the
+// upload is remembered once the server grants it, and forgotten once it
+// is over (stored, or refused).
+func sendFile(ctx context.Context, c *client.Client, room string, u fileUpload, o sendOptions, stderr io.Writer) (client.File, error) {
+	bar := newProgress(stderr, u.name, u.size)
+	prev, resuming := o.state.find(u.key)
+	opts := client.UploadOptions{
+		Name:         u.name,
+		Base64:       o.base64,
+		KeepOnCancel: o.state != nil,
+		OnProgress:   bar.update,
+		OnWait:       bar.wait,
+	}
+	if resuming {
+		opts.Resume = prev.Upload
+	}
+	var granted string
+	opts.OnOpen = func(id string, offset int64) {
+		if resuming {
+			bar.say("resuming %s at %s", u.name, sizeString(offset))
+			resuming = false
+		}
+		if granted == "" {
+			bar.opened(offset)
+		}
+		if id != granted {
+			granted = id
+			e := resumeEntry{resumeKey: u.key, Upload: id, Name: u.name}
+			if !o.ownToken {
+				e.Token = c.Token()
+			}
+			if err := o.state.put(e); err != nil {
+				bar.say("%s: cannot remember the upload to resume it later: %v", u.name, err)
+			}
+		}
+	}
+	opts.OnRestart = func(reason error) {
+		resuming = false
+		bar.say("%s: cannot resume the upload (%v); sending it from the start", u.name, reason)
+	}
+	f, err := c.Upload(ctx, room, u.file, u.size, opts)
+	bar.finish(err)
+	var perr *protocol.Error
+	if err == nil || errors.As(err, &perr) {
+		if err := o.state.remove(u.key); err != nil {
+			fmt.Fprintf(stderr, "ferry: %s: cannot update the unfinished uploads: %v\n", u.name, err)
+		}
+	}
+	if err != nil && ctx.Err() != nil {
+		return f, stopped(ctx, u, bar.p, granted != "" && opts.KeepOnCancel)
+	}
+	return f, err
+}
+
+// stopped is the error of a send whose context ended during u's upload
+// (which stands at p): how to go on, when the upload was kept.
+func stopped(ctx context.Context, u fileUpload, p client.Progress, kept bool) error {
+	next := u.path + " not sent"
+	if kept {
+		next = fmt.Sprintf("run the same command again to resume %s (%s of %s received)", u.name, sizeString(p.Received), sizeString(u.size))
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("send: %s: %w; %s", u.path, ctx.Err(), next)
+	}
+	return interrupted("interrupted: " + next)
+}
+
+// interrupted ends a send that a signal (Ctrl-C) stopped: main prints it
+// instead of "context canceled" and exits with 130, as shells report a
+// command that SIGINT ended.
+type interrupted string
+
+func (e interrupted) Error() string   { return string(e) }
+func (e interrupted) Unwrap() []error { return []error{exitCode(130), context.Canceled} }
+
+// interruptedOr is err, or interrupted when ctx was canceled (by a signal)
+// under it.
+func interruptedOr(ctx context.Context, err error) error {
+	if err != nil && errors.Is(ctx.Err(), context.Canceled) {
+		return interrupted("interrupted")
+	}
+	return err
+}

@@ -1,0 +1,208 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferryhq/ferry/client"
+	"github.com/ferryhq/ferry/internal/ferrytest"
+	"github.com/ferryhq/ferry/server"
+	"github.com/ferryhq/ferry/storage"
+	"github.com/ferryhq/ferry/transfer"
+)
+
+// runMainEnv makes the test binary run as "ferry" itself: the tests that
+// kill a send run it as a process of its own.
+const runMainEnv = "FERRY_TEST_RUN_MAIN"
+
+func init() {
+	if os.Getenv(runMainEnv) == "1" {
+		main()
+		os.Exit(0)
+	}
+	// The tests never touch the user's cache folder: the ones about
+	// resuming turn it on with a folder of their own.
+	if _, ok := os.LookupEnv("FERRY_RESUME"); !ok {
+		os.Setenv("FERRY_RESUME", "false")
+	}
+}
+
+// ferryProcess is "ferry" running as a process of its own.
+type ferryProcess struct {
+	cmd            *exec.Cmd
+	stdout, stderr safeBuffer
+	done           chan struct{}
+}
+
+func startFerryProcess(t *testing.T, env []string, args ...string) *ferryProcess {
+	t.Helper()
+	p := &ferryProcess{cmd: exec.Command(os.Args[0], args...), done: make(chan struct{})}
+	p.cmd.Env = append(append(os.Environ(), runMainEnv+"=1"), env...)
+	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		_ = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	})
+	return p
+}
+
+// exit waits for the process and returns its exit code (-1: a signal
+// ended it).
+func (p *ferryProcess) exit(t *testing.T) int {
+	t.Helper()
+	select {
+	case <-p.done:
+		return p.cmd.ProcessState.ExitCode()
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("ferry %s did not end\nstderr: %s", strings.Join(p.cmd.Args[1:], " "), p.stderr.String())
+		return 0
+	}
+}
+
+// uploadBytes reads the server's count of chunk bytes received.
+func uploadBytes(t *testing.T, base string) int64 {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "ferry_upload_bytes_total "); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				t.Fatalf("ferry_upload_bytes_total %q: %v", v, err)
+			}
+			return n
+		}
+	}
+	t.Fatal("no ferry_upload_bytes_total in /metrics")
+	return 0
+}
+
+// waitCut waits for link to have cut a connection of p.
+func waitCut(t *testing.T, link *ferrytest.Proxy, p *ferryProcess) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for link.Cuts() == 0 {
+		select {
+		case <-p.done:
+			t.Fatalf("send ended before the link was cut\nstderr: %s", p.stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the link was not cut\nstderr: %s", p.stderr.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+var interruptHint = regexp.MustCompile(`ferry: interrupted: run the same command again to resume big\.bin \(\d+\.\d MiB of 48\.0 MiB received\)`)
+
+// "ferry send" stopped in the middle of a file, by Ctrl-C or by a kill it
+// cannot catch, resumes when run again: it says so, sends again nothing
+// the server had received whole, and the file arrives whole. (Ctrl-C
+// while chunks flow is Upload's KeepOnCancel, tested in package client.)
+func TestSendResumesAfterBeingStopped(t *testing.T) {
+	for _, sig := range []os.Signal{os.Interrupt, os.Kill} {
+		t.Run(sig.String(), func(t *testing.T) {
+			s := ferrytest.Start(t, ferrytest.DiskStore(t), transfer.Config{PartSize: storage.MinPartSize}, server.Config{})
+			link := ferrytest.NewProxy(t, strings.TrimPrefix(s.URL, "http://"))
+			data := randomData(48 << 20)
+			path := writeFile(t, t.TempDir(), "big.bin", data)
+			cache := t.TempDir()
+			env := []string{"FERRY_CACHE_DIR=" + cache, "FERRY_RESUME=true"}
+			args := []string{"send", "--server", "http://" + link.Addr, "--room", "backup", "--name", "phone", path}
+
+			// Half a part past a part's end the phone loses its network
+			// (what was on its way is lost: the server holds more than it
+			// stored), then its app: the link goes quiet, and the process
+			// stops while it waits to reconnect.
+			cutAt := int64(4*storage.MinPartSize + storage.MinPartSize/2)
+			link.CutAfterRandom(cutAt, cutAt, 1)
+			first := startFerryProcess(t, env, args...)
+			waitCut(t, link, first)
+			link.Stall()
+			if err := first.cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			code := first.exit(t)
+			link.Cut()
+			link.CutAfterRandom(1<<50, 1<<50, 1) // no more cuts
+			link.Resume()
+			switch {
+			case sig == os.Interrupt && (code != 130 || !interruptHint.MatchString(first.stderr.String())):
+				t.Errorf("after Ctrl-C: exit code %d, stderr:\n%s\nwant 130 and a line matching %s", code, first.stderr.String(), interruptHint)
+			case sig == os.Kill && code != -1:
+				t.Errorf("after a kill: exit code %d", code)
+			}
+			if es := openResumeState(cache).load(); len(es) != 1 || es[0].Upload == "" || es[0].Name != "big.bin" {
+				t.Fatalf("unfinished uploads remembered: %+v, want big.bin's", es)
+			}
+
+			watcher, events, _ := member(t, s.URL, "backup", "watcher")
+			second := startFerryProcess(t, env, args...)
+			if code := second.exit(t); code != 0 {
+				t.Fatalf("the second send: exit code %d\nstderr: %s", code, second.stderr.String())
+			}
+			if !strings.Contains(second.stderr.String(), "ferry: resuming big.bin at ") {
+				t.Errorf("the second send did not say it resumed; stderr:\n%s", second.stderr.String())
+			}
+			// The server keeps every chunk it received whole, stored or not
+			// (docs/protocol.md, "Reconnecting and resuming"): only the one
+			// the stop cut off goes again. Going back to the durable offset
+			// would resend up to a part.
+			if resent := uploadBytes(t, s.URL) - int64(len(data)); resent > transfer.DefaultMaxChunk {
+				t.Errorf("%d bytes sent again; want at most a chunk (%d), nothing the server had received whole\nthe second send said:\n%s",
+					resent, transfer.DefaultMaxChunk, second.stderr.String())
+			}
+			if es := openResumeState(cache).load(); len(es) != 0 {
+				t.Errorf("still remembered once stored: %+v", es)
+			}
+			if got := downloadSHA(t, watcher, events); got != sha256Hex(data) {
+				t.Errorf("downloaded file's SHA-256 %s, want %s", got, sha256Hex(data))
+			}
+		})
+	}
+}
+
+// downloadSHA waits for a file announced in events and returns the
+// SHA-256 of its bytes as c downloads them.
+func downloadSHA(t *testing.T, c *client.Client, events <-chan client.Event) string {
+	t.Helper()
+	for {
+		e := receive(t, events)
+		if e.Name != client.FileEvent {
+			continue
+		}
+		var f client.File
+		if err := e.Decode(&f); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		defer cancel()
+		h := sha256.New()
+		if _, err := c.Download(ctx, f, h); err != nil {
+			t.Fatal(err)
+		}
+		return hex.EncodeToString(h.Sum(nil))
+	}
+}
