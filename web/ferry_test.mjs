@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { Ferry, FerryError, backoffDelay, chunkFrame, SHA256, reconnectable, utf8Length } from './static/ferry.js';
+import { Ferry, FerryError, backoffDelay, chunkFrame, SHA256, UploadMemory, reconnectable, utf8Length } from './static/ferry.js';
 
 // No test may reach the network: the connect-failure probe gets a fixed answer.
 globalThis.fetch = async () => { throw new TypeError('no network in tests'); };
@@ -37,6 +37,8 @@ class FakeServer {
     this.seen = new Map(); // user/msg_id → first ack
     this.published = [];
     this.received = [];
+    this.finishes = []; // upload.finish frames
+    this.busy = 0; // upload.open answers busy this many times
     const server = this;
     this.WebSocket = class FakeWS {
       constructor(url) {
@@ -156,22 +158,38 @@ class FakeServer {
         this.received.push(f);
         return undefined;
       case 'upload.open': {
+        if (this.busy > 0) {
+          this.busy--;
+          return fail('busy', 'no part memory free', { retry_after_ms: 30 });
+        }
         let u = f.resume && this.uploads.get(f.resume);
         if (f.resume && !u) return fail('unknown_upload', 'no such upload');
         if (!u) {
-          u = { id: 'up_' + (this.uploads.size + 1), room: f.room, name: f.name, size: f.size, type: f.type, data: new Uint8Array(f.size), off: 0, durable: 0 };
+          u = { id: 'up_' + (this.uploads.size + 1), room: f.room, name: f.name, size: f.size, type: f.type, data: new Uint8Array(f.size), off: 0, durable: 0, later: !!f.sha256_later, sha256: f.sha256 };
           this.uploads.set(u.id, u);
         }
         u.ws = ws;
-        u.off = u.durable;
-        return ack({ upload: u.id, offset: u.durable, chunk_size: this.chunkSize, window: this.window, size: u.size });
+        u.paused = false;
+        // As docs/protocol.md: a resume continues after the last byte received.
+        if (this.resumeAtDurable) u.off = u.durable;
+        ack({ upload: u.id, offset: u.off, chunk_size: this.chunkSize, window: this.window, size: u.size, ...(u.file ? { file: u.file } : {}) });
+        return this.complete(ws, u);
+      }
+      case 'upload.finish': {
+        const u = this.uploads.get(f.upload);
+        if (!u) return fail('unknown_upload', 'no such upload', { upload: f.upload });
+        this.finishes.push(f);
+        if (u.digest && u.digest !== f.sha256) return fail('bad_request', 'another digest', { upload: u.id });
+        u.digest = f.sha256;
+        ack({ upload: u.id });
+        return this.complete(ws, u);
       }
       case 'upload.chunk':
         return this.chunk(ws, null, f);
       case 'upload.status': {
         const u = this.uploads.get(f.upload);
         if (!u) return fail('unknown_upload', 'no such upload');
-        return ack({ upload: u.id, offset: u.durable, durable: u.durable, size: u.size, status: u.file ? 'complete' : 'uploading', file: u.file });
+        return ack({ upload: u.id, room: u.room, name: u.name, size: u.size, offset: u.off, durable: u.durable, status: u.file ? 'complete' : 'uploading', file: u.file });
       }
       case 'upload.cancel':
         this.uploads.delete(f.upload);
@@ -198,21 +216,34 @@ class FakeServer {
       this.textChunks = (this.textChunks || 0) + 1;
     }
     const u = this.uploads.get(id);
-    if (!u) return this.push(ws, { t: 'error', code: 'unknown_upload', message: 'no such upload', upload: id });
+    if (!u || u.paused) return this.push(ws, { t: 'error', code: 'unknown_upload', message: 'no such upload', upload: id });
     if (this.onChunk?.(ws, u, off, payload)) return;
     if (off !== u.off) return this.push(ws, { t: 'error', code: 'bad_offset', message: 'bad offset', upload: id, offset: u.off });
     assert.ok(off + payload.length - u.durable <= this.window, 'client went past the window');
     u.data.set(payload, off);
     u.off = off + payload.length;
+    ws.chunkBytes = (ws.chunkBytes || 0) + payload.length;
     this.chunks = (this.chunks || 0) + 1;
-    if (u.off - u.durable >= this.durableStep || u.off === u.size) {
-      u.durable = u.off;
-      this.push(ws, { t: 'upload.progress', upload: id, offset: u.durable });
+    if (u.off - u.durable >= this.durableStep || u.off === u.size) u.durable = u.off;
+    const progress = { t: 'upload.progress', upload: id, offset: u.durable, received: u.off };
+    if (this.progressDelay) setTimeout(() => this.push(ws, progress), this.progressDelay);
+    else this.push(ws, progress);
+    this.complete(ws, u);
+  }
+
+  // complete stores an upload whose bytes are all in, once its digest is
+  // known (sha256_later waits for upload.finish).
+  complete(ws, u) {
+    if (u.file || u.off !== u.size || (u.later && !u.digest)) return;
+    const sum = createHash('sha256').update(u.data).digest('hex');
+    const want = u.digest || u.sha256;
+    if (want && want !== sum) {
+      this.uploads.delete(u.id);
+      return this.push(ws, { t: 'error', code: 'checksum_mismatch', message: 'the bytes do not match sha256', upload: u.id });
     }
-    if (u.off === u.size) {
-      u.file = { id: 'f_1', room: u.room, name: u.name, size: u.size, type: u.type, sha256: '', user: ws.user, user_name: ws.name, time: new Date().toISOString(), url: `/files/f_1/${u.name}?exp=1&sig=x` };
-      this.push(ws, { t: 'upload.done', upload: id, file: u.file });
-    }
+    u.durable = u.size;
+    u.file = { id: 'f_1', room: u.room, name: u.name, size: u.size, type: u.type, sha256: sum, user: ws.user, user_name: ws.name, time: new Date().toISOString(), url: `/files/f_1/${u.name}?exp=1&sig=x` };
+    this.push(ws, { t: 'upload.done', upload: u.id, file: u.file });
   }
 }
 
@@ -225,7 +256,17 @@ async function connected(c) {
   await new Promise((r) => c.once('connect', r));
 }
 
-const bytes = (n) => Uint8Array.from({ length: n }, (_, i) => (i * 31 + 7) & 0xff);
+// bytes returns n pseudo-random bytes, the same for the same n: no period,
+// so that bytes put at a wrong offset never hash or compare equal by luck.
+const bytes = (n) => {
+  const b = new Uint8Array(n);
+  let x = 2463534242;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+    b[i] = x >>> 24;
+  }
+  return b;
+};
 
 test('backoff grows by the factor, is capped, and stays within the randomization', () => {
   const r = { delay: 1000, delayMax: 5000, randomization: 0.5 };
@@ -445,22 +486,34 @@ test('upload: bad_offset rewinds, a dropped connection resumes, storage_unavaila
     if (off === 5000 && step === 0) { step = 1; u.off = 4000; u.durable = 4000; return false; } // server lost a chunk
     if (off === 9000 && step === 1) { step = 2; srv.drop(ws, 1006); return true; }
     if (off === 14000 && step === 2) {
+      // The storage stops answering: the server keeps the bytes, stores
+      // nothing for a while, then goes on.
       step = 3;
       srv.push(ws, { t: 'error', code: 'storage_unavailable', message: 'storage is down', upload: u.id });
-      return true;
+      srv.durableStep = Infinity;
+      setTimeout(() => {
+        srv.durableStep = 1000;
+        u.durable = u.off;
+        srv.push(ws, { t: 'upload.progress', upload: u.id, offset: u.durable, received: u.off });
+      }, 300);
     }
     return false;
   };
+  const seen = [];
   const t0 = Date.now();
-  const file = await c.upload('files', new Blob([data]), { name: 'c.bin' });
-  // Recovering takes the storage pause (1 s), not the stall timeout (15 s).
+  const file = await c.upload('files', new Blob([data]), { name: 'c.bin', onProgress: (p) => seen.push(`${p.status}:${p.reason}`) });
+  // Recovering takes the storage outage (300 ms), not the stall timeout (15 s).
   assert.ok(Date.now() - t0 < 5000, `took ${Date.now() - t0} ms`);
   assert.equal(step, 3);
   assert.equal(file.size, 20000);
   assert.deepEqual(srv.uploads.get('up_1').data, data);
   const opens = srv.frames.filter((f) => f.t === 'upload.open');
-  assert.equal(opens.length, 3);
+  assert.equal(opens.length, 2, 'the storage outage needs no new open');
   assert.equal(opens[1].resume, 'up_1');
+  const paused = seen.indexOf('waiting:storage_unavailable');
+  assert.ok(paused > 0, seen.join(' '));
+  assert.ok(seen.slice(paused).includes('uploading:'), 'uploading again after the outage');
+  assert.equal(srv.finishes.at(-1).sha256, createHash('sha256').update(data).digest('hex'));
   c.close();
 });
 
@@ -568,4 +621,306 @@ test('join with history replays what the server keeps', async () => {
   assert.deepEqual(a.position('r'), { epoch: 'e1', seq: 1 });
   a.close();
   b.close();
+});
+
+// --- hashing while sending, resuming after a reload, progress ---
+
+const sha = (b) => createHash('sha256').update(b).digest('hex');
+const fileOf = (data, name = 'photo.jpg', lastModified = 1700000000000) => new File([data], name, { type: 'image/jpeg', lastModified });
+
+// inFiles connects a client and joins the room "files".
+async function inFiles(srv, opts) {
+  const c = client(srv, opts);
+  c.connect();
+  await c.join('files');
+  return c;
+}
+
+test('upload memory: keyed by user, room, name, size and lastModified; bounded; entries expire', () => {
+  const storage = memoryStorage();
+  let now = 1_000_000;
+  const m = new UploadMemory(storage, { now: () => now, max: 50, ttl: 24 * 3600 * 1000 });
+  const e = { upload: 'up_a', user: 'u_1', room: 'lobby', name: 'a.bin', size: 10, lastModified: 5, received: 3, later: true };
+  m.put(e);
+  const key = { user: 'u_1', room: 'lobby', name: 'a.bin', size: 10, lastModified: 5 };
+  assert.equal(m.find(key).upload, 'up_a');
+  for (const [k, v] of [['user', 'u_2'], ['room', 'other'], ['name', 'b.bin'], ['size', 11], ['lastModified', 6]]) {
+    assert.equal(m.find({ ...key, [k]: v }), null, `another ${k}`);
+  }
+  // The most recent upload of a file wins; forget drops one.
+  now += 10;
+  m.put({ ...e, upload: 'up_b' });
+  assert.equal(m.find(key).upload, 'up_b');
+  m.forget('up_b');
+  assert.equal(m.find(key).upload, 'up_a');
+  m.update('up_a', { received: 7 });
+  assert.equal(m.find(key).received, 7);
+
+  // At most 50: the least recently touched go.
+  for (let i = 0; i < 60; i++) {
+    now += 1;
+    m.put({ ...e, upload: 'up_' + i, name: `f${i}.bin` });
+  }
+  const list = m.list();
+  assert.equal(list.length, 50);
+  assert.equal(list[0].upload, 'up_59');
+  assert.equal(list.at(-1).upload, 'up_10');
+  assert.equal(JSON.parse(storage.getItem('ferry.uploads')).length, 50);
+
+  // 24 hours after it was last touched, an entry is gone (from storage too).
+  now += 24 * 3600 * 1000 - 30;
+  assert.equal(m.list().length, 30);
+  now += 1000;
+  assert.deepEqual(m.list(), []);
+  assert.equal(storage.getItem('ferry.uploads'), null);
+
+  // Garbage in the storage is ignored; no storage remembers nothing.
+  storage.setItem('ferry.uploads', '{not json');
+  assert.deepEqual(m.list(), []);
+  storage.setItem('ferry.uploads', JSON.stringify([{ upload: 1 }, null, 'x']));
+  assert.deepEqual(m.list(), []);
+  const none = new UploadMemory(null);
+  none.put(e);
+  assert.equal(none.enabled, false);
+  assert.deepEqual(none.list(), []);
+});
+
+test('upload: the digest hashed while sending is the one-shot digest, through rewinds and resumes', async () => {
+  const srv = new FakeServer({ chunk: 1000, window: 4000, durableStep: 1000 });
+  const c = await inFiles(srv);
+  const data = bytes(30011);
+  let step = 0;
+  srv.onChunk = (ws, u, off) => {
+    if (off === 7000 && step === 0) { step = 1; u.off = 5500; u.durable = 5000; return false; } // a rewind mid-chunk
+    if (off >= 12000 && step === 1) { step = 2; srv.drop(ws, 1006); return true; }
+    return false;
+  };
+  const file = await c.upload('files', new Blob([data]), { name: 'h.bin' });
+  assert.equal(step, 2);
+  const open = srv.frames.find((f) => f.t === 'upload.open');
+  assert.equal(open.sha256_later, true);
+  assert.equal(open.sha256, undefined);
+  assert.equal(srv.finishes.length, 1);
+  assert.equal(srv.finishes[0].sha256, sha(data));
+  assert.equal(file.sha256, sha(data));
+  // A finish goes out only after the last chunk.
+  const last = srv.frames.findLastIndex((f) => f.t === 'upload.finish');
+  assert.ok(srv.uploads.get('up_1').off === data.length && last >= 0);
+  c.close();
+});
+
+test('upload: a known sha256 is sent at open and nothing is hashed; sha256: false sends none', async () => {
+  const srv = new FakeServer({ chunk: 4096 });
+  const c = await inFiles(srv);
+  const data = bytes(10000);
+  const seen = [];
+  await c.upload('files', new Blob([data]), { name: 'k.bin', sha256: sha(data).toUpperCase(), onProgress: (p) => seen.push(p.hashed) });
+  let open = srv.frames.findLast((f) => f.t === 'upload.open');
+  assert.equal(open.sha256, sha(data));
+  assert.equal(open.sha256_later, undefined);
+  assert.equal(srv.finishes.length, 0);
+  assert.ok(seen.every((h) => h === null));
+  await c.upload('files', new Blob([data]), { name: 'n.bin', sha256: false });
+  open = srv.frames.findLast((f) => f.t === 'upload.open');
+  assert.equal(open.sha256, undefined);
+  assert.equal(open.sha256_later, undefined);
+  assert.equal(srv.finishes.length, 0);
+  // A wrong digest ends the upload.
+  await assert.rejects(c.upload('files', new Blob([data]), { name: 'w.bin', sha256: sha(bytes(3)) }), (err) => err.code === 'checksum_mismatch');
+  c.close();
+});
+
+test('upload: a server without upload.finish completes the upload anyway', async () => {
+  const srv = new FakeServer({ chunk: 1000 });
+  // An older server: ignores sha256_later, completes at the last byte, and
+  // does not know upload.finish.
+  srv.hooks['upload.open'] = (ws, f) => { delete f.sha256_later; return false; };
+  srv.hooks['upload.finish'] = (ws, f) => { srv.push(ws, { t: 'error', id: f.id, code: 'unknown_type', message: 'unknown frame type' }); return true; };
+  const c = await inFiles(srv);
+  const f = await c.upload('files', new Blob([bytes(5000)]), { name: 'o.bin' });
+  assert.equal(f.size, 5000);
+  c.close();
+});
+
+// reload starts an upload of a File in one client, stops that client when
+// the server holds `stopAt` bytes (as a page reload would), and picks the
+// same File again in a new client on the same storage.
+async function reload({ size, chunk, window, stopAt }) {
+  const srv = new FakeServer({ chunk, window, durableStep: Infinity });
+  const storage = memoryStorage();
+  const data = bytes(size);
+  const pick = () => fileOf(data);
+  const c1 = await inFiles(srv, { storage });
+  srv.onChunk = (ws, u, off) => off >= stopAt; // everything after is lost with the page
+  const first = c1.upload('files', pick()).catch((e) => e);
+  await until(() => srv.uploads.get('up_1')?.off === stopAt, 'the first bytes', 5000);
+  c1.close();
+  assert.equal((await first).code, 'offline');
+  assert.equal(JSON.parse(storage.getItem('ferry.uploads')).length, 1, 'the upload is remembered');
+
+  srv.onChunk = null;
+  srv.durableStep = chunk;
+  const c2 = await inFiles(srv, { storage });
+  assert.equal(c2.user, c1.user);
+  const pending = await c2.pendingUploads('files');
+  assert.deepEqual(pending.map((p) => [p.upload, p.name, p.size, p.received]), [['up_1', 'photo.jpg', size, stopAt]]);
+  assert.deepEqual(await c2.pendingUploads('elsewhere'), []);
+  const reports = [];
+  const file = await c2.upload('files', pick(), { onProgress: (p) => reports.push(p) });
+  return { srv, c2, data, file, reports, storage };
+}
+
+for (const sz of [
+  { size: 20000, chunk: 1000, window: 8000, stopAt: 5000 },
+  // Beyond one step of the pass that hashes what an earlier page sent.
+  { size: 9 << 20, chunk: 256 << 10, window: 8 << 20, stopAt: 5 << 20 },
+]) {
+  test(`upload: a reloaded page resumes the same File at the server's offset (${sz.size} bytes, from ${sz.stopAt})`, async () => {
+    const { srv, c2, data, file, reports, storage } = await reload(sz);
+    assert.equal(file.size, data.length);
+    assert.deepEqual(srv.uploads.get('up_1').data, data);
+    assert.equal(srv.uploads.size, 1, 'no second upload');
+    const opens = srv.frames.filter((f) => f.t === 'upload.open');
+    assert.equal(opens.at(-1).resume, 'up_1');
+    assert.equal(srv.last.chunkBytes, data.length - sz.stopAt, 'only the missing bytes were sent again');
+    assert.equal(srv.finishes.at(-1).sha256, sha(data));
+    assert.equal(reports.find((p) => p.status === 'uploading').sent, sz.stopAt);
+    assert.equal(reports.at(-1).hashed, data.length);
+    // What the first page sent was hashed from the file while the rest went out.
+    assert.ok(reports.some((p) => p.status === 'uploading' && p.hashed >= sz.stopAt), 'hashed alongside the chunks');
+    assert.equal(storage.getItem('ferry.uploads'), null, 'forgotten once done');
+    assert.deepEqual(await c2.pendingUploads(), []);
+    c2.close();
+  });
+}
+
+test('upload: a remembered upload the server no longer has starts over; one it ended too', async () => {
+  const srv = new FakeServer({ chunk: 1000 });
+  const storage = memoryStorage();
+  const c = await inFiles(srv, { storage });
+  const data = bytes(3000);
+  const m = new UploadMemory(storage);
+  const entry = { user: c.user, room: 'files', name: 'photo.jpg', size: 3000, lastModified: 1700000000000, received: 1000, later: true };
+  m.put({ ...entry, upload: 'up_gone' });
+  assert.equal((await c.pendingUploads('files', { check: false })).length, 1);
+  assert.deepEqual(await c.pendingUploads('files'), [], 'the server does not know it');
+  assert.equal(m.list().length, 0);
+
+  m.put({ ...entry, upload: 'up_gone' });
+  const f = await c.upload('files', fileOf(data));
+  assert.equal(f.size, 3000);
+  const opens = srv.frames.filter((x) => x.t === 'upload.open');
+  assert.deepEqual(opens.map((o) => o.resume), [undefined]);
+  assert.deepEqual(srv.uploads.get('up_1').data, data);
+
+  // A resume the server refuses with an "over" code: a new upload too.
+  m.put({ ...entry, upload: 'up_1' });
+  srv.uploads.set('up_1', { ...srv.uploads.get('up_1'), file: undefined, off: 1000 });
+  srv.hooks['upload.open'] = (ws, x) => {
+    if (!x.resume) return false;
+    srv.push(ws, { t: 'error', id: x.id, code: 'expired', message: 'expired', upload: x.resume });
+    return true;
+  };
+  await c.upload('files', fileOf(data));
+  assert.deepEqual(srv.frames.filter((x) => x.t === 'upload.open').slice(1).map((o) => o.resume), ['up_1', undefined]);
+  assert.equal(m.list().length, 0);
+  c.close();
+});
+
+test('upload: resume: false and Blobs are not remembered; cancelUpload forgets', async () => {
+  const srv = new FakeServer({ chunk: 1000, window: 2000, durableStep: Infinity });
+  const storage = memoryStorage();
+  const c = await inFiles(srv, { storage });
+  const a = c.upload('files', fileOf(bytes(5000)), { resume: false }).catch((e) => e);
+  const b = c.upload('files', new Blob([bytes(5000)]), { name: 'blob.bin' }).catch((e) => e);
+  await until(() => srv.chunks >= 4, 'chunks');
+  assert.equal(storage.getItem('ferry.uploads'), null);
+  c.close();
+  await a;
+  await b;
+
+  const c2 = await inFiles(srv, { storage });
+  const p = c2.upload('files', fileOf(bytes(5000), 'keep.bin')).catch((e) => e);
+  await until(() => storage.getItem('ferry.uploads'), 'remembered');
+  const id = JSON.parse(storage.getItem('ferry.uploads'))[0].upload;
+  assert.deepEqual(await c2.pendingUploads('files'), [], 'not while it runs here');
+  c2.close();
+  await p;
+  const c3 = await inFiles(srv, { storage });
+  assert.equal((await c3.pendingUploads('files')).length, 1);
+  await c3.cancelUpload(id);
+  assert.equal(srv.canceled, id);
+  assert.deepEqual(await c3.pendingUploads('files', { check: false }), []);
+  c3.forgetToken();
+  c3.close();
+});
+
+test('upload: busy waits retry_after_ms and opens again; storage_full is final', async () => {
+  const srv = new FakeServer({ chunk: 1000 });
+  const storage = memoryStorage();
+  const c = await inFiles(srv, { storage });
+  srv.busy = 2;
+  const seen = [];
+  const t0 = Date.now();
+  const f = await c.upload('files', fileOf(bytes(3000)), { onProgress: (p) => seen.push(`${p.status}:${p.reason}`) });
+  assert.equal(f.size, 3000);
+  assert.ok(Date.now() - t0 >= 55, 'waited retry_after_ms twice');
+  assert.equal(srv.frames.filter((x) => x.t === 'upload.open').length, 3);
+  assert.ok(seen.includes('waiting:busy'), seen.join(' '));
+
+  // Full at open.
+  srv.hooks['upload.open'] = (ws, x) => { srv.push(ws, { t: 'error', id: x.id, code: 'storage_full', message: 'no room for the file' }); return true; };
+  await assert.rejects(c.upload('files', fileOf(bytes(3000), 'big.bin')), (err) => err.code === 'storage_full');
+  delete srv.hooks['upload.open'];
+  // Full while writing: over, and forgotten.
+  srv.onChunk = (ws, u, off) => {
+    if (off < 2000) return false;
+    srv.push(ws, { t: 'error', code: 'storage_full', message: 'disk full', upload: u.id });
+    return true;
+  };
+  await assert.rejects(c.upload('files', fileOf(bytes(5000), 'big2.bin')), (err) => err.code === 'storage_full');
+  assert.equal(storage.getItem('ferry.uploads'), null);
+  c.close();
+});
+
+test('upload: a chunk answered unknown_upload (paused on the server) resumes it', async () => {
+  const srv = new FakeServer({ chunk: 1000, window: 3000, durableStep: 1000 });
+  const c = await inFiles(srv);
+  const data = bytes(8000);
+  let paused = false;
+  srv.onChunk = (ws, u, off) => {
+    if (off === 4000 && !paused) { paused = true; u.paused = true; srv.push(ws, { t: 'error', code: 'unknown_upload', message: 'paused', upload: u.id }); return true; }
+    return false;
+  };
+  const f = await c.upload('files', new Blob([data]), { name: 'p.bin' });
+  assert.equal(f.size, 8000);
+  assert.deepEqual(srv.uploads.get('up_1').data, data);
+  const opens = srv.frames.filter((x) => x.t === 'upload.open');
+  assert.deepEqual(opens.map((o) => o.resume), [undefined, 'up_1']);
+  c.close();
+});
+
+test('upload: progress tells sent, received, stored, size, rate and eta', async () => {
+  const srv = new FakeServer({ chunk: 1000, window: 4000, durableStep: 2000 });
+  srv.progressDelay = 15; // the upload takes about a second
+  const c = await inFiles(srv);
+  const reports = [];
+  const size = 200000;
+  await c.upload('files', new Blob([bytes(size)]), { name: 'r.bin', onProgress: (p) => reports.push(p) });
+  for (const p of reports) {
+    assert.ok(p.stored <= p.received && p.received <= p.size && p.sent <= p.size, JSON.stringify(p));
+    assert.equal(p.size, size);
+    assert.equal(p.loaded, p.sent);
+    assert.equal(p.total, p.size);
+    assert.equal(p.durable, p.stored);
+    assert.equal(p.bytesPerSecond, p.rate);
+    if (p.eta !== null) assert.ok(p.status === 'uploading' && p.rate > 0 && p.eta >= 0);
+  }
+  const moving = reports.filter((p) => p.status === 'uploading' && p.rate > 0);
+  assert.ok(moving.length > 0, 'a rate while uploading');
+  assert.ok(moving.every((p) => Number.isInteger(p.eta)));
+  assert.ok(reports.some((p) => p.received > p.stored), 'received runs ahead of stored');
+  const done = reports.at(-1);
+  assert.deepEqual([done.status, done.sent, done.received, done.stored, done.rate, done.eta], ['done', size, size, size, 0, null]);
+  c.close();
 });

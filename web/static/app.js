@@ -50,12 +50,22 @@ function fmtTime(ms) {
   return new Date().toDateString() === d.toDateString() ? timeFmt.format(d) : dateTimeFmt.format(d);
 }
 
+// Sizes, transfers and speeds all in binary units (KiB, MiB, ...), so that
+// they add up wherever they are shown.
 function fmtBytes(n) {
   if (!(n >= 0)) return '';
-  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let i = 0;
-  while (n >= 1000 && i < units.length - 1) { n /= 1000; i++; }
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
   return (i === 0 ? n : n.toFixed(n < 10 ? 1 : 0)) + ' ' + units[i];
+}
+
+function fmtDuration(s) {
+  if (s < 60) return `${Math.max(1, Math.round(s))} s`;
+  if (s < 3600) return `${Math.round(s / 60)} min`;
+  const h = Math.floor(s / 3600);
+  const m = Math.round((s % 3600) / 60);
+  return m ? `${h} h ${m} min` : `${h} h`;
 }
 
 function h(tag, attrs = {}, ...children) {
@@ -204,6 +214,7 @@ el.signOut.addEventListener('click', () => {
   store.del(KEY_CURRENT);
   for (const r of [...rooms.keys()]) dropRoom(r);
   el.uploads.replaceChildren();
+  pendingRows.clear();
   showLogin();
 });
 
@@ -293,6 +304,7 @@ async function joinRoom(name, { quiet = false } = {}) {
     r.members = new Map(members.map((m) => [m.user, m]));
     if (!quiet) notice(name, `You joined ${name}`);
     if (name === current) renderRoom();
+    showPending(name);
     return true;
   } catch (err) {
     if (err.code === 'disconnected' || err.code === 'timeout' || err.code === 'offline') {
@@ -314,6 +326,7 @@ function dropRoom(name, { keep = false } = {}) {
   r.list.remove();
   r.item.remove();
   rooms.delete(name);
+  for (const [id, p] of pendingRows) if (p.room === name) dropPending(id);
   if (!keep) saveRooms();
   el.noRooms.hidden = rooms.size > 0;
   if (current === name) selectRoom(rooms.keys().next().value || null);
@@ -682,41 +695,88 @@ el.lightbox.addEventListener('close', () => { el.lightboxImg.removeAttribute('sr
 // --- uploads ---
 
 const uploads = new Set();
+// Unfinished uploads of earlier pages (ferry.js remembers them): upload id →
+// {room, li, entry}. Picking the same file again resumes one.
+const pendingRows = new Map();
+
+const WAITING_TEXT = {
+  storage_unavailable: 'paused, storage unavailable — retrying',
+  busy: 'the server is busy — retrying shortly',
+  too_many_uploads: 'waiting for another upload to end…',
+  rate_limited: 'paused, retrying…',
+};
+const STATUS_TEXT = {
+  queued: 'queued', hashing: 'checking…', opening: 'starting…', finishing: 'storing…', done: 'done',
+};
+
+// uploadText says where an upload stands: "12 MiB of 40 MiB · stored 8.0 MiB"
+// and, apart, "1.2 MiB/s · 40 s left".
+function uploadText(p) {
+  let text = `${fmtBytes(p.sent)} of ${fmtBytes(p.size)}`;
+  if (p.status !== 'done' && p.status !== 'queued' && p.stored < p.size) text += ` · stored ${fmtBytes(p.stored)}`;
+  let note = STATUS_TEXT[p.status] || '';
+  if (p.status === 'waiting') {
+    note = WAITING_TEXT[p.reason] || (client?.state === 'connected' ? 'paused, retrying…' : 'waiting for the connection…');
+  }
+  if (note) text += ` · ${note}`;
+  const speed = p.rate > 0 ? `${fmtBytes(p.rate)}/s` + (p.eta !== null ? ` · ${fmtDuration(p.eta)} left` : '') : '';
+  return { text, speed };
+}
+
+// A final failure, said so that a person knows what to do.
+function failureText(err) {
+  switch (err.code) {
+    case 'storage_full': return 'Not stored: the server has no room left for this file. Try again once space is freed.';
+    case 'checksum_mismatch': return 'Not stored: the file changed while it was being sent. Pick it again.';
+    case 'read_failed': return 'Not stored: the file could not be read any more. Pick it again.';
+    default: return `failed: ${err.message}`;
+  }
+}
+
+function uploadRow(room, name, size) {
+  const li = el.uploadTemplate.content.firstElementChild.cloneNode(true);
+  li.dataset.room = room;
+  li.dataset.name = name;
+  li.querySelector('.upload-name').textContent = name;
+  li.querySelector('.upload-room').textContent = `to ${room}`;
+  const bar = li.querySelector('.progress');
+  bar.max = size || 1;
+  bar.setAttribute('aria-label', `Upload of ${name}`);
+  return li;
+}
 
 function startUpload(room, file) {
   if (!room || !client) return;
   const ctl = new AbortController();
-  const li = el.uploadTemplate.content.firstElementChild.cloneNode(true);
+  const li = uploadRow(room, file.name, file.size);
   const bar = li.querySelector('.progress');
   const status = li.querySelector('.upload-status');
   const speed = li.querySelector('.speed');
   const cancel = li.querySelector('.cancel');
-  li.dataset.room = room;
   li.dataset.state = 'queued';
-  li.dataset.name = file.name;
-  li.querySelector('.upload-name').textContent = file.name;
-  li.querySelector('.upload-room').textContent = `to ${room}`;
-  bar.max = file.size || 1;
-  bar.setAttribute('aria-label', `Upload of ${file.name}`);
   status.textContent = 'queued';
   cancel.setAttribute('aria-label', `Cancel upload of ${file.name}`);
-  const u = { room, li, ctl };
+  const u = { room, li, ctl, id: null };
   uploads.add(u);
   el.uploads.append(li);
   renderUploads();
 
-  const statusText = {
-    queued: 'queued', hashing: 'checking', opening: 'starting…', uploading: '', finishing: 'finishing…',
-    waiting: 'waiting for the connection…', done: 'done',
-  };
   const onProgress = (p) => {
+    if (p.upload && !u.id) {
+      u.id = p.upload;
+      li.dataset.upload = p.upload;
+      // Picked again: this resumes (or replaces) the remembered upload.
+      for (const [id, r] of pendingRows) {
+        const e = r.entry;
+        if (id === p.upload || (e.room === room && e.name === file.name && e.size === file.size && e.lastModified === file.lastModified)) dropPending(id);
+      }
+    }
     li.dataset.state = p.status;
-    bar.value = p.loaded;
-    const pct = file.size ? Math.floor((p.loaded / file.size) * 100) : 100;
-    const base = `${fmtBytes(p.loaded)} of ${fmtBytes(p.total)} (${pct}%)`;
-    status.textContent = statusText[p.status] ? `${base} · ${statusText[p.status]}` : base;
-    if (p.status === 'waiting' && client.state === 'connected') status.textContent = `${base} · paused, retrying…`;
-    speed.textContent = p.bytesPerSecond > 0 ? `${fmtBytes(p.bytesPerSecond)}/s` : '';
+    li.dataset.reason = p.reason || '';
+    bar.value = p.sent;
+    const t = uploadText(p);
+    status.textContent = t.text;
+    speed.textContent = t.speed;
   };
   const finish = () => { uploads.delete(u); renderUploads(); };
   cancel.addEventListener('click', () => ctl.abort());
@@ -731,8 +791,9 @@ function startUpload(room, file) {
   }, (err) => {
     if (err.code === 'canceled') { li.remove(); finish(); return; }
     li.dataset.state = 'failed';
+    li.dataset.reason = err.code || '';
     speed.textContent = '';
-    status.textContent = `failed: ${err.message}`;
+    status.textContent = failureText(err);
     status.setAttribute('role', 'alert');
     cancel.textContent = 'Dismiss';
     cancel.setAttribute('aria-label', `Dismiss failed upload of ${file.name}`);
@@ -740,9 +801,60 @@ function startUpload(room, file) {
   });
 }
 
+// showPending lists the unfinished uploads of earlier pages for a room, with
+// a way to resume them (pick the file again) or drop them.
+async function showPending(room) {
+  let list;
+  try {
+    list = await client.pendingUploads(room);
+  } catch {
+    return;
+  }
+  for (const e of list) {
+    if (pendingRows.has(e.upload) || [...uploads].some((u) => u.id === e.upload) || !rooms.has(room)) continue;
+    const li = uploadRow(room, e.name, e.size);
+    li.classList.add('pending');
+    li.dataset.state = 'pending';
+    li.dataset.upload = e.upload;
+    li.dataset.testid = 'pending-upload';
+    li.querySelector('.progress').value = e.received;
+    li.querySelector('.upload-status').textContent =
+      `${e.name} — ${fmtBytes(e.received)} of ${fmtBytes(e.size)} sent. Pick the file again to resume.`;
+    const dismiss = li.querySelector('.cancel');
+    dismiss.textContent = 'Dismiss';
+    dismiss.setAttribute('aria-label', `Dismiss the unfinished upload of ${e.name}`);
+    dismiss.addEventListener('click', () => {
+      dropPending(e.upload);
+      client?.cancelUpload(e.upload).catch(() => { /* gone already, or offline: it expires */ });
+      (el.attach.disabled ? el.message : el.attach).focus();
+    });
+    const pick = h('button', {
+      type: 'button', class: 'pick', 'data-testid': 'pending-pick', text: 'Pick file…',
+      onclick: () => {
+        if (current !== room) selectRoom(room);
+        el.fileInput.click();
+      },
+    });
+    pick.setAttribute('aria-label', `Pick ${e.name} again to resume its upload`);
+    dismiss.before(pick);
+    pendingRows.set(e.upload, { room, li, entry: e });
+    el.uploads.append(li);
+  }
+  renderUploads();
+}
+
+function dropPending(id) {
+  const r = pendingRows.get(id);
+  if (!r) return;
+  r.li.remove();
+  pendingRows.delete(id);
+  renderUploads();
+}
+
 function renderUploads() {
   for (const u of uploads) u.li.classList.toggle('other-room', u.room !== current);
-  el.uploads.hidden = uploads.size === 0;
+  for (const r of pendingRows.values()) r.li.classList.toggle('other-room', r.room !== current);
+  el.uploads.hidden = uploads.size === 0 && pendingRows.size === 0;
 }
 
 function shareFiles(files) {

@@ -22,6 +22,21 @@ const BUFFER_HIGH_WATER = 2 * 1024 * 1024;
 const UPLOAD_STALL_MS = 15000;
 // maxOutbox bounds the frames waiting for a connection or a rate token.
 const maxOutbox = 1000;
+// Unfinished uploads remembered for a reloaded page: how many, and for how
+// long after they last moved (the server's --upload-ttl default).
+const REMEMBER_MAX = 50;
+const REMEMBER_TTL_MS = 24 * 60 * 60 * 1000;
+// The remembered progress is written at most this often (localStorage
+// writes are synchronous).
+const REMEMBER_WRITE_MS = 1000;
+// A `busy` answer without retry_after_ms waits this long; any wait is kept
+// within these bounds.
+const BUSY_DEFAULT_MS = 1000;
+const BUSY_MIN_MS = 50;
+const BUSY_MAX_MS = 60000;
+// The pass that hashes bytes sent before (by an earlier page) reads this much
+// of the file at a time.
+const HASH_STEP = 4 * 1024 * 1024;
 // Close codes by name (docs/protocol.md), for the code of a FerryError.
 const CLOSE_NAMES = {
   1000: 'normal',
@@ -158,6 +173,7 @@ export class Ferry extends Emitter {
       : { ...DEFAULT_RECONNECTION, ...(opts.reconnection || {}) };
     this._storage = opts.storage === undefined ? defaultStorage() : opts.storage;
     this._storageKey = opts.storageKey || 'ferry.token';
+    this._memory = new UploadMemory(this._storage, { key: opts.uploadsKey });
     this._explicitToken = !!opts.token;
     this.token = opts.token || this._load() || '';
     this._WebSocket = opts.WebSocket || globalThis.WebSocket;
@@ -214,6 +230,7 @@ export class Ferry extends Emitter {
   close() {
     const wasOpen = this.ws && this._ready;
     this._stopped = true;
+    this._ready = false;
     this._clearTimers();
     if (this.ws) {
       const ws = this.ws;
@@ -229,6 +246,7 @@ export class Ferry extends Emitter {
     this._setState('offline');
     if (wasOpen) this._emit('disconnect', REASON_CLIENT_CLOSE, 1000, '');
     this._wakeReady();
+    for (const u of this._uploads) u._poke(); // one waiting for the server stops now
     return this;
   }
 
@@ -249,11 +267,16 @@ export class Ferry extends Emitter {
   /** The rooms this client is in (and re-joins after a reconnect). */
   get joined() { return [...this._joined]; }
 
-  /** Forgets the stored token, so the next connection gets a new identity. */
+  /**
+   * Forgets the stored token, so the next connection gets a new identity,
+   * and the unfinished uploads remembered for it (a new user cannot resume
+   * them).
+   */
   forgetToken() {
     this.token = '';
     this._explicitToken = false;
     try { this._storage?.removeItem(this._storageKey); } catch { /* storage disabled */ }
+    this._memory.clear();
   }
 
   /**
@@ -367,8 +390,46 @@ export class Ferry extends Emitter {
   /** Asks where an upload stands: {upload, offset, durable, size, status, file}. */
   uploadStatus(upload) { return this._request({ t: 'upload.status', upload }); }
 
-  /** Asks the server to drop an upload. */
-  cancelUpload(upload) { return this._request({ t: 'upload.cancel', upload }); }
+  /** Asks the server to drop an upload, and forgets it here. */
+  cancelUpload(upload) {
+    this._memory.forget(upload);
+    return this._request({ t: 'upload.cancel', upload });
+  }
+
+  /**
+   * Lists the unfinished uploads this browser remembers (from this page or
+   * an earlier one) that can be resumed by picking the same file again:
+   * [{upload, room, name, size, lastModified, received, durable, touched}],
+   * the most recent first. With a room, only that room's. Unless
+   * opts.check is false and while connected, it asks the server where each
+   * one stands and forgets those that can no longer be resumed. Uploads
+   * running in this page or another tab are left out.
+   */
+  async pendingUploads(room, { check = true } = {}) {
+    const held = await heldUploadLocks();
+    const running = new Set([...this._uploads].map((u) => u.id));
+    const list = this._memory.list().filter((e) => (!room || e.room === room) &&
+      (!this.user || e.user === this.user) && !running.has(e.upload) && !held.has(e.upload));
+    const view = (e, st) => ({
+      upload: e.upload, room: e.room, name: e.name, size: e.size, lastModified: e.lastModified,
+      received: st ? st.offset : e.received, durable: st ? st.durable : null, touched: e.at,
+    });
+    if (!check || !this._ready) return list.map((e) => view(e));
+    const out = await Promise.all(list.map(async (e) => {
+      try {
+        const st = await this.uploadStatus(e.upload);
+        if (st.status === 'uploading') {
+          this._memory.update(e.upload, { received: st.offset });
+          return view(e, st);
+        }
+      } catch (err) {
+        if (!UPLOAD_GONE_CODES.has(err.code)) return view(e); // could not ask: keep it
+      }
+      this._memory.forget(e.upload);
+      return null;
+    }));
+    return out.filter(Boolean);
+  }
 
   /** Resolves a file's url (relative to the server) to an absolute http(s) URL. */
   fileURL(file) {
@@ -380,9 +441,11 @@ export class Ferry extends Emitter {
   /**
    * Uploads a File or Blob to a room and resolves with the stored file object
    * (the room's members get it as an event named "file"). Chunks are read
-   * with blob.slice(), never the whole file at once; after a dropped
-   * connection the upload resumes from the server's offset.
-   * opts: {onProgress(p), signal, base64, chunkSize, name, type, sha256}.
+   * with blob.slice(), never the whole file at once, and hashed as they are
+   * first sent; after a dropped connection the upload resumes from the
+   * server's offset. An unfinished upload of the same File to the same room
+   * (from an earlier page too) is resumed rather than started again.
+   * opts: {onProgress(p), signal, base64, chunkSize, name, type, sha256, resume}.
    */
   upload(room, file, opts = {}) {
     return new Upload(this, room, file, opts).run();
@@ -554,6 +617,7 @@ export class Ferry extends Emitter {
     this._failOutbox(err);
     this._setState('offline');
     this._wakeReady();
+    for (const u of this._uploads) u._poke();
   }
 
   _onMessage(raw) {
@@ -571,7 +635,7 @@ export class Ferry extends Emitter {
         break;
       }
       case 'error': {
-        const err = new FerryError(f.code, f.message, pick(f, ['upload', 'offset', 'id']));
+        const err = new FerryError(f.code, f.message, pick(f, ['upload', 'offset', 'id', 'retry_after_ms']));
         const e = f.id ? this._pending.get(f.id) : null;
         if (e) { this._pending.delete(f.id); e.p.reject(err); break; }
         const up = f.upload && this._uploadByID(f.upload);
@@ -604,7 +668,7 @@ export class Ferry extends Emitter {
         this._emit('pong', { rtt: this.rtt, serverTs: f.server_ts });
         break;
       case 'upload.progress':
-        this._uploadByID(f.upload)?._onProgress(f.offset);
+        this._uploadByID(f.upload)?._onProgress(f);
         this._emit('upload.progress', f);
         break;
       case 'upload.done':
@@ -865,9 +929,19 @@ function pick(o, keys) {
 
 // Codes after which an upload pauses and carries on, rather than failing.
 const UPLOAD_RETRY_CODES = new Set(['storage_unavailable', 'too_many_uploads', 'rate_limited', 'disconnected']);
+// Codes saying that the server has no upload left to resume.
+const UPLOAD_GONE_CODES = new Set(['unknown_upload', 'not_found', 'expired', 'forbidden', 'canceled']);
+// Failures that end a call to upload() but not the upload on the server: it
+// stays remembered, to be resumed by a later call or page.
+const UPLOAD_KEEP_CODES = new Set(['offline', 'disconnected', 'reconnect_failed', 'timeout', 'queue_full']);
+// Web Locks named after an upload tell the pages of an origin which uploads
+// one of them is sending.
+const LOCK_PREFIX = 'ferry.upload:';
 
 // Upload is one file going up: open (or resume), then chunks under the flow
-// control window, until upload.done. It survives reconnects.
+// control window, hashed as they are first read, then upload.finish with the
+// SHA-256, until upload.done. It survives reconnects, and page reloads
+// through the UploadMemory.
 class Upload {
   constructor(ferry, room, file, opts) {
     this.ferry = ferry;
@@ -878,18 +952,51 @@ class Upload {
     this.size = file.size;
     this.name = opts.name || file.name || 'file';
     this.type = opts.type ?? file.type ?? '';
-    this.id = opts.resume || null;
-    this.sent = 0;
-    this.durable = 0;
+    this.id = typeof opts.resume === 'string' && opts.resume ? opts.resume : null;
+    // An upload begun by an earlier page: when the server cannot resume it,
+    // a new one starts instead of failing.
+    this._adopted = !!this.id;
+    // Only a File says when it was modified, which tells it from another
+    // file of the same name and size: a Blob is never remembered.
+    this._remember = opts.resume !== false && typeof file.lastModified === 'number' && ferry._memory.enabled;
+    this._looked = false;
+    this._known = typeof opts.sha256 === 'string' ? opts.sha256.toLowerCase() : '';
+    this._hasher = null;
+    this._hashed = 0; // the file's first _hashed bytes went through the hasher
+    this._digest = '';
+    this._setHashing(!this._known && opts.sha256 !== false);
+    this._catchUp = null; // the pass hashing bytes that were not read here
+    this._finishSent = false; // upload.finish went out on the current grant
+    this._release = null; // gives back the Web Lock held on this.id
+    this.sent = 0; // the next byte to hand to the socket
+    this.received = 0; // bytes the server holds (stored or buffered)
+    this.durable = 0; // bytes the server has stored
     this.result = null;
     this.failure = null;
+    this._reason = ''; // why the upload waits
+    this._storageDown = false;
+    this._lost = 0; // unknown_upload answers since the last grant
     this._waiter = null;
     this._rewoundTo = -1;
     this._status = 'queued';
     this._marks = []; // [socket byte count after a chunk, upload offset after it]
     this._onWire = 0; // upload bytes that have left the browser
-    this._speed = { at: 0, loaded: 0, bps: 0 };
+    this._speed = { at: 0, sent: 0, bps: 0 };
     this._lastReport = 0;
+    this._lastSaved = 0;
+  }
+
+  // _setHashing chooses sha256_later: the file is hashed as it is sent and
+  // the digest given with upload.finish.
+  _setHashing(on) {
+    this._later = on;
+    if (!on) {
+      this._hasher = null;
+    } else if (!this._hasher) {
+      this._hasher = new SHA256();
+      this._hashed = 0;
+      this._digest = '';
+    }
   }
 
   async run() {
@@ -900,7 +1007,10 @@ class Upload {
     }
     const onAbort = () => {
       this.failure = abortError(this.signal);
-      if (this.id && f._ready) f.cancelUpload(this.id).catch(() => {});
+      if (this.id) {
+        f._memory.forget(this.id);
+        if (f._ready) f.cancelUpload(this.id).catch(() => {});
+      }
       this._poke();
     };
     this.signal?.addEventListener('abort', onAbort, { once: true });
@@ -910,14 +1020,15 @@ class Upload {
     // Progress moves while the socket drains, between chunks too.
     const ticker = this.opts.onProgress ? setInterval(() => this._report(this._status), 250) : null;
     try {
-      if (this.opts.sha256 === true) this.sha256 = await sha256Blob(this.file, this.signal, (done) => {
-        this._hashed = done;
-        this._report('hashing');
-      });
-      else if (typeof this.opts.sha256 === 'string') this.sha256 = this.opts.sha256;
-      return await this._loop();
+      const file = await this._loop();
+      f._memory.forget(this.id);
+      return file;
+    } catch (err) {
+      if (!UPLOAD_KEEP_CODES.has(err.code)) f._memory.forget(this.id);
+      throw err;
     } finally {
       clearInterval(ticker);
+      this._release?.();
       f._uploads.delete(this);
       f._releaseSlot();
       this.signal?.removeEventListener('abort', onAbort);
@@ -933,7 +1044,10 @@ class Upload {
         this._report('waiting', true);
         await sleep(pause, this.signal);
       }
-      if (!f._ready) this._report('waiting', true);
+      if (!f._ready) {
+        this._reason = 'disconnected';
+        this._report('waiting', true);
+      }
       await f._whenReady(this.signal);
       const gen = f._gen;
       try {
@@ -944,8 +1058,21 @@ class Upload {
       } catch (err) {
         if (this.failure) throw this.failure;
         if (this.result) return this.result;
-        if (!UPLOAD_RETRY_CODES.has(err.code)) throw err;
-        pause = err.code === 'disconnected' ? 0 : Math.min(10000, (pause || 500) * 2);
+        this._reason = err.code;
+        if (err.code === 'busy') {
+          // No part memory free on the server: nothing changed; open again
+          // when it says. Not an error for the user.
+          pause = Math.min(BUSY_MAX_MS, Math.max(BUSY_MIN_MS, Number(err.retry_after_ms) || BUSY_DEFAULT_MS));
+        } else if (err.code === 'unknown_upload' && this.id) {
+          // Paused on the server (idle): _open asks where it stands and
+          // resumes it. Should the server keep refusing it, start over.
+          if (++this._lost > 2) this._startOver();
+          pause = 0;
+        } else if (UPLOAD_RETRY_CODES.has(err.code)) {
+          pause = err.code === 'disconnected' ? 0 : Math.min(10000, (pause || 500) * 2);
+        } else {
+          throw err;
+        }
       }
     }
   }
@@ -956,19 +1083,22 @@ class Upload {
     const f = this.ferry;
     this._report('opening', true);
     this._retry = null;
+    if (!this.id && this._remember && !this._looked) await this._adopt();
+    let st = null;
     if (this.id) {
-      let st = null;
       try {
         st = await f.uploadStatus(this.id);
       } catch (err) {
-        if (!['unknown_upload', 'not_found'].includes(err.code)) throw err;
+        if (!UPLOAD_GONE_CODES.has(err.code)) throw err;
       }
       if (st?.status === 'complete' && st.file) { this.result = st.file; return; }
-      if (st?.status === 'failed') throw new FerryError('failed', `the upload of ${this.name} failed on the server`);
-      if (!st) {
-        // The server forgot the upload: start over rather than give up.
-        this.id = null;
+      if (st?.status === 'failed' && !this._adopted) {
+        const code = st.error || 'failed';
+        throw new FerryError(code, `the upload of ${this.name} failed on the server (${code})`);
       }
+      // The server forgot it, or an earlier page's upload failed: start
+      // over rather than give up.
+      if (st?.status !== 'uploading') this._startOver();
     }
     const req = {
       t: 'upload.open',
@@ -978,13 +1108,36 @@ class Upload {
       chunk_size: this.opts.chunkSize || DEFAULT_CHUNK,
     };
     if (this.type) req.type = this.type;
-    if (this.sha256) req.sha256 = this.sha256;
+    // How the digest comes was settled when the upload was opened.
     if (this.id) req.resume = this.id;
-    const g = await f._request(req);
+    else if (this._known) req.sha256 = this._known;
+    else if (this._later) req.sha256_later = true;
+    let g;
+    try {
+      g = await f._request(req);
+    } catch (err) {
+      if (this._adopted && !UPLOAD_RETRY_CODES.has(err.code) && err.code !== 'busy') {
+        // An earlier page's upload that cannot go on: a new one can.
+        this._startOver();
+        return this._open();
+      }
+      throw err;
+    }
+    const fresh = !this.id;
     this.id = g.upload;
-    this.sent = this.durable = this._onWire = g.offset || 0;
+    this._adopted = false;
+    this._lost = 0;
+    this._reason = '';
+    if (fresh && this._remember) this._release = await lockUpload(this.id);
+    const at = g.offset || 0;
+    this.sent = this.received = this._onWire = at;
+    // The grant's offset may run ahead of what is stored, and the window
+    // counts from the durable offset.
+    this.durable = Math.min(at, typeof st?.durable === 'number' ? st.durable : at);
     this._marks = [];
     this._rewoundTo = -1;
+    this._finishSent = false;
+    this._speed.at = 0; // a resume's jump is no speed
     let chunk = Math.max(1, g.chunk_size || req.chunk_size);
     if (f.limits.max_chunk) chunk = Math.min(chunk, f.limits.max_chunk);
     if (this.opts.base64 && f.limits.max_frame) {
@@ -993,6 +1146,39 @@ class Upload {
     }
     this.chunk = chunk;
     this.window = g.window > 0 ? g.window : Infinity;
+    if (g.file) this.result = g.file; // a resumed upload that had completed
+    this._save(true);
+    // Bytes sent by an earlier page (or connection) were never read here.
+    if (this._hashed < at) this._startCatchUp();
+  }
+
+  // _adopt takes over the remembered upload of the same file to the same
+  // room, unless a page (this one or another tab) is sending it.
+  async _adopt() {
+    this._looked = true;
+    const f = this.ferry;
+    const e = f._memory.find({ user: f.user, room: this.room, name: this.name, size: this.size, lastModified: this.file.lastModified });
+    if (!e || f._uploadByID(e.upload)) return;
+    const release = await lockUpload(e.upload);
+    if (!release) return;
+    this.id = e.upload;
+    this._release = release;
+    this._adopted = true;
+    this.received = Math.min(this.size, e.received || 0);
+    if (!this._known) this._setHashing(!!e.later);
+  }
+
+  // _startOver drops the upload id: the next open starts a new upload.
+  _startOver() {
+    this.ferry._memory.forget(this.id);
+    this._release?.();
+    this._release = null;
+    this.id = null;
+    this._adopted = false;
+    this._lost = 0;
+    this.received = 0;
+    // The hash is the file's, whatever the upload: what was hashed stays.
+    if (!this._known) this._setHashing(this.opts.sha256 !== false);
   }
 
   async _pump(gen) {
@@ -1005,6 +1191,7 @@ class Upload {
       if (gen !== f._gen || !f._ready) throw new FerryError('disconnected', 'the connection was lost');
       const inflight = this.sent - this.durable;
       const len = Math.min(this.chunk, this.size - this.sent);
+      if (len <= 0 && (await this._finish())) continue;
       if (len <= 0 || (inflight > 0 && inflight + len > this.window)) {
         // Everything sent, or the window is full: wait for the server.
         if (len <= 0) this._report('finishing', true);
@@ -1022,6 +1209,7 @@ class Upload {
       const payload = await this._read(offset, len);
       // The world may have moved while the slice was read.
       if (this.failure || gen !== f._gen || f.ws !== ws || ws.readyState !== 1 || offset !== this.sent) continue;
+      this._feed(offset, payload);
       // sent moves first: an answer to this chunk (a bad_offset rewinding
       // it) must not be overwritten afterwards.
       const end = offset + payload.length;
@@ -1034,6 +1222,64 @@ class Upload {
       if (this.sent === end) this._marks.push([f._wire, end]);
       this._report('uploading');
     }
+  }
+
+  // _finish gives the server the SHA-256 once every byte is sent, on every
+  // grant (a resume whose offset is the size needs it again). It returns
+  // true when it did something, false when there was nothing to do.
+  async _finish() {
+    if (!this._later || this._finishSent) return false;
+    if (this._hashed < this.size) {
+      // The pass over bytes sent before is still going.
+      this._startCatchUp();
+      this._report('hashing', true);
+      await this._catchUp;
+      return true;
+    }
+    this._finishSent = true;
+    this._digest ||= this._hasher.hex();
+    try {
+      await this.ferry._request({ t: 'upload.finish', upload: this.id, sha256: this._digest });
+    } catch (err) {
+      // A server from before upload.finish completes without it.
+      if (!this.result && err.code !== 'unknown_type' && err.code !== 'not_implemented') throw err;
+    }
+    return true;
+  }
+
+  // _feed hashes the bytes at offset that the hasher has not seen yet; it
+  // leaves them to the catch-up pass while that runs.
+  _feed(offset, bytes) {
+    if (!this._hasher || this._catchUp || this._digest) return;
+    const end = offset + bytes.length;
+    if (offset > this._hashed || end <= this._hashed) return;
+    this._hasher.update(offset === this._hashed ? bytes : bytes.subarray(this._hashed - offset));
+    this._hashed = end;
+  }
+
+  // _startCatchUp hashes, from the file, what lies between the hashed bytes
+  // and those read next (a resume beyond what this page read), while the
+  // chunks go on. It stops where the reading stands, and _feed takes over.
+  _startCatchUp() {
+    if (this._catchUp || !this._hasher || this._digest || this._hashed >= this.sent) return;
+    const run = async () => {
+      try {
+        while (this._hashed < this.sent && !this.failure) {
+          const end = Math.min(this.sent, this._hashed + HASH_STEP);
+          const b = await this.file.slice(this._hashed, end).arrayBuffer();
+          this._hasher.update(new Uint8Array(b));
+          this._hashed = end;
+        }
+      } catch (err) {
+        this.failure = new FerryError('read_failed', `cannot read ${this.name}: ${err.message}`, { cause: err });
+        this._poke();
+      } finally {
+        // Cleared where the loop ends, not a task later: a chunk read
+        // meanwhile would be hashed by nobody.
+        this._catchUp = null;
+      }
+    };
+    this._catchUp = run();
   }
 
   // _read returns the bytes at offset and starts reading the next chunk, so
@@ -1063,9 +1309,15 @@ class Upload {
   async _resync() {
     const st = await this.ferry.uploadStatus(this.id);
     if (st.status === 'complete' && st.file) { this.result = st.file; return; }
-    if (st.status === 'failed') throw new FerryError('failed', `the upload of ${this.name} failed on the server`);
+    if (st.status === 'failed') {
+      const code = st.error || 'failed';
+      throw new FerryError(code, `the upload of ${this.name} failed on the server (${code})`);
+    }
     if (typeof st.durable === 'number') this.durable = Math.max(this.durable, st.durable);
-    if (typeof st.offset === 'number' && st.offset < this.sent) this.sent = st.offset;
+    if (typeof st.offset === 'number') {
+      this.received = Math.max(this.durable, st.offset);
+      if (st.offset < this.sent) this.sent = st.offset;
+    }
   }
 
   // _wait resolves true when poked, false after ms.
@@ -1078,17 +1330,22 @@ class Upload {
 
   _poke() { this._waiter?.(); }
 
-  _onProgress(offset) {
-    if (typeof offset !== 'number') return;
-    this.durable = Math.max(this.durable, offset);
+  _onProgress(p) {
+    if (typeof p.offset !== 'number') return;
+    if (p.offset > this.durable) this._storageDown = false; // storage is back
+    this.durable = Math.max(this.durable, p.offset);
+    const held = typeof p.received === 'number' ? p.received : p.offset;
+    this.received = Math.min(this.size, Math.max(this.durable, held));
     if (this.durable > this.sent) this.sent = this.durable;
+    this._save();
     this._report(this._status, true);
     this._poke();
   }
 
   _onDone(file) {
     this.result = file;
-    this.durable = this.sent = this.size;
+    this.durable = this.received = this.sent = this.size;
+    this._storageDown = false;
     this._poke();
   }
 
@@ -1102,14 +1359,33 @@ class Upload {
         this.durable = Math.min(this.durable, err.offset);
         this._rewoundTo = err.offset;
       }
-    } else if (UPLOAD_RETRY_CODES.has(err.code)) {
-      // Not terminal (storage_unavailable above all): the loop stops
-      // sending, waits, asks the status and resumes from the server's offset.
+      if (err.code === 'bad_offset') this.received = err.offset; // the next byte it expects
+    } else if (err.code === 'storage_unavailable') {
+      // The server keeps what it has and retries; the window holds the
+      // chunks back until upload.progress says the storage is back.
+      this._storageDown = true;
+      this._report(this._status, true);
+    } else if (err.code === 'unknown_upload' || UPLOAD_RETRY_CODES.has(err.code)) {
+      // Paused on the server, or not terminal: the loop stops sending, asks
+      // the status and resumes from the server's offset.
       this._retry = err;
     } else {
       this.failure = err;
     }
     this._poke();
+  }
+
+  // _save remembers the upload for a later page (at most once a second
+  // unless forced: localStorage writes are synchronous).
+  _save(force) {
+    if (!this._remember || !this.id || this.result || this.failure) return;
+    const now = Date.now();
+    if (!force && now - this._lastSaved < REMEMBER_WRITE_MS) return;
+    this._lastSaved = now;
+    this.ferry._memory.put({
+      upload: this.id, user: this.ferry.user || '', room: this.room, name: this.name, size: this.size,
+      lastModified: this.file.lastModified, received: this.received, later: this._later,
+    });
   }
 
   _report(status, force) {
@@ -1127,34 +1403,159 @@ class Upload {
       const flushed = f._wire - f.ws.bufferedAmount;
       while (this._marks.length && this._marks[0][0] <= flushed) this._onWire = this._marks.shift()[1];
     }
-    const loaded = Math.min(this.size, Math.max(this.durable, this._onWire));
+    const sent = Math.min(this.size, Math.max(this.durable, this._onWire));
     const s = this._speed;
-    if (!s.at) { s.at = now; s.loaded = loaded; } else if (now - s.at >= 500) {
-      const bps = ((loaded - s.loaded) * 1000) / (now - s.at);
+    if (!s.at) { s.at = now; s.sent = sent; } else if (now - s.at >= 500) {
+      const bps = ((sent - s.sent) * 1000) / (now - s.at);
       s.bps = s.bps ? s.bps * 0.6 + Math.max(0, bps) * 0.4 : Math.max(0, bps);
       if (s.bps < 1) s.bps = 0;
       s.at = now;
-      s.loaded = loaded;
+      s.sent = sent;
     }
-    const bytesPerSecond = status === 'uploading' || status === 'finishing' ? Math.round(s.bps) : 0;
-    const shown = status === 'hashing' ? this._hashed || 0 : loaded;
+    const moving = status === 'uploading' || status === 'finishing';
+    const rate = moving ? Math.round(s.bps) : 0;
+    const shown = moving && this._storageDown ? 'waiting' : status;
+    let reason = '';
+    if (shown === 'waiting') reason = this._storageDown ? 'storage_unavailable' : this._reason || 'disconnected';
+    const eta = shown === 'uploading' && rate > 0 ? Math.ceil((this.size - sent) / rate) : null;
     // The ticker calls this every 250 ms: tell only what changed.
-    if (!force && !changed && shown === this._lastShown && bytesPerSecond === this._lastBps) return;
-    this._lastShown = shown;
-    this._lastBps = bytesPerSecond;
+    const key = `${shown}/${sent}/${this.received}/${this.durable}/${rate}/${this._hashed}`;
+    if (!force && !changed && key === this._lastKey) return;
+    this._lastKey = key;
     try {
       fn({
         upload: this.id,
-        status,
-        loaded: shown,
-        sent: this.sent,
+        status: shown,
+        reason,
+        sent,
+        received: this.received,
+        stored: this.durable,
+        size: this.size,
+        rate,
+        eta,
+        hashed: this._hasher ? this._hashed : null,
+        // The names of earlier versions.
+        loaded: sent,
         durable: this.durable,
         total: this.size,
-        bytesPerSecond,
+        bytesPerSecond: rate,
       });
     } catch (err) {
       setTimeout(() => { throw err; });
     }
+  }
+}
+
+/**
+ * UploadMemory keeps the unfinished uploads of this browser in a Storage
+ * (localStorage), so that a page loaded later can resume them. An entry is
+ * {upload, user, room, name, size, lastModified, received, later, at}: a file
+ * is known by its room, name, size and lastModified, for one user. At most
+ * `max` entries are kept (the least recently touched go first), each for
+ * `ttl` ms after it was last touched.
+ */
+export class UploadMemory {
+  constructor(storage, { key, max = REMEMBER_MAX, ttl = REMEMBER_TTL_MS, now = Date.now } = {}) {
+    this.storage = storage || null;
+    this.key = key || 'ferry.uploads';
+    this.max = max;
+    this.ttl = ttl;
+    this.now = now;
+  }
+
+  /** Whether there is a storage to remember in. */
+  get enabled() { return !!this.storage; }
+
+  /** The live entries, the most recently touched first. */
+  list() {
+    const all = this._read();
+    const now = this.now();
+    const live = all.filter((e) => now - e.at < this.ttl);
+    if (live.length !== all.length) this._write(live);
+    return live;
+  }
+
+  /** The most recent entry for this file, room and user, or null. */
+  find({ user, room, name, size, lastModified }) {
+    return this.list().find((e) => e.user === (user || '') && e.room === room && e.name === name &&
+      e.size === size && e.lastModified === lastModified) || null;
+  }
+
+  /** Adds or replaces the entry of e.upload, touched now. */
+  put(e) {
+    const rest = this.list().filter((x) => x.upload !== e.upload);
+    this._write([{ ...e, at: this.now() }, ...rest].slice(0, this.max));
+  }
+
+  /** Changes fields of an entry, leaving when it was touched. */
+  update(upload, fields) {
+    const all = this.list();
+    const e = all.find((x) => x.upload === upload);
+    if (!e) return;
+    Object.assign(e, fields);
+    this._write(all);
+  }
+
+  /** Drops an upload's entry. */
+  forget(upload) {
+    if (!upload) return;
+    const all = this._read();
+    const rest = all.filter((x) => x.upload !== upload);
+    if (rest.length !== all.length) this._write(rest);
+  }
+
+  /** Drops every entry. */
+  clear() {
+    try { this.storage?.removeItem(this.key); } catch { /* storage disabled */ }
+  }
+
+  _read() {
+    if (!this.storage) return [];
+    let v;
+    try { v = JSON.parse(this.storage.getItem(this.key) || '[]'); } catch { return []; }
+    return Array.isArray(v) ? v.filter(validEntry).sort((a, b) => b.at - a.at) : [];
+  }
+
+  _write(list) {
+    if (!this.storage) return;
+    try {
+      if (list.length) this.storage.setItem(this.key, JSON.stringify(list));
+      else this.storage.removeItem(this.key);
+    } catch { /* full or disabled: the upload goes on, unremembered */ }
+  }
+}
+
+function validEntry(e) {
+  return !!e && typeof e === 'object' && typeof e.upload === 'string' && typeof e.user === 'string' &&
+    typeof e.room === 'string' && typeof e.name === 'string' && Number.isFinite(e.size) &&
+    Number.isFinite(e.lastModified) && Number.isFinite(e.at);
+}
+
+// lockUpload takes the Web Lock of an upload for as long as this page sends
+// it, so that another tab does not resume it meanwhile (each would take it
+// from the other). It resolves with the function that gives the lock back,
+// or null when another page holds it. Without the Locks API every upload is
+// free.
+function lockUpload(id) {
+  const locks = globalThis.navigator?.locks;
+  if (!locks?.request) return Promise.resolve(() => {});
+  return new Promise((resolve) => {
+    locks.request(LOCK_PREFIX + id, { ifAvailable: true }, (lock) => {
+      if (!lock) { resolve(null); return undefined; }
+      return new Promise((release) => resolve(release));
+    }).catch(() => resolve(() => {}));
+  });
+}
+
+// heldUploadLocks lists the uploads that some page of this origin is sending.
+async function heldUploadLocks() {
+  const locks = globalThis.navigator?.locks;
+  if (!locks?.query) return new Set();
+  try {
+    const { held = [] } = await locks.query();
+    return new Set(held.map((l) => l.name || '').filter((n) => n.startsWith(LOCK_PREFIX)).map((n) => n.slice(LOCK_PREFIX.length)));
+  } catch {
+    return new Set();
   }
 }
 
