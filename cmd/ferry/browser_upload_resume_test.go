@@ -17,7 +17,7 @@ import (
 
 // Uploads in these tests go through a link slowed down to this many bytes a
 // second, so that a page reload lands in the middle of one.
-const reloadTestRate = 4 << 20
+const reloadTestRate = 2 << 20
 
 // A page reloaded in the middle of an upload lists it as unfinished; picking
 // the same file again resumes it where the server stands, and the file
