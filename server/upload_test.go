@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/gorilla/websocket"
 
@@ -398,21 +397,23 @@ func TestParallelUploads(t *testing.T) {
 			}
 			remaining := len(ups)
 			chats := 0
-			var lastChat time.Time
 			for remaining > 0 {
+				sent := false
 				for _, u := range ups {
 					// One chunk each in turn, within each window.
 					if u.sent < int64(len(u.data)) && u.sent-u.durable+(128<<10) <= u.w {
 						end := min(u.sent+128<<10, int64(len(u.data)))
 						p.sendChunk(u.id, u.sent, u.data[u.sent:end], false)
 						u.sent = end
+						sent = true
 					}
 				}
-				// Chat goes on meanwhile, within the request rate.
-				if time.Since(lastChat) >= 20*time.Millisecond {
+				// Chat goes on between the chunks; its ack is the frame
+				// read next. With the windows full, the frames to wait
+				// for are the uploads' progress.
+				if sent {
 					p.send(frame{"t": "emit", "room": "r", "event": "chat", "data": chats})
 					chats++
-					lastChat = time.Now()
 				}
 				f := p.readWire()
 				for _, u := range ups {
