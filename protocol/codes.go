@@ -55,6 +55,8 @@ const (
 const (
 	CloseNormal            = 1000
 	CloseGoingAway         = 1001
+	CloseProtocolError     = 1002
+	CloseInvalidPayload    = 1007
 	CloseMessageTooBig     = 1009
 	CloseSlow              = 4000
 	CloseHeartbeatTimeout  = 4001

@@ -312,28 +312,18 @@ func (c *conn) returnBuf() {
 
 // readMessage reads one frame and, for data frames, the message it starts.
 func (c *conn) readMessage() error {
-	h, err := c.rd.header()
-	if err != nil {
+	m, err := c.rd.next(c.s.readLimit)
+	if m == nil {
 		return err
 	}
-	switch h.op {
-	case opClose, opPing, opPong:
-		return c.control(h)
-	case opContinuation:
-		return &protocolError{1002, "continuation frame without a message"}
-	}
 	c.s.metrics.messagesIn.Add(1)
-	m := &message{rd: &c.rd, op: h.op, limit: c.s.readLimit}
-	m.start(h)
-	if h.op == opText {
+	if m.op == opText {
 		c.readText(m)
 	} else {
 		c.readBinary(m)
 	}
-	if _, err := m.discard(); err != nil {
-		return err
-	}
-	return nil
+	_, err = m.discard()
+	return err
 }
 
 // finish ends the connection after the reader stopped with err.

@@ -7,6 +7,8 @@ import (
 	"io"
 	"sync"
 	"unicode/utf8"
+
+	"github.com/ferryhq/ferry/protocol"
 )
 
 // ferry reads client frames itself (RFC 6455, section 5) rather than through
@@ -23,6 +25,12 @@ const (
 	opClose        = 0x8
 	opPing         = 0x9
 	opPong         = 0xA
+)
+
+// Close codes of RFC 6455 (7.4.1) that the reader sends.
+const (
+	closeProtocolError = protocol.CloseProtocolError
+	closeInvalidData   = protocol.CloseInvalidPayload
 )
 
 // readBufSize is the buffer a reading connection borrows; payload reads at
@@ -42,7 +50,20 @@ func (e *protocolError) Error() string {
 	return fmt.Sprintf("websocket: %s (close %d)", e.Reason, e.Code)
 }
 
-var errTooBig = &protocolError{Code: 1009, Reason: "message far over the limit"}
+// Violations with a value of their own, which tests tell apart.
+var (
+	errTooBig        = &protocolError{protocol.CloseMessageTooBig, "message far over the limit"}
+	errBadUTF8       = &protocolError{closeInvalidData, "text message is not valid UTF-8"}
+	errLongLength    = &protocolError{closeProtocolError, "frame length not in its shortest encoding"}
+	errLengthTopBit  = &protocolError{closeProtocolError, "frame length with its most significant bit set"}
+	errCloseOneByte  = &protocolError{closeProtocolError, "close frame with a one-byte payload"}
+	errCloseReason   = &protocolError{closeInvalidData, "close reason is not valid UTF-8"}
+	errNotMasked     = &protocolError{closeProtocolError, "client frames must be masked"}
+	errReservedBits  = &protocolError{closeProtocolError, "reserved bits set without an extension"}
+	errBadControl    = &protocolError{closeProtocolError, "control frame fragmented or over 125 bytes"}
+	errContinuation  = &protocolError{closeProtocolError, "continuation frame without a message"}
+	errMessageInside = &protocolError{closeProtocolError, "new message before the previous one ended"}
+)
 
 // frameHeader is a parsed frame header.
 type frameHeader struct {
@@ -52,14 +73,32 @@ type frameHeader struct {
 	mask   [4]byte
 }
 
+// wsOwner is what a wsReader needs from the connection it reads: bytes
+// from the socket, and answers to control frames. The reader decides what
+// a control frame calls for; the owner only sends it.
+type wsOwner interface {
+	// readSocket reads from the socket, blocking until bytes or an error.
+	readSocket(p []byte) (int, error)
+	// pong answers a ping with its payload.
+	pong(payload []byte)
+	// echoClose answers the client's valid close frame with code.
+	echoClose(code int)
+}
+
+var _ wsOwner = (*conn)(nil)
+
 // wsReader reads frames from a connection through a borrowed buffer.
 type wsReader struct {
-	c   *conn
+	c   wsOwner
 	buf []byte
 	// pooled is buf as readBufs holds it, so returning it allocates nothing.
 	pooled *[]byte
 	r      int // next unread byte in buf
 	w      int // end of valid bytes in buf
+	// inMessage is set between the first and the last frame of a
+	// fragmented message, so that header can refuse a frame out of place
+	// from its first two bytes.
+	inMessage bool
 }
 
 func (rd *wsReader) buffered() int { return rd.w - rd.r }
@@ -70,10 +109,9 @@ func (rd *wsReader) fill() error {
 		n := copy(rd.buf, rd.buf[rd.r:rd.w])
 		rd.w, rd.r = n, 0
 	}
-	n, err := rd.c.nc.Read(rd.buf[rd.w:])
+	n, err := rd.c.readSocket(rd.buf[rd.w:])
 	rd.w += n
 	if n > 0 {
-		rd.c.seen()
 		return nil
 	}
 	if err == nil {
@@ -92,52 +130,76 @@ func (rd *wsReader) need(n int) error {
 	return nil
 }
 
-// header reads the next frame header.
+// header reads the next frame header. Everything its first two bytes can
+// break is refused before the rest is read: a client that sends garbage is
+// answered at once (RFC 6455, 5.2 and 5.4).
 func (rd *wsReader) header() (frameHeader, error) {
 	if err := rd.need(2); err != nil {
 		return frameHeader{}, err
 	}
 	b0, b1 := rd.buf[rd.r], rd.buf[rd.r+1]
 	h := frameHeader{fin: b0&0x80 != 0, op: b0 & 0x0f}
-	if b0&0x70 != 0 {
-		return h, &protocolError{1002, "reserved bits set without an extension"}
+	len7 := b1 & 0x7f
+	switch {
+	case b0&0x70 != 0:
+		return h, errReservedBits
+	case b1&0x80 == 0:
+		return h, errNotMasked
 	}
-	if b1&0x80 == 0 {
-		return h, &protocolError{1002, "client frames must be masked"}
+	switch h.op {
+	case opClose, opPing, opPong:
+		if !h.fin || len7 > 125 {
+			return h, errBadControl
+		}
+	case opContinuation:
+		if !rd.inMessage {
+			return h, errContinuation
+		}
+	case opText, opBinary:
+		if rd.inMessage {
+			return h, errMessageInside
+		}
+	default:
+		return h, &protocolError{closeProtocolError, fmt.Sprintf("reserved opcode %d", h.op)}
 	}
 	size := 2
-	switch b1 & 0x7f {
+	switch len7 {
 	case 126:
 		size += 2
 	case 127:
 		size += 8
 	}
-	if err := rd.need(size + 4); err != nil {
+	if err := rd.need(size); err != nil {
 		return h, err
 	}
 	p := rd.buf[rd.r:]
-	switch b1 & 0x7f {
+	// RFC 6455, 5.2: "the minimal number of bytes MUST be used to encode
+	// the length", and a 64-bit length has its most significant bit clear.
+	switch len7 {
 	case 126:
 		h.length = int64(binary.BigEndian.Uint16(p[2:]))
+		if h.length < 126 {
+			return h, errLongLength
+		}
 	case 127:
 		v := binary.BigEndian.Uint64(p[2:])
-		if v > 1<<62 {
-			return h, &protocolError{1002, "frame length out of range"}
+		if v>>63 != 0 {
+			return h, errLengthTopBit
 		}
 		h.length = int64(v)
-	default:
-		h.length = int64(b1 & 0x7f)
-	}
-	copy(h.mask[:], p[size:size+4])
-	rd.r += size + 4
-	switch h.op {
-	case opClose, opPing, opPong:
-		if !h.fin || h.length > 125 {
-			return h, &protocolError{1002, "bad control frame"}
+		if h.length <= 0xffff {
+			return h, errLongLength
 		}
-	case opContinuation, opText, opBinary:
 	default:
-		return h, &protocolError{1002, fmt.Sprintf("unknown opcode %d", h.op)}
+		h.length = int64(len7)
+	}
+	if err := rd.need(size + 4); err != nil {
+		return h, err
+	}
+	copy(h.mask[:], rd.buf[rd.r+size:rd.r+size+4])
+	rd.r += size + 4
+	if h.op < opClose {
+		rd.inMessage = !h.fin
 	}
 	return h, nil
 }
@@ -150,9 +212,8 @@ func (rd *wsReader) payload(p []byte) (int, error) {
 		return n, nil
 	}
 	if len(p) >= len(rd.buf) {
-		n, err := rd.c.nc.Read(p)
+		n, err := rd.c.readSocket(p)
 		if n > 0 {
-			rd.c.seen()
 			return n, nil
 		}
 		if err == nil {
@@ -168,6 +229,25 @@ func (rd *wsReader) payload(p []byte) (int, error) {
 	return n, nil
 }
 
+// next reads one frame. A control frame is answered and next returns no
+// message; a data frame starts the message returned, which the caller reads
+// to its end (see message.discard). Messages past limit bytes are refused.
+func (rd *wsReader) next(limit int64) (*message, error) {
+	h, err := rd.header()
+	if err != nil {
+		return nil, err
+	}
+	if h.op >= opClose {
+		return nil, rd.control(h)
+	}
+	m := &message{rd: rd, op: h.op, limit: limit}
+	// A message refused from its header never reaches a handler.
+	if m.start(h); m.err != nil {
+		return nil, m.err
+	}
+	return m, nil
+}
+
 // message is the payload of one data message, read across its frames; control
 // frames met in between are handled as they come.
 type message struct {
@@ -180,6 +260,7 @@ type message struct {
 	total     int64
 	limit     int64 // beyond this the connection is closed
 	err       error
+	text      utf8Stream // for opText
 }
 
 func (m *message) Read(p []byte) (int, error) {
@@ -188,27 +269,21 @@ func (m *message) Read(p []byte) (int, error) {
 	}
 	for m.remaining == 0 {
 		if m.fin {
+			if !m.text.complete() {
+				m.err = errBadUTF8
+				return 0, m.err
+			}
 			return 0, io.EOF
 		}
 		h, err := m.rd.header()
+		if err == nil && h.op >= opClose {
+			err = m.rd.control(h)
+		} else if err == nil {
+			m.start(h)
+			err = m.err
+		}
 		if err != nil {
-			m.err = err
-			return 0, err
-		}
-		if h.op >= opClose {
-			if err := m.rd.c.control(h); err != nil {
-				m.err = err
-				return 0, err
-			}
-			continue
-		}
-		if h.op != opContinuation {
-			m.err = &protocolError{1002, "new message before the previous one ended"}
-			return 0, m.err
-		}
-		m.start(h)
-		if m.err != nil {
-			return 0, m.err
+			return 0, m.fail(err)
 		}
 	}
 	if int64(len(p)) > m.remaining {
@@ -218,17 +293,38 @@ func (m *message) Read(p []byte) (int, error) {
 	m.pos = unmask(m.mask, m.pos, p[:n])
 	m.remaining -= int64(n)
 	if err != nil {
-		m.err = err
+		return n, m.fail(err)
 	}
-	return n, err
+	// Text is checked as it arrives: a handler never sees invalid UTF-8,
+	// and a client is stopped at its first bad byte (RFC 6455, 8.1).
+	if m.op == opText && !m.text.valid(p[:n]) {
+		m.err = errBadUTF8
+		return 0, m.err
+	}
+	return n, nil
 }
 
+// fail records the error that ends the message. The connection's end
+// before the message's is not the message's end: io.EOF from below
+// becomes io.ErrUnexpectedEOF, so that a cut-off message is never taken
+// for a whole one.
+func (m *message) fail(err error) error {
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	m.err = err
+	return err
+}
+
+// start begins reading the frame h, the message's first or next.
 func (m *message) start(h frameHeader) {
 	m.remaining, m.pos, m.mask, m.fin = h.length, 0, h.mask, h.fin
-	m.total += h.length
-	if m.total > m.limit {
+	// Compared before adding: a 63-bit length could overflow the sum.
+	if h.length > m.limit-m.total {
 		m.err = errTooBig
+		return
 	}
+	m.total += h.length
 }
 
 // discard reads the rest of the message and returns how many bytes that was.
@@ -247,41 +343,119 @@ func (m *message) discard() (int64, error) {
 	}
 }
 
-// control handles a control frame: it reads the payload and answers pings
-// and close frames through the writer.
-func (c *conn) control(h frameHeader) error {
+// utf8Stream checks that text read in pieces is valid UTF-8. A code point
+// may be split between two pieces (two frames, or two reads of one): its
+// first bytes wait in pend for the rest. utf8.Valid does the bulk of the
+// work, so that ASCII, most of what ferry reads, costs little.
+type utf8Stream struct {
+	pend [utf8.UTFMax]byte
+	n    int
+}
+
+// valid reports whether b, following what came before, may still be the
+// start of valid UTF-8.
+func (u *utf8Stream) valid(b []byte) bool {
+	for u.n > 0 && len(b) > 0 {
+		u.pend[u.n] = b[0]
+		u.n++
+		b = b[1:]
+		// FullRune is true as soon as the bytes either complete a code
+		// point or cannot start one.
+		if utf8.FullRune(u.pend[:u.n]) {
+			if r, size := utf8.DecodeRune(u.pend[:u.n]); r == utf8.RuneError && size == 1 {
+				return false
+			}
+			u.n = 0
+		}
+	}
+	// An unfinished code point at the end waits for the next piece.
+	i := len(b) - 1
+	for i > 0 && i > len(b)-utf8.UTFMax && !utf8.RuneStart(b[i]) {
+		i--
+	}
+	if i >= 0 && !utf8.FullRune(b[i:]) {
+		u.n = copy(u.pend[:], b[i:])
+		b = b[:i]
+	}
+	return utf8.Valid(b)
+}
+
+// complete reports whether the text ended on a whole code point.
+func (u *utf8Stream) complete() bool { return u.n == 0 }
+
+// control reads a control frame and answers it through the owner: a ping
+// with a pong of the same payload, a valid close frame with its own code
+// (1000 for one without a code), after which it returns errClientClosed.
+func (rd *wsReader) control(h frameHeader) error {
 	var p [125]byte
 	b := p[:h.length]
-	if _, err := io.ReadFull(readerFunc(c.rd.payload), b); err != nil {
+	if _, err := io.ReadFull(readerFunc(rd.payload), b); err != nil {
 		return err
 	}
 	unmask(h.mask, 0, b)
 	switch h.op {
 	case opPing:
-		c.enqueue(controlFrame(opPong, b), kindControl)
+		rd.c.pong(b)
 	case opClose:
-		code := 1005
-		if len(b) == 1 || (len(b) >= 2 && !utf8.Valid(b[2:])) {
-			c.closeWith(1002, "bad close frame")
-			return errClientClosed
+		code, err := closeCode(b)
+		if err != nil {
+			return err
 		}
-		if len(b) >= 2 {
-			code = int(binary.BigEndian.Uint16(b))
-		}
-		c.log.Debug("client closed", "code", code)
-		if code == 1005 {
-			c.closeWith(protocolNormal, "")
-		} else {
-			c.closeWith(code, "")
-		}
+		rd.c.echoClose(code)
 		return errClientClosed
 	}
 	return nil
 }
 
-// protocolNormal is the close code echoed to a close frame without a code.
-const protocolNormal = 1000
+// closeCode checks a close frame's payload (RFC 6455, 5.5.1 and 7.4) and
+// returns the code to answer it with.
+func closeCode(b []byte) (int, error) {
+	switch {
+	case len(b) == 0:
+		return protocol.CloseNormal, nil
+	case len(b) == 1:
+		return 0, errCloseOneByte
+	}
+	code := int(binary.BigEndian.Uint16(b))
+	if !validCloseCode(code) {
+		return 0, &protocolError{closeProtocolError, fmt.Sprintf("close code %d is not one a client may send", code)}
+	}
+	if !utf8.Valid(b[2:]) {
+		return 0, errCloseReason
+	}
+	return code, nil
+}
 
+// validCloseCode reports whether a peer may send code: the codes RFC 6455
+// defines for use in a close frame, those IANA registered since (1012 to
+// 1014), and the ranges for libraries and applications. 1004 is reserved;
+// 1005, 1006 and 1015 must never appear on the wire.
+func validCloseCode(code int) bool {
+	switch {
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014:
+		return true
+	}
+	return code >= 3000 && code <= 4999
+}
+
+// readSocket reads the socket for the connection's wsReader; any byte
+// shows the client alive.
+func (c *conn) readSocket(p []byte) (int, error) {
+	n, err := c.nc.Read(p)
+	if n > 0 {
+		c.seen()
+	}
+	return n, err
+}
+
+func (c *conn) pong(payload []byte) { c.enqueue(controlFrame(opPong, payload), kindControl) }
+
+func (c *conn) echoClose(code int) {
+	c.log.Debug("client closed", "code", code)
+	c.closeWith(code, "")
+}
+
+// control answers a control frame that starts a read.
 var errClientClosed = errors.New("client closed the connection")
 
 type readerFunc func([]byte) (int, error)
