@@ -27,9 +27,12 @@ fmt-check:
 	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 
-# Runs the frame decoder fuzzer for a while (the corpus lives in testdata/fuzz).
+# Runs each fuzzer for a while (their corpora live in testdata/fuzz): the
+# protocol's request decoder, and the server's WebSocket frame reader against
+# gorilla's.
 fuzz:
-	$(GO) test ./protocol -run '^$$' -fuzz FuzzDecodeRequest -fuzztime 60s
+	$(GO) test ./protocol -run '^$$' -fuzz '^FuzzDecodeRequest$$' -fuzztime 60s
+	$(GO) test ./server -run '^$$' -fuzz '^FuzzReader$$' -fuzztime 60s
 
 bench: build
 	./bin/ferry bench idle
