@@ -11,31 +11,61 @@ import (
 	"github.com/ferryhq/ferry/rooms"
 )
 
-// textBufs and bigTextBufs recycle the buffers text frames are read into:
-// small ones for requests, big ones (up to MaxFrame) for base64 chunks. A
-// sync.Pool lets the garbage collector free them when they sit unused.
-var textBufs, bigTextBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}, sync.Pool{New: func() any { return new(bytes.Buffer) }}
+// textBufs recycles the buffers small text frames (requests) are read into;
+// a sync.Pool lets the garbage collector free them when they sit unused.
+var textBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// bigTextBufs keeps a few buffers for large text frames (base64 chunks, up
+// to MaxFrame) outside the garbage collector's reach: a sync.Pool is
+// emptied at every collection, and a text upload then allocated and zeroed
+// a new megabyte buffer for nearly every chunk, a fifth of the server's
+// CPU.
+var bigTextBufs = make(chan *bytes.Buffer, 8)
 
 const maxPooledBuf = 64 << 10
+
+func getTextBuf(big bool) *bytes.Buffer {
+	if big {
+		select {
+		case b := <-bigTextBufs:
+			return b
+		default:
+			return new(bytes.Buffer)
+		}
+	}
+	return textBufs.Get().(*bytes.Buffer)
+}
+
+func putTextBuf(b *bytes.Buffer, big bool) {
+	b.Reset()
+	switch {
+	case big:
+		select {
+		case bigTextBufs <- b:
+		default:
+		}
+	case b.Cap() <= maxPooledBuf:
+		textBufs.Put(b)
+	}
+}
 
 // readText reads one text frame, at most MaxFrame bytes, and handles it. A
 // larger frame is read to its end and discarded, so the connection goes on.
 func (c *conn) readText(r *message) {
 	limit := int64(c.s.cfg.MaxFrame)
-	pool := &textBufs
-	if r.remaining > maxPooledBuf/2 {
-		pool = &bigTextBufs
+	// A message in one frame needs its frame's length. One in fragments
+	// (gorilla's clients send a frame per write buffer, 4 KiB by default)
+	// may need up to the limit: growing there by doubling allocated and
+	// zeroed a buffer at every step, for every base64 chunk.
+	want := r.remaining
+	if !r.fin {
+		want = max(want, limit+1)
 	}
-	buf := pool.Get().(*bytes.Buffer)
-	defer func() {
-		if pool == &bigTextBufs || buf.Cap() <= maxPooledBuf {
-			buf.Reset()
-			pool.Put(buf)
-		}
-	}()
-	// The first frame's length is known: room for all of it, and for
-	// ReadFrom's last read that finds the end, spares growing by copies.
-	buf.Grow(int(min(r.remaining, limit+1)) + bytes.MinRead)
+	big := want > maxPooledBuf/2
+	buf := getTextBuf(big)
+	defer putTextBuf(buf, big)
+	// Room for all of it, and for ReadFrom's last read that finds the end.
+	buf.Grow(int(min(want, limit+1)) + bytes.MinRead)
 	n, err := buf.ReadFrom(io.LimitReader(r, limit+1))
 	if err != nil {
 		return // the next NextReader reports the broken connection
