@@ -204,7 +204,8 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.HandshakeTimeout)
 	defer cancel()
-	d := websocket.Dialer{Proxy: http.ProxyFromEnvironment, HandshakeTimeout: c.cfg.HandshakeTimeout}
+	d := websocket.Dialer{Proxy: http.ProxyFromEnvironment, HandshakeTimeout: c.cfg.HandshakeTimeout,
+		WriteBufferSize: writeBufferSize, WriteBufferPool: &writeBuffers}
 	ws, resp, err := d.DialContext(ctx, u.String(), h)
 	if err != nil {
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
@@ -571,3 +572,12 @@ func (c *Client) Limits() protocol.Limits {
 	defer c.mu.Unlock()
 	return c.welcome.Limits
 }
+
+// writeBufferSize is gorilla's write buffer: a message larger than it goes
+// out as several frames, one per buffer, each its own system call and for
+// the server its own header. It holds a whole 1 MiB chunk with its header,
+// so a chunk is one frame. The buffers are shared through writeBuffers,
+// held only while a message is written.
+const writeBufferSize = 1<<20 + 4<<10
+
+var writeBuffers sync.Pool
