@@ -347,6 +347,13 @@ func (u *upload) complete() error {
 	u.mu.Lock()
 	declared := u.sha
 	meta := u.metaLocked(sum)
+	if u.later {
+		// The object was created without its digest, and S3 changes an
+		// object's metadata only by copying the whole object: the digest
+		// stays in the file's record, and the object keeps what it was
+		// created with.
+		meta = u.metaLocked("")
+	}
 	u.mu.Unlock()
 	if declared != "" && sum != declared {
 		return errorf(CodeChecksumMismatch, "the file's SHA-256 is %s, not %s as declared", sum, declared)
