@@ -272,11 +272,9 @@ func TestDetachedBytesLastIdle(t *testing.T) {
 	}
 	f.clock.Add(31 * time.Second)
 	f.m.pauseIdle()
+	sink.wait(t, "part memory given back", func() bool { return f.m.PartMemoryInUse() == 0 })
 	if n := f.m.pool.inUse.Load(); n != 0 {
 		t.Errorf("an idle paused upload holds %d buffers", n)
-	}
-	if n := f.m.PartMemoryInUse(); n != 0 {
-		t.Errorf("an idle paused upload holds %d bytes of part memory", n)
 	}
 	sink2 := newSink()
 	g2 := f.open(f.m, sink2, OpenRequest{Resume: g.Upload})
