@@ -90,10 +90,15 @@ func (c *UploadConfig) defaults() {
 	}
 }
 
-// Upload measures, in one run and against one MinIO: a direct minio-go
-// upload of Size bytes (the baseline), the same through ferry over binary
-// frames and over base64 text frames, Concurrent uploads at once (server
-// peak memory), and chat latency on a connection that is uploading.
+// Upload measures, in one run and against one MinIO: a streamed upload of
+// Size bytes through ferry's own S3 store, the same through ferry with the
+// bench's lean protocol client over binary frames and over base64 text
+// frames, Concurrent uploads at once (server peak memory), and chat latency
+// on a connection that is uploading.
+//
+// Its throughput figures are not what a user gets: the reference is weaker
+// than minio-go's PutObject of a file and the client is not `ferry send`.
+// Send measures that; Upload stays for the memory and latency figures.
 func Upload(ctx context.Context, cfg UploadConfig) (UploadResult, error) {
 	cfg.defaults()
 	res := UploadResult{Size: cfg.Size, Concurrent: cfg.Concurrent, ConcurrentSize: cfg.ConcurrentSize}
