@@ -66,6 +66,9 @@ type session struct {
 type outFrame struct {
 	typ  int
 	data []byte
+	// written, if set, is called once data is written and no longer
+	// needed, so that its buffer can be used again.
+	written func()
 }
 
 // pending is a request waiting for its ack or error. onResult, if set, runs
@@ -338,12 +341,16 @@ func (s *session) writeLoop() {
 		select {
 		case f = <-s.out:
 		case <-ticker.C:
-			f = outFrame{websocket.TextMessage, pingFrame(s.nextTS())}
+			f = outFrame{typ: websocket.TextMessage, data: pingFrame(s.nextTS())}
 		case <-s.done:
 			return
 		}
 		_ = s.ws.SetWriteDeadline(time.Now().Add(s.c.cfg.WriteTimeout))
-		if err := s.ws.WriteMessage(f.typ, f.data); err != nil {
+		err := s.ws.WriteMessage(f.typ, f.data)
+		if f.written != nil {
+			f.written()
+		}
+		if err != nil {
 			if errors.Is(err, websocket.ErrCloseSent) {
 				// The reader got the server's close frame and answered it;
 				// it is about to report the close code.
@@ -392,6 +399,13 @@ func pingFrame(ts int64) []byte {
 
 // enqueue hands a frame to the writer.
 func (s *session) enqueue(ctx context.Context, typ int, data []byte) error {
+	return s.enqueueFrame(ctx, outFrame{typ: typ, data: data})
+}
+
+// enqueueFrame is enqueue for a frame whose buffer goes back to its owner
+// once written (f.written). When it returns an error, the frame was not
+// queued and the owner has its buffer back.
+func (s *session) enqueueFrame(ctx context.Context, f outFrame) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -401,7 +415,7 @@ func (s *session) enqueue(ctx context.Context, typ int, data []byte) error {
 	default:
 	}
 	select {
-	case s.out <- outFrame{typ, data}:
+	case s.out <- f:
 		return nil
 	case <-s.done:
 		return lost(s.reason)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	"github.com/gorilla/websocket"
 
@@ -115,12 +116,44 @@ func (u *upload) sendChunk(ctx context.Context, s *session, id string, off, n in
 		u.hash.Write(b[u.hashed-off:])
 		u.hashed = off + n
 	}
+	frame := chunkFrames.get(128 + len(id) + base64.StdEncoding.EncodedLen(len(b)))
+	typ := websocket.TextMessage
 	if u.opts.Base64 {
-		frame := make([]byte, 0, 128+len(id)+base64.StdEncoding.EncodedLen(len(b)))
-		return s.enqueue(ctx, websocket.TextMessage, protocol.AppendTextChunk(frame, id, off, b))
+		frame.b = protocol.AppendTextChunk(frame.b, id, off, b)
+	} else {
+		typ = websocket.BinaryMessage
+		frame.b = append(protocol.AppendChunkHeader(frame.b, protocol.ChunkHeader{Upload: id, Offset: off}), b...)
 	}
-	return u.c.sendChunk(ctx, s.welcome.Conn, protocol.ChunkHeader{Upload: id, Offset: off}, b)
+	err := s.enqueueFrame(ctx, outFrame{typ: typ, data: frame.b, written: frame.release})
+	if err != nil {
+		frame.release()
+	}
+	return err
 }
+
+// chunkFrames recycles the buffers chunk frames are built in: a fresh
+// megabyte for every chunk cost the sender as much as copying it, in
+// zeroing and garbage collection.
+var chunkFrames framePool
+
+type framePool struct{ p sync.Pool }
+
+type pooledFrame struct {
+	b    []byte
+	pool *framePool
+}
+
+// get returns an empty frame buffer of at least capacity bytes.
+func (fp *framePool) get(capacity int) *pooledFrame {
+	if f, ok := fp.p.Get().(*pooledFrame); ok && cap(f.b) >= capacity {
+		f.b = f.b[:0]
+		return f
+	}
+	return &pooledFrame{b: make([]byte, 0, capacity), pool: fp}
+}
+
+// release gives the buffer back once the frame is written.
+func (f *pooledFrame) release() { f.pool.p.Put(f) }
 
 // readAt fills b from the file at off.
 func (u *upload) readAt(b []byte, off int64) error {
