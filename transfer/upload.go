@@ -273,6 +273,8 @@ func (u *upload) write(offset int64, r io.Reader) (int64, error) {
 	}
 	if !u.working && (len(u.parts) > 0 && u.parts[0].sealed || u.finishableLocked()) {
 		u.m.startWorker(u)
+	} else {
+		u.storeAheadLocked()
 	}
 	received, durable, sink := u.received, u.durable, u.sink
 	report := sink != nil && (received == u.size || u.touched.Sub(u.reported) >= ProgressInterval)

@@ -220,19 +220,33 @@ func (u *upload) startMultipart() error {
 }
 
 // storePart stores the first sealed part, then records the new durable
-// offset and hash state before telling the sink. While that record is being
-// saved, the next part, if it is already sealed, is stored too: the record
-// and the next request overlap instead of following each other.
+// offset and hash state before telling the sink. Sealed parts after it are
+// stored ahead, each by a goroutine of its own (see storeAheadLocked), so
+// that several requests are in flight at once, as minio-go's PutObject
+// sends four parts at once; their results are taken here in order, so
+// that durable stays a part boundary and the hash runs over the parts in
+// order.
 func (u *upload) storePart(p *part) error {
 	if u.mp == nil {
 		if err := u.startMultipart(); err != nil {
 			return err
 		}
 	}
+	u.mu.Lock()
+	u.storeAheadLocked()
+	early := p.early
+	u.mu.Unlock()
 	size := int64(len(p.buf))
 	var r stored
-	if p.early != nil {
-		r = <-p.early
+	if early != nil {
+		if err := (<-early).err; err == nil {
+			h, herr := restoreHash(u.hash)
+			if herr != nil {
+				return herr
+			}
+			h.Write(p.buf)
+			r.state = marshalHash(h)
+		}
 		u.mu.Lock()
 		p.early = nil
 		u.mu.Unlock()
@@ -246,17 +260,9 @@ func (u *upload) storePart(p *part) error {
 
 	u.mu.Lock()
 	mf := u.manifestLocked(u.durable+size, r.state)
-	var next *part
-	if len(u.parts) > 1 && u.parts[1].sealed && u.parts[1].early == nil {
-		next = u.parts[1]
-		next.early = make(chan stored, 1)
-	}
+	u.storeAheadLocked()
 	u.mu.Unlock()
-	if next != nil {
-		go func(base []byte) { next.early <- u.putPart(next, base) }(r.state)
-	}
 	if err := u.saveManifest(true, mf); err != nil {
-		u.settleEarly(next)
 		return err
 	}
 
@@ -275,6 +281,27 @@ func (u *upload) storePart(p *part) error {
 		sink.Progress(u.id, received, durable)
 	}
 	return nil
+}
+
+// storeAheadLocked starts storing every sealed part after the first that is
+// not being stored yet. Only the worker's upload does this, while the
+// worker runs: sealed parts are kept until it exits, and it waits for
+// these stores before it does (settleEarlyLocked). u.mu is held.
+func (u *upload) storeAheadLocked() {
+	if !u.working || u.mp == nil || u.status != statusUploading {
+		return
+	}
+	for _, q := range u.parts[min(1, len(u.parts)):] {
+		if !q.sealed || q.early != nil {
+			continue
+		}
+		q.early = make(chan stored, 1)
+		go func(q *part, done chan stored) {
+			done <- stored{err: u.retry("store part", true, func(ctx context.Context) error {
+				return u.mp.PutPart(ctx, q.num, bytes.NewReader(q.buf), int64(len(q.buf)))
+			})}
+		}(q, q.early)
+	}
 }
 
 // settleEarlyLocked waits, with u.mu released meanwhile, for every part
@@ -297,19 +324,6 @@ func (u *upload) settleEarlyLocked() {
 	for _, p := range early {
 		p.early = nil
 	}
-}
-
-// settleEarly waits for a part stored ahead to finish and forgets its
-// result: its buffer must not go back to the pool while it is being sent,
-// and after a failed record it is stored again in order anyway.
-func (u *upload) settleEarly(p *part) {
-	if p == nil || p.early == nil {
-		return
-	}
-	<-p.early
-	u.mu.Lock()
-	p.early = nil
-	u.mu.Unlock()
 }
 
 // putPart stores p and returns the file's hash state after it, computed from
