@@ -139,13 +139,13 @@ type Server struct {
 	stop  context.CancelFunc // ends the hub's sweeper
 	swept chan struct{}
 
-	mu       sync.Mutex
-	conns    map[*conn]struct{}
-	closing  bool
-	drained  chan struct{} // closed when closing and conns is empty
+	mu      sync.Mutex
+	conns   map[*conn]struct{}
+	closing bool
+	drained chan struct{} // closed when closing and conns is empty
 	// control counts upload requests running off their readers.
 	storageReqs sync.WaitGroup
-	shutOnce sync.Once
+	shutOnce    sync.Once
 }
 
 var _ http.Handler = (*Server)(nil)
