@@ -83,9 +83,12 @@ type part struct {
 	num    int // 1-based part number
 	buf    []byte
 	sealed bool
-	// early, when set, carries the result of storing this part while the
-	// previous part's manifest was being saved (see storePart).
+	// early, when set, carries the result of storing this part ahead of
+	// the worker (see storeAheadLocked).
 	early chan stored
+	// hashed, when set, carries the file's hash state after this part,
+	// computed while the previous part's record was saved (see storePart).
+	hashed chan stored
 }
 
 // stored is the result of storing a part: the file's hash state after it.

@@ -239,17 +239,23 @@ func (u *upload) storePart(p *part) error {
 	size := int64(len(p.buf))
 	var r stored
 	if early != nil {
-		if err := (<-early).err; err == nil {
-			h, herr := restoreHash(u.hash)
-			if herr != nil {
-				return herr
-			}
-			h.Write(p.buf)
-			r.state = marshalHash(h)
-		}
+		err := (<-early).err
 		u.mu.Lock()
 		p.early = nil
+		hashed := p.hashed
+		p.hashed = nil
 		u.mu.Unlock()
+		switch {
+		case err != nil && hashed != nil:
+			<-hashed // it reads the buffer: let it finish first
+		case err == nil:
+			if hashed == nil {
+				hashed = u.hashAfter(p, u.hash)
+			}
+			if r = <-hashed; r.err != nil {
+				return r.err
+			}
+		}
 	}
 	if r.state == nil { // not stored ahead, or that failed: store it now
 		r = u.putPart(p, u.hash)
@@ -261,6 +267,11 @@ func (u *upload) storePart(p *part) error {
 	u.mu.Lock()
 	mf := u.manifestLocked(u.durable+size, r.state)
 	u.storeAheadLocked()
+	// The next part's hash starts from this one's: it runs while the record
+	// is saved, rather than after, on the way to the next durable offset.
+	if len(u.parts) > 1 && u.parts[1].sealed && u.parts[1].early != nil && u.parts[1].hashed == nil {
+		u.parts[1].hashed = u.hashAfter(u.parts[1], r.state)
+	}
 	u.mu.Unlock()
 	if err := u.saveManifest(true, mf); err != nil {
 		return err
@@ -319,11 +330,30 @@ func (u *upload) settleEarlyLocked() {
 	u.mu.Unlock()
 	for _, p := range early {
 		<-p.early
+		if p.hashed != nil {
+			<-p.hashed
+		}
 	}
 	u.mu.Lock()
 	for _, p := range early {
-		p.early = nil
+		p.early, p.hashed = nil, nil
 	}
+}
+
+// hashAfter computes, on a goroutine of its own, the file's hash state
+// after part p from base, the state before it.
+func (u *upload) hashAfter(p *part, base []byte) chan stored {
+	c := make(chan stored, 1)
+	go func() {
+		h, err := restoreHash(base)
+		if err != nil {
+			c <- stored{err: err}
+			return
+		}
+		h.Write(p.buf)
+		c <- stored{state: marshalHash(h)}
+	}()
+	return c
 }
 
 // putPart stores p and returns the file's hash state after it, computed from
