@@ -122,9 +122,14 @@ const (
 	kindCatchUp
 	// kindReply answers the client's own request: written at once.
 	kindReply
-	// kindControl frames (ping, pong, close) are written at once, never
-	// refused for size, and still queued once a close frame is.
+	// kindControl frames (the server's pings, close) are written at once,
+	// never refused for size, and still queued once a close frame is.
 	kindControl
+	// kindPong answers a client's WebSocket ping: written at once, and
+	// dropped while the queue is over MaxQueue, as RFC 6455 (5.5.3) allows
+	// (a pong for the latest ping is enough): a client that floods pings
+	// and does not read cannot grow the server's memory.
+	kindPong
 )
 
 // enqueue queues a framed message for the flusher. The caller is never
@@ -133,6 +138,11 @@ func (c *conn) enqueue(frame []byte, kind frameKind) bool {
 	c.mu.Lock()
 	if c.dead || (c.closing && kind != kindControl) {
 		c.mu.Unlock()
+		return false
+	}
+	if kind == kindPong && c.queued+len(frame) > c.s.cfg.MaxQueue {
+		c.mu.Unlock()
+		c.s.metrics.pongsDropped.Add(1)
 		return false
 	}
 	// Catch-up bytes do not count against MaxQueue. Written bytes are
@@ -154,7 +164,7 @@ func (c *conn) enqueue(frame []byte, kind frameKind) bool {
 		c.catchUp += len(frame)
 	}
 	if c.wstate != writeBlocking {
-		urgent := kind == kindReply || kind == kindControl
+		urgent := kind == kindReply || kind == kindControl || kind == kindPong
 		switch {
 		case urgent && !c.inUrgent:
 			c.inUrgent = true

@@ -19,6 +19,9 @@ type metrics struct {
 	errors      atomic.Uint64
 	uploadBytes atomic.Uint64
 	uploadsDone atomic.Uint64
+	// pongsDropped counts pongs not queued because the client's queue was
+	// full (a client pinging without reading).
+	pongsDropped atomic.Uint64
 }
 
 // serveMetrics writes the Prometheus text exposition format.
@@ -42,6 +45,7 @@ func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
 		{"ferry_slow_clients_dropped_total", "counter", "Connections dropped because their send queue was full.", m.slow.Load()},
 		{"ferry_heartbeat_timeouts_total", "counter", "Connections dropped for not answering pings.", m.timeouts.Load()},
 		{"ferry_error_frames_total", "counter", "Error frames sent.", m.errors.Load()},
+		{"ferry_pongs_dropped_total", "counter", "Pongs not sent to clients whose send queue was full (pinging without reading).", m.pongsDropped.Load()},
 		{"ferry_upload_bytes_total", "counter", "File bytes received in chunks.", m.uploadBytes.Load()},
 		{"ferry_uploads_completed_total", "counter", "Uploads stored and announced.", m.uploadsDone.Load()},
 		{"ferry_upload_part_memory_bytes", "gauge", "Part memory held by uploads (their windows), within --part-memory.", s.partMemory()},

@@ -448,7 +448,7 @@ func (c *conn) readSocket(p []byte) (int, error) {
 	return n, err
 }
 
-func (c *conn) pong(payload []byte) { c.enqueue(controlFrame(opPong, payload), kindControl) }
+func (c *conn) pong(payload []byte) { c.enqueue(controlFrame(opPong, payload), kindPong) }
 
 func (c *conn) echoClose(code int) {
 	c.log.Debug("client closed", "code", code)
