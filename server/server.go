@@ -192,7 +192,7 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("GET /metrics", s.serveMetrics)
 	s.routeFiles()
 	if cfg.Static != nil {
-		s.mux.Handle("GET /", http.FileServerFS(cfg.Static))
+		s.mux.Handle("GET /", pageHeaders(http.FileServerFS(cfg.Static)))
 	}
 	return s, nil
 }
