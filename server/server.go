@@ -35,6 +35,12 @@ type Config struct {
 	// AllowedOrigins lists browser origins ("https://chat.example.com") that
 	// may connect besides the server's own; "*" allows any.
 	AllowedOrigins []string
+	// AllowedHosts lists the host names ("chat.example.com") browsers may
+	// reach the server by, besides IP addresses, localhost and the
+	// machine's own name; "*" allows any. Requests from browsers by any
+	// other name are refused, so that a web page whose name was made to
+	// resolve to this server (DNS rebinding) cannot use it.
+	AllowedHosts []string
 
 	// PingInterval is how often the server pings. Default 25s.
 	PingInterval time.Duration
@@ -201,7 +207,13 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) Hub() *rooms.Hub { return s.hub }
 
 // ServeHTTP routes a request.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !s.hostAllowed(r) {
+		http.Error(w, "this server does not answer browsers by the name "+r.Host+" (see --allowed-hosts)", http.StatusForbidden)
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
 
 func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()

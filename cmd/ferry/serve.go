@@ -31,6 +31,7 @@ type serveFlags struct {
 	data           string
 	authSecret     string
 	allowedOrigins string
+	allowedHosts   string
 	pingInterval   time.Duration
 	pingTimeout    time.Duration
 	writeTimeout   time.Duration
@@ -73,6 +74,7 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.data, "data", "./data", "folder for files (local disk storage) and the server's own state")
 	fs.StringVar(&f.authSecret, "auth-secret", "", "HS256 secret; when set, every connection needs a token signed with it")
 	fs.StringVar(&f.allowedOrigins, "allowed-origins", "", "comma-separated browser origins allowed besides the server's own (* for any)")
+	fs.StringVar(&f.allowedHosts, "allowed-hosts", "", "comma-separated host names browsers may reach the server by, besides IP addresses, localhost and this machine's name (* for any); others are refused against DNS rebinding")
 	fs.DurationVar(&f.pingInterval, "ping-interval", 25*time.Second, "how often the server pings each connection")
 	fs.DurationVar(&f.pingTimeout, "ping-timeout", 20*time.Second, "how long past a ping a silent connection is kept")
 	fs.DurationVar(&f.writeTimeout, "write-timeout", 10*time.Second, "deadline of every write to a client")
@@ -165,6 +167,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			if o = strings.TrimSpace(o); o != "" {
 				cfg.AllowedOrigins = append(cfg.AllowedOrigins, o)
 			}
+		}
+	}
+	for _, h := range strings.Split(f.allowedHosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			cfg.AllowedHosts = append(cfg.AllowedHosts, h)
 		}
 	}
 	cfg.Static = web.FS()
