@@ -305,6 +305,10 @@ async function joinRoom(name, { quiet = false } = {}) {
     if (!quiet) notice(name, `You joined ${name}`);
     if (name === current) renderRoom();
     showPending(name);
+    // Right after a reload the page before may still hold its uploads'
+    // locks for a moment, and pendingUploads leaves held ones out: look
+    // again once they are surely released. showPending skips rows it shows.
+    setTimeout(() => { if (rooms.has(name)) showPending(name); }, PENDING_RECHECK_MS);
     return true;
   } catch (err) {
     if (err.code === 'disconnected' || err.code === 'timeout' || err.code === 'offline') {
@@ -800,6 +804,10 @@ function startUpload(room, file) {
     cancel.addEventListener('click', () => { li.remove(); finish(); }, { once: true });
   });
 }
+
+// PENDING_RECHECK_MS is when the unfinished uploads of a room are listed
+// again after joining it (see joinRoom).
+const PENDING_RECHECK_MS = 2000;
 
 // showPending lists the unfinished uploads of earlier pages for a room, with
 // a way to resume them (pick the file again) or drop them.
