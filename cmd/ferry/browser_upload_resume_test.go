@@ -24,7 +24,9 @@ const reloadTestRate = 2 << 20
 // arrives whole.
 func TestBrowserUploadResumesAfterReload(t *testing.T) {
 	const (
-		size   = 20 << 20
+		// Large enough that the upload still runs when the page reloads,
+		// even on a loaded machine where the waits before it take seconds.
+		size   = 32 << 20
 		window = 10 << 20 // --part-buffers (2) × --part-size
 		// The reload comes once the server holds more than a window:
 		// starting over would then cost more than size + window bytes.
@@ -59,7 +61,9 @@ func TestBrowserUploadResumesAfterReload(t *testing.T) {
 
 // Dismissing an unfinished upload cancels it on the server and forgets it.
 func TestBrowserUploadDismissAfterReload(t *testing.T) {
-	r := uploadThenReload(t, 20<<20, 4<<20)
+	// A large file: the upload must still run when the page reloads, even
+	// on a loaded machine where the waits before the reload take seconds.
+	r := uploadThenReload(t, 48<<20, 4<<20)
 	b := r.b
 	id := b.eval(`document.querySelector('[data-testid=pending-upload]').dataset.upload`)
 	b.do("dismiss", chromedp.Click(`[data-testid=pending-upload] .cancel`))
