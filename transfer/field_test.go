@@ -25,6 +25,7 @@ func TestIdleAttachedUploadPauses(t *testing.T) {
 
 	f.clock.Add(61 * time.Second)
 	f.m.pauseIdle()
+	sink.waitFailed(t, g.Upload, CodeUnknownUpload) // told to resume
 	// A part still being stored goes back once it is stored.
 	sink.wait(t, "part memory given back", func() bool { return f.m.PartMemoryInUse() == 0 })
 	if n := f.m.pool.inUse.Load(); n != 0 {
@@ -266,4 +267,21 @@ func TestUnrecordedFailureIsKept(t *testing.T) {
 	if inMemory {
 		t.Error("a recorded failure stays in memory")
 	}
+}
+
+// An upload the server holds up (its window full while storage is slow) is
+// not idle, however long that takes: its client is waiting for the server.
+func TestIdleDoesNotPauseWhileServerHoldsUp(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.Idle = time.Minute })
+	sink := newSink()
+	hold := make(chan struct{})
+	f.store.set(func(s *memStore) { s.hold = hold })
+	data := payload(3 * partSize)
+	g := f.open(f.m, sink, OpenRequest{Name: "x.bin", Size: int64(len(data)), SHA256: sum(data)})
+	send(t, f.m, sink, g, "alice", data, 0, g.Window, 1<<20) // the window is full
+	f.clock.Add(5 * time.Minute)
+	f.m.pauseIdle()
+	close(hold)
+	send(t, f.m, sink, g, "alice", data, g.Window, int64(len(data)), 1<<20)
+	f.checkStored(sink.waitCompleted(t, g.Upload), data, octetStream)
 }

@@ -31,6 +31,8 @@ func (m *Manager) Finish(ctx context.Context, uploadID, user, sha string) error 
 	if u.owner.User != user {
 		return errorf(CodeForbidden, "upload %s belongs to someone else", uploadID)
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	switch {
@@ -38,8 +40,14 @@ func (m *Manager) Finish(ctx context.Context, uploadID, user, sha string) error 
 		return u.failure
 	case u.status == statusComplete:
 		return checkStoredSum(u.file, sum)
+	case m.uploads[uploadID] != u:
+		return errorf(CodeUnknownUpload, "upload %s changed; give its digest again", uploadID)
 	case u.sha != "" && u.sha != sum:
 		return errorf(CodeBadRequest, "upload %s was given another SHA-256 before", uploadID)
+	case !u.later && u.sha == "":
+		// Its completion does not wait for a digest: it could not be
+		// checked for certain.
+		return errorf(CodeBadRequest, "upload %s was opened without sha256_later", uploadID)
 	}
 	u.sha = sum
 	if !u.working && u.finishableLocked() {

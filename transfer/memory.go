@@ -24,7 +24,13 @@ func busy() *Error {
 // need is the part memory an upload of size bytes with parts of partSize
 // can hold: its window, or its size when that is smaller (a photo needs
 // no more than itself).
-func (m *Manager) need(partSize int, size int64) int64 { return min(m.window(partSize), size) }
+func (m *Manager) need(partSize int, size int64) int64 {
+	if size < int64(partSize) {
+		return size // one buffer of exactly its size (see getBuf)
+	}
+	// Every part, the short last one included, takes a whole buffer.
+	return min(m.window(partSize), (size+int64(partSize)-1)/int64(partSize)*int64(partSize))
+}
 
 // reserveLocked takes n bytes of part memory, if they fit. m.mu is held.
 func (m *Manager) reserveLocked(n int64) bool {
@@ -144,18 +150,36 @@ func (m *Manager) pauseLocked(u *upload, why string) {
 // pauseIdle pauses the uploads that received nothing for Idle: attached
 // ones whose client went quiet, and detached ones whose client did not
 // come back in time.
+//
+// An upload the server holds up is not idle: one whose parts are being
+// stored, whose window is full, or whose bytes are all in (it waits for
+// its digest or its completion). Its client is waiting for the server.
+// A client that is paused hears it (CodeUnknownUpload: resume).
 func (m *Manager) pauseIdle() {
 	now := m.now()
+	type told struct {
+		sink Sink
+		id   string
+	}
+	var tell []told
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	for _, u := range m.uploads {
 		u.mu.Lock()
+		heldUp := u.working || u.received >= u.durable+m.window(u.partSize) || u.received == u.size
 		idle := u.status == statusUploading && !u.writing && now.Sub(u.touched) > m.idle &&
-			(u.sink != nil || len(u.parts) > 0)
+			(u.sink != nil && !heldUp || u.sink == nil && len(u.parts) > 0)
+		sink := u.sink
 		u.mu.Unlock()
 		if idle {
 			m.pauseLocked(u, "idle")
+			if sink != nil {
+				tell = append(tell, told{sink, u.id})
+			}
 		}
+	}
+	m.mu.Unlock()
+	for _, t := range tell {
+		t.sink.Failed(t.id, errorf(CodeUnknownUpload, "upload %s was paused after %v without a chunk; resume it", t.id, m.idle))
 	}
 }
 
@@ -174,7 +198,7 @@ func (m *Manager) recordFailures(ctx context.Context) {
 	}
 	m.mu.Unlock()
 	for _, u := range pending {
-		ctx, cancel := context.WithTimeout(ctx, cleanupTimeout)
+		ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 		u.cleanup(ctx)
 		cancel()
 		m.evict(u)

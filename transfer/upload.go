@@ -67,6 +67,7 @@ type upload struct {
 	recordFailure bool
 	notify        bool
 	storageDown   bool // the sink heard of the current storage outage
+	settling      bool // the worker waits for parts stored ahead (settleEarlyLocked)
 	// unrecorded: the failure could not be recorded in storage (a full
 	// disk, an outage). The upload stays in memory, answering Status and
 	// resumes with its failure, until recordFailures succeeds.
@@ -487,4 +488,9 @@ func (u *upload) cleanup(ctx context.Context) {
 	u.mu.Lock()
 	u.unrecorded = err != nil
 	u.mu.Unlock()
+	if err != nil {
+		// It stays in memory to answer with its failure; it holds no
+		// buffers, and its part memory goes to others.
+		u.m.unreserve(u)
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferryhq/ferry/storage"
@@ -58,6 +59,10 @@ func (u *upload) work(done chan struct{}) {
 			u.mu.Lock()
 			if u.sink == nil {
 				u.settleEarlyLocked()
+			}
+			// Settling let go of the lock: a client may have resumed, or
+			// be sending a chunk, meanwhile. Then the parts stay.
+			if u.sink == nil && !u.writing {
 				u.working = false
 				u.dropLocked(false)
 				u.mu.Unlock()
@@ -76,6 +81,9 @@ func (u *upload) work(done chan struct{}) {
 		u.failLocked(e, true)
 		u.recordFailure = true
 		u.mu.Unlock()
+		// Parts being stored ahead stop: the upload is over. (The
+		// cleanup uses a context of its own.)
+		u.cancel()
 	}
 }
 
@@ -150,11 +158,15 @@ func (u *upload) retry(what string, giveUp bool, op func(context.Context) error)
 func (u *upload) attempt(op func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(u.ctx, u.m.storageWait)
 	defer cancel()
+	var answered atomic.Bool
 	slow := time.AfterFunc(u.m.slowStorage, func() {
-		u.storageUnavailable(errors.New("no answer yet"))
+		if !answered.Load() {
+			u.storageUnavailable(errors.New("no answer yet"))
+		}
 	})
 	defer slow.Stop()
 	err := op(ctx)
+	answered.Store(true)
 	if err != nil && ctx.Err() != nil && u.ctx.Err() == nil {
 		err = fmt.Errorf("storage did not answer within %v: %w", u.m.storageWait, err)
 	}
@@ -201,7 +213,11 @@ func (u *upload) startMultipart() error {
 	// A declared SHA-256 goes into the metadata now: it is checked before
 	// completion, and when the metadata does not change at completion the
 	// store need not copy the whole object to replace it.
-	meta := u.metaLocked(u.sha)
+	sum := u.sha
+	if u.later {
+		sum = "" // as completion will have it: see complete
+	}
+	meta := u.metaLocked(sum)
 	u.mu.Unlock()
 	var mp storage.Multipart
 	err := u.retry("start multipart upload", true, func(ctx context.Context) error {
@@ -299,7 +315,7 @@ func (u *upload) storePart(p *part) error {
 // worker runs: sealed parts are kept until it exits, and it waits for
 // these stores before it does (settleEarlyLocked). u.mu is held.
 func (u *upload) storeAheadLocked() {
-	if !u.working || u.mp == nil || u.status != statusUploading {
+	if !u.working || u.settling || u.mp == nil || u.status != statusUploading || u.ctx.Err() != nil {
 		return
 	}
 	for _, q := range u.parts[min(1, len(u.parts)):] {
@@ -318,6 +334,9 @@ func (u *upload) storeAheadLocked() {
 // settleEarlyLocked waits, with u.mu released meanwhile, for every part
 // being stored ahead, before their buffers may be dropped.
 func (u *upload) settleEarlyLocked() {
+	// No part starts to be stored ahead while the lock is let go here.
+	u.settling = true
+	defer func() { u.settling = false }()
 	var early []*part
 	for _, p := range u.parts {
 		if p.early != nil {
