@@ -178,6 +178,25 @@ func (c *conn) enqueue(frame []byte, kind frameKind) bool {
 	return true
 }
 
+// queueFirst puts the connection's first frame in its queue without
+// scheduling a write: kick does, once the connection is registered.
+func (c *conn) queueFirst(frame []byte) {
+	c.mu.Lock()
+	c.queue = append(c.queue, frame)
+	c.queued += len(frame)
+	c.mu.Unlock()
+}
+
+// kick schedules a write of what is queued, unless one is.
+func (c *conn) kick() {
+	c.mu.Lock()
+	if len(c.queue) > 0 && !c.inUrgent && c.wstate != writeBlocking {
+		c.inUrgent = true
+		c.fl.schedule(c, true)
+	}
+	c.mu.Unlock()
+}
+
 // flushedLocked reports whether everything queued has been written. The
 // caller holds c.mu.
 func (c *conn) flushedLocked() bool {

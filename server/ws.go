@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -67,15 +68,25 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.connections.Add(1)
 	s.metrics.accepted.Add(1)
-	c.send(protocol.Welcome{
+	welcome, err := json.Marshal(protocol.Welcome{
 		T: protocol.TypeWelcome, V: protocol.Version,
 		Conn: c.id, User: c.user, Name: c.name, Token: id.token,
 		PingIntervalMS: s.cfg.PingInterval.Milliseconds(),
 		PingTimeoutMS:  s.cfg.PingTimeout.Milliseconds(),
 		Limits:         s.limits(),
 	})
-	// Registered after the welcome is queued, so that it is the first frame.
+	if err != nil {
+		c.log.Error("encode welcome", "err", err)
+		c.kill()
+		return
+	}
+	// The welcome goes first in the queue, but out only once the hub knows
+	// the connection: a client that has its welcome can count on being
+	// reachable (a direct message sent to its user right then reaches it),
+	// and what Register delivers (messages that waited) comes after it.
+	c.queueFirst(textFrame(welcome))
 	s.hub.Register(c)
+	c.kick()
 	// The handler returns so that net/http drops its per-request state (and
 	// gorilla's Conn, whose reader ferry does not use); the poller starts a
 	// reader whenever the socket has bytes.
