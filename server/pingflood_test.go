@@ -1,13 +1,11 @@
 package server_test
 
 import (
-	"bufio"
-	"net/http"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ferryhq/ferry/internal/ferrytest"
 	"github.com/ferryhq/ferry/server"
 )
 
@@ -39,7 +37,7 @@ func TestPingFloodIsBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	dropped := metricValue(t, strings.Replace(strings.Replace(url, "ws://", "http://", 1), "/ws", "/metrics", 1), "ferry_pongs_dropped_total")
+	dropped := ferrytest.Metric(t, strings.TrimSuffix(strings.Replace(url, "ws://", "http://", 1), "/ws"), "ferry_pongs_dropped_total")
 	t.Logf("%d pings, %d pongs dropped", pings, dropped)
 	if dropped == 0 {
 		t.Fatal("every pong was queued for a client that does not read")
@@ -48,26 +46,4 @@ func TestPingFloodIsBounded(t *testing.T) {
 	// Reading again, the client gets the pongs that fit, then the answer
 	// to its next request: the connection went on.
 	p.mustAck(frame{"t": "emit", "room": "lobby", "event": "chat", "data": "still here"})
-}
-
-// metricValue reads one counter from /metrics.
-func metricValue(t *testing.T, url, name string) int64 {
-	t.Helper()
-	res, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	sc := bufio.NewScanner(res.Body)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return n
-		}
-	}
-	t.Fatalf("no %s in /metrics", name)
-	return 0
 }

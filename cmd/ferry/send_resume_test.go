@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"net/http"
 	"os"
 	"os/exec"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -79,23 +76,7 @@ func (p *ferryProcess) exit(t *testing.T) int {
 // uploadBytes reads the server's count of chunk bytes received.
 func uploadBytes(t *testing.T, base string) int64 {
 	t.Helper()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "ferry_upload_bytes_total "); ok {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				t.Fatalf("ferry_upload_bytes_total %q: %v", v, err)
-			}
-			return n
-		}
-	}
-	t.Fatal("no ferry_upload_bytes_total in /metrics")
-	return 0
+	return ferrytest.Metric(t, base, "ferry_upload_bytes_total")
 }
 
 // waitCut waits for link to have cut a connection of p.

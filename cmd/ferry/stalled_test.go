@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"net/http"
 	"os"
@@ -9,7 +8,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +15,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/ferryhq/ferry/bench"
+	"github.com/ferryhq/ferry/internal/ferrytest"
 	"github.com/ferryhq/ferry/protocol"
 )
 
@@ -84,20 +83,7 @@ func (p *servedFerry) rss(t *testing.T) int64 {
 // metric reads one value from /metrics.
 func (p *servedFerry) metric(t *testing.T, name string) int64 {
 	t.Helper()
-	res, err := http.Get("http://" + p.addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	sc := bufio.NewScanner(res.Body)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			n, _ := strconv.ParseInt(v, 10, 64)
-			return n
-		}
-	}
-	t.Fatalf("no metric %s", name)
-	return 0
+	return ferrytest.Metric(t, "http://"+p.addr, name)
 }
 
 // stallConn is one connection of the stalled-uploads test, speaking the

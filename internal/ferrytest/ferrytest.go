@@ -4,11 +4,14 @@
 package ferrytest
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"net"
+	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -123,4 +126,27 @@ func MinIOStore(t testing.TB) storage.Store {
 	}
 	t.Cleanup(func() { st.Close() })
 	return st
+}
+
+// Metric reads one sample of a server's /metrics (base is its http URL),
+// failing the test if there is none.
+func Metric(t testing.TB, base, name string) int64 {
+	t.Helper()
+	res, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	sc := bufio.NewScanner(res.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				t.Fatalf("%s %q: %v", name, v, err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no %s in %s/metrics", name, base)
+	return 0
 }
