@@ -285,3 +285,28 @@ func TestIdleDoesNotPauseWhileServerHoldsUp(t *testing.T) {
 	send(t, f.m, sink, g, "alice", data, g.Window, int64(len(data)), 1<<20)
 	f.checkStored(sink.waitCompleted(t, g.Upload), data, octetStream)
 }
+
+// An upload opened with SHA256Later still waits for its digest after a
+// restart: the manifest keeps saying so once parts are stored.
+func TestSHA256LaterSurvivesRestart(t *testing.T) {
+	f := newFixture(t, nil)
+	sink := newSink()
+	data := payload(2*partSize + 77)
+	g := f.open(f.m, sink, OpenRequest{Name: "x.bin", Size: int64(len(data)), SHA256Later: true})
+	send(t, f.m, sink, g, "alice", data, 0, partSize, 1<<20)
+	sink.wait(t, "first part", func() bool { return sink.durable(g.Upload) == partSize })
+
+	m2 := f.manager(nil)
+	sink2 := newSink()
+	g2, err := m2.Open(context.Background(), OpenRequest{Owner: owner("alice"), Resume: g.Upload}, sink2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send(t, m2, sink2, g2, "alice", data, g2.Offset, int64(len(data)), 1<<20)
+	if err := m2.Finish(context.Background(), g.Upload, "alice", sum(data)); err != nil {
+		t.Fatalf("Finish after a restart: %v", err)
+	}
+	if f := sink2.waitCompleted(t, g.Upload); f.SHA256 != sum(data) {
+		t.Fatalf("file %+v", f)
+	}
+}

@@ -410,7 +410,7 @@ func (u *upload) manifestLocked(durable int64, hash []byte) *manifest {
 	mf := &manifest{
 		Version: manifestVersion, ID: u.id, Status: u.status,
 		User: u.owner.User, UserName: u.owner.Name, Room: u.room, Name: u.name, Size: u.size,
-		Declared: u.declared, Type: u.ctype, SHA256: u.sha, FileID: u.fileID, Key: u.key,
+		Declared: u.declared, Type: u.ctype, SHA256: u.sha, Later: u.later, FileID: u.fileID, Key: u.key,
 		PartSize: u.partSize, Durable: durable, Hash: hash, Created: u.created, Updated: u.m.now(),
 	}
 	if u.mp != nil {
