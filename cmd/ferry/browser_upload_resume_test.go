@@ -73,7 +73,7 @@ func TestBrowserUploadDismissAfterReload(t *testing.T) {
 	if st := b.eval(`window.statusAfter`); st == "uploading" {
 		t.Errorf("the dismissed upload %s is still open on the server", id)
 	}
-	b.do("reload the page", chromedp.Reload())
+	b.do("reload the page", chromedp.Reload(), chromedp.WaitVisible("#conn-state"))
 	b.wait("connected again", `document.querySelector('#conn-state')?.dataset.state === 'connected'`, 15*time.Second)
 	time.Sleep(500 * time.Millisecond) // what would show an unfinished upload has run
 	if n := b.eval(`String(document.querySelectorAll('[data-testid=pending-upload]').length)`); n != "0" {
@@ -123,7 +123,7 @@ func uploadThenReload(t *testing.T, size, reloadAt int64) reloaded {
 	b.wait("progress in binary units", fmt.Sprintf(`/iB of %s · stored /.test(document.querySelector('[data-testid=upload] [data-testid=upload-status]')?.textContent)`, sizeText), 5*time.Second)
 	b.screenshot("resume-before-reload")
 
-	b.do("reload the page", chromedp.Reload())
+	b.do("reload the page", chromedp.Reload(), chromedp.WaitVisible("#conn-state"))
 	b.wait("connected again", `document.querySelector('#conn-state')?.dataset.state === 'connected'`, 15*time.Second)
 	b.wait("the unfinished upload", fmt.Sprintf(`/^archive\.bin — [0-9.]+ MiB of %s sent\. Pick the file again to resume\.$/.test(document.querySelector('[data-testid=pending-upload] [data-testid=upload-status]')?.textContent)`, sizeText), 15*time.Second)
 	return r
