@@ -21,12 +21,9 @@ func (m *Manager) Status(ctx context.Context, uploadID, user string) (State, err
 		}
 		return u.state(), nil
 	}
-	mf, err := m.loadManifest(ctx, uploadID)
+	mf, err := m.ownManifest(ctx, uploadID, user)
 	if err != nil {
 		return State{}, err
-	}
-	if mf.User != user {
-		return State{}, errorf(CodeForbidden, "upload %s belongs to someone else", uploadID)
 	}
 	st := mf.state()
 	if mf.Status == statusComplete {
@@ -60,12 +57,9 @@ func (m *Manager) Cancel(ctx context.Context, uploadID, user string) error {
 		}
 		return u.stop(ctx, errorf(CodeCanceled, "the upload was canceled"), false)
 	}
-	mf, err := m.loadManifest(ctx, uploadID)
+	mf, err := m.ownManifest(ctx, uploadID, user)
 	if err != nil {
 		return err
-	}
-	if mf.User != user {
-		return errorf(CodeForbidden, "upload %s belongs to someone else", uploadID)
 	}
 	switch mf.Status {
 	case statusComplete:
@@ -74,6 +68,19 @@ func (m *Manager) Cancel(ctx context.Context, uploadID, user string) error {
 		return nil
 	}
 	return m.discard(ctx, mf)
+}
+
+// ownManifest loads the manifest of an upload of user's: CodeForbidden
+// when it belongs to someone else.
+func (m *Manager) ownManifest(ctx context.Context, id, user string) (*manifest, error) {
+	mf, err := m.loadManifest(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if mf.User != user {
+		return nil, errorf(CodeForbidden, "upload %s belongs to someone else", id)
+	}
+	return mf, nil
 }
 
 // discard aborts a stored upload that is not in memory and deletes its

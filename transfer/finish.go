@@ -60,12 +60,9 @@ func (m *Manager) Finish(ctx context.Context, uploadID, user, sha string) error 
 // finished one is checked against its file; one still uploading must be
 // resumed first, and given its digest again.
 func (m *Manager) finishStored(ctx context.Context, uploadID, user, sum string) error {
-	mf, err := m.loadManifest(ctx, uploadID)
+	mf, err := m.ownManifest(ctx, uploadID, user)
 	if err != nil {
 		return err
-	}
-	if mf.User != user {
-		return errorf(CodeForbidden, "upload %s belongs to someone else", uploadID)
 	}
 	switch mf.Status {
 	case statusComplete:
