@@ -53,3 +53,11 @@ func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %v\n", x.name, x.help, x.name, x.kind, x.name, x.value)
 	}
 }
+
+// partMemory is the part memory uploads hold, for /metrics.
+func (s *Server) partMemory() int64 {
+	if s.cfg.Transfer == nil {
+		return 0
+	}
+	return s.cfg.Transfer.PartMemoryInUse()
+}
