@@ -3,8 +3,6 @@ package bench_test
 import (
 	"bytes"
 	"context"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -15,19 +13,6 @@ import (
 	"github.com/ferryhq/ferry/internal/testenv"
 )
 
-// buildFerry builds the ferry command: Send runs the real `ferry send` and
-// `ferry serve`, which this test binary cannot stand in for.
-func buildFerry(t *testing.T) string {
-	t.Helper()
-	goBin := testenv.Program(t, "go")
-	bin := filepath.Join(t.TempDir(), "ferry")
-	out, err := exec.Command(goBin, "build", "-o", bin, "github.com/ferryhq/ferry/cmd/ferry").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build ./cmd/ferry: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // TestSend runs one short round against a MinIO of the bench's own and
 // checks the report: every run stored and verified the file, every figure
 // is positive.
@@ -35,7 +20,7 @@ func TestSend(t *testing.T) {
 	if _, err := testenv.FindMinIO(); err != nil {
 		testenv.Require(t, "minio binary ("+err.Error()+")")
 	}
-	ferry := buildFerry(t)
+	ferry := testenv.Ferry(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	const size = 16 << 20

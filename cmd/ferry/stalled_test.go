@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"sync"
@@ -16,20 +15,9 @@ import (
 
 	"github.com/ferryhq/ferry/bench"
 	"github.com/ferryhq/ferry/internal/ferrytest"
+	"github.com/ferryhq/ferry/internal/testenv"
 	"github.com/ferryhq/ferry/protocol"
 )
-
-// buildFerry builds this binary, without the race detector, so that tests
-// can run and measure a real server process.
-func buildFerry(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "ferry")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
 
 // servedFerry is "ferry serve" running as a process of its own, built
 // without the race detector so that its memory is what users see.
@@ -170,7 +158,7 @@ func TestStalledUploadsStayWithinPartMemory(t *testing.T) {
 		size, stallAt  = 3 << 19, 1 << 20 // 1.5 MiB files, stalled after 1 MiB
 		partMemory     = 64 << 20
 	)
-	srv := startServedFerry(t, buildFerry(t), "--part-memory", strconv.Itoa(partMemory),
+	srv := startServedFerry(t, testenv.Ferry(t), "--part-memory", strconv.Itoa(partMemory),
 		"--upload-idle", "2s", "--max-uploads", strconv.Itoa(perConn), "--rate", "1000", "--rate-burst", "1000")
 	base := srv.rss(t)
 	data := randomData(size)

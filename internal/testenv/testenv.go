@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 )
 
@@ -95,4 +96,18 @@ func lookup(env string, names ...string) (string, error) {
 		errs = append(errs, err)
 	}
 	return "", errors.Join(errs...)
+}
+
+// Ferry builds the ferry command, without the race detector, into a
+// folder of the test's, for tests that run it as a process of its own (its
+// memory as users see it, or `ferry send` as users run it).
+func Ferry(t testing.TB) string {
+	t.Helper()
+	goBin := Program(t, "go")
+	bin := filepath.Join(t.TempDir(), "ferry")
+	out, err := exec.Command(goBin, "build", "-o", bin, "github.com/ferryhq/ferry/cmd/ferry").CombinedOutput()
+	if err != nil {
+		t.Fatalf("testenv: go build ./cmd/ferry: %v\n%s", err, out)
+	}
+	return bin
 }
