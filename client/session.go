@@ -26,9 +26,16 @@ const (
 // closeGrace is how long Close waits for the server to answer its close frame.
 const closeGrace = time.Second
 
-// outQueue is how many frames may wait for the writer. Callers block (with
-// their context) beyond it, so memory stays bounded by outQueue frames.
-const outQueue = 16
+// outQueue is how many frames may wait for the writer, and outQueueBytes
+// how many bytes: callers block (with their context) beyond either, so
+// memory stays bounded. Whatever waits there when a link drops is lost
+// with it: an upload sends it again, so the byte bound keeps a drop cheap
+// (near the socket's own buffers) while the writer never runs dry. The
+// last frame let in may pass the byte bound.
+const (
+	outQueue      = 16
+	outQueueBytes = 2 << 20
+)
 
 // session is one WebSocket connection: a reader goroutine, a writer goroutine
 // (which also sends the heartbeat pings) and the requests waiting for an
@@ -45,7 +52,11 @@ type session struct {
 	interval time.Duration
 	silence  time.Duration
 
-	out        chan outFrame
+	out chan outFrame
+	// outBytes counts the bytes in out and being written; outDrained
+	// wakes an enqueue waiting for it to fall.
+	outBytes   atomic.Int64
+	outDrained chan struct{}
 	done       chan struct{} // closed by stop
 	readerDone chan struct{}
 	wg         sync.WaitGroup
@@ -109,6 +120,7 @@ func newSession(c *Client, ws *websocket.Conn, w protocol.Welcome) *session {
 		interval:   interval,
 		silence:    interval + timeout,
 		out:        make(chan outFrame, outQueue),
+		outDrained: make(chan struct{}, 1),
 		done:       make(chan struct{}),
 		readerDone: make(chan struct{}),
 		pending:    make(map[uint64]*pending),
@@ -338,8 +350,10 @@ func (s *session) writeLoop() {
 	defer ticker.Stop()
 	for {
 		var f outFrame
+		queued := false // counted in outBytes
 		select {
 		case f = <-s.out:
+			queued = true
 		case <-ticker.C:
 			f = outFrame{typ: websocket.TextMessage, data: pingFrame(s.nextTS())}
 		case <-s.done:
@@ -349,6 +363,13 @@ func (s *session) writeLoop() {
 		err := s.ws.WriteMessage(f.typ, f.data)
 		if f.written != nil {
 			f.written()
+		}
+		if queued {
+			s.outBytes.Add(-int64(len(f.data)))
+			select {
+			case s.outDrained <- struct{}{}:
+			default:
+			}
 		}
 		if err != nil {
 			if errors.Is(err, websocket.ErrCloseSent) {
@@ -414,12 +435,25 @@ func (s *session) enqueueFrame(ctx context.Context, f outFrame) error {
 		return lost(s.reason)
 	default:
 	}
+	n := int64(len(f.data))
+	for s.outBytes.Load() >= outQueueBytes {
+		select {
+		case <-s.outDrained:
+		case <-s.done:
+			return lost(s.reason)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	s.outBytes.Add(n)
 	select {
 	case s.out <- f:
 		return nil
 	case <-s.done:
+		s.outBytes.Add(-n)
 		return lost(s.reason)
 	case <-ctx.Done():
+		s.outBytes.Add(-n)
 		return ctx.Err()
 	}
 }

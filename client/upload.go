@@ -8,7 +8,6 @@ import (
 	"hash"
 	"io"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/ferryhq/ferry/protocol"
@@ -127,7 +126,7 @@ func (c *Client) Upload(ctx context.Context, room string, r io.ReaderAt, size in
 	if size < 0 {
 		return File{}, errors.New("client: negative upload size")
 	}
-	u := &upload{c: c, room: room, r: r, size: size, opts: opts, id: opts.Resume, wake: make(chan struct{}, 1), drained: make(chan struct{}, 1)}
+	u := &upload{c: c, room: room, r: r, size: size, opts: opts, id: opts.Resume, wake: make(chan struct{}, 1)}
 	if opts.SHA256 == "" && !opts.NoChecksum {
 		u.hash = sha256.New()
 	}
@@ -155,15 +154,6 @@ type upload struct {
 	opts UploadOptions
 	buf  []byte
 	wake chan struct{}
-	// queued counts chunk bytes handed to the connection and not yet
-	// written to its socket; drained wakes a sender waiting for it to
-	// fall (see queueChunk).
-	queued  atomic.Int64
-	drained chan struct{}
-	// queuedOn is the session queued counts for: frames left in the queue
-	// of a session that died are never written, so the count starts over
-	// on the next one.
-	queuedOn atomic.Pointer[session]
 
 	// Only run's goroutine touches these.
 	//

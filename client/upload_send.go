@@ -124,50 +124,9 @@ func (u *upload) sendChunk(ctx context.Context, s *session, id string, off, n in
 		typ = websocket.BinaryMessage
 		frame.b = append(protocol.AppendChunkHeader(frame.b, protocol.ChunkHeader{Upload: id, Offset: off}), b...)
 	}
-	return u.queueChunk(ctx, s, typ, frame)
-}
-
-// maxQueuedChunks bounds the chunk bytes waiting for the connection's
-// writer. Whatever waits there when a link drops is sent again: keeping it
-// near the socket's own buffers keeps a drop cheap (and the client's memory
-// small), while the writer never runs dry.
-const maxQueuedChunks = 2 << 20
-
-// queueChunk hands a chunk frame to s once fewer than maxQueuedChunks
-// bytes wait for its writer.
-func (u *upload) queueChunk(ctx context.Context, s *session, typ int, frame *pooledFrame) error {
-	if u.queuedOn.Load() != s {
-		u.queuedOn.Store(s)
-		u.queued.Store(0)
-	}
-	for u.queued.Load() >= maxQueuedChunks {
-		select {
-		case <-u.drained:
-		case <-s.done:
-			frame.release()
-			return lost(s.reason)
-		case <-ctx.Done():
-			frame.release()
-			return ctx.Err()
-		}
-	}
-	n := int64(len(frame.b))
-	u.queued.Add(n)
-	written := func() {
-		frame.release()
-		if u.queuedOn.Load() != s {
-			return // counted for a session that is gone
-		}
-		if u.queued.Add(-n) < maxQueuedChunks {
-			select {
-			case u.drained <- struct{}{}:
-			default:
-			}
-		}
-	}
-	err := s.enqueueFrame(ctx, outFrame{typ: typ, data: frame.b, written: written})
+	err := s.enqueueFrame(ctx, outFrame{typ: typ, data: frame.b, written: frame.release})
 	if err != nil {
-		written()
+		frame.release()
 	}
 	return err
 }
