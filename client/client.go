@@ -127,7 +127,7 @@ func New(cfg Config) (*Client, error) {
 		log:     cfg.Log,
 		disp:    newDispatcher(cfg.QueueSize, cfg.QueueBytes),
 		streams: newStreams(),
-		http:    &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment}},
+		http:    &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, TLSClientConfig: cfg.TLS}},
 		ready:   make(chan struct{}),
 		token:   cfg.Token,
 		rooms:   make(map[string]struct{}),
@@ -205,7 +205,7 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.HandshakeTimeout)
 	defer cancel()
 	d := websocket.Dialer{Proxy: http.ProxyFromEnvironment, HandshakeTimeout: c.cfg.HandshakeTimeout,
-		WriteBufferSize: writeBufferSize, WriteBufferPool: &writeBuffers}
+		TLSClientConfig: c.cfg.TLS, WriteBufferSize: writeBufferSize, WriteBufferPool: &writeBuffers}
 	ws, resp, err := d.DialContext(ctx, u.String(), h)
 	if err != nil {
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {

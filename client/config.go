@@ -1,6 +1,7 @@
 package client
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,6 +32,9 @@ type Config struct {
 	Token string
 	// Header is added to the WebSocket handshake request.
 	Header http.Header
+	// TLS configures wss:// connections and https:// downloads, e.g. to
+	// trust a private certificate authority. Default: the system's roots.
+	TLS *tls.Config
 
 	// Reconnect shapes the delays between reconnection attempts.
 	Reconnect Backoff

@@ -3,9 +3,9 @@
 #   - MinIO, built from the Go module proxy (the tests start it on 127.0.0.1)
 #   - Centrifugo, built from the Go module proxy (the peer that
 #     `ferry bench fanout --peer centrifugo` measures; a test runs it)
-#   - Chromium (browser tests), docker-compose (checks docker-compose.yml) and
-#     Node.js (runs the browser client's unit tests),
-#     from Debian's packages
+#   - Chromium (browser tests), docker-compose (checks docker-compose.yml),
+#     Node.js (runs the browser client's unit tests) and openssl (makes the
+#     TLS tests' certificates), from Debian's packages
 set -euo pipefail
 
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
@@ -25,6 +25,7 @@ missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
 		echo "test-deps: missing ${missing[*]} and cannot install them here (needs root and apt-get)" >&2

@@ -23,14 +23,15 @@ const closeGrace = time.Second
 // socket has bytes to read, and frames are written by the server's flushers
 // (see flush.go), so an idle connection costs no goroutine at all.
 type conn struct {
-	s    *Server
-	nc   net.Conn
-	raw  syscall.RawConn // nc's descriptor, for writes that do not wait
-	fl   *flusher
-	id   string
-	user string
-	name string
-	log  *slog.Logger
+	s      *Server
+	nc     net.Conn
+	closer io.Closer       // what closes nc (see attach)
+	raw    syscall.RawConn // nc's descriptor on the fast path (see socket.go)
+	fl     *flusher
+	id     string
+	user   string
+	name   string
+	log    *slog.Logger
 
 	mu       sync.Mutex
 	queue    [][]byte // framed, waiting to be written
@@ -54,8 +55,9 @@ type conn struct {
 
 	// reading is held by whoever reads the socket: one goroutine at a time.
 	reading atomic.Bool
-	// fd is nc's descriptor, for the flushers' writes. It stays open
-	// until kill marks the connection dead, and while a flusher writes
+	// fd is nc's descriptor on the fast path, for the flushers' writes,
+	// and -1 on the portable path (see socket.go). It stays open until
+	// kill marks the connection dead, and while a flusher writes
 	// (writeFlushing) until that write is over.
 	fd        int
 	cleanOnce sync.Once
@@ -294,10 +296,10 @@ func (c *conn) heartbeat() {
 // seen records that the client sent something: it is alive.
 func (c *conn) seen() { c.lastSeen.Store(time.Now().UnixNano()) }
 
-// serveReads reads and handles messages while the socket has bytes. On
-// Linux it returns once the socket is drained, handing the connection back
-// to the poller, so an idle connection has no goroutine at all; elsewhere it
-// keeps reading until the connection ends.
+// serveReads reads and handles messages while the socket has bytes. On the
+// fast path it returns once the socket is drained, handing the connection
+// back to the poller, so an idle connection has no goroutine at all; on the
+// portable path it keeps reading until the connection ends (see socket.go).
 func (c *conn) serveReads() {
 	c.borrowBuf()
 	for {
@@ -406,7 +408,7 @@ func (c *conn) cleanup() {
 // its socket closed leaves the server only now: Shutdown, which waits for
 // every connection to leave, then leaves no socket open behind it.
 func (c *conn) closeSocket() {
-	_ = c.nc.Close()
+	_ = c.closer.Close()
 	c.mu.Lock()
 	c.sockClosed = true
 	over := c.over

@@ -21,6 +21,9 @@ type iovecs []unix.Iovec
 // never waits, so the runtime need not prepare to run other goroutines
 // meanwhile.
 func (v *iovecs) write(c *conn, bufs [][]byte) (int, error) {
+	if c.portable() {
+		return 0, errWouldBlock // the writer goroutine writes
+	}
 	if len(bufs) > maxIovecs {
 		bufs = bufs[:maxIovecs]
 	}

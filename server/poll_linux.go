@@ -11,6 +11,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// fastPath: plain TCP sockets take the fast path (see socket.go).
+const fastPath = true
+
 // poller watches idle connections with one epoll instance, so that a
 // connection needs a goroutine only while it has bytes to read. Each socket is
 // registered level-triggered and one-shot: one readiness event starts one
@@ -106,6 +109,10 @@ func (p *poller) loop(rc syscall.RawConn) {
 
 // add registers a new connection; its first bytes start a reader.
 func (p *poller) add(c *conn) error {
+	if c.portable() {
+		c.readForever()
+		return nil
+	}
 	if err := p.start(); err != nil {
 		return fmt.Errorf("epoll: %w", err)
 	}
@@ -118,6 +125,9 @@ func (p *poller) add(c *conn) error {
 
 // remove forgets a connection that is over.
 func (p *poller) remove(c *conn) {
+	if c.portable() {
+		return
+	}
 	p.mu.Lock()
 	if p.conns[c.fd] == c {
 		delete(p.conns, c.fd)
@@ -126,16 +136,11 @@ func (p *poller) remove(c *conn) {
 	p.mu.Unlock()
 }
 
-type readResult int
-
-const (
-	readData readResult = iota // bytes are in the buffer
-	readIdle                   // nothing to read now
-	readEnd                    // end of stream or error
-)
-
 // tryRead reads what the socket has without waiting.
 func (p *poller) tryRead(c *conn) readResult {
+	if c.portable() {
+		return c.waitRead()
+	}
 	rd := &c.rd
 	if rd.r > 0 {
 		rd.w = copy(rd.buf, rd.buf[rd.r:rd.w])
@@ -164,6 +169,9 @@ func (p *poller) tryRead(c *conn) readResult {
 // the caller must keep reading (the connection was closed meanwhile and the
 // caller still holds the reader's place).
 func (p *poller) rearm(c *conn) bool {
+	if c.portable() {
+		return false
+	}
 	c.reading.Store(false)
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(c.fd)}
 	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, c.fd, &ev); err == nil {

@@ -2,12 +2,14 @@ package server_test
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -38,11 +40,28 @@ type frame map[string]any
 
 func startServer(t testing.TB, cfg server.Config) (*server.Server, string) {
 	t.Helper()
+	return serve(t, cfg, false)
+}
+
+// startTLSServer is startServer over TLS: it returns a "wss://" URL that
+// dial and dialRaw trust.
+func startTLSServer(t testing.TB, cfg server.Config) (*server.Server, string) {
+	t.Helper()
+	return serve(t, cfg, true)
+}
+
+func serve(t testing.TB, cfg server.Config, overTLS bool) (*server.Server, string) {
+	t.Helper()
 	srv, err := server.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(srv)
+	hs := httptest.NewUnstartedServer(srv)
+	if overTLS {
+		hs.StartTLS()
+	} else {
+		hs.Start()
+	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -51,12 +70,46 @@ func startServer(t testing.TB, cfg server.Config) (*server.Server, string) {
 		}
 		hs.Close()
 	})
-	return srv, "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"
+	url := "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"
+	if overTLS {
+		trustTLS(url, hs.Client().Transport.(*http.Transport).TLSClientConfig)
+	}
+	return srv, url
+}
+
+// onBothPaths runs test against a server on each of its socket paths
+// (see socket.go): plain TCP, and TLS, which takes the portable path.
+func onBothPaths(t *testing.T, cfg server.Config, test func(t *testing.T, srv *server.Server, url string)) {
+	for _, p := range []struct {
+		name  string
+		start func(testing.TB, server.Config) (*server.Server, string)
+	}{{"tcp", startServer}, {"tls", startTLSServer}} {
+		t.Run(p.name, func(t *testing.T) {
+			srv, url := p.start(t, cfg)
+			test(t, srv, url)
+		})
+	}
+}
+
+// tlsConfigs holds, for each wss:// URL of a test server, a TLS
+// configuration that trusts its certificate.
+var tlsConfigs sync.Map
+
+func trustTLS(url string, c *tls.Config) { tlsConfigs.Store(url, c) }
+
+func tlsConfigFor(url string) *tls.Config {
+	u, _, _ := strings.Cut(url, "?")
+	if c, ok := tlsConfigs.Load(u); ok {
+		return c.(*tls.Config)
+	}
+	return nil
 }
 
 func dial(t testing.TB, url string) *peer {
 	t.Helper()
-	ws, _, err := websocket.DefaultDialer.Dial(url, nil)
+	d := *websocket.DefaultDialer
+	d.TLSClientConfig = tlsConfigFor(url)
+	ws, _, err := d.Dial(url, nil)
 	if err != nil {
 		t.Fatalf("dial %s: %v", url, err)
 	}
@@ -173,7 +226,10 @@ func TestWelcome(t *testing.T) {
 }
 
 func TestRoomsAndEvents(t *testing.T) {
-	_, url := startServer(t, server.Config{})
+	onBothPaths(t, server.Config{}, testRoomsAndEvents)
+}
+
+func testRoomsAndEvents(t *testing.T, _ *server.Server, url string) {
 	a := dial(t, url+"?name=alice")
 	b := dial(t, url+"?name=bob")
 	c := dial(t, url+"?name=carol")
@@ -398,7 +454,10 @@ func TestAuthSecret(t *testing.T) {
 }
 
 func TestShutdownClosesWithGoingAway(t *testing.T) {
-	srv, url := startServer(t, server.Config{})
+	onBothPaths(t, server.Config{}, testShutdownClosesWithGoingAway)
+}
+
+func testShutdownClosesWithGoingAway(t *testing.T, srv *server.Server, url string) {
 	p := dial(t, url)
 	done := make(chan int, 1)
 	go func() {
@@ -433,7 +492,10 @@ func TestShutdownClosesWithGoingAway(t *testing.T) {
 }
 
 func TestSlowClientDropped(t *testing.T) {
-	srv, url := startServer(t, server.Config{MaxQueue: 256 << 10, Rate: 1e6, RateBurst: 1e6, WriteTimeout: 2 * time.Second})
+	onBothPaths(t, server.Config{MaxQueue: 256 << 10, Rate: 1e6, RateBurst: 1e6, WriteTimeout: 2 * time.Second}, testSlowClientDropped)
+}
+
+func testSlowClientDropped(t *testing.T, srv *server.Server, url string) {
 	fast := dial(t, url)
 	slow := dial(t, url)
 	fast.mustAck(frame{"t": "join", "room": "r"})

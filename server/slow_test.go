@@ -3,7 +3,6 @@ package server
 import (
 	"net"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -27,11 +26,10 @@ func rawConnFor(t *testing.T, s *Server) (*conn, net.Conn) {
 	}
 	_ = peer.(*net.TCPConn).SetReadBuffer(4096)
 	_ = nc.(*net.TCPConn).SetWriteBuffer(4096)
-	c := &conn{s: s, nc: nc, id: "c_test", log: s.cfg.Log}
-	if c.raw, err = nc.(syscall.Conn).SyscallConn(); err != nil {
+	c := &conn{s: s, id: "c_test", log: s.cfg.Log}
+	if err := c.attach(nc); err != nil {
 		t.Fatal(err)
 	}
-	_ = c.raw.Control(func(fd uintptr) { c.fd = int(fd) })
 	c.fl = s.flushers.assign(s)
 	c.pinger = time.AfterFunc(time.Hour, func() {})
 	c.reading.Store(true) // no poller: nothing reads this socket

@@ -38,6 +38,14 @@ func newFileEnv(t *testing.T, store storage.Store, tcfg transfer.Config, scfg se
 	return &fileEnv{ferrytest.Start(t, store, tcfg, scfg)}
 }
 
+// newTLSFileEnv is newFileEnv over TLS; dial trusts its certificate.
+func newTLSFileEnv(t *testing.T, store storage.Store, tcfg transfer.Config, scfg server.Config) *fileEnv {
+	t.Helper()
+	e := &fileEnv{ferrytest.StartTLS(t, store, tcfg, scfg)}
+	trustTLS(e.WS, e.TLS)
+	return e
+}
+
 type uploadOpts struct {
 	name, typ string
 	base64    bool
@@ -152,7 +160,7 @@ func (e *fileEnv) download(t *testing.T, url string, h http.Header) (*http.Respo
 	for k, v := range h {
 		req.Header[k] = v
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := e.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,40 +169,51 @@ func (e *fileEnv) download(t *testing.T, url string, h http.Header) (*http.Respo
 	return resp, b
 }
 
+// TestUploadSizesAndEncodings runs on both socket paths: plain TCP and TLS
+// (see server/socket.go), the download over HTTPS too.
 func TestUploadSizesAndEncodings(t *testing.T) {
 	for name, newStore := range stores(t) {
-		t.Run(name, func(t *testing.T) {
-			e := newFileEnv(t, newStore(t), transfer.Config{PartSize: storage.MinPartSize}, server.Config{})
-			up := dial(t, e.WS+"?name=uploader")
-			watcher := dial(t, e.WS+"?name=watcher")
-			up.mustAck(frame{"t": "join", "room": "share"})
-			watcher.mustAck(frame{"t": "join", "room": "share"})
-			for _, size := range []int{0, 1, 100_000 + 7, 2*storage.MinPartSize + 12345} {
-				for _, b64 := range []bool{false, true} {
-					data := randomBytes(size)
-					done, errf := up.upload("share", data, uploadOpts{name: fmt.Sprintf("f%d.bin", size), base64: b64, sha: sha(data)})
-					if errf != nil {
-						t.Fatalf("size %d base64 %v: %v", size, b64, errf)
-					}
-					f := done["file"].(map[string]any)
-					if f["size"] != float64(size) || f["sha256"] != sha(data) || f["room"] != "share" || f["user_name"] != "uploader" {
-						t.Fatalf("file %v", f)
-					}
-					if _, leaked := f["key"]; leaked {
-						t.Fatalf("storage key leaked to the client: %v", f)
-					}
-					// The room hears about it, as an ordinary event.
-					ev := watcher.readType("event")
-					if ev["event"] != "file" || ev["data"].(map[string]any)["id"] != f["id"] || ev["receipt"] != true {
-						t.Fatalf("announcement %v", ev)
-					}
-					resp, got := e.download(t, f["url"].(string), nil)
-					if resp.StatusCode != 200 || !bytes.Equal(got, data) {
-						t.Fatalf("download: status %d, %d bytes (want %d)", resp.StatusCode, len(got), size)
-					}
+		for _, overTLS := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/tls=%v", name, overTLS), func(t *testing.T) {
+				start := newFileEnv
+				if overTLS {
+					start = newTLSFileEnv
 				}
+				testUploadSizesAndEncodings(t, start(t, newStore(t), transfer.Config{PartSize: storage.MinPartSize}, server.Config{}))
+			})
+		}
+	}
+}
+
+func testUploadSizesAndEncodings(t *testing.T, e *fileEnv) {
+	up := dial(t, e.WS+"?name=uploader")
+	watcher := dial(t, e.WS+"?name=watcher")
+	up.mustAck(frame{"t": "join", "room": "share"})
+	watcher.mustAck(frame{"t": "join", "room": "share"})
+	for _, size := range []int{0, 1, 100_000 + 7, 2*storage.MinPartSize + 12345} {
+		for _, b64 := range []bool{false, true} {
+			data := randomBytes(size)
+			done, errf := up.upload("share", data, uploadOpts{name: fmt.Sprintf("f%d.bin", size), base64: b64, sha: sha(data)})
+			if errf != nil {
+				t.Fatalf("size %d base64 %v: %v", size, b64, errf)
 			}
-		})
+			f := done["file"].(map[string]any)
+			if f["size"] != float64(size) || f["sha256"] != sha(data) || f["room"] != "share" || f["user_name"] != "uploader" {
+				t.Fatalf("file %v", f)
+			}
+			if _, leaked := f["key"]; leaked {
+				t.Fatalf("storage key leaked to the client: %v", f)
+			}
+			// The room hears about it, as an ordinary event.
+			ev := watcher.readType("event")
+			if ev["event"] != "file" || ev["data"].(map[string]any)["id"] != f["id"] || ev["receipt"] != true {
+				t.Fatalf("announcement %v", ev)
+			}
+			resp, got := e.download(t, f["url"].(string), nil)
+			if resp.StatusCode != 200 || !bytes.Equal(got, data) {
+				t.Fatalf("download: status %d, %d bytes (want %d)", resp.StatusCode, len(got), size)
+			}
+		}
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/ferryhq/ferry/protocol"
@@ -30,27 +29,17 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	c := &conn{
 		s:    s,
-		nc:   ws.NetConn(),
 		id:   newID("c_"),
 		user: id.user,
 		name: id.name,
 	}
 	c.log = s.cfg.Log.With("conn", c.id, "user", c.user)
-	sc, ok := c.nc.(syscall.Conn)
-	if !ok {
-		_ = c.nc.Close()
-		return
-	}
-	if c.raw, err = sc.SyscallConn(); err != nil {
-		_ = c.nc.Close()
-		return
-	}
-	if err = c.raw.Control(func(fd uintptr) { c.fd = int(fd) }); err != nil {
-		_ = c.nc.Close()
+	if err := c.attach(ws.NetConn()); err != nil {
+		_ = ws.NetConn().Close()
 		return
 	}
 	if c.fl = s.flushers.assign(s); c.fl == nil {
-		_ = c.nc.Close() // shut down meanwhile
+		_ = c.closer.Close() // shut down meanwhile
 		return
 	}
 	c.limiter = newLimiter(s.cfg.Rate, s.cfg.RateBurst, time.Now())
@@ -63,7 +52,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		c.mu.Lock()
 		c.dead = true
 		c.mu.Unlock()
-		_ = c.nc.Close()
+		_ = c.closer.Close()
 		return
 	}
 	s.metrics.connections.Add(1)

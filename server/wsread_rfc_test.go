@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bufio"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -24,8 +25,19 @@ import (
 // for byte as written, and checks what the server answers: the close code
 // it ends with, or, for a connection that must stay open, the frames it
 // sends before the answer to a last JSON ping.
+//
+// The cases run on both of the server's socket paths (see socket.go): plain
+// TCP, on Linux the epoll reader and sendmsg flushers, and TLS, the
+// portable reader and writer goroutines every other platform uses.
 func TestRFC6455(t *testing.T) {
-	_, url := startServer(t, server.Config{MaxFrame: rfcMaxFrame})
+	_, plain := startServer(t, server.Config{MaxFrame: rfcMaxFrame})
+	_, overTLS := startTLSServer(t, server.Config{MaxFrame: rfcMaxFrame})
+	for _, path := range []struct{ name, url string }{{"tcp", plain}, {"tls", overTLS}} {
+		t.Run(path.name, func(t *testing.T) { testRFC6455(t, path.url) })
+	}
+}
+
+func testRFC6455(t *testing.T, url string) {
 	for _, tc := range rfcCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			c := dialRaw(t, url)
@@ -360,10 +372,16 @@ type rawClient struct {
 // dialRaw connects, reads the welcome and joins the room "rfc".
 func dialRaw(t *testing.T, url string) *rawClient {
 	t.Helper()
-	hostPath := strings.TrimPrefix(url, "ws://")
+	_, hostPath, _ := strings.Cut(url, "://")
 	slash := strings.IndexByte(hostPath, '/')
 	host, path := hostPath[:slash], hostPath[slash:]
-	nc, err := net.Dial("tcp", host)
+	var nc net.Conn
+	var err error
+	if c := tlsConfigFor(url); c != nil {
+		nc, err = tls.Dial("tcp", host, c)
+	} else {
+		nc, err = net.Dial("tcp", host)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

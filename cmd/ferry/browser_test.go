@@ -33,6 +33,12 @@ type browser struct {
 // newBrowsers starts one headless Chromium and opens n separate contexts.
 func newBrowsers(t *testing.T, names ...string) []*browser {
 	t.Helper()
+	return newBrowsersWith(t, nil, names...)
+}
+
+// newBrowsersWith is newBrowsers with more options for Chromium.
+func newBrowsersWith(t *testing.T, extra []chromedp.ExecAllocatorOption, names ...string) []*browser {
+	t.Helper()
 	path := testenv.Chromium(t)
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(path),
@@ -44,6 +50,7 @@ func newBrowsers(t *testing.T, names ...string) []*browser {
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1100, 800),
 	)
+	opts = append(opts, extra...)
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	t.Cleanup(cancelAlloc)
 	root, cancelRoot := chromedp.NewContext(alloc)

@@ -49,7 +49,11 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	// Status lines come from the client's goroutines and from this one.
 	stderr = &lockedWriter{w: stderr}
 
-	c, err := client.New(f.config(stderr))
+	cfg, err := f.config(stderr)
+	if err != nil {
+		return err
+	}
+	c, err := client.New(cfg)
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,7 @@ type connFlags struct {
 	room   string
 	name   string
 	token  string
+	caFile string
 }
 
 func (f *connFlags) register(fs *flag.FlagSet) {
@@ -27,17 +28,20 @@ func (f *connFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.room, "room", "", "room to join (required)")
 	fs.StringVar(&f.name, "name", "", "display name (default: the server picks one)")
 	fs.StringVar(&f.token, "token", "", "token from 'ferry token', needed when the server runs with --auth-secret")
+	fs.StringVar(&f.caFile, "ca-file", "", "PEM certificates to trust for wss:// and https:// besides the system's (a private authority or a self-signed server)")
 }
 
 // config is the client configuration for these flags. Client diagnostics
 // worth a person's attention go to stderr.
-func (f *connFlags) config(stderr io.Writer) client.Config {
+func (f *connFlags) config(stderr io.Writer) (client.Config, error) {
+	tc, err := clientTLS(f.caFile)
 	return client.Config{
 		URL:   f.server,
 		Name:  f.name,
 		Token: f.token,
+		TLS:   tc,
 		Log:   slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-	}
+	}, err
 }
 
 // sendRetryDelay is the wait before the one retry a text send allows itself.
@@ -92,7 +96,10 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 	// The client's goroutines log here too.
 	stderr = &lockedWriter{w: stderr}
-	cfg := f.config(stderr)
+	cfg, err := f.config(stderr)
+	if err != nil {
+		return err
+	}
 	var state *resumeState
 	if *resume && len(uploads) > 0 {
 		state = openResumeState(*cacheDir)

@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -67,10 +68,14 @@ type serveFlags struct {
 	logFormat      string
 	cpuProfile     string
 	shutdownGrace  time.Duration
+	tlsCert        string
+	tlsKey         string
 }
 
 func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.addr, "addr", "127.0.0.1:8080", "address to listen on")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate (chain) to serve HTTPS and wss:// with; reloaded when the file changes or on SIGHUP")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	fs.StringVar(&f.data, "data", "./data", "folder for files (local disk storage) and the server's own state")
 	fs.StringVar(&f.authSecret, "auth-secret", "", "HS256 secret; when set, every connection needs a token signed with it")
 	fs.StringVar(&f.allowedOrigins, "allowed-origins", "", "comma-separated browser origins allowed besides the server's own (* for any)")
@@ -219,9 +224,23 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		stopTransfer()
 		<-tdone
 	}()
+	var certs *certReloader
+	if f.tlsCert != "" || f.tlsKey != "" {
+		if certs, err = newCertReloader(f.tlsCert, f.tlsKey, log); err != nil {
+			return err
+		}
+	}
 	ln, err := net.Listen("tcp", f.addr)
 	if err != nil {
 		return err
+	}
+	scheme := "http"
+	if certs != nil {
+		scheme = "https"
+		ln = tls.NewListener(ln, certs.serverTLS())
+		wctx, stopWatch := context.WithCancel(ctx)
+		defer stopWatch()
+		go certs.watch(wctx)
 	}
 	hs := &http.Server{
 		Handler:           srv,
@@ -229,7 +248,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	fmt.Fprintf(stderr, "ferry: listening on http://%s/ (files in %s)\n", ln.Addr(), where)
+	fmt.Fprintf(stderr, "ferry: listening on %s://%s/ (files in %s)\n", scheme, ln.Addr(), where)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {

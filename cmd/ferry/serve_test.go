@@ -14,7 +14,7 @@ import (
 	"github.com/ferryhq/ferry/protocol"
 )
 
-var listening = regexp.MustCompile(`listening on http://([0-9.:]+)/`)
+var listening = regexp.MustCompile(`listening on https?://([0-9.:]+)/`)
 
 // startServe runs "ferry serve" in-process on a free port and returns its
 // address and a function that stops it (as SIGINT would) and returns run's

@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"net"
 	"net/http"
@@ -29,7 +30,9 @@ import (
 type Ferry struct {
 	// URL is the HTTP base ("http://127.0.0.1:PORT"); WS the WebSocket
 	// endpoint ("ws://127.0.0.1:PORT/ws").
-	URL, WS  string
+	URL, WS string
+	// TLS, under StartTLS, trusts the server's certificate.
+	TLS      *tls.Config
 	Server   *server.Server
 	Transfer *transfer.Manager
 	Store    storage.Store
@@ -66,6 +69,19 @@ func Serve(t testing.TB, l net.Listener, scfg server.Config) *Ferry {
 // outage tests are quick.
 func Start(t testing.TB, store storage.Store, tcfg transfer.Config, scfg server.Config) *Ferry {
 	t.Helper()
+	return start(t, store, tcfg, scfg, false)
+}
+
+// StartTLS is Start over HTTPS, with httptest's certificate for
+// 127.0.0.1: URL is "https://…", WS "wss://…", and TLS trusts the
+// certificate.
+func StartTLS(t testing.TB, store storage.Store, tcfg transfer.Config, scfg server.Config) *Ferry {
+	t.Helper()
+	return start(t, store, tcfg, scfg, true)
+}
+
+func start(t testing.TB, store storage.Store, tcfg transfer.Config, scfg server.Config, useTLS bool) *Ferry {
+	t.Helper()
 	f := &Ferry{Store: store}
 	tcfg.Store = store
 	tcfg.Announce = func(ctx context.Context, file transfer.File) { f.Server.Announce(ctx, file) }
@@ -81,12 +97,22 @@ func Start(t testing.TB, store storage.Store, tcfg transfer.Config, scfg server.
 	if f.Server, err = server.New(scfg); err != nil {
 		t.Fatal(err)
 	}
-	f.http = httptest.NewServer(f.Server)
+	f.http = httptest.NewUnstartedServer(f.Server)
+	if useTLS {
+		f.http.StartTLS()
+		f.TLS = f.http.Client().Transport.(*http.Transport).TLSClientConfig
+	} else {
+		f.http.Start()
+	}
 	f.URL = f.http.URL
 	f.WS = "ws" + strings.TrimPrefix(f.URL, "http") + "/ws"
 	t.Cleanup(f.Stop)
 	return f
 }
+
+// Client is an HTTP client for the server's URLs (trusting its
+// certificate under StartTLS).
+func (f *Ferry) Client() *http.Client { return f.http.Client() }
 
 // Stop shuts the server down as a restart would: connections are closed
 // with 1001 and uploads stay resumable. Calling it again does nothing.
