@@ -46,10 +46,14 @@ func serveChild(args []string) error {
 	fs.String("data", "", "")
 	ping := fs.Duration("ping-interval", 0, "")
 	pingTimeout := fs.Duration("ping-timeout", 0, "")
+	maxConns := fs.Int("max-conns", 0, "")
+	maxConnsPerIP := fs.Int("max-conns-per-ip", 0, "")
+	maxConnsPerUser := fs.Int("max-conns-per-user", 0, "")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	srv, err := server.New(server.Config{PingInterval: *ping, PingTimeout: *pingTimeout})
+	srv, err := server.New(server.Config{PingInterval: *ping, PingTimeout: *pingTimeout,
+		MaxConns: *maxConns, MaxConnsPerIP: *maxConnsPerIP, MaxConnsPerUser: *maxConnsPerUser})
 	if err != nil {
 		return err
 	}

@@ -85,7 +85,14 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	if len(cfg.Command) == 0 {
 		cfg.Command = []string{"serve"}
 	}
-	args := append(append(cfg.Command[:len(cfg.Command):len(cfg.Command)], "--addr", addr, "--data", dataDir), cfg.Args...)
+	args := append(cfg.Command[:len(cfg.Command):len(cfg.Command)], "--addr", addr, "--data", dataDir)
+	if cfg.Command[0] == "serve" {
+		// The load comes from 127.0.0.1, often as one user: the caps that
+		// keep one address or user from taking every connection are
+		// lifted (the open-file limit still holds).
+		args = append(args, "--max-conns", "1000000", "--max-conns-per-ip", "1000000", "--max-conns-per-user", "1000000")
+	}
+	args = append(args, cfg.Args...)
 	cmd := exec.Command(cfg.Path, args...)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile

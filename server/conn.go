@@ -32,6 +32,8 @@ type conn struct {
 	user   string
 	name   string
 	log    *slog.Logger
+	// release gives the connection's place back to the caps (see admit).
+	release func()
 
 	mu       sync.Mutex
 	queue    [][]byte // framed, waiting to be written
@@ -422,6 +424,7 @@ func (c *conn) closeSocket() {
 // server's books, once.
 func (c *conn) leave() {
 	c.leaveOnce.Do(func() {
+		c.release()
 		c.s.metrics.connections.Add(-1)
 		c.s.remove(c)
 	})

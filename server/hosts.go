@@ -16,7 +16,7 @@ func (s *Server) hostAllowed(r *http.Request) bool {
 	if r.Header.Get("Origin") == "" && r.Header.Get("Sec-Fetch-Mode") == "" {
 		return true
 	}
-	host := r.Host
+	host := s.requestHost(r)
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
@@ -32,6 +32,6 @@ func (s *Server) hostAllowed(r *http.Request) bool {
 			return true
 		}
 	}
-	s.cfg.Log.Info("refused a browser's request by an unknown host name", "host", r.Host)
+	s.cfg.Log.Info("refused a browser's request by an unknown host name", "host", s.requestHost(r))
 	return false
 }

@@ -22,6 +22,10 @@ type metrics struct {
 	// pongsDropped counts pongs not queued because the client's queue was
 	// full (a client pinging without reading).
 	pongsDropped atomic.Uint64
+	// Handshakes refused by the connection caps.
+	refusedFull, refusedAddr, refusedUser atomic.Uint64
+	// TCP connections closed on accept by the listener's caps.
+	refusedSockets atomic.Uint64
 }
 
 // serveMetrics writes the Prometheus text exposition format.
@@ -37,6 +41,10 @@ func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
 		{"ferry_users", "gauge", "Users with at least one open connection.", st.Users},
 		{"ferry_rooms", "gauge", "Named rooms with at least one member.", st.Rooms},
 		{"ferry_connections_accepted_total", "counter", "WebSocket connections accepted.", m.accepted.Load()},
+		{"ferry_connections_refused_server_full_total", "counter", "WebSocket handshakes refused at --max-conns.", m.refusedFull.Load()},
+		{"ferry_connections_refused_address_total", "counter", "WebSocket handshakes refused at --max-conns-per-ip.", m.refusedAddr.Load()},
+		{"ferry_connections_refused_user_total", "counter", "WebSocket handshakes refused at --max-conns-per-user.", m.refusedUser.Load()},
+		{"ferry_sockets_refused_total", "counter", "TCP connections closed as accepted, over the caps of the listener (see --max-conns).", m.refusedSockets.Load()},
 		{"ferry_messages_in_total", "counter", "WebSocket messages received.", m.messagesIn.Load()},
 		{"ferry_messages_out_total", "counter", "WebSocket frames written.", m.messagesOut.Load()},
 		{"ferry_bytes_in_total", "counter", "Payload bytes of text frames received.", m.bytesIn.Load()},

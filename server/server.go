@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -41,6 +42,22 @@ type Config struct {
 	// other name are refused, so that a web page whose name was made to
 	// resolve to this server (DNS rebinding) cannot use it.
 	AllowedHosts []string
+	// TrustedProxies lists the proxies (a load balancer, nginx) whose
+	// X-Forwarded-For and X-Forwarded-Host are believed: the client's
+	// address for the connection caps and the logs, and the host name for
+	// the origin and host checks. From any other peer those headers are
+	// ignored. Default: none.
+	TrustedProxies []netip.Prefix
+	// MaxConns caps WebSocket connections server-wide; a handshake beyond
+	// it is answered 503 with Retry-After. Default DefaultMaxConns.
+	MaxConns int
+	// MaxConnsPerIP caps WebSocket connections from one client address
+	// (429 beyond it), so that one address cannot take them all. Default
+	// DefaultMaxConnsPerIP.
+	MaxConnsPerIP int
+	// MaxConnsPerUser caps the connections of one user (429 beyond it).
+	// Default DefaultMaxConnsPerUser.
+	MaxConnsPerUser int
 
 	// PingInterval is how often the server pings. Default 25s.
 	PingInterval time.Duration
@@ -118,6 +135,15 @@ func (c *Config) applyDefaults() {
 	if c.MaxUploads <= 0 {
 		c.MaxUploads = 4
 	}
+	if c.MaxConns <= 0 {
+		c.MaxConns = DefaultMaxConns
+	}
+	if c.MaxConnsPerIP <= 0 {
+		c.MaxConnsPerIP = DefaultMaxConnsPerIP
+	}
+	if c.MaxConnsPerUser <= 0 {
+		c.MaxConnsPerUser = DefaultMaxConnsPerUser
+	}
 	if c.LinkTTL <= 0 {
 		c.LinkTTL = 24 * time.Hour
 	}
@@ -144,6 +170,8 @@ type Server struct {
 
 	stop  context.CancelFunc // ends the hub's sweeper
 	swept chan struct{}
+
+	admission admission
 
 	mu      sync.Mutex
 	conns   map[*conn]struct{}
@@ -209,7 +237,7 @@ func (s *Server) Hub() *rooms.Hub { return s.hub }
 // ServeHTTP routes a request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !s.hostAllowed(r) {
-		http.Error(w, "this server does not answer browsers by the name "+r.Host+" (see --allowed-hosts)", http.StatusForbidden)
+		http.Error(w, "this server does not answer browsers by the name "+s.requestHost(r)+" (see --allowed-hosts)", http.StatusForbidden)
 		return
 	}
 	s.mux.ServeHTTP(w, r)

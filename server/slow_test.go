@@ -26,7 +26,7 @@ func rawConnFor(t *testing.T, s *Server) (*conn, net.Conn) {
 	}
 	_ = peer.(*net.TCPConn).SetReadBuffer(4096)
 	_ = nc.(*net.TCPConn).SetWriteBuffer(4096)
-	c := &conn{s: s, id: "c_test", log: s.cfg.Log}
+	c := &conn{s: s, id: "c_test", log: s.cfg.Log, release: func() {}}
 	if err := c.attach(nc); err != nil {
 		t.Fatal(err)
 	}

@@ -23,23 +23,35 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return
 	}
+	addr := s.clientAddr(r)
+	release, no := s.admit(addr, id.user)
+	if no != nil {
+		s.cfg.Log.Info("connection refused", "reason", no.reason, "addr", addr, "user", id.user)
+		w.Header().Set("Retry-After", no.retryAfter)
+		http.Error(w, no.msg, no.status)
+		return
+	}
 	ws, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
+		release()
 		return // the upgrader has answered
 	}
 	c := &conn{
-		s:    s,
-		id:   newID("c_"),
-		user: id.user,
-		name: id.name,
+		s:       s,
+		id:      newID("c_"),
+		user:    id.user,
+		name:    id.name,
+		release: release,
 	}
-	c.log = s.cfg.Log.With("conn", c.id, "user", c.user)
+	c.log = s.cfg.Log.With("conn", c.id, "user", c.user, "addr", addr)
 	if err := c.attach(ws.NetConn()); err != nil {
 		_ = ws.NetConn().Close()
+		release()
 		return
 	}
 	if c.fl = s.flushers.assign(s); c.fl == nil {
 		_ = c.closer.Close() // shut down meanwhile
+		release()
 		return
 	}
 	c.limiter = newLimiter(s.cfg.Rate, s.cfg.RateBurst, time.Now())
@@ -53,6 +65,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		c.dead = true
 		c.mu.Unlock()
 		_ = c.closer.Close()
+		release()
 		return
 	}
 	s.metrics.connections.Add(1)
@@ -110,7 +123,7 @@ func (s *Server) checkOrigin(r *http.Request) bool {
 	if err != nil {
 		return false
 	}
-	if strings.EqualFold(u.Host, r.Host) {
+	if strings.EqualFold(u.Host, s.requestHost(r)) {
 		return true
 	}
 	for _, o := range s.cfg.AllowedOrigins {
@@ -118,6 +131,6 @@ func (s *Server) checkOrigin(r *http.Request) bool {
 			return true
 		}
 	}
-	s.cfg.Log.Info("refused origin", "origin", origin, "host", r.Host)
+	s.cfg.Log.Info("refused origin", "origin", origin, "host", s.requestHost(r))
 	return false
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -70,12 +71,20 @@ type serveFlags struct {
 	shutdownGrace  time.Duration
 	tlsCert        string
 	tlsKey         string
+	trustedProxies string
+	maxConns       int
+	maxConnsPerIP  int
+	maxConnsUser   int
 }
 
 func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.addr, "addr", "127.0.0.1:8080", "address to listen on")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate (chain) to serve HTTPS and wss:// with; reloaded when the file changes or on SIGHUP")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
+	fs.StringVar(&f.trustedProxies, "trusted-proxies", "", "comma-separated addresses or CIDR prefixes of proxies in front of ferry whose X-Forwarded-For and X-Forwarded-Host are believed (client addresses for the caps and logs, host names for the origin checks)")
+	fs.IntVar(&f.maxConns, "max-conns", defaultMaxConns(), "WebSocket connections in all (503 beyond; the listener closes TCP connections a quarter past it); default: 10000, or less when the open-file limit is lower")
+	fs.IntVar(&f.maxConnsPerIP, "max-conns-per-ip", server.DefaultMaxConnsPerIP, "WebSocket connections from one client address (429 beyond)")
+	fs.IntVar(&f.maxConnsUser, "max-conns-per-user", server.DefaultMaxConnsPerUser, "WebSocket connections of one user (429 beyond)")
 	fs.StringVar(&f.data, "data", "./data", "folder for files (local disk storage) and the server's own state")
 	fs.StringVar(&f.authSecret, "auth-secret", "", "HS256 secret; when set, every connection needs a token signed with it")
 	fs.StringVar(&f.allowedOrigins, "allowed-origins", "", "comma-separated browser origins allowed besides the server's own (* for any)")
@@ -179,6 +188,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			cfg.AllowedHosts = append(cfg.AllowedHosts, h)
 		}
 	}
+	if cfg.TrustedProxies, err = parsePrefixes(f.trustedProxies); err != nil {
+		return fmt.Errorf("--trusted-proxies: %w", err)
+	}
+	cfg.MaxConns, cfg.MaxConnsPerIP, cfg.MaxConnsPerUser = f.maxConns, f.maxConnsPerIP, f.maxConnsUser
 	cfg.Static = web.FS()
 	cfg.LinkTTL = f.linkTTL
 	cfg.MaxUploads = f.maxUploads
@@ -234,6 +247,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	ln = srv.Listen(ln)
 	scheme := "http"
 	if certs != nil {
 		scheme = "https"
@@ -264,6 +278,38 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		err = errors.Join(err, e)
 	}
 	return err
+}
+
+// parsePrefixes parses a comma-separated list of addresses and CIDR
+// prefixes.
+func parsePrefixes(list string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, v := range strings.Split(list, ",") {
+		if v = strings.TrimSpace(v); v == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(v); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(v)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither an address nor a CIDR prefix", v)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	return out, nil
+}
+
+// defaultMaxConns is server.DefaultMaxConns, lowered when the process may
+// not open that many files: every connection is one, and files, storage
+// connections and the listener's slack need some.
+func defaultMaxConns() int {
+	limit := openFileLimit()
+	if limit <= 0 {
+		return server.DefaultMaxConns
+	}
+	return max(16, min(server.DefaultMaxConns, max(limit/2, limit-3072)))
 }
 
 // openStore returns the S3 store when an endpoint is set, else the folder.
