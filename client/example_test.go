@@ -139,12 +139,12 @@ func ExampleClient_Emit_error() {
 	if errors.As(err, &perr) {
 		fmt.Println(perr.Code)
 	}
-	if errors.Is(err, &protocol.Error{Code: protocol.CodeUnknownRoom}) {
-		fmt.Println("the room is gone with its last member")
+	if errors.Is(err, &protocol.Error{Code: protocol.CodeNotMember}) {
+		fmt.Println("join the room first")
 	}
 	// Output:
-	// unknown_room
-	// the room is gone with its last member
+	// not_member
+	// join the room first
 }
 
 // Direct messages go to every connection of a user, or to one connection.

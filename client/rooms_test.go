@@ -133,7 +133,7 @@ func TestErrorFrames(t *testing.T) {
 		code string
 	}{
 		{"emit to a room not joined", func() error { return alice.Emit(ctx, "lobby", "chat", "x") }, protocol.CodeNotMember},
-		{"emit to a room nobody is in", func() error { return alice.Emit(ctx, "nowhere", "chat", "x") }, protocol.CodeUnknownRoom},
+		{"emit to a room nobody is in", func() error { return alice.Emit(ctx, "nowhere", "chat", "x") }, protocol.CodeNotMember},
 		{"leave a room not joined", func() error { return alice.Leave(ctx, "lobby") }, protocol.CodeNotMember},
 		{"members of a room not joined", func() error { _, err := alice.Members(ctx, "lobby"); return err }, protocol.CodeNotMember},
 		{"join a bad name", func() error { _, err := alice.Join(ctx, "no spaces"); return err }, protocol.CodeInvalidRoom},
@@ -192,8 +192,8 @@ func TestSendReportsErrorsToOnError(t *testing.T) {
 	if err := alice.Send(ctx, Target{Room: "elsewhere"}, "chat", "lost"); err != nil {
 		t.Fatal(err)
 	}
-	if e := next(t, ra.errors); e.Code != protocol.CodeUnknownRoom {
-		t.Errorf("OnError got %v, want unknown_room", e)
+	if e := next(t, ra.errors); e.Code != protocol.CodeNotMember {
+		t.Errorf("OnError got %v, want not_member", e)
 	}
 	if err := alice.Send(ctx, Target{Room: "lobby", ExceptSelf: true}, "chat", "fire and forget"); err != nil {
 		t.Fatal(err)

@@ -177,7 +177,7 @@ func TestUploadRefused(t *testing.T) {
 		t.Errorf("wrong checksum: %v", err)
 	}
 	_, err = up.Upload(ctx, "elsewhere", bytes.NewReader(data), 1000, UploadOptions{Name: "a.bin"})
-	if !errors.As(err, &perr) || perr.Code != protocol.CodeUnknownRoom {
+	if !errors.As(err, &perr) || perr.Code != protocol.CodeNotMember {
 		t.Errorf("upload to a room not joined: %v", err)
 	}
 	_, err = up.Upload(ctx, "share", bytes.NewReader(data), 1000, UploadOptions{Name: "a/b.bin"})

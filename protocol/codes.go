@@ -7,13 +7,15 @@ import (
 
 // Error codes sent in error frames.
 const (
-	CodeBadFrame       = "bad_frame"
-	CodeUnknownType    = "unknown_type"
-	CodeFrameTooLarge  = "frame_too_large"
-	CodeInvalidRoom    = "invalid_room"
-	CodeInvalidEvent   = "invalid_event"
-	CodeInvalidTarget  = "invalid_target"
-	CodeNotMember      = "not_member"
+	CodeBadFrame      = "bad_frame"
+	CodeUnknownType   = "unknown_type"
+	CodeFrameTooLarge = "frame_too_large"
+	CodeInvalidRoom   = "invalid_room"
+	CodeInvalidEvent  = "invalid_event"
+	CodeInvalidTarget = "invalid_target"
+	CodeNotMember     = "not_member"
+	// CodeUnknownRoom is no longer sent: a room one is not in answers
+	// CodeNotMember whether or not it exists.
 	CodeUnknownRoom    = "unknown_room"
 	CodeUnknownTarget  = "unknown_target"
 	CodeTooManyRooms   = "too_many_rooms"

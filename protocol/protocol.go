@@ -68,6 +68,9 @@ type Request struct {
 	Since *Position `json:"since,omitempty"`
 	// Seq names an event in received and receipts.
 	Seq uint64 `json:"seq,omitempty"`
+	// Token, on join, is a room token: it grants the room to a user whose
+	// connection token does not (see docs/protocol.md, "Who may join").
+	Token string `json:"token,omitempty"`
 
 	// Upload fields.
 	Upload    string `json:"upload,omitempty"`

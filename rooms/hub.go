@@ -333,7 +333,7 @@ func (h *Hub) Members(m Member, name string) (protocol.RoomMembers, error) {
 }
 
 // CheckMember returns nil when m is in the named room, else an error with
-// code invalid_room, unknown_room or not_member.
+// code invalid_room or not_member.
 func (h *Hub) CheckMember(m Member, name string) error {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
@@ -342,7 +342,7 @@ func (h *Hub) CheckMember(m Member, name string) error {
 }
 
 // memberRoomLocked returns the named room if m is in it, else an error with
-// code invalid_room, unknown_room or not_member.
+// code invalid_room or not_member.
 func (h *Hub) memberRoomLocked(m Member, name string) (*room, error) {
 	if err := ValidRoom(name); err != nil {
 		return nil, err
@@ -354,9 +354,8 @@ func (h *Hub) memberRoomLocked(m Member, name string) (*room, error) {
 	if r := st.rooms[name]; r != nil {
 		return r, nil
 	}
-	if h.rooms[name] == nil {
-		return nil, protocol.Errorf(protocol.CodeUnknownRoom, "there is no room %q", name)
-	}
+	// The same answer whether or not the room exists: a non-member learns
+	// nothing of it.
 	return nil, protocol.Errorf(protocol.CodeNotMember, "you are not in room %q", name)
 }
 

@@ -11,45 +11,139 @@ import (
 	"unicode"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/ferryhq/ferry/protocol"
+)
+
+// Defaults of the token lifetimes.
+const (
+	DefaultMaxTokenTTL = 30 * 24 * time.Hour
+	DefaultAnonTTL     = 30 * 24 * time.Hour
 )
 
 type identity struct {
 	user, name string
 	// token is handed to anonymous users so they can come back as themselves.
 	token string
+	// rooms are the patterns of the rooms the user may join; nil means any
+	// (anonymous mode). Set from the token's rooms claim with an auth
+	// secret, where an empty list grants none.
+	rooms []string
+	// expires is when the token ends (zero: anonymous mode): the
+	// connection is closed with 4500 then.
+	expires time.Time
 }
 
-// claims are the token's claims: sub is the user id, name the display name.
+// claims are the token's claims: sub is the user id, name the display
+// name, rooms the rooms a connection token grants, room the one room a
+// room token grants.
 type claims struct {
-	Name string `json:"name,omitempty"`
+	Name  string   `json:"name,omitempty"`
+	Rooms []string `json:"rooms,omitempty"`
+	Room  string   `json:"room,omitempty"`
 	jwt.RegisteredClaims
 }
 
-// SignToken returns an HS256 token for user, valid for ttl (0: no expiry; a
-// negative ttl makes a token that has already expired).
-func SignToken(secret []byte, user, name string, ttl time.Duration) (string, error) {
-	if user == "" {
-		return "", errors.New("a token needs a user id")
+// Token describes a token to sign (see Sign).
+type Token struct {
+	// User is the user id (sub): 1 to 128 characters of A-Z a-z 0-9 and
+	// - _ . : @ +.
+	User string
+	// Name is the display name.
+	Name string
+	// Rooms, in a connection token, lists the rooms the user may join:
+	// names, or patterns where * stands for any characters ("team-*",
+	// "*" for every room). None: no named room.
+	Rooms []string
+	// Room makes a room token instead: it grants this one room to User,
+	// presented with a join (field token), and cannot open a connection.
+	Room string
+	// TTL is how long the token is valid (0: no expiry, which a server
+	// with an auth secret refuses; negative: already expired).
+	TTL time.Duration
+	// Audience and Issuer, when set, are the aud and iss claims.
+	Audience, Issuer string
+}
+
+// Sign returns t as an HS256 JWT signed with secret.
+func (t Token) Sign(secret []byte) (string, error) {
+	if err := validUserID(t.User); err != nil {
+		return "", err
 	}
-	c := claims{Name: name, RegisteredClaims: jwt.RegisteredClaims{
-		Subject:  user,
-		IssuedAt: jwt.NewNumericDate(time.Now()),
+	now := time.Now()
+	c := claims{Name: t.Name, Rooms: t.Rooms, Room: t.Room, RegisteredClaims: jwt.RegisteredClaims{
+		Subject:  t.User,
+		IssuedAt: jwt.NewNumericDate(now),
+		Issuer:   t.Issuer,
 	}}
-	if ttl != 0 {
-		c.ExpiresAt = jwt.NewNumericDate(time.Now().Add(ttl))
+	if t.Audience != "" {
+		c.Audience = jwt.ClaimStrings{t.Audience}
+	}
+	if t.TTL != 0 {
+		c.ExpiresAt = jwt.NewNumericDate(now.Add(t.TTL))
 	}
 	return jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(secret)
 }
 
-func parseToken(secret []byte, token string) (claims, error) {
+// SignToken returns an HS256 connection token for user that grants every
+// room, valid for ttl (0: no expiry; negative: already expired).
+func SignToken(secret []byte, user, name string, ttl time.Duration) (string, error) {
+	return Token{User: user, Name: name, Rooms: []string{"*"}, TTL: ttl}.Sign(secret)
+}
+
+// validUserID reports whether id may be a user id: it is shown to others
+// and is part of room names (user:ID), so it is short and plain.
+func validUserID(id string) error {
+	if id == "" || len(id) > 128 {
+		return errors.New("a user id has 1 to 128 characters")
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '-', c == '_', c == '.', c == ':', c == '@', c == '+':
+		default:
+			return fmt.Errorf("user id %q has a character outside A-Z a-z 0-9 - _ . : @ +", id)
+		}
+	}
+	return nil
+}
+
+// parseToken checks an HS256 token signed with secret and returns its
+// claims. The expiry is checked when there is one.
+func parseToken(secret []byte, token string, opts ...jwt.ParserOption) (claims, error) {
 	var c claims
-	_, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return secret, nil },
-		jwt.WithValidMethods([]string{"HS256"}))
+	opts = append(opts, jwt.WithValidMethods([]string{"HS256"}))
+	if _, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return secret, nil }, opts...); err != nil {
+		return claims{}, err
+	}
+	if err := validUserID(c.Subject); err != nil {
+		return claims{}, fmt.Errorf("subject: %w", err)
+	}
+	return c, nil
+}
+
+// parseAuthToken checks a token against the auth secret: it must expire,
+// within MaxTokenTTL of its issue, and carry the configured audience and
+// issuer.
+func (s *Server) parseAuthToken(token string) (claims, error) {
+	opts := []jwt.ParserOption{jwt.WithExpirationRequired(), jwt.WithIssuedAt()}
+	if s.cfg.AuthAudience != "" {
+		opts = append(opts, jwt.WithAudience(s.cfg.AuthAudience))
+	}
+	if s.cfg.AuthIssuer != "" {
+		opts = append(opts, jwt.WithIssuer(s.cfg.AuthIssuer))
+	}
+	c, err := parseToken(s.cfg.AuthSecret, token, opts...)
 	if err != nil {
 		return claims{}, err
 	}
-	if c.Subject == "" || len(c.Subject) > 128 {
-		return claims{}, errors.New("token has no usable subject")
+	from := time.Now()
+	if c.IssuedAt != nil {
+		from = c.IssuedAt.Time
+	}
+	if s.cfg.MaxTokenTTL > 0 && c.ExpiresAt.Sub(from) > s.cfg.MaxTokenTTL {
+		return claims{}, fmt.Errorf("token valid for %s, over the server's maximum of %s", c.ExpiresAt.Sub(from).Round(time.Second), s.cfg.MaxTokenTTL)
 	}
 	return c, nil
 }
@@ -75,19 +169,22 @@ func (s *Server) identify(r *http.Request) (identity, error) {
 		if token == "" {
 			return identity{}, errors.New("a token is required (query parameter token or Authorization: Bearer)")
 		}
-		c, err := parseToken(s.cfg.AuthSecret, token)
+		c, err := s.parseAuthToken(token)
 		if err != nil {
 			return identity{}, fmt.Errorf("bad token: %w", err)
+		}
+		if c.Room != "" {
+			return identity{}, errors.New("bad token: a room token grants a room to a join, it does not open a connection")
 		}
 		name := cleanName(c.Name)
 		if name == "" {
 			name = c.Subject
 		}
-		return identity{user: c.Subject, name: name}, nil
+		return identity{user: c.Subject, name: name, rooms: append([]string{}, c.Rooms...), expires: c.ExpiresAt.Time}, nil
 	}
 	id := identity{user: "", name: want}
 	if token != "" {
-		if c, err := parseToken(s.anonKey, token); err == nil {
+		if c, err := parseToken(s.anonKey, token); err == nil && s.anonFresh(c) {
 			id.user = c.Subject
 			if id.name == "" {
 				id.name = cleanName(c.Name)
@@ -100,12 +197,74 @@ func (s *Server) identify(r *http.Request) (identity, error) {
 	if id.name == "" {
 		id.name = "guest-" + id.user[len(id.user)-4:]
 	}
-	t, err := SignToken(s.anonKey, id.user, id.name, 0)
+	// Renewed at every connection: a user who comes back within AnonTTL
+	// keeps the id.
+	t, err := Token{User: id.user, Name: id.name, TTL: s.cfg.AnonTTL}.Sign(s.anonKey)
 	if err != nil {
 		return identity{}, err
 	}
 	id.token = t
 	return id, nil
+}
+
+// anonFresh reports whether an anonymous token still names its user:
+// unexpired, and, for a token of older versions without an expiry, issued
+// within AnonTTL.
+func (s *Server) anonFresh(c claims) bool {
+	if c.ExpiresAt != nil {
+		return true // checked by the parser
+	}
+	return c.IssuedAt != nil && time.Since(c.IssuedAt.Time) < s.cfg.AnonTTL
+}
+
+// mayJoin checks that the connection may join room: its token's rooms
+// claim grants it, or roomToken, a room token for this user, does. The
+// refusal is the same whether or not the room exists.
+func (c *conn) mayJoin(room, roomToken string) error {
+	if c.rooms == nil || grants(c.rooms, room) {
+		return nil
+	}
+	if roomToken != "" {
+		rc, err := c.s.parseAuthToken(roomToken)
+		switch {
+		case err != nil:
+			return protocol.Errorf(protocol.CodeForbidden, "room token refused: %v", err)
+		case rc.Room != room || rc.Subject != c.user:
+			return protocol.Errorf(protocol.CodeForbidden, "the room token is for another room or user")
+		}
+		return nil
+	}
+	return protocol.Errorf(protocol.CodeForbidden, "your token does not grant room %q", room)
+}
+
+// grants reports whether one of patterns matches room.
+func grants(patterns []string, room string) bool {
+	for _, p := range patterns {
+		if globMatch(p, room) {
+			return true
+		}
+	}
+	return false
+}
+
+// globMatch matches name against pattern, where * stands for any run of
+// characters (room names have no *).
+func globMatch(pattern, name string) bool {
+	star := strings.IndexByte(pattern, '*')
+	if star < 0 {
+		return pattern == name
+	}
+	prefix, rest := pattern[:star], pattern[star+1:]
+	if !strings.HasPrefix(name, prefix) {
+		return false
+	}
+	name = name[len(prefix):]
+	for i := len(name); i >= 0; i-- {
+		if globMatch(rest, name[i:]) {
+			return true
+		}
+	}
+	return false
 }
 
 // cleanName makes a display name safe to show: printable, trimmed, at most

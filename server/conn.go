@@ -34,6 +34,10 @@ type conn struct {
 	log    *slog.Logger
 	// release gives the connection's place back to the caps (see admit).
 	release func()
+	// rooms are the room patterns the user's token grants; nil: any.
+	rooms []string
+	// expiry closes the connection when its token expires (nil without).
+	expiry *time.Timer
 
 	mu       sync.Mutex
 	queue    [][]byte // framed, waiting to be written
@@ -385,6 +389,9 @@ func (c *conn) finish(err error) {
 func (c *conn) cleanup() {
 	c.cleanOnce.Do(func() {
 		c.pinger.Stop()
+		if c.expiry != nil {
+			c.expiry.Stop()
+		}
 		c.s.poller.remove(c)
 		c.s.hub.Unregister(c)
 		c.detachUploads()

@@ -93,7 +93,9 @@ func (s *Server) serveFile(w http.ResponseWriter, r *http.Request) {
 	}
 	defer obj.Close()
 	if user != "" && !s.hub.IsMember(user, f.Room) {
-		http.Error(w, "only members of the file's room may download it", http.StatusForbidden)
+		// As for an unknown id: which room a file is in is for its
+		// members to know.
+		http.Error(w, "no such file", http.StatusNotFound)
 		return
 	}
 	h := w.Header()

@@ -144,6 +144,12 @@ type answeredItself struct{}
 func (c *conn) dispatch(req *protocol.Request) (any, error) {
 	switch req.T {
 	case protocol.TypeJoin:
+		if err := rooms.ValidRoom(req.Room); err != nil {
+			return nil, err
+		}
+		if err := c.mayJoin(req.Room, req.Token); err != nil {
+			return nil, err
+		}
 		return c.s.hub.Join(c, req.Room, req.Since)
 	case protocol.TypeLeave:
 		if err := c.s.hub.Leave(c, req.Room); err != nil {

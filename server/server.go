@@ -29,6 +29,16 @@ type Config struct {
 	Log *slog.Logger
 	// AuthSecret, when set, makes an HS256 token signed with it mandatory.
 	AuthSecret []byte
+	// AuthAudience and AuthIssuer, when set, must be the aud and iss of
+	// every token.
+	AuthAudience, AuthIssuer string
+	// MaxTokenTTL is the longest validity a token may have, from its iat
+	// (or from now without one) to its exp. Default 30 days; negative:
+	// none.
+	MaxTokenTTL time.Duration
+	// AnonTTL is how long an anonymous token keeps its user id; each
+	// connection gets a renewed one. Default 30 days.
+	AnonTTL time.Duration
 	// AnonKey signs the tokens handed to anonymous users so that they keep
 	// their user id across connections. Default: a random key (ids then last
 	// as long as the process).
@@ -134,6 +144,12 @@ func (c *Config) applyDefaults() {
 	}
 	if c.MaxUploads <= 0 {
 		c.MaxUploads = 4
+	}
+	if c.MaxTokenTTL == 0 {
+		c.MaxTokenTTL = DefaultMaxTokenTTL
+	}
+	if c.AnonTTL <= 0 {
+		c.AnonTTL = DefaultAnonTTL
 	}
 	if c.MaxConns <= 0 {
 		c.MaxConns = DefaultMaxConns

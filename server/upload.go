@@ -98,8 +98,10 @@ func (c *conn) dispatchUpload(req *protocol.Request) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := c.s.hub.CheckMember(c, f.Room); err != nil {
-			return nil, err
+		if c.s.hub.CheckMember(c, f.Room) != nil {
+			// As for an unknown id: which room a file is in is for its
+			// members to know.
+			return nil, protocol.Errorf(protocol.CodeNotFound, "no file %q", req.File)
 		}
 		return c.s.fileView(f), nil
 	}

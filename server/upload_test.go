@@ -237,7 +237,7 @@ func TestUploadBadInput(t *testing.T) {
 		{"too large", frame{"size": 2 << 20}, transfer.CodeTooLarge},
 		{"negative", frame{"size": -1}, transfer.CodeBadRequest},
 		{"bad sha", frame{"sha256": "xyz"}, transfer.CodeBadRequest},
-		{"not member", frame{"room": "elsewhere"}, protocol.CodeUnknownRoom},
+		{"not member", frame{"room": "elsewhere"}, protocol.CodeNotMember},
 		{"unknown resume", frame{"resume": "up_nothing", "room": ""}, transfer.CodeUnknownUpload},
 	} {
 		req := frame{"t": "upload.open", "room": "r", "name": "ok.txt", "size": 10}
@@ -372,11 +372,12 @@ func TestDownloadRangeAndAccess(t *testing.T) {
 		t.Fatalf("disposition %q", cd)
 	}
 	bare := "/files/" + f["id"].(string) + "/notes.bin"
-	// A member's token is enough; a non-member's is not; nothing is not.
+	// A member's token is enough; a non-member's is not (answered as for an
+	// unknown id); nothing is not.
 	if resp, _ := e.download(t, bare, http.Header{"Authorization": {"Bearer " + p.welcome.Token}}); resp.StatusCode != 200 {
 		t.Fatalf("member: %d", resp.StatusCode)
 	}
-	if resp, _ := e.download(t, bare, http.Header{"Authorization": {"Bearer " + outsider.welcome.Token}}); resp.StatusCode != http.StatusForbidden {
+	if resp, _ := e.download(t, bare, http.Header{"Authorization": {"Bearer " + outsider.welcome.Token}}); resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("outsider: %d", resp.StatusCode)
 	}
 	if resp, _ := e.download(t, bare, nil); resp.StatusCode != http.StatusUnauthorized {
@@ -386,7 +387,7 @@ func TestDownloadRangeAndAccess(t *testing.T) {
 		t.Fatalf("forged signature: %d", resp.StatusCode)
 	}
 	// A fresh link is only for members.
-	outsider.mustError(frame{"t": "file.link", "file": f["id"]}, protocol.CodeNotMember)
+	outsider.mustError(frame{"t": "file.link", "file": f["id"]}, protocol.CodeNotFound)
 	link := p.mustAck(frame{"t": "file.link", "file": f["id"]})["data"].(map[string]any)
 	if resp, got := e.download(t, link["url"].(string), nil); resp.StatusCode != 200 || !bytes.Equal(got, data) {
 		t.Fatalf("fresh link: %d", resp.StatusCode)

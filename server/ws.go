@@ -42,6 +42,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		user:    id.user,
 		name:    id.name,
 		release: release,
+		rooms:   id.rooms,
 	}
 	c.log = s.cfg.Log.With("conn", c.id, "user", c.user, "addr", addr)
 	if err := c.attach(ws.NetConn()); err != nil {
@@ -57,8 +58,17 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	c.limiter = newLimiter(s.cfg.Rate, s.cfg.RateBurst, time.Now())
 	c.seen()
 	c.pinger = time.AfterFunc(s.cfg.PingInterval, c.heartbeat)
+	if !id.expires.IsZero() {
+		c.expiry = time.AfterFunc(time.Until(id.expires), func() {
+			c.log.Info("token expired")
+			c.closeWith(protocol.CloseUnauthorized, "token expired")
+		})
+	}
 	if !s.add(c) {
 		c.pinger.Stop()
+		if c.expiry != nil {
+			c.expiry.Stop()
+		}
 		// A heartbeat that already fired must not write to the descriptor
 		// once it is closed (see conn.fd).
 		c.mu.Lock()

@@ -72,6 +72,10 @@ type serveFlags struct {
 	tlsCert        string
 	tlsKey         string
 	trustedProxies string
+	authAudience   string
+	authIssuer     string
+	authMaxTTL     time.Duration
+	anonTTL        time.Duration
 	maxConns       int
 	maxConnsPerIP  int
 	maxConnsUser   int
@@ -86,7 +90,11 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.maxConnsPerIP, "max-conns-per-ip", server.DefaultMaxConnsPerIP, "WebSocket connections from one client address (429 beyond)")
 	fs.IntVar(&f.maxConnsUser, "max-conns-per-user", server.DefaultMaxConnsPerUser, "WebSocket connections of one user (429 beyond)")
 	fs.StringVar(&f.data, "data", "./data", "folder for files (local disk storage) and the server's own state")
-	fs.StringVar(&f.authSecret, "auth-secret", "", "HS256 secret; when set, every connection needs a token signed with it")
+	fs.StringVar(&f.authSecret, "auth-secret", "", "HS256 secret; when set, every connection needs a token signed with it, whose rooms claim lists the rooms it may join")
+	fs.StringVar(&f.authAudience, "auth-audience", "", "with --auth-secret: the aud every token must carry")
+	fs.StringVar(&f.authIssuer, "auth-issuer", "", "with --auth-secret: the iss every token must carry")
+	fs.DurationVar(&f.authMaxTTL, "auth-max-ttl", server.DefaultMaxTokenTTL, "with --auth-secret: the longest validity a token may have (iat to exp); tokens without exp are refused")
+	fs.DurationVar(&f.anonTTL, "anon-ttl", server.DefaultAnonTTL, "without --auth-secret: how long an anonymous user keeps its id without connecting (renewed at each connection)")
 	fs.StringVar(&f.allowedOrigins, "allowed-origins", "", "comma-separated browser origins allowed besides the server's own (* for any)")
 	fs.StringVar(&f.allowedHosts, "allowed-hosts", "", "comma-separated host names browsers may reach the server by, besides IP addresses, localhost and this machine's name (* for any); others are refused against DNS rebinding")
 	fs.DurationVar(&f.pingInterval, "ping-interval", 25*time.Second, "how often the server pings each connection")
@@ -176,6 +184,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if f.authSecret != "" {
 		cfg.AuthSecret = []byte(f.authSecret)
 	}
+	cfg.AuthAudience, cfg.AuthIssuer, cfg.MaxTokenTTL, cfg.AnonTTL = f.authAudience, f.authIssuer, f.authMaxTTL, f.anonTTL
 	if f.allowedOrigins != "" {
 		for _, o := range strings.Split(f.allowedOrigins, ",") {
 			if o = strings.TrimSpace(o); o != "" {
