@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"mime"
 	"net/http"
 	"net/url"
@@ -73,6 +74,11 @@ func (s *Server) serveFile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
+	if rg := r.Header.Get("Range"); rg != "" && strings.Count(rg, ",") >= maxRanges {
+		// Every range is a storage request; players and browsers ask for one.
+		http.Error(w, fmt.Sprintf("at most %d ranges per request", maxRanges), http.StatusRequestedRangeNotSatisfiable)
+		return
+	}
 	// Who asks is checked before any storage request; room membership,
 	// which needs the file's record, after.
 	user, status, msg := s.downloader(r, id)
@@ -112,7 +118,25 @@ func (s *Server) serveFile(w http.ResponseWriter, r *http.Request) {
 		disp = "inline"
 	}
 	h.Set("Content-Disposition", mime.FormatMediaType(disp, map[string]string{"filename": f.Name}))
-	http.ServeContent(w, r, f.Name, f.Time, obj)
+	http.ServeContent(w, r, f.Name, f.Time, &deadlineReader{ReadSeeker: obj, rc: http.NewResponseController(w), idle: s.cfg.DownloadIdle})
+}
+
+// maxRanges is how many ranges one download request may ask for.
+const maxRanges = 8
+
+// deadlineReader moves the response's write deadline idle ahead at every
+// read of the object: a client that stops reading is cut off after that,
+// however large the file, and its storage connection is given back; one
+// that keeps reading never is.
+type deadlineReader struct {
+	io.ReadSeeker
+	rc   *http.ResponseController
+	idle time.Duration
+}
+
+func (r *deadlineReader) Read(p []byte) (int, error) {
+	_ = r.rc.SetWriteDeadline(time.Now().Add(r.idle))
+	return r.ReadSeeker.Read(p)
 }
 
 // downloader checks who asks for file id: the holder of a valid signed

@@ -106,6 +106,9 @@ type Config struct {
 	MaxUploads int
 	// LinkTTL is how long a signed download link stays valid. Default 24h.
 	LinkTTL time.Duration
+	// DownloadIdle is how long a download waits for its client to take
+	// the next piece before it is cut off. Default 30s.
+	DownloadIdle time.Duration
 
 	// Static, when set, is served at "/" (the browser client).
 	Static fs.FS
@@ -162,6 +165,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.LinkTTL <= 0 {
 		c.LinkTTL = 24 * time.Hour
+	}
+	if c.DownloadIdle <= 0 {
+		c.DownloadIdle = 30 * time.Second
 	}
 }
 

@@ -2,15 +2,20 @@ package server_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 
@@ -455,5 +460,78 @@ func TestParallelUploads(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// openCounter counts the objects of a store that are open.
+type openCounter struct {
+	storage.Store
+	open atomic.Int64
+}
+
+func (s *openCounter) Get(ctx context.Context, key string) (storage.Object, error) {
+	obj, err := s.Store.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	s.open.Add(1)
+	return &countedObject{Object: obj, open: &s.open}, nil
+}
+
+type countedObject struct {
+	storage.Object
+	open *atomic.Int64
+	once sync.Once
+}
+
+func (o *countedObject) Close() error {
+	o.once.Do(func() { o.open.Add(-1) })
+	return o.Object.Close()
+}
+
+// A download asking for many ranges is refused before any storage request;
+// one whose client stops reading is cut off after DownloadIdle, and gives
+// its storage object back.
+func TestDownloadLimits(t *testing.T) {
+	store := &openCounter{Store: stores(t)["disk"](t)}
+	e := newFileEnv(t, store, transfer.Config{}, server.Config{DownloadIdle: 300 * time.Millisecond})
+	p := dial(t, e.WS)
+	p.mustAck(frame{"t": "join", "room": "r"})
+	data := randomBytes(16 << 20)
+	done, errf := p.upload("r", data, uploadOpts{name: "big.bin", chunk: 1 << 20})
+	if errf != nil {
+		t.Fatal(errf)
+	}
+	link := done["file"].(map[string]any)["url"].(string)
+	ranges := func(n int) string {
+		parts := make([]string, n)
+		for i := range parts {
+			parts[i] = fmt.Sprintf("%d-%d", i*100, i*100+9)
+		}
+		return "bytes=" + strings.Join(parts, ",")
+	}
+	if resp, _ := e.download(t, link, http.Header{"Range": {ranges(8)}}); resp.StatusCode != http.StatusPartialContent {
+		t.Fatalf("8 ranges: %d", resp.StatusCode)
+	}
+	if resp, body := e.download(t, link, http.Header{"Range": {ranges(2000)}}); resp.StatusCode != http.StatusRequestedRangeNotSatisfiable {
+		t.Fatalf("2000 ranges: %d %q", resp.StatusCode, body)
+	}
+
+	// Clients that ask and do not read.
+	for range 5 {
+		nc, err := net.Dial("tcp", strings.TrimPrefix(e.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		_ = nc.(*net.TCPConn).SetReadBuffer(4096)
+		fmt.Fprintf(nc, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", link)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for store.open.Load() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d downloads whose clients stopped reading still hold their objects", store.open.Load())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
