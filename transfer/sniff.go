@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/h2non/filetype"
+	"golang.org/x/text/unicode/norm"
 )
 
 // sniffLen is how many leading bytes decide a file's type; it covers every
@@ -57,6 +58,23 @@ var executableExts = map[string]bool{
 	"vbs": true, "vbe": true, "jse": true, "wsf": true, "wsh": true, "hta": true,
 	"lnk": true, "sh": true, "bash": true, "zsh": true, "csh": true, "ksh": true,
 	"command": true, "run": true, "appimage": true, "dmg": true, "elf": true,
+	"js": true, "jar": true, "reg": true, "pif": true, "msc": true, "inf": true,
+	"gadget": true, "application": true, "appref-ms": true, "msix": true,
+	"appx": true, "vb": true, "ws": true, "wsc": true, "scf": true, "url": true,
+	"desktop": true, "pkg": true, "app": true, "ps1xml": true, "psd1": true,
+}
+
+// runnableExt is the extension by which a system would run a file named
+// name, read the way Windows and browsers read it: compatibility forms
+// folded (a fullwidth "ｅｘｅ" is "exe"), an NTFS stream suffix (":$DATA")
+// dropped, and trailing dots and spaces dropped, as Windows does when it
+// creates the file ("x.bat." and "x.exe " are x.bat and x.exe).
+func runnableExt(name string) string {
+	n := norm.NFKC.String(name)
+	if i := strings.IndexByte(n, ':'); i >= 0 {
+		n = n[:i]
+	}
+	return extension(strings.TrimRight(n, ". \t"))
 }
 
 // aliases maps the names clients and browsers use to the one the sniffer
@@ -314,7 +332,7 @@ func (p Policy) checkClaims(declared, name string) error {
 		if executableTypes[declared] {
 			return errorf(CodeTypeRefused, "files of type %s are not accepted", declared)
 		}
-		if ext := extension(name); executableExts[ext] {
+		if ext := runnableExt(name); executableExts[ext] {
 			return errorf(CodeTypeRefused, "files named *.%s are not accepted", ext)
 		}
 	}

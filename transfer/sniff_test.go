@@ -3,6 +3,7 @@ package transfer
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"testing"
 )
@@ -163,5 +164,28 @@ func TestTypeRefusalStoresNothing(t *testing.T) {
 				t.Errorf("sink heard %v; announced %v", sink.errors(g.Upload), f.announcedFiles())
 			}
 		})
+	}
+}
+
+// Names are read the way Windows and browsers read them before the
+// executable check.
+func TestExecutableNames(t *testing.T) {
+	var p Policy
+	for _, name := range []string{
+		"x.exe", "X.EXE", "x.bat.", "trail.exe ", "dots.cmd...", "x.exe. . ",
+		"stream.exe::$DATA", "ads.exe:hidden", "full.ｅｘｅ", "app.js", "tool.jar",
+		"keys.reg", "setup.msi", "launch.desktop", "link.url", "ps.ps1",
+	} {
+		if err := p.checkClaims("", name); !errors.Is(err, &Error{Code: CodeTypeRefused}) {
+			t.Errorf("%q: %v, want type_refused", name, err)
+		}
+	}
+	for _, name := range []string{"notes.txt", "photo.jpg", "report.exe.pdf", "archive.tar.gz", "exe", "a.jsx.txt"} {
+		if err := p.checkClaims("", name); err != nil {
+			t.Errorf("%q: %v, want accepted", name, err)
+		}
+	}
+	if err := (Policy{AllowExecutables: true}).checkClaims("", "x.bat."); err != nil {
+		t.Errorf("allowed executables: %v", err)
 	}
 }
