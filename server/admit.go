@@ -91,6 +91,15 @@ type admission struct {
 	total  int
 	byAddr map[netip.Addr]int
 	byUser map[string]int
+	// names maps the key of each display name shown (nameKey) to the
+	// user who took it first, and how many of that user's connections show
+	// it.
+	names map[string]nameHolder
+}
+
+type nameHolder struct {
+	user  string
+	conns int
 }
 
 // refusal is why a connection was not admitted.
@@ -102,30 +111,43 @@ type refusal struct {
 }
 
 // admit reserves a connection for addr and user, or says why not. release
-// gives the place back; it may be called more than once.
-func (s *Server) admit(addr netip.Addr, user string) (release func(), no *refusal) {
+// gives the place back; it may be called more than once. The name returned
+// is the one to show: *name, or, when a connected user already shows a
+// name that reads the same, *name with the end of the user id, so that
+// nobody passes for someone else.
+func (s *Server) admit(addr netip.Addr, user, name string) (shown string, release func(), no *refusal) {
 	a := &s.admission
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	switch {
 	case a.total >= s.cfg.MaxConns:
 		s.metrics.refusedFull.Add(1)
-		return nil, &refusal{http.StatusServiceUnavailable, "5", "the server is at its connection limit; try again shortly", "server_full"}
+		return "", nil, &refusal{http.StatusServiceUnavailable, "5", "the server is at its connection limit; try again shortly", "server_full"}
 	case a.byAddr[addr] >= s.cfg.MaxConnsPerIP:
 		s.metrics.refusedAddr.Add(1)
-		return nil, &refusal{http.StatusTooManyRequests, "30", "too many connections from your address", "address_limit"}
+		return "", nil, &refusal{http.StatusTooManyRequests, "30", "too many connections from your address", "address_limit"}
 	case a.byUser[user] >= s.cfg.MaxConnsPerUser:
 		s.metrics.refusedUser.Add(1)
-		return nil, &refusal{http.StatusTooManyRequests, "30", "too many connections for this user; close some tabs or devices", "user_limit"}
+		return "", nil, &refusal{http.StatusTooManyRequests, "30", "too many connections for this user; close some tabs or devices", "user_limit"}
 	}
 	if a.byAddr == nil {
 		a.byAddr, a.byUser = make(map[netip.Addr]int), make(map[string]int)
+		a.names = make(map[string]nameHolder)
 	}
 	a.total++
 	a.byAddr[addr]++
 	a.byUser[user]++
+	shown = name
+	key := nameKey(name)
+	holder, taken := a.names[key]
+	holds := !taken || holder.user == user
+	if holds {
+		a.names[key] = nameHolder{user, holder.conns + 1}
+	} else {
+		shown = name + " #" + user[max(0, len(user)-4):]
+	}
 	var once sync.Once
-	return func() {
+	return shown, func() {
 		once.Do(func() {
 			a.mu.Lock()
 			defer a.mu.Unlock()
@@ -135,6 +157,13 @@ func (s *Server) admit(addr netip.Addr, user string) (release func(), no *refusa
 			}
 			if a.byUser[user]--; a.byUser[user] <= 0 {
 				delete(a.byUser, user)
+			}
+			if holds {
+				if h := a.names[key]; h.conns <= 1 {
+					delete(a.names, key)
+				} else {
+					a.names[key] = nameHolder{user, h.conns - 1}
+				}
 			}
 		})
 	}, nil

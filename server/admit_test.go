@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	neturl "net/url"
 	"strings"
 	"sync"
 	"syscall"
@@ -231,5 +232,51 @@ func TestTrustedProxies(t *testing.T) {
 		if want := map[bool]int{true: http.StatusSwitchingProtocols, false: http.StatusTooManyRequests}[i < 2]; st != want {
 			t.Fatalf("untrusted peer, connection %d: %d, want %d", i+1, st, want)
 		}
+	}
+}
+
+// Display names cannot pass for someone else's: look-alike forms are
+// folded, invisible characters dropped, and a name that reads like one a
+// connected user shows gets the end of the newcomer's user id.
+func TestDisplayNames(t *testing.T) {
+	_, url := startServer(t, server.Config{})
+	q := func(name string) string { return url + "?name=" + neturl.QueryEscape(name) }
+	alice := dial(t, q("alice"))
+	if alice.welcome.Name != "alice" {
+		t.Fatalf("first alice shown as %q", alice.welcome.Name)
+	}
+	tag := func(p *peer) string { return " #" + p.welcome.User[len(p.welcome.User)-4:] }
+	for _, try := range []struct{ asked, base string }{
+		{"alice", "alice"},
+		{"Alice", "Alice"},
+		{"\u202ealice", "alice"},
+		{"al\u200bice", "alice"},
+		{"ＡＬＩＣＥ", "ALICE"},
+		{" alice\t", "alice"},
+	} {
+		p := dial(t, q(try.asked))
+		if want := try.base + tag(p); p.welcome.Name != want {
+			t.Errorf("%q shown as %q, want %q", try.asked, p.welcome.Name, want)
+		}
+	}
+	// alice's own second device keeps the name.
+	again := dial(t, q("alice")+"&token="+alice.welcome.Token)
+	if again.welcome.Name != "alice" {
+		t.Errorf("alice's second connection shown as %q", again.welcome.Name)
+	}
+	// Once alice is gone, the name is free.
+	alice.ws.Close()
+	again.ws.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		p := dial(t, q("alice"))
+		if p.welcome.Name == "alice" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after alice left, a new alice is shown as %q", p.welcome.Name)
+		}
+		p.ws.Close()
+		time.Sleep(50 * time.Millisecond)
 	}
 }

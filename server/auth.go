@@ -11,6 +11,7 @@ import (
 	"unicode"
 
 	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/ferryhq/ferry/protocol"
 )
@@ -267,21 +268,29 @@ func globMatch(pattern, name string) bool {
 	return false
 }
 
-// cleanName makes a display name safe to show: printable, trimmed, at most
-// 64 characters.
+// cleanName makes a display name safe to show: NFKC-folded (no fullwidth
+// or styled look-alikes), without control or format characters (bidi
+// overrides, zero-width joiners), spaces collapsed, at most 64 characters.
 func cleanName(s string) string {
+	s = norm.NFKC.String(s)
 	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) || r == unicode.ReplacementChar {
+		switch {
+		case unicode.IsControl(r), unicode.Is(unicode.Cf, r), r == unicode.ReplacementChar:
 			return -1
+		case unicode.IsSpace(r):
+			return ' '
 		}
 		return r
 	}, s)
-	s = strings.TrimSpace(s)
+	s = strings.Join(strings.Fields(s), " ")
 	if r := []rune(s); len(r) > 64 {
-		s = string(r[:64])
+		s = strings.TrimSpace(string(r[:64]))
 	}
 	return s
 }
+
+// nameKey is what two display names that read alike have in common.
+func nameKey(name string) string { return strings.ToLower(name) }
 
 var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 

@@ -24,7 +24,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	addr := s.clientAddr(r)
-	release, no := s.admit(addr, id.user)
+	shown, release, no := s.admit(addr, id.user, id.name)
 	if no != nil {
 		s.cfg.Log.Info("connection refused", "reason", no.reason, "addr", addr, "user", id.user)
 		w.Header().Set("Retry-After", no.retryAfter)
@@ -40,7 +40,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s:       s,
 		id:      newID("c_"),
 		user:    id.user,
-		name:    id.name,
+		name:    shown,
 		release: release,
 		rooms:   id.rooms,
 	}
