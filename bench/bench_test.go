@@ -49,6 +49,7 @@ func serveChild(args []string) error {
 	maxConns := fs.Int("max-conns", 0, "")
 	maxConnsPerIP := fs.Int("max-conns-per-ip", 0, "")
 	maxConnsPerUser := fs.Int("max-conns-per-user", 0, "")
+	fs.Int("history-per-user", 0, "")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}

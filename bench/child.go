@@ -90,7 +90,8 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		// The load comes from 127.0.0.1, often as one user: the caps that
 		// keep one address or user from taking every connection are
 		// lifted (the open-file limit still holds).
-		args = append(args, "--max-conns", "1000000", "--max-conns-per-ip", "1000000", "--max-conns-per-user", "1000000")
+		args = append(args, "--max-conns", "1000000", "--max-conns-per-ip", "1000000", "--max-conns-per-user", "1000000",
+			"--history-per-user", "1073741824")
 	}
 	args = append(args, cfg.Args...)
 	cmd := exec.Command(cfg.Path, args...)

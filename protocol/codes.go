@@ -20,6 +20,9 @@ const (
 	CodeUnknownTarget  = "unknown_target"
 	CodeTooManyRooms   = "too_many_rooms"
 	CodeRateLimited    = "rate_limited"
+	// CodeOverQuota refuses what would take more than the sender's share
+	// of a server-wide resource (rooms' history).
+	CodeOverQuota = "over_quota"
 	CodeInternal       = "internal"
 	CodeNotImplemented = "not_implemented"
 	CodeBadChunk       = "bad_chunk"

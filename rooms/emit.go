@@ -83,7 +83,12 @@ func (h *Hub) emit(m Member, kind, name string, exceptSelf bool, event string, d
 	if err != nil {
 		return protocol.Delivered{}, err
 	}
-	seq, epoch, n := r.publish(func(seq uint64, epoch string) *Message {
+	if h.cfg.HistorySize > 0 {
+		if err := h.hist.allow(m.UserID(), len(data)+len(event)+envelopeBytes); err != nil {
+			return protocol.Delivered{}, err
+		}
+	}
+	seq, epoch, n := r.publish(m.UserID(), func(seq uint64, epoch string) *Message {
 		if opt.Receipt {
 			h.track.add(trackKey{name, epoch, seq}, from, h.cfg.Now().Add(h.cfg.HistoryTTL))
 		}
@@ -91,6 +96,9 @@ func (h *Hub) emit(m Member, kind, name string, exceptSelf bool, event string, d
 	}, except, h)
 	return protocol.Delivered{Delivered: n, Seq: seq, Epoch: epoch}, nil
 }
+
+// envelopeBytes is about what an event frame adds to its name and data.
+const envelopeBytes = 200
 
 // Publish sends an event to a named room on the server's behalf (a file
 // announcement names its uploader in from), whoever is in it. It returns the
@@ -108,7 +116,7 @@ func (h *Hub) Publish(roomName, event string, data json.RawMessage, from protoco
 	h.mu.Unlock()
 	defer r.pins.Add(-1)
 	opt := EmitOptions{Receipt: receipt}
-	seq, epoch, n := r.publish(func(seq uint64, epoch string) *Message {
+	seq, epoch, n := r.publish(from.User, func(seq uint64, epoch string) *Message {
 		if receipt {
 			h.track.add(trackKey{roomName, epoch, seq}, from, h.cfg.Now().Add(h.cfg.HistoryTTL))
 		}

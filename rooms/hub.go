@@ -26,6 +26,14 @@ type Config struct {
 	// HistoryBytes bounds the encoded size of a room's kept events.
 	// Default 4 MiB.
 	HistoryBytes int
+	// HistoryUserBytes bounds the history bytes one user's events take
+	// in all rooms together: past it, the user's emits to rooms are
+	// refused (over_quota) until some expire. Default 64 MiB.
+	HistoryUserBytes int
+	// HistoryTotalBytes bounds the history of all rooms together: past
+	// it, users whose events take over an eighth of HistoryUserBytes are
+	// refused. Default 1 GiB.
+	HistoryTotalBytes int
 	// HistoryTTL is how long an event is kept; a room without members
 	// lives as long as its history. Default 10 minutes.
 	HistoryTTL time.Duration
@@ -66,6 +74,12 @@ func (c *Config) applyDefaults() {
 	}
 	if c.HistorySize == 0 {
 		c.HistorySize = 1000
+	}
+	if c.HistoryUserBytes <= 0 {
+		c.HistoryUserBytes = 64 << 20
+	}
+	if c.HistoryTotalBytes <= 0 {
+		c.HistoryTotalBytes = 1 << 30
 	}
 	if c.HistoryBytes <= 0 {
 		c.HistoryBytes = 4 << 20
@@ -115,6 +129,7 @@ type Hub struct {
 	dedup dedup
 	track tracker
 	epoch string // of the direct-message stream
+	hist  *histAccount
 }
 
 type memberState struct {
@@ -134,6 +149,7 @@ func New(cfg Config) *Hub {
 		mail:    make(map[string]*mailbox),
 		dedup:   newDedup(cfg.Dedup),
 		track:   newTracker(cfg.Tracked),
+		hist:    newHistAccount(cfg.HistoryUserBytes, cfg.HistoryTotalBytes),
 		epoch:   newEpoch(),
 	}
 }
@@ -143,13 +159,15 @@ type Stats struct {
 	Connections int
 	Users       int
 	Rooms       int
+	// HistoryBytes is what all rooms' history holds (see HistoryTotalBytes).
+	HistoryBytes int
 }
 
 // Stats returns the current gauges.
 func (h *Hub) Stats() Stats {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	return Stats{Connections: len(h.members), Users: len(h.users), Rooms: len(h.rooms)}
+	return Stats{Connections: len(h.members), Users: len(h.users), Rooms: len(h.rooms), HistoryBytes: h.hist.Bytes()}
 }
 
 // Register adds a connection to the hub (and so to its built-in rooms) and
@@ -253,7 +271,7 @@ func (h *Hub) Leave(m Member, name string) error {
 func (h *Hub) roomLocked(name string) *room {
 	r := h.rooms[name]
 	if r == nil {
-		r = newRoom(name, h.cfg.Now())
+		r = newRoom(name, h.cfg.Now(), h.hist)
 		h.rooms[name] = r
 	}
 	return r

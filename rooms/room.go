@@ -33,8 +33,8 @@ type count struct {
 	n    int
 }
 
-func newRoom(name string, now time.Time) *room {
-	return &room{name: name, index: make(map[string]int), users: make(map[string]*count), st: newStream(now)}
+func newRoom(name string, now time.Time, acct *histAccount) *room {
+	return &room{name: name, index: make(map[string]int), users: make(map[string]*count), st: newStream(now, acct)}
 }
 
 // add puts m in the room and tells the others with the message presence
@@ -88,12 +88,12 @@ func (r *room) replayLocked(m Member, since *protocol.Position) (string, int) {
 
 // publish numbers the message build makes, keeps it in the history and
 // delivers it to every member but except.
-func (r *room) publish(build func(seq uint64, epoch string) *Message, except string, h *Hub) (uint64, string, int) {
+func (r *room) publish(user string, build func(seq uint64, epoch string) *Message, except string, h *Hub) (uint64, string, int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.st.seq++
 	msg := build(r.st.seq, r.st.epoch)
-	r.st.append(&entry{seq: r.st.seq, msg: msg, at: h.cfg.Now()}, h.cfg.HistorySize, h.cfg.HistoryBytes)
+	r.st.append(&entry{seq: r.st.seq, msg: msg, at: h.cfg.Now(), user: user}, h.cfg.HistorySize, h.cfg.HistoryBytes)
 	return r.st.seq, r.st.epoch, r.deliverLocked(msg, except)
 }
 

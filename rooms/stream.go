@@ -17,16 +17,18 @@ type stream struct {
 	n     int
 	bytes int
 	last  time.Time // when the last event was published
+	acct  *histAccount
 }
 
 type entry struct {
-	seq uint64
-	msg *Message
-	at  time.Time
+	seq  uint64
+	msg  *Message
+	at   time.Time
+	user string // the sender, whose share of the history the entry takes
 }
 
-func newStream(now time.Time) stream {
-	return stream{epoch: newEpoch(), last: now}
+func newStream(now time.Time, acct *histAccount) stream {
+	return stream{epoch: newEpoch(), last: now, acct: acct}
 }
 
 // append keeps e, dropping the oldest entries beyond maxN entries or
@@ -52,6 +54,7 @@ func (s *stream) append(e *entry, maxN, maxBytes int) {
 	s.ring[(s.head+s.n)%len(s.ring)] = e
 	s.n++
 	s.bytes += len(e.msg.JSON)
+	s.acct.add(e.user, len(e.msg.JSON))
 }
 
 func (s *stream) drop() {
@@ -60,6 +63,7 @@ func (s *stream) drop() {
 	s.head = (s.head + 1) % len(s.ring)
 	s.n--
 	s.bytes -= len(e.msg.JSON)
+	s.acct.sub(e.user, len(e.msg.JSON))
 }
 
 // oldest returns the sequence number of the oldest kept entry, or seq+1 when

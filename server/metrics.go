@@ -39,7 +39,8 @@ func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	}{
 		{"ferry_connections", "gauge", "Open WebSocket connections.", m.connections.Load()},
 		{"ferry_users", "gauge", "Users with at least one open connection.", st.Users},
-		{"ferry_rooms", "gauge", "Named rooms with at least one member.", st.Rooms},
+		{"ferry_rooms", "gauge", "Named rooms with members or history.", st.Rooms},
+		{"ferry_history_bytes", "gauge", "Bytes of events all rooms keep for replay, within --history-memory.", st.HistoryBytes},
 		{"ferry_connections_accepted_total", "counter", "WebSocket connections accepted.", m.accepted.Load()},
 		{"ferry_connections_refused_server_full_total", "counter", "WebSocket handshakes refused at --max-conns.", m.refusedFull.Load()},
 		{"ferry_connections_refused_address_total", "counter", "WebSocket handshakes refused at --max-conns-per-ip.", m.refusedAddr.Load()},

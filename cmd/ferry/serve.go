@@ -45,6 +45,8 @@ type serveFlags struct {
 	maxRooms       int
 	historySize    int
 	historyTTL     time.Duration
+	historyUser    int
+	historyMemory  int
 	offlineSize    int
 	offlineTTL     time.Duration
 	s3Endpoint     string
@@ -108,6 +110,8 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.maxRooms, "max-rooms", 100, "named rooms one connection may be in")
 	fs.IntVar(&f.historySize, "history-size", 1000, "events each room keeps for clients catching up (-1: none)")
 	fs.DurationVar(&f.historyTTL, "history-ttl", 10*time.Minute, "how long a room keeps an event")
+	fs.IntVar(&f.historyUser, "history-per-user", 64<<20, "bytes one user's events may take in all rooms' history; past it the user's emits are refused (over_quota) until some expire")
+	fs.IntVar(&f.historyMemory, "history-memory", 1<<30, "bytes all rooms' history may hold; past it, users holding over an eighth of --history-per-user are refused")
 	fs.IntVar(&f.offlineSize, "offline-size", 100, "direct messages kept for a user with no connection (-1: none)")
 	fs.DurationVar(&f.offlineTTL, "offline-ttl", 24*time.Hour, "how long a direct message waits for its user")
 	fs.StringVar(&f.s3Endpoint, "s3-endpoint", "", "S3 service URL (http://127.0.0.1:9000, https://s3.eu-west-1.amazonaws.com); empty stores files under --data")
@@ -175,10 +179,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		RateBurst:    f.rateBurst,
 		MaxRooms:     f.maxRooms,
 		History: rooms.Config{
-			HistorySize: f.historySize,
-			HistoryTTL:  f.historyTTL,
-			OfflineSize: f.offlineSize,
-			OfflineTTL:  f.offlineTTL,
+			HistorySize:       f.historySize,
+			HistoryTTL:        f.historyTTL,
+			HistoryUserBytes:  f.historyUser,
+			HistoryTotalBytes: f.historyMemory,
+			OfflineSize:       f.offlineSize,
+			OfflineTTL:        f.offlineTTL,
 		},
 	}
 	if f.authSecret != "" {
