@@ -72,6 +72,7 @@ type conn struct {
 	// Owned by the reader.
 	rd        wsReader
 	limiter   limiter
+	receipts  limiter // received frames (see handle)
 	badFrames int
 	hdr       [2 + protocol.MaxUploadIDLen + 8]byte
 

@@ -104,9 +104,19 @@ func (c *conn) handle(data []byte) {
 		c.send(protocol.Pong{T: protocol.TypePong, TS: req.TS, ServerTS: now.UnixMilli()})
 		c.badFrames = 0
 		return
-	case protocol.TypeUploadChunk, protocol.TypeReceived:
-		// Chunks are paced by the upload window, and receipts by the events
-		// they confirm, not by the request rate.
+	case protocol.TypeUploadChunk:
+		// Chunks are paced by the upload window (a refused one costs a
+		// request: see writeChunk).
+	case protocol.TypeReceived:
+		// Receipts follow the events they confirm, so they have a budget
+		// of their own, ten times the request rate; past it they are
+		// dropped without an answer.
+		if !c.receipts.allow(now) {
+			if c.receipts.flooding() {
+				c.closeWith(protocol.CloseFlood, "flooding")
+			}
+			return
+		}
 	default:
 		if !c.limiter.allow(now) {
 			c.sendError(req.ID, protocol.Errorf(protocol.CodeRateLimited, "over %g requests a second; request dropped", c.s.cfg.Rate))

@@ -19,6 +19,7 @@ import (
 	"github.com/ferryhq/ferry/internal/testenv"
 	"github.com/ferryhq/ferry/protocol"
 	"github.com/ferryhq/ferry/server"
+	"github.com/ferryhq/ferry/transfer"
 )
 
 func TestMain(m *testing.M) {
@@ -547,5 +548,62 @@ func testSlowClientDropped(t *testing.T, srv *server.Server, url string) {
 	srv.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	if !strings.Contains(rec.Body.String(), "ferry_slow_clients_dropped_total 1\n") {
 		t.Fatalf("metrics:\n%s", rec.Body.String())
+	}
+}
+
+// Frames the request rate does not pace by themselves are bounded too:
+// refused chunks (for an unknown upload) cost a request each, and received
+// frames have a budget of ten times the rate. A client that keeps sending
+// past them is closed with 4502; until then it gets at most a burst of
+// answers.
+func TestUnpacedFramesLimited(t *testing.T) {
+	e := newFileEnv(t, stores(t)["disk"](t), transfer.Config{}, server.Config{Rate: 10, RateBurst: 20})
+	for _, tc := range []struct {
+		name string
+		send func(p *peer) error
+	}{
+		{"chunks for an unknown upload", func(p *peer) error {
+			return p.ws.WriteMessage(websocket.BinaryMessage, protocol.AppendChunkHeader(nil, protocol.ChunkHeader{Upload: "u_nothing"}))
+		}},
+		{"base64 chunks for an unknown upload", func(p *peer) error {
+			return p.ws.WriteJSON(frame{"t": "upload.chunk", "upload": "u_nothing", "offset": 0, "data": "eA=="})
+		}},
+		{"received frames", func(p *peer) error { return p.ws.WriteJSON(frame{"t": "received", "room": "r", "seq": 1}) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := dial(t, e.WS)
+			p.mustAck(frame{"t": "join", "room": "r"})
+			done := make(chan struct{})
+			answers, code := 0, 0
+			go func() {
+				defer close(done)
+				_ = p.ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+				for {
+					_, b, err := p.ws.ReadMessage()
+					if ce, ok := err.(*websocket.CloseError); ok {
+						code = ce.Code
+						return
+					}
+					if err != nil {
+						return
+					}
+					if strings.Contains(string(b), `"error"`) {
+						answers++
+					}
+				}
+			}()
+			for range 3000 {
+				if tc.send(p) != nil {
+					break // closed
+				}
+			}
+			<-done
+			if code != protocol.CloseFlood {
+				t.Errorf("close code %d after 3000 frames, want 4502", code)
+			}
+			if answers > 40 {
+				t.Errorf("%d error frames answered, want at most a burst and what the rate refilled", answers)
+			}
+		})
 	}
 }

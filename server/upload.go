@@ -227,6 +227,15 @@ func (c *conn) writeChunk(reqID uint64, id string, offset int64, r io.Reader, de
 	if decodeErr != nil && *decodeErr != nil {
 		err = &protocol.Error{Code: protocol.CodeBadChunk, Message: "data is not valid base64: " + (*decodeErr).Error(), Upload: id}
 	}
+	// Accepted chunks are paced by the upload window; a refused one (an
+	// unknown upload, a wrong offset) costs a request, so that refused
+	// chunks cannot be sent, and answered, at any rate.
+	if !c.limiter.allow(time.Now()) {
+		if c.limiter.flooding() {
+			c.closeWith(protocol.CloseFlood, "flooding")
+		}
+		return
+	}
 	c.sendError(reqID, uploadErr(id, err))
 }
 

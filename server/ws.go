@@ -56,6 +56,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.limiter = newLimiter(s.cfg.Rate, s.cfg.RateBurst, time.Now())
+	c.receipts = newLimiter(10*s.cfg.Rate, 10*s.cfg.RateBurst, time.Now())
 	c.seen()
 	c.pinger = time.AfterFunc(s.cfg.PingInterval, c.heartbeat)
 	if !id.expires.IsZero() {
