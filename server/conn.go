@@ -135,9 +135,11 @@ const (
 	// never refused for size, and still queued once a close frame is.
 	kindControl
 	// kindPong answers a client's WebSocket ping: written at once, and
-	// dropped while the queue is over MaxQueue, as RFC 6455 (5.5.3) allows
-	// (a pong for the latest ping is enough): a client that floods pings
-	// and does not read cannot grow the server's memory.
+	// dropped while the queue is over half of MaxQueue, as RFC 6455
+	// (5.5.3) allows (a pong for the latest ping is enough): a client that
+	// floods pings and does not read cannot grow the server's memory, nor
+	// fill its queue to where the answer to its next request would drop
+	// it as slow.
 	kindPong
 )
 
@@ -149,7 +151,7 @@ func (c *conn) enqueue(frame []byte, kind frameKind) bool {
 		c.mu.Unlock()
 		return false
 	}
-	if kind == kindPong && c.queued+len(frame) > c.s.cfg.MaxQueue {
+	if kind == kindPong && c.queued+len(frame) > c.s.cfg.MaxQueue/2 {
 		c.mu.Unlock()
 		c.s.metrics.pongsDropped.Add(1)
 		return false
