@@ -69,7 +69,7 @@ func (h *Hub) emit(m Member, kind, name string, exceptSelf bool, event string, d
 	}
 	from := protocol.From{Conn: m.ConnID(), User: m.UserID(), Name: m.UserName()}
 	if kind != "" {
-		return h.direct(kind, name, except, func(seq uint64) *Message {
+		return h.direct(kind, name, m.UserID(), except, func(seq uint64) *Message {
 			if opt.Receipt {
 				// Tracked as long as the message may wait for its user.
 				h.track.add(trackKey{kind + name, h.epoch, seq}, from, h.cfg.Now().Add(h.cfg.OfflineTTL))
@@ -127,7 +127,7 @@ func (h *Hub) Publish(roomName, event string, data json.RawMessage, from protoco
 
 // direct delivers to every connection of a user, or to one connection. A
 // user without connections gets the message in their mailbox.
-func (h *Hub) direct(kind, id, except string, build func(seq uint64) *Message) (protocol.Delivered, error) {
+func (h *Hub) direct(kind, id, sender, except string, build func(seq uint64) *Message) (protocol.Delivered, error) {
 	h.mu.RLock()
 	d, online := h.deliverDirectLocked(kind, id, except, build)
 	h.mu.RUnlock()
@@ -145,7 +145,7 @@ func (h *Hub) direct(kind, id, except string, build func(seq uint64) *Message) (
 		return d, nil
 	}
 	seq := h.dmSeq.Add(1)
-	if err := h.queueLocked(id, build(seq)); err != nil {
+	if err := h.queueLocked(id, sender, build(seq)); err != nil {
 		return protocol.Delivered{}, err
 	}
 	return protocol.Delivered{Seq: seq, Epoch: h.epoch, Queued: true}, nil

@@ -46,6 +46,10 @@ type Config struct {
 	// OfflineBytes bounds the encoded size of one user's waiting messages;
 	// the oldest go first. Default 1 MiB.
 	OfflineBytes int
+	// OfflineSenderBytes bounds the encoded size of the messages one user
+	// has waiting for others, in all mailboxes: past it, its messages to
+	// users who are not connected are refused (over_quota). Default 4 MiB.
+	OfflineSenderBytes int
 	// OfflineUsers bounds how many users may have messages waiting.
 	// Default 10,000.
 	OfflineUsers int
@@ -102,6 +106,9 @@ func (c *Config) applyDefaults() {
 	if c.OfflineTotalBytes <= 0 {
 		c.OfflineTotalBytes = 64 << 20
 	}
+	if c.OfflineSenderBytes <= 0 {
+		c.OfflineSenderBytes = 4 << 20
+	}
 	if c.Dedup <= 0 {
 		c.Dedup = 100000
 	}
@@ -120,8 +127,10 @@ type Hub struct {
 	members map[string]*memberState            // by connection id
 	users   map[string]map[string]*memberState // user id → connection id → state
 	mail    map[string]*mailbox                // user id → direct messages waiting
-	// mailBytes is the JSON size of every message in mail.
-	mailBytes int
+	// mailBytes is the JSON size of every message in mail, mailBySender
+	// the same per sending user.
+	mailBytes    int
+	mailBySender map[string]int
 
 	// dmSeq numbers direct messages: unique and increasing, not contiguous
 	// per user (direct messages are not replayed, only receipted).
@@ -142,15 +151,16 @@ type memberState struct {
 func New(cfg Config) *Hub {
 	cfg.applyDefaults()
 	return &Hub{
-		cfg:     cfg,
-		rooms:   make(map[string]*room),
-		members: make(map[string]*memberState),
-		users:   make(map[string]map[string]*memberState),
-		mail:    make(map[string]*mailbox),
-		dedup:   newDedup(cfg.Dedup),
-		track:   newTracker(cfg.Tracked),
-		hist:    newHistAccount(cfg.HistoryUserBytes, cfg.HistoryTotalBytes),
-		epoch:   newEpoch(),
+		cfg:          cfg,
+		rooms:        make(map[string]*room),
+		members:      make(map[string]*memberState),
+		users:        make(map[string]map[string]*memberState),
+		mail:         make(map[string]*mailbox),
+		mailBySender: make(map[string]int),
+		dedup:        newDedup(cfg.Dedup),
+		track:        newTracker(cfg.Tracked),
+		hist:         newHistAccount(cfg.HistoryUserBytes, cfg.HistoryTotalBytes),
+		epoch:        newEpoch(),
 	}
 }
 
@@ -185,7 +195,7 @@ func (h *Hub) Register(m Member) {
 	conns[m.ConnID()] = st
 	if box := h.mail[m.UserID()]; box != nil {
 		delete(h.mail, m.UserID())
-		h.mailBytes -= box.bytes
+		h.mailFreed(box.msgs)
 		box.deliver(m, h.cfg.Now().Add(-h.cfg.OfflineTTL))
 	}
 }

@@ -13,17 +13,24 @@ type mailbox struct {
 }
 
 type mailed struct {
-	msg *Message
-	at  time.Time
+	msg    *Message
+	at     time.Time
+	sender string // the sending user, whose share the message takes
 }
 
-// queueLocked keeps msg for user; the oldest messages go when the mailbox
-// is full. A message is refused when all mailboxes together would hold more
+// queueLocked keeps msg from sender for user. A full mailbox makes room by
+// dropping the oldest message of whoever has the most bytes in it, so a
+// sender can push out its own messages but not others'. A message is
+// refused when its sender already has OfflineSenderBytes waiting in all
+// mailboxes (over_quota), or when all mailboxes together would hold more
 // than OfflineTotalBytes.
-func (h *Hub) queueLocked(user string, msg *Message) error {
+func (h *Hub) queueLocked(user, sender string, msg *Message) error {
 	size := len(msg.JSON)
 	if size > h.cfg.OfflineBytes {
 		return protocol.Errorf(protocol.CodeUnknownTarget, "user:%s is not connected, and the message is larger than the %d bytes kept for them", user, h.cfg.OfflineBytes)
+	}
+	if h.mailBySender[sender]+size > h.cfg.OfflineSenderBytes {
+		return protocol.Errorf(protocol.CodeOverQuota, "user:%s is not connected, and your messages waiting for users who are not take %d bytes, the most one user may have waiting", user, h.mailBySender[sender])
 	}
 	if h.mailBytes+size > h.cfg.OfflineTotalBytes {
 		return protocol.Errorf(protocol.CodeUnknownTarget, "user:%s is not connected and the messages waiting for users fill the server's space for them", user)
@@ -37,24 +44,51 @@ func (h *Hub) queueLocked(user string, msg *Message) error {
 		h.mail[user] = box
 	}
 	for len(box.msgs) > 0 && (len(box.msgs) >= h.cfg.OfflineSize || box.bytes+size > h.cfg.OfflineBytes) {
-		h.mailBytes -= box.drop(1)
+		h.mailFreed(box.dropHeaviest(sender, size))
 	}
-	box.msgs = append(box.msgs, mailed{msg: msg, at: h.cfg.Now()})
+	box.msgs = append(box.msgs, mailed{msg: msg, at: h.cfg.Now(), sender: sender})
 	box.bytes += size
 	h.mailBytes += size
+	h.mailBySender[sender] += size
 	return nil
 }
 
-// drop removes the n oldest messages and returns their bytes.
-func (b *mailbox) drop(n int) int {
-	freed := 0
-	for _, x := range b.msgs[:n] {
-		freed += len(x.msg.JSON)
+// mailFreed takes messages that left the mailboxes off the books.
+func (h *Hub) mailFreed(gone []mailed) {
+	for _, x := range gone {
+		n := len(x.msg.JSON)
+		h.mailBytes -= n
+		if h.mailBySender[x.sender] -= n; h.mailBySender[x.sender] <= 0 {
+			delete(h.mailBySender, x.sender)
+		}
 	}
-	clear(b.msgs[:n])
-	b.msgs = b.msgs[n:]
-	b.bytes -= freed
-	return freed
+}
+
+// dropHeaviest removes the oldest message of the sender with the most
+// bytes in the box, counting the message of size about to come from
+// newcomer, and returns it.
+func (b *mailbox) dropHeaviest(newcomer string, size int) []mailed {
+	per := map[string]int{newcomer: size}
+	heaviest := newcomer
+	for _, x := range b.msgs {
+		per[x.sender] += len(x.msg.JSON)
+		if per[x.sender] > per[heaviest] {
+			heaviest = x.sender
+		}
+	}
+	i := 0
+	for i < len(b.msgs) && b.msgs[i].sender != heaviest {
+		i++
+	}
+	if i == len(b.msgs) {
+		i = 0 // the newcomer is the heaviest and has nothing here yet
+	}
+	x := b.msgs[i]
+	copy(b.msgs[i:], b.msgs[i+1:])
+	b.msgs[len(b.msgs)-1] = mailed{} // let it go
+	b.msgs = b.msgs[:len(b.msgs)-1]
+	b.bytes -= len(x.msg.JSON)
+	return []mailed{x}
 }
 
 // deliver hands m the messages queued at or after since; older ones have
@@ -67,11 +101,17 @@ func (b *mailbox) deliver(m Member, since time.Time) {
 	}
 }
 
-// expire drops messages older than before and returns the bytes freed.
-func (b *mailbox) expire(before time.Time) int {
+// expire drops messages older than before and returns them.
+func (b *mailbox) expire(before time.Time) []mailed {
 	i := 0
 	for i < len(b.msgs) && b.msgs[i].at.Before(before) {
 		i++
 	}
-	return b.drop(i)
+	gone := append([]mailed(nil), b.msgs[:i]...)
+	clear(b.msgs[:i])
+	b.msgs = b.msgs[i:]
+	for _, x := range gone {
+		b.bytes -= len(x.msg.JSON)
+	}
+	return gone
 }

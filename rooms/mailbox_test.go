@@ -3,6 +3,7 @@ package rooms_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -74,3 +75,49 @@ type userRecorder struct {
 }
 
 func (u *userRecorder) UserID() string { return u.user }
+
+// A sender cannot push out others' waiting messages, nor fill every
+// mailbox: a full mailbox drops the heaviest sender's oldest message, and
+// a sender's waiting messages in all mailboxes are bounded (over_quota).
+func TestMailboxFairness(t *testing.T) {
+	h := rooms.New(rooms.Config{OfflineSize: 10, OfflineBytes: 10_000, OfflineSenderBytes: 20_000, OfflineTotalBytes: 1 << 20})
+	alice, spammer := &member{id: "a"}, &member{id: "s"}
+	h.Register(alice)
+	h.Register(spammer)
+	dm := func(from *member, to, text string) error {
+		_, err := h.Emit(from, rooms.Target{User: to}, "dm", json.RawMessage(`"`+text+`"`), rooms.EmitOptions{})
+		return err
+	}
+	// member's user ids are "u" + id: the victim is user "uv".
+	if err := dm(alice, "uv", "meet at noon"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		if err := dm(spammer, "uv", fmt.Sprintf("spam %d %s", i, strings.Repeat("x", 500))); err != nil {
+			t.Fatalf("spam %d: %v", i, err)
+		}
+	}
+	victim := &recorder{member: member{id: "v"}}
+	h.Register(victim)
+	got := strings.Join(victim.msgs, "\n")
+	if !strings.Contains(got, "meet at noon") {
+		t.Fatalf("alice's message was pushed out by spam; the victim got:\n%.300s", got)
+	}
+	if n := len(victim.msgs); n != 10 {
+		t.Errorf("the victim got %d messages, want its mailbox's 10", n)
+	}
+	// Made-up users: the spammer's share runs out, alice's goes on.
+	var refused error
+	for i := range 100 {
+		if refused = dm(spammer, fmt.Sprintf("nobody%d", i), strings.Repeat("y", 900)); refused != nil {
+			break
+		}
+	}
+	var pe *protocol.Error
+	if !errors.As(refused, &pe) || pe.Code != protocol.CodeOverQuota {
+		t.Fatalf("the spammer's messages to made-up users: %v, want over_quota", refused)
+	}
+	if err := dm(alice, "bob", "hello"); err != nil {
+		t.Fatalf("alice's message to an offline user after the spam: %v", err)
+	}
+}

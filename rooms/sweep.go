@@ -35,7 +35,7 @@ func (h *Hub) Sweep() {
 	}
 	mailBefore := now.Add(-h.cfg.OfflineTTL)
 	for user, box := range h.mail {
-		h.mailBytes -= box.expire(mailBefore)
+		h.mailFreed(box.expire(mailBefore))
 		if len(box.msgs) == 0 {
 			delete(h.mail, user)
 		}

@@ -49,6 +49,7 @@ type serveFlags struct {
 	historyMemory  int
 	offlineSize    int
 	offlineTTL     time.Duration
+	offlineSender  int
 	s3Endpoint     string
 	s3Public       string
 	s3Bucket       string
@@ -114,6 +115,7 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.historyMemory, "history-memory", 1<<30, "bytes all rooms' history may hold; past it, users holding over an eighth of --history-per-user are refused")
 	fs.IntVar(&f.offlineSize, "offline-size", 100, "direct messages kept for a user with no connection (-1: none)")
 	fs.DurationVar(&f.offlineTTL, "offline-ttl", 24*time.Hour, "how long a direct message waits for its user")
+	fs.IntVar(&f.offlineSender, "offline-per-sender", 4<<20, "bytes of direct messages one user may have waiting for users who are not connected, in all (over_quota beyond)")
 	fs.StringVar(&f.s3Endpoint, "s3-endpoint", "", "S3 service URL (http://127.0.0.1:9000, https://s3.eu-west-1.amazonaws.com); empty stores files under --data")
 	fs.StringVar(&f.s3Public, "s3-public-endpoint", "", "URL at which browsers reach the S3 service, when it differs from --s3-endpoint")
 	fs.StringVar(&f.s3Bucket, "s3-bucket", "ferry", "bucket for files (created if missing)")
@@ -179,12 +181,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		RateBurst:    f.rateBurst,
 		MaxRooms:     f.maxRooms,
 		History: rooms.Config{
-			HistorySize:       f.historySize,
-			HistoryTTL:        f.historyTTL,
-			HistoryUserBytes:  f.historyUser,
-			HistoryTotalBytes: f.historyMemory,
-			OfflineSize:       f.offlineSize,
-			OfflineTTL:        f.offlineTTL,
+			HistorySize:        f.historySize,
+			HistoryTTL:         f.historyTTL,
+			HistoryUserBytes:   f.historyUser,
+			HistoryTotalBytes:  f.historyMemory,
+			OfflineSize:        f.offlineSize,
+			OfflineTTL:         f.offlineTTL,
+			OfflineSenderBytes: f.offlineSender,
 		},
 	}
 	if f.authSecret != "" {
