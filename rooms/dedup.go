@@ -10,9 +10,9 @@ import (
 // dedup remembers the client message ids of recent emits, per user, with
 // the ack each one got.
 type dedup struct {
-	max  int
-	mu   sync.Mutex
-	seen map[dedupKey]*dedupEntry
+	mu    sync.Mutex
+	seen  map[dedupKey]*dedupEntry
+	bound fairBound[dedupKey]
 }
 
 type dedupKey struct{ user, id string }
@@ -25,8 +25,8 @@ type dedupEntry struct {
 	done chan struct{}
 }
 
-func newDedup(max int) dedup {
-	return dedup{max: max, seen: make(map[dedupKey]*dedupEntry)}
+func newDedup(perUser, max int) dedup {
+	return dedup{seen: make(map[dedupKey]*dedupEntry), bound: newFairBound[dedupKey](perUser, max)}
 }
 
 // begin reports whether (user, id) was seen, with its ack. When it was not,
@@ -51,8 +51,14 @@ func (d *dedup) begin(user, id string, now time.Time) (protocol.Delivered, bool)
 		d.mu.Lock() // the first emit failed and was forgotten, or has its ack
 	}
 	defer d.mu.Unlock()
-	if len(d.seen) >= d.max {
-		return protocol.Delivered{}, false // full until the sweep: not remembered
+	for _, old := range d.bound.add(user, k) {
+		// An emit still running keeps its entry until it ends (its resends
+		// wait on it); expire takes it then.
+		select {
+		case <-d.seen[old].done:
+			delete(d.seen, old)
+		default:
+		}
 	}
 	d.seen[k] = &dedupEntry{at: now, done: make(chan struct{})}
 	return protocol.Delivered{}, false
@@ -72,6 +78,7 @@ func (d *dedup) end(user, id string, del protocol.Delivered, ok bool) {
 		e.d = del
 	} else {
 		delete(d.seen, k)
+		d.bound.remove(k)
 	}
 	close(e.done)
 }
@@ -84,8 +91,10 @@ func (d *dedup) expire(before time.Time) {
 		case <-e.done:
 			if e.at.Before(before) {
 				delete(d.seen, k)
+				d.bound.remove(k)
 			}
 		default: // still running: end needs it
 		}
 	}
+	d.bound.compact()
 }

@@ -64,6 +64,10 @@ type Config struct {
 	// Tracked is how many events requesting receipts are tracked at once
 	// (each for HistoryTTL). Default 100,000.
 	Tracked int
+	// DedupPerUser and TrackedPerUser bound the same per user: a user
+	// past its share, or adding to a full table, makes room with its own
+	// oldest entry, so nobody pushes out another's. Defaults 10,000.
+	DedupPerUser, TrackedPerUser int
 }
 
 func (c *Config) applyDefaults() {
@@ -108,6 +112,12 @@ func (c *Config) applyDefaults() {
 	}
 	if c.OfflineSenderBytes <= 0 {
 		c.OfflineSenderBytes = 4 << 20
+	}
+	if c.DedupPerUser <= 0 {
+		c.DedupPerUser = 10_000
+	}
+	if c.TrackedPerUser <= 0 {
+		c.TrackedPerUser = 10_000
 	}
 	if c.Dedup <= 0 {
 		c.Dedup = 100000
@@ -157,8 +167,8 @@ func New(cfg Config) *Hub {
 		users:        make(map[string]map[string]*memberState),
 		mail:         make(map[string]*mailbox),
 		mailBySender: make(map[string]int),
-		dedup:        newDedup(cfg.Dedup),
-		track:        newTracker(cfg.Tracked),
+		dedup:        newDedup(cfg.DedupPerUser, cfg.Dedup),
+		track:        newTracker(cfg.TrackedPerUser, cfg.Tracked),
 		hist:         newHistAccount(cfg.HistoryUserBytes, cfg.HistoryTotalBytes),
 		epoch:        newEpoch(),
 	}

@@ -13,9 +13,9 @@ import (
 // tracker follows the events whose sender asked for receipts: who sent them
 // and which users confirmed them.
 type tracker struct {
-	max    int
 	mu     sync.Mutex
 	events map[trackKey]*tracking
+	bound  fairBound[trackKey] // by sending user
 }
 
 // trackKey names an event: a room's seq starts again with a new epoch.
@@ -30,8 +30,8 @@ type tracking struct {
 	users map[string]protocol.ReceiptUser
 }
 
-func newTracker(max int) tracker {
-	return tracker{max: max, events: make(map[trackKey]*tracking)}
+func newTracker(perUser, max int) tracker {
+	return tracker{events: make(map[trackKey]*tracking), bound: newFairBound[trackKey](perUser, max)}
 }
 
 // add tracks an event until the given time: as long as it can still be
@@ -39,8 +39,8 @@ func newTracker(max int) tracker {
 func (t *tracker) add(k trackKey, from protocol.From, until time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(t.events) >= t.max {
-		return // full until the sweep: this event gets no receipts
+	for _, old := range t.bound.add(from.User, k) {
+		delete(t.events, old)
 	}
 	t.events[k] = &tracking{from: from, until: until, users: make(map[string]protocol.ReceiptUser)}
 }
@@ -51,8 +51,10 @@ func (t *tracker) expire(now time.Time) {
 	for k, e := range t.events {
 		if e.until.Before(now) {
 			delete(t.events, k)
+			t.bound.remove(k)
 		}
 	}
+	t.bound.compact()
 }
 
 // trackKey returns the key of event seq of room in the room's current epoch.
