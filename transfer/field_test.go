@@ -45,7 +45,7 @@ func TestIdleAttachedUploadPauses(t *testing.T) {
 // given up before anyone is refused.
 func TestPartMemoryCap(t *testing.T) {
 	const window = 2 * partSize
-	f := newFixture(t, func(c *Config) { c.PartMemory, c.MaxUploads = 2*window, 8 })
+	f := newFixture(t, func(c *Config) { c.PartMemory, c.PartMemoryPerUser, c.MaxUploads = 2*window, 2*window, 8 })
 	sink := newSink()
 	data := payload(3 * partSize)
 	req := OpenRequest{Name: "x.bin", Size: int64(len(data)), SHA256: sum(data)}
@@ -75,6 +75,23 @@ func TestPartMemoryCap(t *testing.T) {
 	again := f.open(f.m, other, OpenRequest{Resume: first.Upload})
 	if again.Offset != 0 {
 		t.Fatalf("reclaimed upload resumed at %d", again.Offset)
+	}
+}
+
+// One user's uploads on many connections hold at most its share of the
+// part memory; another user still gets in.
+func TestPartMemoryPerUser(t *testing.T) {
+	const window = 2 * partSize
+	f := newFixture(t, func(c *Config) { c.PartMemory, c.PartMemoryPerUser = 4*window, 2*window })
+	req := OpenRequest{Name: "x.bin", Size: 3 * partSize}
+	f.open(f.m, newSink(), req)
+	f.open(f.m, newSink(), req)
+	_, err := f.m.Open(context.Background(), OpenRequest{Owner: owner("alice"), Room: "lobby", Name: "y.bin", Size: 3 * partSize}, newSink())
+	wantCode(t, err, CodeBusy)
+	req.Owner = owner("bob")
+	f.open(f.m, newSink(), req)
+	if n := f.m.PartMemoryInUse(); n != 3*window {
+		t.Fatalf("part memory %d, want %d", n, 3*window)
 	}
 }
 

@@ -65,6 +65,10 @@ type Config struct {
 	// idleness, or its paused bytes are reclaimed for another upload. An
 	// Open that finds no room is refused with CodeBusy. Default 256 MiB.
 	PartMemory int64
+	// PartMemoryPerUser caps the part memory of one user's uploads
+	// together, so that one user's many connections cannot take it all.
+	// Default PartMemory/4 (a lone upload's window of big parts fits).
+	PartMemoryPerUser int64
 	// BigPartMemory bounds the windows within which new uploads get
 	// BigPartSize parts. Default PartMemory/4: one upload at a time gets
 	// big parts with the defaults. When not even one big window fits,
@@ -150,8 +154,11 @@ type Manager struct {
 	// reserved counts the windows of the uploads in memory and of those
 	// being opened, against partMemory.
 	reserved int64
-	closed   bool
-	closing  chan struct{}
+	// byUser is reserved per owning user, within userMemory.
+	byUser     map[string]int64
+	userMemory int64
+	closed     bool
+	closing    chan struct{}
 
 	// workersMu is a leaf lock, taken with an upload's lock held.
 	workersMu sync.Mutex
@@ -189,6 +196,8 @@ func New(cfg Config) (*Manager, error) {
 	}
 	m.bigPartSize = orDefault(cfg.BigPartSize, m.partSize)
 	m.bigMemory = orDefault(cfg.BigPartMemory, m.partMemory/4)
+	m.userMemory = orDefault(cfg.PartMemoryPerUser, m.partMemory/4)
+	m.byUser = make(map[string]int64)
 	switch {
 	case m.partSize < storage.MinPartSize || m.partSize > maxPartSize:
 		return nil, fmt.Errorf("transfer: PartSize %d is outside [%d, %d]", m.partSize, storage.MinPartSize, maxPartSize)

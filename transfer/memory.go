@@ -32,13 +32,20 @@ func (m *Manager) need(partSize int, size int64) int64 {
 	return min(m.window(partSize), (size+int64(partSize)-1)/int64(partSize)*int64(partSize))
 }
 
-// reserveLocked takes n bytes of part memory, if they fit. m.mu is held.
-func (m *Manager) reserveLocked(n int64) bool {
-	if m.reserved+n > m.partMemory {
+// reserveLocked takes n bytes of part memory for u, if they fit in all
+// and in its user's share. m.mu is held.
+func (m *Manager) reserveLocked(u *upload, n int64) bool {
+	if !m.fitsLocked(u.owner.User, n) {
 		return false
 	}
 	m.reserved += n
+	m.byUser[u.owner.User] += n
 	return true
+}
+
+// fitsLocked reports whether user may take n more bytes of part memory.
+func (m *Manager) fitsLocked(user string, n int64) bool {
+	return m.reserved+n <= m.partMemory && m.byUser[user]+n <= m.userMemory
 }
 
 // reserveNew picks the part size of u, a new upload, and reserves what it
@@ -50,7 +57,7 @@ func (m *Manager) reserveNew(u *upload) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if n := m.need(m.bigPartSize, u.size); m.bigPartSize > m.partSize && u.size > int64(m.partSize) &&
-		m.reserved+n <= m.bigMemory && m.reserveLocked(n) {
+		m.reserved+n <= m.bigMemory && m.reserveLocked(u, n) {
 		u.partSize, u.reserved = m.bigPartSize, n
 		return nil
 	}
@@ -71,7 +78,7 @@ func (m *Manager) reserveUploadLocked(u *upload) error {
 		return nil
 	}
 	n := m.need(u.partSize, u.size)
-	if m.reserveLocked(n) || m.reclaimLocked(n) && m.reserveLocked(n) {
+	if m.reserveLocked(u, n) || m.reclaimLocked(u.owner.User, n) && m.reserveLocked(u, n) {
 		u.reserved = n
 		return nil
 	}
@@ -88,6 +95,9 @@ func (m *Manager) unreserve(u *upload) {
 
 func (m *Manager) unreserveLocked(u *upload) {
 	m.reserved -= u.reserved
+	if m.byUser[u.owner.User] -= u.reserved; m.byUser[u.owner.User] <= 0 {
+		delete(m.byUser, u.owner.User)
+	}
 	u.reserved = 0
 }
 
@@ -101,32 +111,34 @@ func (m *Manager) forgetLocked(u *upload) {
 	m.unreserveLocked(u)
 }
 
-// reclaimLocked makes room for need more bytes of windows by pausing, for
-// good, the detached uploads that keep bytes for a client that may come
-// back: the longest untouched first. Those whose stored parts are still
-// being written leave memory when that is done. It reports whether need
-// fits now. m.mu is held.
-func (m *Manager) reclaimLocked(need int64) bool {
+// reclaimLocked makes room for need more bytes of windows for user by
+// pausing, for good, the detached uploads that keep bytes for a client
+// that may come back: the longest untouched first, and only the user's own
+// while it is over its share. Those whose stored parts are still being
+// written leave memory when that is done. It reports whether need fits
+// now. m.mu is held.
+func (m *Manager) reclaimLocked(user string, need int64) bool {
 	type cand struct {
 		u       *upload
 		touched time.Time
 	}
+	ownOnly := m.byUser[user]+need > m.userMemory
 	var cands []cand
 	for _, u := range m.uploads {
 		u.mu.Lock()
-		if u.sink == nil && u.status == statusUploading && !u.writing {
+		if u.sink == nil && u.status == statusUploading && !u.writing && (!ownOnly || u.owner.User == user) {
 			cands = append(cands, cand{u, u.touched})
 		}
 		u.mu.Unlock()
 	}
 	slices.SortFunc(cands, func(a, b cand) int { return a.touched.Compare(b.touched) })
 	for _, c := range cands {
-		if m.reserved+need <= m.partMemory {
+		if m.fitsLocked(user, need) {
 			break
 		}
 		m.pauseLocked(c.u, "reclaimed for another upload")
 	}
-	return m.reserved+need <= m.partMemory
+	return m.fitsLocked(user, need)
 }
 
 // pauseLocked lets go of what u keeps in memory for its client: the part
