@@ -55,7 +55,11 @@ func (m *Manager) Cancel(ctx context.Context, uploadID, user string) error {
 		if u.owner.User != user {
 			return errorf(CodeForbidden, "upload %s belongs to someone else", uploadID)
 		}
-		return u.stop(ctx, errorf(CodeCanceled, "the upload was canceled"), false)
+		err := u.stop(ctx, errorf(CodeCanceled, "the upload was canceled"), false)
+		if err == nil {
+			m.quota.give(user, u.size, m.now())
+		}
+		return err
 	}
 	mf, err := m.ownManifest(ctx, uploadID, user)
 	if err != nil {
@@ -67,7 +71,11 @@ func (m *Manager) Cancel(ctx context.Context, uploadID, user string) error {
 	case statusFailed:
 		return nil
 	}
-	return m.discard(ctx, mf)
+	err = m.discard(ctx, mf)
+	if err == nil {
+		m.quota.give(user, mf.Size, m.now())
+	}
+	return err
 }
 
 // ownManifest loads the manifest of an upload of user's: CodeForbidden

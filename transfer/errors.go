@@ -29,6 +29,7 @@ const (
 	CodeExpired            = protocol.CodeExpired
 	CodeStorageFull        = protocol.CodeStorageFull
 	CodeBusy               = protocol.CodeBusy
+	CodeOverQuota          = protocol.CodeOverQuota
 )
 
 // Error is the one error type of the transfer package: a stable code a client

@@ -327,3 +327,22 @@ func TestSHA256LaterSurvivesRestart(t *testing.T) {
 		t.Fatalf("file %+v", f)
 	}
 }
+
+// --quota: bytes a user may upload per UTC day, counted at open, given back
+// on cancel, counted again the next day.
+func TestQuota(t *testing.T) {
+	const mb = 1 << 20
+	f := newFixture(t, func(c *Config) { c.Quota = 10 * mb })
+	first := f.open(f.m, newSink(), OpenRequest{Name: "a.bin", Size: 6 * mb})
+	_, err := f.m.Open(context.Background(), OpenRequest{Owner: owner("alice"), Room: "lobby", Name: "b.bin", Size: 5 * mb}, newSink())
+	wantCode(t, err, CodeOverQuota)
+	f.open(f.m, newSink(), OpenRequest{Owner: owner("bob"), Name: "b.bin", Size: 5 * mb}) // bob has his own
+	if err := f.m.Cancel(context.Background(), first.Upload, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	f.open(f.m, newSink(), OpenRequest{Name: "c.bin", Size: 5 * mb})
+	_, err = f.m.Open(context.Background(), OpenRequest{Owner: owner("alice"), Room: "lobby", Name: "d.bin", Size: 6 * mb}, newSink())
+	wantCode(t, err, CodeOverQuota)
+	f.clock.Add(24 * time.Hour)
+	f.open(f.m, newSink(), OpenRequest{Name: "e.bin", Size: 6 * mb})
+}

@@ -169,7 +169,9 @@ func TestBigPartsWhileMemoryAllows(t *testing.T) {
 // Uploads opened at the same moment do not all find the memory free.
 func TestBigPartsReservedWhileOpening(t *testing.T) {
 	const big = 2 * partSize
-	f := newFixture(t, func(c *Config) { c.BigPartSize, c.BigPartMemory, c.PartMemoryPerUser, c.MaxUploads = big, 2*big, 1<<40, 16 })
+	f := newFixture(t, func(c *Config) {
+		c.BigPartSize, c.BigPartMemory, c.PartMemoryPerUser, c.MaxUploads = big, 2*big, 1<<40, 16
+	})
 	sink := newSink()
 	grants := make(chan Grant, 16)
 	var wg sync.WaitGroup

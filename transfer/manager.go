@@ -98,6 +98,10 @@ type Config struct {
 	// MaxChunk is the largest chunk accepted. Default 1 MiB; at least
 	// MinChunkSize, at most PartSize.
 	MaxChunk int
+	// Quota is how many bytes one user may upload per UTC day (counted
+	// when an upload opens, given back when it is canceled); past it an
+	// upload is refused with CodeOverQuota. Default 0: none.
+	Quota int64
 	// MaxFileSize is the largest file accepted. Default 2 GiB.
 	MaxFileSize int64
 	// MaxUploads is how many uploads one Sink (connection) may have open at
@@ -157,6 +161,7 @@ type Manager struct {
 	// byUser is reserved per owning user, within userMemory.
 	byUser     map[string]int64
 	userMemory int64
+	quota      quota
 	closed     bool
 	closing    chan struct{}
 
@@ -197,6 +202,7 @@ func New(cfg Config) (*Manager, error) {
 	m.bigPartSize = orDefault(cfg.BigPartSize, m.partSize)
 	m.bigMemory = orDefault(cfg.BigPartMemory, m.partMemory/4)
 	m.userMemory = orDefault(cfg.PartMemoryPerUser, m.partMemory/4)
+	m.quota.limit = cfg.Quota
 	m.byUser = make(map[string]int64)
 	switch {
 	case m.partSize < storage.MinPartSize || m.partSize > maxPartSize:
@@ -301,6 +307,16 @@ func (m *Manager) Open(ctx context.Context, req OpenRequest, sink Sink) (Grant, 
 	if u.size == 0 {
 		return m.openEmpty(ctx, u, req, sink)
 	}
+	if err := m.quota.take(req.Owner.User, u.size, m.now()); err != nil {
+		u.cancel()
+		return Grant{}, err
+	}
+	opened := false
+	defer func() {
+		if !opened {
+			m.quota.give(req.Owner.User, u.size, m.now())
+		}
+	}()
 	if err := m.checkSinkLimit(sink); err != nil {
 		u.cancel()
 		return Grant{}, err
@@ -326,6 +342,7 @@ func (m *Manager) Open(ctx context.Context, req OpenRequest, sink Sink) (Grant, 
 		return Grant{}, err
 	}
 	u.log.Debug("upload opened", "room", u.room, "size", u.size)
+	opened = true
 	return m.grant(u, 0, req.ChunkSize), nil
 }
 

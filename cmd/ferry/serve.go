@@ -64,6 +64,7 @@ type serveFlags struct {
 	bigPartSize    int
 	partMemory     int64
 	partMemoryUser int64
+	quota          int64
 	uploadIdle     time.Duration
 	storageTimeout time.Duration
 	uploadTTL      time.Duration
@@ -129,6 +130,7 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.partSize, "part-size", 8<<20, "bytes buffered per part before it is stored (at least 5 MiB)")
 	fs.IntVar(&f.bigPartSize, "big-part-size", 32<<20, "part size of new uploads while all uploads' part buffers fit in --part-memory (fewer, larger requests store a lone upload faster); --part-size beyond that")
 	fs.Int64Var(&f.partMemory, "part-memory", transfer.DefaultPartMemory, "hard cap on the part buffers of all uploads together, in bytes; an upload holds its window of it, and new uploads get --big-part-size parts while a quarter of it is free")
+	fs.Int64Var(&f.quota, "quota", 0, "bytes one user may upload per UTC day, counted when an upload opens (0: no quota)")
 	fs.Int64Var(&f.partMemoryUser, "part-memory-per-user", 0, "cap on the part buffers of one user's uploads together, in bytes (default: a quarter of --part-memory)")
 	fs.DurationVar(&f.uploadIdle, "upload-idle", transfer.DefaultIdle, "how long an upload keeps its buffers without a chunk: the bytes received before a dropped connection wait that long for the client, and a silent upload then gives its memory back (it stays resumable from what is stored)")
 	fs.DurationVar(&f.storageTimeout, "storage-timeout", transfer.DefaultStorageTimeout, "deadline of every storage request an upload makes (retried after it)")
@@ -231,6 +233,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		BigPartSize:       max(f.bigPartSize, f.partSize),
 		PartMemory:        f.partMemory,
 		PartMemoryPerUser: f.partMemoryUser,
+		Quota:             f.quota,
 		Idle:              f.uploadIdle,
 		StorageTimeout:    f.storageTimeout,
 		MaxChunk:          f.maxChunk,
