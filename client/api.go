@@ -41,7 +41,24 @@ func (c *Client) request(ctx context.Context, req protocol.Request, onResult fun
 // handlers get every event of the room exactly once, in order, or a gap
 // (OnGap) for events the server no longer has.
 func (c *Client) Join(ctx context.Context, room string) (protocol.Joined, error) {
-	return c.join(ctx, room, nil)
+	return c.join(ctx, room, nil, "")
+}
+
+// Invite asks for an invite to a private room: with room "", a new private
+// room is made (its name is in the answer); with the name of a private room
+// the client is in, another invite to it. Whoever gets the invite joins
+// with JoinWith(ctx, invited.Room, invited.Invite) until it expires. Only
+// servers without an auth secret make invites.
+func (c *Client) Invite(ctx context.Context, room string) (protocol.Invited, error) {
+	data, err := c.request(ctx, protocol.Request{T: protocol.TypeInvite, Room: room}, nil)
+	if err != nil {
+		return protocol.Invited{}, err
+	}
+	var inv protocol.Invited
+	if err := json.Unmarshal(data, &inv); err != nil {
+		return inv, fmt.Errorf("client: decoding the invite: %w", err)
+	}
+	return inv, nil
 }
 
 // Leave leaves a named room.

@@ -79,9 +79,11 @@ type Client struct {
 	state   State
 	welcome protocol.Welcome
 	token   string
-	rooms   map[string]struct{} // named rooms to join again after a reconnection
-	err     error               // why the client is done
-	started bool                // Connect succeeded, or is trying
+	// rooms are the named rooms to join again after a reconnection, each
+	// with the pass its join returned ("" for none).
+	rooms   map[string]string
+	err     error // why the client is done
+	started bool  // Connect succeeded, or is trying
 	// unconfirmed holds receipts ("received" frames) that could not be sent
 	// while the client reconnected.
 	unconfirmed [][]byte
@@ -130,7 +132,7 @@ func New(cfg Config) (*Client, error) {
 		http:    &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, TLSClientConfig: cfg.TLS}},
 		ready:   make(chan struct{}),
 		token:   cfg.Token,
-		rooms:   make(map[string]struct{}),
+		rooms:   make(map[string]string),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	go c.disp.run()
@@ -458,16 +460,18 @@ func (c *Client) reconnect() *session {
 func (c *Client) rejoin(s *session) error {
 	c.mu.Lock()
 	names := make([]string, 0, len(c.rooms))
-	for r := range c.rooms {
+	passes := make([]string, 0, len(c.rooms))
+	for r, pass := range c.rooms {
 		names = append(names, r)
+		passes = append(passes, pass)
 	}
 	c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.HandshakeTimeout)
 	defer cancel()
 	waits := make([]*pending, 0, len(names))
-	for _, room := range names {
+	for i, room := range names {
 		since := c.streams.begin(room, nil)
-		p, err := s.send(ctx, protocol.Request{T: protocol.TypeJoin, Room: room, Since: since}, c.joinResult(room))
+		p, err := s.send(ctx, protocol.Request{T: protocol.TypeJoin, Room: room, Since: since, Token: passes[i]}, c.joinResult(room))
 		if err != nil {
 			return fmt.Errorf("client: joining %q again: %w", room, err)
 		}

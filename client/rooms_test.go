@@ -347,3 +347,36 @@ func TestCloseFromHandler(t *testing.T) {
 		t.Errorf("Err = %v", alice.Err())
 	}
 }
+
+// An invited client joins a private room, and joins it again by itself
+// after its connection drops: the pass the server gave it goes with the
+// rejoin.
+func TestPrivateRoomSurvivesReconnect(t *testing.T) {
+	srv := startServer(t, server.Config{})
+	px := newProxy(t, srv.URL)
+	ctx := testContext(t)
+	alice := dial(t, srv.WS, "alice")
+	inv, err := alice.Invite(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Join(ctx, inv.Room); !errors.Is(err, &protocol.Error{Code: protocol.CodeForbidden}) {
+		t.Fatalf("join without the invite: %v", err)
+	}
+	if _, err := alice.JoinWith(ctx, inv.Room, inv.Invite); err != nil {
+		t.Fatal(err)
+	}
+	bob := dial(t, px.URL(), "bob", withBackoff(Backoff{Initial: 20 * time.Millisecond, Max: 50 * time.Millisecond}))
+	rb := record(bob)
+	if _, err := bob.JoinWith(ctx, inv.Room, inv.Invite); err != nil {
+		t.Fatal(err)
+	}
+	px.cut()
+	rb.until(t, "reconnect")
+	if err := alice.Emit(ctx, inv.Room, "chat", "after the drop"); err != nil {
+		t.Fatal(err)
+	}
+	if e := rb.nextEvent(t, "chat"); string(e.Raw) == "" || e.Room != inv.Room {
+		t.Fatalf("bob got %+v", e)
+	}
+}

@@ -178,17 +178,30 @@ func (c *Client) Position(room string) (pos protocol.Position, ok bool) {
 // the client is in already, a position older than the client's own changes
 // nothing: the handlers never get an event twice (Leave first to replay).
 func (c *Client) JoinFrom(ctx context.Context, room string, pos protocol.Position) (protocol.Joined, error) {
-	return c.join(ctx, room, &pos)
+	return c.join(ctx, room, &pos, "")
+}
+
+// JoinWith joins a room that takes a token: an invite to a private room
+// (see Invite), or a room token from the application's backend on a server
+// with an auth secret. The pass the server returns is kept for the joins
+// after a reconnection.
+func (c *Client) JoinWith(ctx context.Context, room, token string) (protocol.Joined, error) {
+	return c.join(ctx, room, nil, token)
 }
 
 // join sends a join, with since when the client has a position in room.
-func (c *Client) join(ctx context.Context, room string, from *protocol.Position) (protocol.Joined, error) {
+func (c *Client) join(ctx context.Context, room string, from *protocol.Position, token string) (protocol.Joined, error) {
 	s, err := c.session(ctx)
 	if err != nil {
 		return protocol.Joined{}, err
 	}
+	if token == "" {
+		c.mu.Lock()
+		token = c.rooms[room]
+		c.mu.Unlock()
+	}
 	since := c.streams.begin(room, from)
-	data, err := s.request(ctx, protocol.Request{T: protocol.TypeJoin, Room: room, Since: since}, c.joinResult(room))
+	data, err := s.request(ctx, protocol.Request{T: protocol.TypeJoin, Room: room, Since: since, Token: token}, c.joinResult(room))
 	if err != nil {
 		return protocol.Joined{}, err
 	}
@@ -205,20 +218,20 @@ func (c *Client) join(ctx context.Context, room string, from *protocol.Position)
 // queued with the answer.
 func (c *Client) joinResult(room string) func(json.RawMessage, error) {
 	return func(data json.RawMessage, err error) {
+		var j protocol.Joined
+		if err == nil && json.Unmarshal(data, &j) != nil {
+			return
+		}
 		c.mu.Lock()
 		_, member := c.rooms[room]
 		if err == nil {
-			c.rooms[room] = struct{}{}
+			c.rooms[room] = j.Pass
 		}
 		c.mu.Unlock()
 		if err != nil {
 			if !member {
 				c.streams.forget(room)
 			}
-			return
-		}
-		var j protocol.Joined
-		if json.Unmarshal(data, &j) != nil {
 			return
 		}
 		tracked := j.Epoch != "" // a server that numbers events

@@ -16,13 +16,13 @@ const (
 	CodeNotMember     = "not_member"
 	// CodeUnknownRoom is no longer sent: a room one is not in answers
 	// CodeNotMember whether or not it exists.
-	CodeUnknownRoom    = "unknown_room"
-	CodeUnknownTarget  = "unknown_target"
-	CodeTooManyRooms   = "too_many_rooms"
-	CodeRateLimited    = "rate_limited"
+	CodeUnknownRoom   = "unknown_room"
+	CodeUnknownTarget = "unknown_target"
+	CodeTooManyRooms  = "too_many_rooms"
+	CodeRateLimited   = "rate_limited"
 	// CodeOverQuota refuses what would take more than the sender's share
 	// of a server-wide resource (rooms' history).
-	CodeOverQuota = "over_quota"
+	CodeOverQuota      = "over_quota"
 	CodeInternal       = "internal"
 	CodeNotImplemented = "not_implemented"
 	CodeBadChunk       = "bad_chunk"

@@ -38,6 +38,7 @@ const (
 	TypeReceived = "received"
 	TypeReceipt  = "receipt"
 	TypeReceipts = "receipts"
+	TypeInvite   = "invite"
 )
 
 // Position is a place in a room's stream: the stream's epoch and the
@@ -160,7 +161,23 @@ type Joined struct {
 	// replayed before this ack), "history" or "epoch" (see Gap).
 	Recovery string `json:"recovery,omitempty"`
 	Replayed int    `json:"replayed,omitempty"`
+	// Pass, for a room joined with a token (a private room's invite, a
+	// room token), is the token to send with later joins of the room, as
+	// after a reconnection.
+	Pass string `json:"pass,omitempty"`
 }
+
+// Invited answers an invite request: a private room and an invite to it.
+type Invited struct {
+	Room   string `json:"room"`
+	Invite string `json:"invite"`
+	// Expires is when the invite ends, in Unix milliseconds.
+	Expires int64 `json:"expires"`
+}
+
+// PrivatePrefix starts the names of private rooms, which need an invite
+// without an auth secret.
+const PrivatePrefix = "private:"
 
 // Presence is a frame of type "presence".
 type Presence struct {

@@ -247,3 +247,54 @@ func TestAnonymousTokens(t *testing.T) {
 		}
 	}
 }
+
+// Without an auth secret, private rooms take an invite made by a member;
+// a join with one returns a pass for the user's later joins.
+func TestPrivateRooms(t *testing.T) {
+	key := []byte("anonymous-key-of-32-bytes-length")
+	_, url := startServer(t, server.Config{AnonKey: key})
+	alice := dial(t, url+"?name=alice")
+	inv := alice.mustAck(frame{"t": "invite"})["data"].(map[string]any)
+	room, invite := inv["room"].(string), inv["invite"].(string)
+	if !strings.HasPrefix(room, protocol.PrivatePrefix) || invite == "" || inv["expires"].(float64) < float64(time.Now().Add(6*24*time.Hour).UnixMilli()) {
+		t.Fatalf("invite %v", inv)
+	}
+	refused := alice.mustError(frame{"t": "join", "room": room}, protocol.CodeForbidden)
+	pass := alice.mustAck(frame{"t": "join", "room": room, "token": invite})["data"].(map[string]any)["pass"].(string)
+	alice.mustAck(frame{"t": "emit", "room": room, "event": "chat", "data": "private words"})
+
+	bob := dial(t, url+"?name=bob")
+	bobPass := bob.mustAck(frame{"t": "join", "room": room, "token": invite})["data"].(map[string]any)["pass"].(string)
+	carol := dial(t, url+"?name=carol")
+	// The same refusal for this room and one that was never made.
+	other := carol.mustError(frame{"t": "join", "room": protocol.PrivatePrefix + "nothinghere0000"}, protocol.CodeForbidden)
+	if strings.ReplaceAll(refused["message"].(string), room, "R") != strings.ReplaceAll(other["message"].(string), protocol.PrivatePrefix+"nothinghere0000", "R") {
+		t.Errorf("refusals tell rooms apart: %v / %v", refused, other)
+	}
+	carol.mustError(frame{"t": "join", "room": room, "token": bobPass}, protocol.CodeForbidden) // bob's, not hers
+	carol.mustError(frame{"t": "invite", "room": room}, protocol.CodeNotMember)
+	expired, _ := server.Token{User: alice.welcome.User, Room: room, Invite: true, TTL: -time.Minute}.Sign(key)
+	carol.mustError(frame{"t": "join", "room": room, "token": expired}, protocol.CodeForbidden)
+	forged, _ := server.Token{User: alice.welcome.User, Room: room, Invite: true, TTL: time.Hour}.Sign([]byte("not the server's key, 32 bytes.."))
+	carol.mustError(frame{"t": "join", "room": room, "token": forged}, protocol.CodeForbidden)
+	// An invite is no connection token: it does not make carol alice.
+	if p := dial(t, url+"?token="+invite); p.welcome.User == alice.welcome.User {
+		t.Fatal("an invite opened a connection as its maker")
+	}
+	// bob invites carol.
+	second := bob.mustAck(frame{"t": "invite", "room": room})["data"].(map[string]any)["invite"].(string)
+	carol.mustAck(frame{"t": "join", "room": room, "token": second, "since": frame{"epoch": "", "seq": 0}})
+	if ev := carol.next(func(f frame) bool { return f["t"] == "event" }); ev["data"] != "private words" {
+		t.Fatalf("carol's history: %v", ev)
+	}
+	// alice comes back on another connection with her pass.
+	again := dial(t, url+"?token="+alice.welcome.Token)
+	again.mustAck(frame{"t": "join", "room": room, "token": pass})
+	// Open rooms stay open and take no invites.
+	carol.mustAck(frame{"t": "join", "room": "lobby"})
+	carol.mustError(frame{"t": "invite", "room": "lobby"}, protocol.CodeInvalidRoom)
+
+	// With an auth secret, tokens decide: no invites.
+	_, authed := startServer(t, server.Config{AuthSecret: accessSecret})
+	dialAs(t, authed, sign(t, server.Token{User: "dave", Rooms: []string{"*"}})).mustError(frame{"t": "invite"}, protocol.CodeForbidden)
+}

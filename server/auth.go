@@ -42,6 +42,9 @@ type claims struct {
 	Name  string   `json:"name,omitempty"`
 	Rooms []string `json:"rooms,omitempty"`
 	Room  string   `json:"room,omitempty"`
+	// Invite marks a room token anyone may use (an invite to a private
+	// room in anonymous mode); other room tokens are for their sub only.
+	Invite bool `json:"inv,omitempty"`
 	jwt.RegisteredClaims
 }
 
@@ -59,6 +62,8 @@ type Token struct {
 	// Room makes a room token instead: it grants this one room to User,
 	// presented with a join (field token), and cannot open a connection.
 	Room string
+	// Invite makes a room token that grants Room to whoever presents it.
+	Invite bool
 	// TTL is how long the token is valid (0: no expiry, which a server
 	// with an auth secret refuses; negative: already expired).
 	TTL time.Duration
@@ -72,7 +77,7 @@ func (t Token) Sign(secret []byte) (string, error) {
 		return "", err
 	}
 	now := time.Now()
-	c := claims{Name: t.Name, Rooms: t.Rooms, Room: t.Room, RegisteredClaims: jwt.RegisteredClaims{
+	c := claims{Name: t.Name, Rooms: t.Rooms, Room: t.Room, Invite: t.Invite, RegisteredClaims: jwt.RegisteredClaims{
 		Subject:  t.User,
 		IssuedAt: jwt.NewNumericDate(now),
 		Issuer:   t.Issuer,
@@ -185,7 +190,7 @@ func (s *Server) identify(r *http.Request) (identity, error) {
 	}
 	id := identity{user: "", name: want}
 	if token != "" {
-		if c, err := parseToken(s.anonKey, token); err == nil && s.anonFresh(c) {
+		if c, err := parseToken(s.anonKey, token); err == nil && c.Room == "" && s.anonFresh(c) {
 			id.user = c.Subject
 			if id.name == "" {
 				id.name = cleanName(c.Name)
@@ -218,24 +223,72 @@ func (s *Server) anonFresh(c claims) bool {
 	return c.IssuedAt != nil && time.Since(c.IssuedAt.Time) < s.cfg.AnonTTL
 }
 
-// mayJoin checks that the connection may join room: its token's rooms
-// claim grants it, or roomToken, a room token for this user, does. The
-// refusal is the same whether or not the room exists.
-func (c *conn) mayJoin(room, roomToken string) error {
-	if c.rooms == nil || grants(c.rooms, room) {
-		return nil
-	}
-	if roomToken != "" {
-		rc, err := c.s.parseAuthToken(roomToken)
+// mayJoin checks that the connection may join room, and returns the pass
+// for its later joins of it when it joined with a token.
+//
+// With an auth secret: its token's rooms claim grants the room, or
+// roomToken, a room token for this user, does (the pass is roomToken
+// itself: it ends when it expires). Without one: rooms are open, but a
+// private room (PrivatePrefix) takes an invite, or a pass the server gave
+// this user at an earlier join. The refusal is the same whether or not the
+// room exists.
+func (c *conn) mayJoin(room, roomToken string) (pass string, err error) {
+	s := c.s
+	if len(s.cfg.AuthSecret) == 0 {
+		if !strings.HasPrefix(room, protocol.PrivatePrefix) {
+			return "", nil
+		}
+		if roomToken == "" {
+			return "", protocol.Errorf(protocol.CodeForbidden, "room %q is private: join it with an invite from one of its members", room)
+		}
+		rc, err := parseToken(s.anonKey, roomToken)
 		switch {
 		case err != nil:
-			return protocol.Errorf(protocol.CodeForbidden, "room token refused: %v", err)
-		case rc.Room != room || rc.Subject != c.user:
-			return protocol.Errorf(protocol.CodeForbidden, "the room token is for another room or user")
+			return "", protocol.Errorf(protocol.CodeForbidden, "invite refused: %v", err)
+		case rc.Room != room || !rc.Invite && rc.Subject != c.user:
+			return "", protocol.Errorf(protocol.CodeForbidden, "the invite is for another room or user")
 		}
-		return nil
+		pass, err := Token{User: c.user, Room: room, TTL: s.cfg.AnonTTL}.Sign(s.anonKey)
+		return pass, err
 	}
-	return protocol.Errorf(protocol.CodeForbidden, "your token does not grant room %q", room)
+	if grants(c.rooms, room) {
+		return "", nil
+	}
+	if roomToken == "" {
+		return "", protocol.Errorf(protocol.CodeForbidden, "your token does not grant room %q", room)
+	}
+	rc, err := s.parseAuthToken(roomToken)
+	switch {
+	case err != nil:
+		return "", protocol.Errorf(protocol.CodeForbidden, "room token refused: %v", err)
+	case rc.Room != room || rc.Subject != c.user:
+		return "", protocol.Errorf(protocol.CodeForbidden, "the room token is for another room or user")
+	}
+	return roomToken, nil
+}
+
+// invite answers an invite request: without a room, it makes a new
+// private room; with one (a private room the connection is in), another
+// invite to it. Anonymous mode only: with an auth secret, tokens say who
+// may join what.
+func (c *conn) invite(room string) (protocol.Invited, error) {
+	s := c.s
+	if len(s.cfg.AuthSecret) > 0 {
+		return protocol.Invited{}, protocol.Errorf(protocol.CodeForbidden, "invites are for servers without --auth-secret; room tokens grant rooms here")
+	}
+	if room == "" {
+		room = protocol.PrivatePrefix + newID("")
+	} else {
+		if !strings.HasPrefix(room, protocol.PrivatePrefix) {
+			return protocol.Invited{}, protocol.Errorf(protocol.CodeInvalidRoom, "only private rooms (%s…) take invites; %q is open to anyone", protocol.PrivatePrefix, room)
+		}
+		if err := s.hub.CheckMember(c, room); err != nil {
+			return protocol.Invited{}, err
+		}
+	}
+	exp := time.Now().Add(s.cfg.InviteTTL)
+	inv, err := Token{User: c.user, Room: room, Invite: true, TTL: s.cfg.InviteTTL}.Sign(s.anonKey)
+	return protocol.Invited{Room: room, Invite: inv, Expires: exp.UnixMilli()}, err
 }
 
 // grants reports whether one of patterns matches room.

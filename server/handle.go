@@ -157,10 +157,18 @@ func (c *conn) dispatch(req *protocol.Request) (any, error) {
 		if err := rooms.ValidRoom(req.Room); err != nil {
 			return nil, err
 		}
-		if err := c.mayJoin(req.Room, req.Token); err != nil {
+		pass, err := c.mayJoin(req.Room, req.Token)
+		if err != nil {
 			return nil, err
 		}
-		return c.s.hub.Join(c, req.Room, req.Since)
+		j, err := c.s.hub.Join(c, req.Room, req.Since)
+		if err != nil {
+			return nil, err
+		}
+		j.Pass = pass
+		return j, nil
+	case protocol.TypeInvite:
+		return c.invite(req.Room)
 	case protocol.TypeLeave:
 		if err := c.s.hub.Leave(c, req.Room); err != nil {
 			return nil, err

@@ -39,6 +39,9 @@ type Config struct {
 	// AnonTTL is how long an anonymous token keeps its user id; each
 	// connection gets a renewed one. Default 30 days.
 	AnonTTL time.Duration
+	// InviteTTL is how long an invite to a private room (anonymous mode)
+	// stays valid. Default 7 days.
+	InviteTTL time.Duration
 	// AnonKey signs the tokens handed to anonymous users so that they keep
 	// their user id across connections. Default: a random key (ids then last
 	// as long as the process).
@@ -150,6 +153,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.MaxTokenTTL == 0 {
 		c.MaxTokenTTL = DefaultMaxTokenTTL
+	}
+	if c.InviteTTL <= 0 {
+		c.InviteTTL = 7 * 24 * time.Hour
 	}
 	if c.AnonTTL <= 0 {
 		c.AnonTTL = DefaultAnonTTL

@@ -388,6 +388,32 @@ test('a dropped connection reconnects, re-joins its rooms first and keeps the us
   c.close();
 });
 
+test('a private room is joined with an invite and rejoined with the pass', async () => {
+  const srv = new FakeServer();
+  // As docs/protocol.md: private rooms take a token; the ack carries a pass.
+  srv.hooks.invite = (ws, f) => { srv.push(ws, { t: 'ack', id: f.id, data: { room: 'private:x', invite: 'inv_1', expires: Date.now() + 1000 } }); return true; };
+  srv.hooks.join = (ws, f) => {
+    if (!f.room.startsWith('private:')) return false;
+    if (f.token !== 'inv_1' && f.token !== 'pass_' + ws.user) {
+      srv.push(ws, { t: 'error', id: f.id, code: 'forbidden', message: 'private' });
+      return true;
+    }
+    srv.rooms.set(f.room, (srv.rooms.get(f.room) || new Set()).add(ws));
+    srv.push(ws, { t: 'ack', id: f.id, data: { room: f.room, members: [], epoch: 'e', seq: 0, pass: 'pass_' + ws.user } });
+    return true;
+  };
+  const c = client(srv);
+  c.connect();
+  const inv = await c.invite();
+  await assert.rejects(c.join(inv.room), (err) => err.code === 'forbidden');
+  await c.join(inv.room, { token: inv.invite });
+  srv.drop(srv.last, 1006);
+  await new Promise((r) => c.once('reconnect', r));
+  const rejoin = srv.frames.findLast((f) => f.t === 'join' && f.room === 'private:x');
+  assert.equal(rejoin.token, 'pass_' + c.user);
+  c.close();
+});
+
 test('close codes 4500-4999 end the client without reconnecting', async () => {
   const srv = new FakeServer();
   const c = client(srv);

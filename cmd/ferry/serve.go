@@ -81,6 +81,7 @@ type serveFlags struct {
 	authIssuer     string
 	authMaxTTL     time.Duration
 	anonTTL        time.Duration
+	inviteTTL      time.Duration
 	maxConns       int
 	maxConnsPerIP  int
 	maxConnsUser   int
@@ -99,6 +100,7 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.authAudience, "auth-audience", "", "with --auth-secret: the aud every token must carry")
 	fs.StringVar(&f.authIssuer, "auth-issuer", "", "with --auth-secret: the iss every token must carry")
 	fs.DurationVar(&f.authMaxTTL, "auth-max-ttl", server.DefaultMaxTokenTTL, "with --auth-secret: the longest validity a token may have (iat to exp); tokens without exp are refused")
+	fs.DurationVar(&f.inviteTTL, "invite-ttl", 7*24*time.Hour, "without --auth-secret: how long an invite to a private room stays valid")
 	fs.DurationVar(&f.anonTTL, "anon-ttl", server.DefaultAnonTTL, "without --auth-secret: how long an anonymous user keeps its id without connecting (renewed at each connection)")
 	fs.StringVar(&f.allowedOrigins, "allowed-origins", "", "comma-separated browser origins allowed besides the server's own (* for any)")
 	fs.StringVar(&f.allowedHosts, "allowed-hosts", "", "comma-separated host names browsers may reach the server by, besides IP addresses, localhost and this machine's name (* for any); others are refused against DNS rebinding")
@@ -197,7 +199,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if f.authSecret != "" {
 		cfg.AuthSecret = []byte(f.authSecret)
 	}
-	cfg.AuthAudience, cfg.AuthIssuer, cfg.MaxTokenTTL, cfg.AnonTTL = f.authAudience, f.authIssuer, f.authMaxTTL, f.anonTTL
+	cfg.AuthAudience, cfg.AuthIssuer, cfg.MaxTokenTTL, cfg.AnonTTL, cfg.InviteTTL = f.authAudience, f.authIssuer, f.authMaxTTL, f.anonTTL, f.inviteTTL
 	if f.allowedOrigins != "" {
 		for _, o := range strings.Split(f.allowedOrigins, ",") {
 			if o = strings.TrimSpace(o); o != "" {

@@ -198,6 +198,7 @@ export class Ferry extends Emitter {
     this._outbox = []; // {frame, p} waiting for a connection or a rate token
     this._joined = new Set();
     this._pos = new Map(); // room → {epoch, seq}: the last event processed
+    this._passes = new Map(); // room → the pass its join returned, for rejoins
     this._quietGaps = new Set(); // rooms joined for their history, without a position
     this._wire = 0; // bytes handed to the current socket
     this._uploads = new Set();
@@ -285,10 +286,14 @@ export class Ferry extends Emitter {
    * reconnection, until leave(), and catches up on what it missed meanwhile.
    * opts.history asks for the events the server still keeps (replayed before
    * the promise resolves); opts.since ({epoch, seq}) for those after a
-   * position saved earlier with position().
+   * position saved earlier with position(). opts.token is an invite to a
+   * private room (see invite()) or a room token from the application's
+   * backend; the pass the server answers with is kept for rejoins.
    */
   async join(room, opts = {}) {
     const frame = { t: 'join', room };
+    const token = opts.token || this._passes.get(room);
+    if (token) frame.token = token;
     let since = opts.since;
     // Without a position there is no epoch to compare: the server's "epoch"
     // gap would say nothing, so it is not passed on.
@@ -318,8 +323,18 @@ export class Ferry extends Emitter {
     } finally {
       this._joined.delete(room);
       this._pos.delete(room);
+      this._passes.delete(room);
     }
   }
+
+  /**
+   * Asks for an invite to a private room: without a room, a new private
+   * room is made; with the name of one this connection is in, another
+   * invite to it. Resolves with {room, invite, expires}; whoever gets it
+   * joins with join(room, {token: invite}). Servers with --auth-secret make
+   * none (forbidden).
+   */
+  invite(room) { return this._request(room ? { t: 'invite', room } : { t: 'invite' }); }
 
   /**
    * The position ({epoch, seq}) of the last event processed in a room, to
@@ -331,6 +346,7 @@ export class Ferry extends Emitter {
   }
 
   _joinedAt(room, ack) {
+    if (ack?.pass) this._passes.set(room, ack.pass);
     if (!ack || typeof ack.epoch !== 'string') return;
     const cur = this._pos.get(room);
     // Events up to ack.seq were replayed (with since) or are not ours to see.
@@ -723,6 +739,8 @@ export class Ferry extends Emitter {
     const entries = [];
     const rejoins = [...this._joined].map((room) => new Promise((resolve, reject) => {
       const frame = { t: 'join', room };
+      const pass = this._passes.get(room);
+      if (pass) frame.token = pass;
       const since = this._pos.get(room);
       if (since) frame.since = { ...since };
       entries.push({ frame, p: { resolve, reject } });
