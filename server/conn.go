@@ -55,6 +55,11 @@ type conn struct {
 	closing   bool // a close frame is queued: no more data frames
 	dead      bool // the TCP connection is closed
 
+	// queuedAt is when the queue started filling, for one queue in
+	// waitSample (see stampLocked); waitN counts them.
+	queuedAt time.Time
+	waitN    uint8
+
 	pinger   *time.Timer
 	pingSent time.Time // owned by the timer's callbacks, which never overlap
 	lastSeen atomic.Int64
@@ -169,6 +174,9 @@ func (c *conn) enqueue(frame []byte, kind frameKind) bool {
 		// that write is over (see flush).
 		c.overQueue = true
 	}
+	if len(c.queue) == 0 {
+		c.stampLocked()
+	}
 	c.queue = append(c.queue, frame)
 	c.queued += len(frame)
 	if kind == kindCatchUp {
@@ -187,6 +195,29 @@ func (c *conn) enqueue(frame []byte, kind frameKind) bool {
 	}
 	c.mu.Unlock()
 	return true
+}
+
+// stampLocked notes, for one queue in waitSample that starts filling,
+// when it did: the write that empties it observes the wait
+// (ferry_delivery_wait_seconds). Sampled, so that a delivery to a room of
+// thousands does not read the clock for each member. c.mu is held.
+func (c *conn) stampLocked() {
+	c.waitN++
+	if c.waitN%waitSample == 0 {
+		c.queuedAt = time.Now()
+	}
+}
+
+// waitSample is one queue in how many whose wait is timed.
+const waitSample = 16
+
+// observeWaitLocked records the wait of a timed queue once a write took
+// its first frames. c.mu is held.
+func (c *conn) observeWaitLocked(now time.Time) {
+	if !c.queuedAt.IsZero() {
+		c.s.hist.queueWait.Observe(now.Sub(c.queuedAt).Seconds())
+		c.queuedAt = time.Time{}
+	}
 }
 
 // queueFirst puts the connection's first frame in its queue without

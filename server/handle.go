@@ -103,6 +103,7 @@ func (c *conn) handle(data []byte) {
 	case protocol.TypePing:
 		c.send(protocol.Pong{T: protocol.TypePong, TS: req.TS, ServerTS: now.UnixMilli()})
 		c.badFrames = 0
+		c.s.observeRequest(req.T, now)
 		return
 	case protocol.TypeUploadChunk:
 		// Chunks are paced by the upload window (a refused one costs a
@@ -132,6 +133,7 @@ func (c *conn) handle(data []byte) {
 		return
 	}
 	data2, err := c.dispatch(req)
+	defer c.s.observeRequest(req.T, now)
 	if err != nil {
 		if pe := (*protocol.Error)(nil); errors.As(err, &pe) && (pe.Code == protocol.CodeUnknownType || pe.Code == protocol.CodeBadFrame) {
 			c.badFrame(req.ID, err)

@@ -1,9 +1,13 @@
 package server
 
 import (
-	"fmt"
-	"net/http"
 	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/ferryhq/ferry/protocol"
 )
 
 type metrics struct {
@@ -28,39 +32,98 @@ type metrics struct {
 	refusedSockets atomic.Uint64
 }
 
-// serveMetrics writes the Prometheus text exposition format.
-func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
-	st := s.hub.Stats()
-	m := &s.metrics
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	for _, x := range []struct {
-		name, kind, help string
-		value            any
-	}{
-		{"ferry_connections", "gauge", "Open WebSocket connections.", m.connections.Load()},
-		{"ferry_users", "gauge", "Users with at least one open connection.", st.Users},
-		{"ferry_rooms", "gauge", "Named rooms with members or history.", st.Rooms},
-		{"ferry_history_bytes", "gauge", "Bytes of events all rooms keep for replay, within --history-memory.", st.HistoryBytes},
-		{"ferry_connections_accepted_total", "counter", "WebSocket connections accepted.", m.accepted.Load()},
-		{"ferry_connections_refused_server_full_total", "counter", "WebSocket handshakes refused at --max-conns.", m.refusedFull.Load()},
-		{"ferry_connections_refused_address_total", "counter", "WebSocket handshakes refused at --max-conns-per-ip.", m.refusedAddr.Load()},
-		{"ferry_connections_refused_user_total", "counter", "WebSocket handshakes refused at --max-conns-per-user.", m.refusedUser.Load()},
-		{"ferry_sockets_refused_total", "counter", "TCP connections closed as accepted, over the caps of the listener (see --max-conns).", m.refusedSockets.Load()},
-		{"ferry_messages_in_total", "counter", "WebSocket messages received.", m.messagesIn.Load()},
-		{"ferry_messages_out_total", "counter", "WebSocket frames written.", m.messagesOut.Load()},
-		{"ferry_bytes_in_total", "counter", "Payload bytes of text frames received.", m.bytesIn.Load()},
-		{"ferry_writes_total", "counter", "System calls writing to WebSocket connections (frames out per write shows how well writes are batched).", m.writes.Load()},
-		{"ferry_bytes_out_total", "counter", "Bytes written to WebSocket connections.", m.bytesOut.Load()},
-		{"ferry_slow_clients_dropped_total", "counter", "Connections dropped because their send queue was full.", m.slow.Load()},
-		{"ferry_heartbeat_timeouts_total", "counter", "Connections dropped for not answering pings.", m.timeouts.Load()},
-		{"ferry_error_frames_total", "counter", "Error frames sent.", m.errors.Load()},
-		{"ferry_pongs_dropped_total", "counter", "Pongs not sent to clients whose send queue was full (pinging without reading).", m.pongsDropped.Load()},
-		{"ferry_upload_bytes_total", "counter", "File bytes received in chunks.", m.uploadBytes.Load()},
-		{"ferry_uploads_completed_total", "counter", "Uploads stored and announced.", m.uploadsDone.Load()},
-		{"ferry_upload_part_memory_bytes", "gauge", "Part memory held by uploads (their windows), within --part-memory.", s.partMemory()},
-	} {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %v\n", x.name, x.help, x.name, x.kind, x.name, x.value)
+// Histograms, in seconds.
+var (
+	// latencyBuckets cover what a chat user notices: 0.1 ms to 2.5 s.
+	latencyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}
+	// storeBuckets cover a part's trip to storage: 5 ms to 60 s.
+	storeBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
+)
+
+// histograms are the distributions /metrics reports besides the counters.
+type histograms struct {
+	// requests times a request from its frame to its answer, by type.
+	requests *prometheus.HistogramVec
+	// queueWait times frames in a connection's queue: from the moment the
+	// queue stops being empty to the write that takes them.
+	queueWait prometheus.Histogram
+	// partStore times each upload part's store request.
+	partStore prometheus.Histogram
+}
+
+func newHistograms() histograms {
+	return histograms{
+		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "ferry_request_seconds", Help: "Time from a request frame to its answer being queued, by frame type.",
+			Buckets: latencyBuckets,
+		}, []string{"type"}),
+		queueWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "ferry_delivery_wait_seconds", Help: "Time frames wait in a connection's queue before a write takes them (the server's share of delivery latency).",
+			Buckets: latencyBuckets,
+		}),
+		partStore: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "ferry_upload_part_store_seconds", Help: "Time to store one upload part.",
+			Buckets: storeBuckets,
+		}),
 	}
+}
+
+// requestTypes are the frame types requests are labelled with; anything
+// else is "other", so that clients cannot make up label values.
+var requestTypes = map[string]bool{
+	protocol.TypeJoin: true, protocol.TypeLeave: true, protocol.TypeRooms: true, protocol.TypeMembers: true,
+	protocol.TypeEmit: true, protocol.TypeReceipts: true, protocol.TypeInvite: true, protocol.TypePing: true,
+	protocol.TypeUploadOpen: true, protocol.TypeUploadStatus: true, protocol.TypeUploadFinish: true,
+	protocol.TypeUploadCancel: true, protocol.TypeFileLink: true,
+}
+
+// observeRequest records a request of type t that arrived at start.
+func (s *Server) observeRequest(t string, start time.Time) {
+	if !requestTypes[t] {
+		t = "other"
+	}
+	s.hist.requests.WithLabelValues(t).Observe(time.Since(start).Seconds())
+}
+
+// ObservePartStore is for transfer.Config.ObservePartStore.
+func (s *Server) ObservePartStore(d time.Duration) { s.hist.partStore.Observe(d.Seconds()) }
+
+// registry gathers the server's series: its counters and gauges (kept in
+// atomics on the hot paths and read at each scrape), its histograms, and
+// the Go runtime's and the process's standard collectors.
+func (s *Server) registry() *prometheus.Registry {
+	m := &s.metrics
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		s.hist.requests, s.hist.queueWait, s.hist.partStore)
+	counter := func(name, help string, v func() uint64) {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v()) }))
+	}
+	gauge := func(name, help string, v func() float64) {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, v))
+	}
+	gauge("ferry_connections", "Open WebSocket connections.", func() float64 { return float64(m.connections.Load()) })
+	gauge("ferry_users", "Users with at least one open connection.", func() float64 { return float64(s.hub.Stats().Users) })
+	gauge("ferry_rooms", "Named rooms with members or history.", func() float64 { return float64(s.hub.Stats().Rooms) })
+	gauge("ferry_history_bytes", "Bytes of events all rooms keep for replay, within --history-memory.", func() float64 { return float64(s.hub.Stats().HistoryBytes) })
+	gauge("ferry_upload_part_memory_bytes", "Part memory held by uploads (their windows), within --part-memory.", func() float64 { return float64(s.partMemory()) })
+	counter("ferry_connections_accepted_total", "WebSocket connections accepted.", m.accepted.Load)
+	counter("ferry_connections_refused_server_full_total", "WebSocket handshakes refused at --max-conns.", m.refusedFull.Load)
+	counter("ferry_connections_refused_address_total", "WebSocket handshakes refused at --max-conns-per-ip.", m.refusedAddr.Load)
+	counter("ferry_connections_refused_user_total", "WebSocket handshakes refused at --max-conns-per-user.", m.refusedUser.Load)
+	counter("ferry_sockets_refused_total", "TCP connections closed as accepted, over the caps of the listener (see --max-conns).", m.refusedSockets.Load)
+	counter("ferry_messages_in_total", "WebSocket messages received.", m.messagesIn.Load)
+	counter("ferry_messages_out_total", "WebSocket frames written.", m.messagesOut.Load)
+	counter("ferry_bytes_in_total", "Payload bytes of text frames received.", m.bytesIn.Load)
+	counter("ferry_writes_total", "System calls writing to WebSocket connections (frames out per write shows how well writes are batched).", m.writes.Load)
+	counter("ferry_bytes_out_total", "Bytes written to WebSocket connections.", m.bytesOut.Load)
+	counter("ferry_slow_clients_dropped_total", "Connections dropped because their send queue was full.", m.slow.Load)
+	counter("ferry_heartbeat_timeouts_total", "Connections dropped for not answering pings.", m.timeouts.Load)
+	counter("ferry_error_frames_total", "Error frames sent.", m.errors.Load)
+	counter("ferry_pongs_dropped_total", "Pongs not sent to clients whose send queue was over half full (pinging without reading).", m.pongsDropped.Load)
+	counter("ferry_upload_bytes_total", "File bytes received in chunks.", m.uploadBytes.Load)
+	counter("ferry_uploads_completed_total", "Uploads stored and announced.", m.uploadsDone.Load)
+	return reg
 }
 
 // partMemory is the part memory uploads hold, for /metrics.

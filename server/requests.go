@@ -2,6 +2,7 @@ package server
 
 import (
 	"github.com/ferryhq/ferry/protocol"
+	"time"
 )
 
 // maxStorageRequests bounds the upload requests of one connection that wait on
@@ -33,6 +34,7 @@ func (c *conn) offReader(req *protocol.Request) {
 		return
 	}
 	c.s.storageReqs.Add(1)
+	start := time.Now()
 	go func() {
 		defer c.s.storageReqs.Done()
 		defer c.storageReqs.Add(-1)
@@ -42,6 +44,7 @@ func (c *conn) offReader(req *protocol.Request) {
 		} else if req.ID != 0 {
 			c.send(protocol.Ack{T: protocol.TypeAck, ID: req.ID, Data: data})
 		}
+		c.s.observeRequest(req.T, start)
 		// The connection may have ended while storage answered: an upload
 		// it opened or resumed meanwhile must not wait for it.
 		c.mu.Lock()

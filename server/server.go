@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ferryhq/ferry/protocol"
 	"github.com/ferryhq/ferry/rooms"
@@ -184,6 +185,7 @@ type Server struct {
 	mux      *http.ServeMux
 	upgrader websocket.Upgrader
 	metrics  metrics
+	hist     histograms
 	anonKey  []byte
 	linkKey  []byte // signs download links
 	// readLimit is the size past which a message ends its connection:
@@ -218,6 +220,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:     cfg,
 		hub:     newHub(cfg),
+		hist:    newHistograms(),
 		conns:   make(map[*conn]struct{}),
 		drained: make(chan struct{}),
 		anonKey: cfg.AnonKey,
@@ -251,7 +254,7 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("GET /ws", s.serveWS)
 	s.mux.HandleFunc("GET /healthz", s.serveHealth)
 	s.mux.HandleFunc("GET /readyz", s.serveReady)
-	s.mux.HandleFunc("GET /metrics", s.serveMetrics)
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry(), promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn)}))
 	s.routeFiles()
 	if cfg.Static != nil {
 		s.mux.Handle("GET /", pageHeaders(http.FileServerFS(cfg.Static)))

@@ -535,3 +535,41 @@ func TestDownloadLimits(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// /metrics has the counters, the latency histograms and the Go runtime's
+// and the process's series; frame types clients make up are not labels.
+func TestMetricsHistograms(t *testing.T) {
+	e := newFileEnv(t, stores(t)["disk"](t), transfer.Config{PartSize: storage.MinPartSize}, server.Config{})
+	p := dial(t, e.WS)
+	p.mustAck(frame{"t": "join", "room": "r"})
+	for range 40 {
+		p.mustAck(frame{"t": "emit", "room": "r", "event": "e", "data": 1})
+	}
+	p.request(frame{"t": "made-up-type"})
+	data := randomBytes(2*storage.MinPartSize + 1)
+	if _, errf := p.upload("r", data, uploadOpts{chunk: 1 << 20}); errf != nil {
+		t.Fatal(errf)
+	}
+	resp, body := e.download(t, "/metrics", nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/metrics: %d", resp.StatusCode)
+	}
+	text := string(body)
+	for _, want := range []string{
+		`ferry_request_seconds_bucket{type="emit",le="0.001"}`,
+		`ferry_request_seconds_count{type="upload.open"} 1`,
+		`ferry_request_seconds_count{type="other"} 1`,
+		"ferry_delivery_wait_seconds_count",
+		"ferry_upload_part_store_seconds_count 3",
+		"ferry_connections 1",
+		"go_goroutines",
+		"process_resident_memory_bytes",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("no %q in /metrics", want)
+		}
+	}
+	if strings.Contains(text, "made-up-type") {
+		t.Error("a frame type a client made up became a label")
+	}
+}

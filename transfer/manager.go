@@ -98,6 +98,9 @@ type Config struct {
 	// MaxChunk is the largest chunk accepted. Default 1 MiB; at least
 	// MinChunkSize, at most PartSize.
 	MaxChunk int
+	// ObservePartStore, when set, is told how long each part took to
+	// store (for a latency histogram).
+	ObservePartStore func(time.Duration)
 	// Quota is how many bytes one user may upload per UTC day (counted
 	// when an upload opens, given back when it is canceled); past it an
 	// upload is refused with CodeOverQuota. Default 0: none.
@@ -159,11 +162,12 @@ type Manager struct {
 	// being opened, against partMemory.
 	reserved int64
 	// byUser is reserved per owning user, within userMemory.
-	byUser     map[string]int64
-	userMemory int64
-	quota      quota
-	closed     bool
-	closing    chan struct{}
+	byUser      map[string]int64
+	userMemory  int64
+	quota       quota
+	observePart func(time.Duration)
+	closed      bool
+	closing     chan struct{}
 
 	// workersMu is a leaf lock, taken with an upload's lock held.
 	workersMu sync.Mutex
@@ -203,6 +207,7 @@ func New(cfg Config) (*Manager, error) {
 	m.bigMemory = orDefault(cfg.BigPartMemory, m.partMemory/4)
 	m.userMemory = orDefault(cfg.PartMemoryPerUser, m.partMemory/4)
 	m.quota.limit = cfg.Quota
+	m.observePart = cfg.ObservePartStore
 	m.byUser = make(map[string]int64)
 	switch {
 	case m.partSize < storage.MinPartSize || m.partSize > maxPartSize:

@@ -325,7 +325,7 @@ func (u *upload) storeAheadLocked() {
 		q.early = make(chan stored, 1)
 		go func(q *part, done chan stored) {
 			done <- stored{err: u.retry("store part", true, func(ctx context.Context) error {
-				return u.mp.PutPart(ctx, q.num, bytes.NewReader(q.buf), int64(len(q.buf)))
+				return u.timedPutPart(ctx, q.num, q.buf, int64(len(q.buf)))
 			})}
 		}(q, q.early)
 	}
@@ -390,7 +390,7 @@ func (u *upload) putPart(p *part, base []byte) stored {
 		hc <- stored{state: marshalHash(h)}
 	}()
 	err := u.retry("store part", true, func(ctx context.Context) error {
-		return u.mp.PutPart(ctx, p.num, bytes.NewReader(p.buf), size)
+		return u.timedPutPart(ctx, p.num, p.buf, size)
 	})
 	hr := <-hc
 	if err != nil {
@@ -498,4 +498,15 @@ func marshalHash(h hash.Hash) []byte {
 		panic(err) // crypto/sha256 always marshals
 	}
 	return b
+}
+
+// timedPutPart stores part num, size bytes of buf, and reports how long
+// the store took (Config.ObservePartStore).
+func (u *upload) timedPutPart(ctx context.Context, num int, buf []byte, size int64) error {
+	start := time.Now()
+	err := u.mp.PutPart(ctx, num, bytes.NewReader(buf), size)
+	if err == nil && u.m.observePart != nil {
+		u.m.observePart(time.Since(start))
+	}
+	return err
 }

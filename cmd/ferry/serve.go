@@ -230,6 +230,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	tm, err := transfer.New(transfer.Config{
 		Store:             store,
 		Announce:          func(ctx context.Context, file transfer.File) { srv.Announce(ctx, file) },
+		ObservePartStore:  func(d time.Duration) { srv.ObservePartStore(d) },
 		PartSize:          f.partSize,
 		Parts:             f.partBuffers,
 		BigPartSize:       max(f.bigPartSize, f.partSize),

@@ -85,6 +85,7 @@ func start(t testing.TB, store storage.Store, tcfg transfer.Config, scfg server.
 	f := &Ferry{Store: store}
 	tcfg.Store = store
 	tcfg.Announce = func(ctx context.Context, file transfer.File) { f.Server.Announce(ctx, file) }
+	tcfg.ObservePartStore = func(d time.Duration) { f.Server.ObservePartStore(d) }
 	if tcfg.RetryMax == 0 {
 		tcfg.RetryMin, tcfg.RetryMax = 20*time.Millisecond, 200*time.Millisecond
 	}
@@ -166,11 +167,12 @@ func Metric(t testing.TB, base, name string) int64 {
 	sc := bufio.NewScanner(res.Body)
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			n, err := strconv.ParseInt(v, 10, 64)
+			// The text format writes large values with an exponent.
+			n, err := strconv.ParseFloat(v, 64)
 			if err != nil {
 				t.Fatalf("%s %q: %v", name, v, err)
 			}
-			return n
+			return int64(n)
 		}
 	}
 	t.Fatalf("no %s in %s/metrics", name, base)
