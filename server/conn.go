@@ -120,7 +120,9 @@ func (c *conn) send(v any) {
 // sendError reports err to the client, as an error frame for request id.
 func (c *conn) sendError(id uint64, err error) {
 	c.s.metrics.errors.Add(1)
-	c.send(errorFrame(id, err))
+	f := errorFrame(id, err)
+	c.s.hist.errors.WithLabelValues(f.Code).Inc() // codes are the server's own
+	c.send(f)
 }
 
 // frameKind says how a queued frame is written.

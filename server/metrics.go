@@ -49,6 +49,8 @@ type histograms struct {
 	queueWait prometheus.Histogram
 	// partStore times each upload part's store request.
 	partStore prometheus.Histogram
+	// errors counts error frames by code: how often each limit refuses.
+	errors *prometheus.CounterVec
 }
 
 func newHistograms() histograms {
@@ -65,6 +67,9 @@ func newHistograms() histograms {
 			Name: "ferry_upload_part_store_seconds", Help: "Time to store one upload part.",
 			Buckets: storeBuckets,
 		}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ferry_errors_total", Help: "Error frames sent, by code (rate_limited, over_quota, busy, ...: how often each limit refuses).",
+		}, []string{"code"}),
 	}
 }
 
@@ -95,7 +100,7 @@ func (s *Server) registry() *prometheus.Registry {
 	m := &s.metrics
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		s.hist.requests, s.hist.queueWait, s.hist.partStore)
+		s.hist.requests, s.hist.queueWait, s.hist.partStore, s.hist.errors)
 	counter := func(name, help string, v func() uint64) {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v()) }))
 	}

@@ -559,6 +559,7 @@ func TestMetricsHistograms(t *testing.T) {
 		`ferry_request_seconds_bucket{type="emit",le="0.001"}`,
 		`ferry_request_seconds_count{type="upload.open"} 1`,
 		`ferry_request_seconds_count{type="other"} 1`,
+		`ferry_errors_total{code="unknown_type"} 1`,
 		"ferry_delivery_wait_seconds_count",
 		"ferry_upload_part_store_seconds_count 3",
 		"ferry_connections 1",
