@@ -10,7 +10,14 @@ const store = {
 const KEY_NAME = 'ferry.name';
 const KEY_ROOMS = 'ferry.rooms';
 const KEY_CURRENT = 'ferry.current';
+// room → {invite, expires, at}: ferry.js keeps a private room's pass in
+// memory only, so the page keeps an invite to get back in after a reload.
+const KEY_INVITES = 'ferry.invites';
 const ROOM_RE = /^[A-Za-z0-9._:@-]{1,64}$/;
+// Rooms that take an invite (protocol.md, "Who may join").
+const PRIVATE_PREFIX = 'private:';
+// An invite is a JWT: a few hundred characters of base64url and dots.
+const INVITE_RE = /^[A-Za-z0-9._-]{1,4096}$/;
 // Shown in the page when the server does not say (file.inline); SVG never:
 // it can carry scripts.
 const INLINE_IMAGE = /^image\/(png|jpeg|gif|webp|avif|bmp)$/;
@@ -21,8 +28,12 @@ const el = {
   tokenBox: $('#token-box'), token: $('#token'),
   app: $('#app'), sidebar: $('#sidebar'), toggleRooms: $('#toggle-rooms'),
   joinForm: $('#join-form'), roomName: $('#room-name'), joinError: $('#join-error'),
+  newPrivate: $('#new-private'),
   rooms: $('#rooms'), noRooms: $('#no-rooms'),
   room: $('#room'), roomTitle: $('#room-title'), leave: $('#leave-room'), empty: $('#empty'),
+  invite: $('#invite'), invitePanel: $('#invite-panel'), inviteStatus: $('#invite-status'),
+  inviteBox: $('#invite-box'), inviteLink: $('#invite-link'), inviteCopy: $('#invite-copy'),
+  inviteClose: $('#invite-close'),
   toggleMembers: $('#toggle-members'), memberCount: $('#member-count'),
   membersPanel: $('#members-panel'), members: $('#members'),
   messages: $('#messages'), uploads: $('#uploads'),
@@ -66,6 +77,32 @@ function fmtDuration(s) {
   const h = Math.floor(s / 3600);
   const m = Math.round((s % 3600) / 60);
   return m ? `${h} h ${m} min` : `${h} h`;
+}
+
+// How long an invite stays valid, from its expiry (ms since the epoch, the
+// server's clock): "valid 7 days", "valid 5 hours", "valid 20 min".
+function fmtValidity(expires) {
+  const s = (expires - Date.now()) / 1000;
+  if (!(s > 0)) return '';
+  if (s >= 1.5 * 86400) return `valid ${Math.round(s / 86400)} days`;
+  if (s >= 1.5 * 3600) return `valid ${Math.round(s / 3600)} hours`;
+  return `valid ${fmtDuration(s)}`;
+}
+
+const isPrivate = (room) => typeof room === 'string' && room.startsWith(PRIVATE_PREFIX);
+
+// roomLabel is what the page calls a room. A private room's name is random:
+// it is shown as "Private room" and the start of that name, enough to tell
+// two apart (the same for everyone in it).
+function roomLabel(room) {
+  return isPrivate(room) ? `Private room ${room.slice(PRIVATE_PREFIX.length, PRIVATE_PREFIX.length + 4)}` : room;
+}
+
+// roomHeading is a room's label, with a lock for a private room (the word
+// "private" already says it to a screen reader).
+function roomHeading(room) {
+  if (!isPrivate(room)) return [room];
+  return [h('span', { class: 'lock', 'aria-hidden': 'true' }), roomLabel(room)];
 }
 
 function h(tag, attrs = {}, ...children) {
@@ -186,13 +223,17 @@ function connect(name, token) {
   client.on('receipt', onReceipt);
   client.on('error', (err) => {
     if (err.room && rooms.has(err.room)) {
+      // A re-join after a reconnection failed.
       dropRoom(err.room);
-      el.joinError.textContent = err.message;
+      showJoinError(err.code === 'forbidden' && isPrivate(err.room) ? joinFailure(err.room, err, 'saved') : err.message);
     } else {
       console.warn('ferry:', err.code, err.message);
     }
   });
-  for (const r of store.get(KEY_ROOMS, [])) joinRoom(r, { quiet: true });
+  // An invite link's room is joined with its invite, also when the page
+  // remembers the room with an older one.
+  const link = takeInviteLink();
+  for (const r of store.get(KEY_ROOMS, [])) if (r !== link) joinRoom(r, { quiet: true });
   client.connect();
   renderState(client.state);
   const cur = store.get(KEY_CURRENT, null);
@@ -203,7 +244,96 @@ function connect(name, token) {
   if (current) el.message.focus();
   else if (getComputedStyle(el.roomName).display !== 'none' && el.roomName.offsetParent) el.roomName.focus();
   else el.toggleRooms.focus();
+  if (link) enterRoom(link, { via: 'link' });
 }
+
+// --- invite links ---
+
+// An invite link is the page's address with #join=<room>&invite=<invite>.
+// The fragment never reaches a server; the page takes it out of the address
+// bar and the history as soon as it has read it, since whoever holds the
+// invite may join until it expires.
+
+function inviteURL(room, invite) {
+  return location.href.split('#')[0] + '#' + new URLSearchParams({ join: room, invite });
+}
+
+// takeInviteLink reads an invite link in the address, removes it from
+// there, keeps its invite for the room and returns the room to enter (null
+// when there is none, or when it is damaged: then it says so).
+function takeInviteLink() {
+  const hash = new URLSearchParams(location.hash.slice(1));
+  if (!hash.has('join')) return null;
+  el.joinError.textContent = '';
+  const room = hash.get('join');
+  const invite = hash.get('invite') || '';
+  hash.delete('join');
+  hash.delete('invite');
+  const rest = hash.toString();
+  history.replaceState(history.state, '', location.pathname + location.search + (rest ? '#' + rest : ''));
+  if (!ROOM_RE.test(room) || /^(conn|user):/.test(room) || (invite && !INVITE_RE.test(invite))) {
+    showJoinError('This invite link is damaged: ask for it again, and copy all of it.');
+    return null;
+  }
+  if (!invite && isPrivate(room) && !rooms.has(room) && !inviteFor(room)) {
+    showJoinError('This link has no invite in it: ask someone in the room for an invite link.');
+    return null;
+  }
+  // The page's own invite of a room it is in already is the one to keep.
+  if (invite && rooms.get(room)?.item.dataset.joined !== 'true') rememberInvite(room, { invite });
+  return room;
+}
+
+window.addEventListener('hashchange', () => {
+  // Without a connection the link waits in the address bar: connect()
+  // takes it once the person has a name.
+  if (!client) return;
+  const link = takeInviteLink();
+  if (link) enterRoom(link, { via: 'link' });
+});
+
+function savedInvites() {
+  const v = store.get(KEY_INVITES, {});
+  return v && typeof v === 'object' ? v : {};
+}
+
+function inviteFor(room) {
+  return isPrivate(room) ? savedInvites()[room]?.invite : undefined;
+}
+
+// rememberInvite keeps the latest invite to a private room: expires and at
+// (when it was had) are unknown (0) for one read from a link.
+function rememberInvite(room, { invite, expires = 0 }) {
+  if (!isPrivate(room) || !invite) return;
+  store.set(KEY_INVITES, { ...savedInvites(), [room]: { invite, expires, at: expires ? Date.now() : 0 } });
+}
+
+function forgetInvite(room) {
+  const all = savedInvites();
+  if (!(room in all)) return;
+  delete all[room];
+  store.set(KEY_INVITES, all);
+}
+
+// refreshInvite swaps the kept invite of a private room the page is in for
+// a fresh one once half of its life is gone (or when its age is unknown):
+// invites last a week (--invite-ttl), and a reload a month on must still get
+// back in.
+function refreshInvite(room) {
+  if (!client || !isPrivate(room)) return;
+  const saved = savedInvites()[room];
+  if (saved?.at && saved.expires && Date.now() < saved.at + (saved.expires - saved.at) / 2) return;
+  client.invite(room).then((inv) => {
+    if (rooms.has(room)) rememberInvite(room, inv);
+  }, (err) => console.warn('ferry: invite', room, err.code));
+}
+
+// INVITE_CHECK_MS is how often an open page looks for kept invites due for
+// refreshInvite (it asks the server only for those).
+const INVITE_CHECK_MS = 10 * 60 * 1000;
+setInterval(() => {
+  for (const [name, r] of rooms) if (r.item.dataset.joined === 'true') refreshInvite(name);
+}, INVITE_CHECK_MS);
 
 el.signOut.addEventListener('click', () => {
   client?.forgetToken();
@@ -212,6 +342,7 @@ el.signOut.addEventListener('click', () => {
   store.del(KEY_NAME);
   store.del(KEY_ROOMS);
   store.del(KEY_CURRENT);
+  store.del(KEY_INVITES);
   for (const r of [...rooms.keys()]) dropRoom(r);
   el.uploads.replaceChildren();
   pendingRows.clear();
@@ -256,6 +387,7 @@ async function onConnect() {
     } catch (err) {
       console.warn('ferry: members', name, err.code);
     }
+    refreshInvite(name);
   }
 }
 
@@ -283,8 +415,11 @@ function roomState(name) {
   const button = h('button', {
     type: 'button', class: 'room-button', 'data-room': name, 'data-testid': 'room',
     onclick: () => { selectRoom(name); closePanels(); el.message.focus(); },
-  }, h('span', { class: 'room-label', text: name }), badge);
-  const item = h('li', { class: 'room-item', 'data-room': name, 'data-joined': 'false' }, button);
+  }, h('span', { class: 'room-label' }, ...roomHeading(name)), badge);
+  if (isPrivate(name)) button.title = name;
+  const item = h('li', {
+    class: 'room-item', 'data-room': name, 'data-joined': 'false', 'data-private': isPrivate(name) ? 'true' : 'false',
+  }, button);
   el.rooms.append(item);
   r = { name, list, item, button, badge, unread: 0, members: new Map(), mids: new Set(), files: new Set() };
   rooms.set(name, r);
@@ -292,18 +427,25 @@ function roomState(name) {
   return r;
 }
 
-async function joinRoom(name, { quiet = false } = {}) {
+// joinRoom joins a room and remembers it for the next page. via says where
+// the name came from, for the words of a refusal: 'form' (typed), 'link'
+// (an invite link), 'new' (a private room just made) or 'saved' (a room of
+// an earlier page).
+async function joinRoom(name, { quiet = false, via = 'saved' } = {}) {
   const r = roomState(name);
   r.item.dataset.joined = 'pending';
   saveRooms();
   firstJoins.add(name);
   try {
-    // history: the server replays the room's recent events first.
-    const members = await client.join(name, { history: true });
+    // history: the server replays the room's recent events first. A
+    // private room takes the invite the page keeps (ferry.js then uses the
+    // pass the server answers with when it rejoins).
+    const members = await client.join(name, { history: true, token: inviteFor(name) });
     r.item.dataset.joined = 'true';
     r.members = new Map(members.map((m) => [m.user, m]));
-    if (!quiet) notice(name, `You joined ${name}`);
+    if (!quiet) notice(name, `You joined ${roomLabel(name)}`);
     if (name === current) renderRoom();
+    refreshInvite(name);
     showPending(name);
     // Right after a reload the page before may still hold its uploads'
     // locks for a moment, and pendingUploads leaves held ones out: look
@@ -313,15 +455,37 @@ async function joinRoom(name, { quiet = false } = {}) {
   } catch (err) {
     if (err.code === 'disconnected' || err.code === 'timeout' || err.code === 'offline') {
       // ferry.js re-joins on reconnect only rooms it got into; try again then.
-      client.once('connect', () => { if (rooms.has(name)) joinRoom(name, { quiet: true }); });
+      client.once('connect', () => { if (rooms.has(name)) joinRoom(name, { quiet: true, via }); });
       return false;
     }
     dropRoom(name);
-    el.joinError.textContent = `Could not join ${name}: ${err.message}`;
+    showJoinError(joinFailure(name, err, via));
     return false;
   } finally {
     firstJoins.delete(name);
   }
+}
+
+// joinFailure says why a join was refused, in words a person can act on.
+// A private room refuses the same way whether the invite expired, was
+// altered, or the room was never made (protocol.md): via tells which
+// sentence fits best.
+function joinFailure(name, err, via) {
+  if (err.code === 'forbidden' && isPrivate(name)) {
+    switch (via) {
+      case 'link': return 'This invite link has expired or is not valid. Ask someone in the room for a new one.';
+      case 'saved': return `You are no longer in ${roomLabel(name)}: your invite to it has expired. Ask someone in the room for a new invite link.`;
+      default: return 'That room is private: only people with an invite link from someone in it can join.';
+    }
+  }
+  return `Could not join ${roomLabel(name)}: ${err.message}`;
+}
+
+// showJoinError puts a message in the rooms panel's error line, opening
+// the panel on a small screen, where it hides behind the Rooms button.
+function showJoinError(text) {
+  el.joinError.textContent = text;
+  if (text && !el.app.hidden && !el.sidebar.offsetParent) togglePanel(el.sidebar, el.toggleRooms, true);
 }
 
 function dropRoom(name, { keep = false } = {}) {
@@ -331,7 +495,10 @@ function dropRoom(name, { keep = false } = {}) {
   r.item.remove();
   rooms.delete(name);
   for (const [id, p] of pendingRows) if (p.room === name) dropPending(id);
-  if (!keep) saveRooms();
+  if (!keep) {
+    saveRooms();
+    forgetInvite(name);
+  }
   el.noRooms.hidden = rooms.size > 0;
   if (current === name) selectRoom(rooms.keys().next().value || null);
 }
@@ -359,12 +526,17 @@ function selectRoom(name) {
 
 function renderRoom() {
   const r = current && rooms.get(current);
-  el.roomTitle.textContent = r ? r.name : 'No room';
+  el.roomTitle.replaceChildren(...(r ? roomHeading(r.name) : ['No room']));
+  el.roomTitle.title = r && isPrivate(r.name) ? r.name : '';
   el.empty.hidden = !!r;
   el.messages.hidden = !r;
   el.leave.disabled = !r;
   for (const c of [el.message, el.send, el.attach]) c.disabled = !r;
-  document.title = r ? `${r.name} · ferry` : 'ferry';
+  // Only members get invites: the button waits for the join.
+  el.invite.hidden = !(r && isPrivate(r.name));
+  el.invite.disabled = !(r && r.item.dataset.joined === 'true');
+  if (el.invitePanel.dataset.room !== (current || '')) closeInvite();
+  document.title = r ? `${roomLabel(r.name)} · ferry` : 'ferry';
   renderMembers();
 }
 
@@ -380,7 +552,23 @@ function renderMembers() {
   el.memberCount.textContent = String(members.length);
 }
 
-el.joinForm.addEventListener('submit', async (e) => {
+// enterRoom joins a room when the page is not in it yet and shows it; it
+// resolves with whether the page is in it.
+async function enterRoom(name, opts = {}) {
+  if (!rooms.has(name)) {
+    roomState(name);
+    selectRoom(name);
+    await joinRoom(name, opts);
+  } else {
+    selectRoom(name);
+  }
+  if (!rooms.has(name)) return false;
+  closePanels();
+  el.message.focus();
+  return rooms.get(name).item.dataset.joined === 'true';
+}
+
+el.joinForm.addEventListener('submit', (e) => {
   e.preventDefault();
   const name = el.roomName.value.trim();
   el.joinError.textContent = '';
@@ -392,15 +580,128 @@ el.joinForm.addEventListener('submit', async (e) => {
   }
   el.roomName.removeAttribute('aria-invalid');
   el.roomName.value = '';
-  if (!rooms.has(name)) {
-    roomState(name);
-    selectRoom(name);
-    await joinRoom(name);
-  } else {
-    selectRoom(name);
+  enterRoom(name, { via: 'form' });
+});
+
+// A new private room: the server makes it with a first invite, the page
+// joins with that invite and shows the link to share.
+el.newPrivate.addEventListener('click', async () => {
+  if (!client) return;
+  el.joinError.textContent = '';
+  el.newPrivate.disabled = true;
+  let inv;
+  try {
+    inv = await client.invite();
+  } catch (err) {
+    el.newPrivate.disabled = false;
+    el.newPrivate.focus();
+    showJoinError(err.code === 'forbidden'
+      ? 'This server does not make private rooms: its access tokens say who may join which room.'
+      : `Could not make a private room: ${err.message}`);
+    return;
   }
-  closePanels();
-  if (rooms.has(name)) el.message.focus();
+  el.newPrivate.disabled = false;
+  rememberInvite(inv.room, inv);
+  if (!(await enterRoom(inv.room, { via: 'new', quiet: true }))) return;
+  notice(inv.room, 'You made this private room. Only people with an invite link can join it.');
+  showInvite(inv.room, inv, { copy: false });
+});
+
+// --- inviting ---
+
+el.invite.addEventListener('click', async () => {
+  const room = current;
+  // Busy rather than disabled meanwhile: a disabled button would drop the
+  // keyboard focus.
+  if (!client || !isPrivate(room) || el.invite.getAttribute('aria-busy') === 'true') return;
+  el.invite.setAttribute('aria-busy', 'true');
+  setInviteStatus(room, 'Making an invite link…');
+  try {
+    const inv = await client.invite(room);
+    rememberInvite(room, inv); // the freshest serves this page's reloads too
+    if (room === current) await showInvite(room, inv, { copy: true });
+  } catch (err) {
+    if (room === current) {
+      setInviteStatus(room, err.code === 'not_member'
+        ? 'You are not in this room any more, so you cannot invite anyone to it.'
+        : `Could not make an invite link: ${err.message}`);
+    }
+  } finally {
+    el.invite.removeAttribute('aria-busy');
+  }
+});
+
+function setInviteStatus(room, text) {
+  el.invitePanel.dataset.room = room;
+  el.invitePanel.dataset.open = 'true';
+  el.inviteStatus.textContent = text;
+}
+
+// showInvite shows an invite link, and copies it to the clipboard when
+// asked and allowed; otherwise the link is selected, to copy by hand.
+async function showInvite(room, { invite, expires }, { copy }) {
+  const link = inviteURL(room, invite);
+  const valid = fmtValidity(expires);
+  el.inviteLink.value = link;
+  el.invitePanel.dataset.expires = String(expires || '');
+  el.inviteBox.hidden = false;
+  if (!copy) {
+    setInviteStatus(room, `Private room ready. Invite people with this link${valid ? ` — ${valid}` : ''}.`);
+    return;
+  }
+  setInviteStatus(room, '');
+  await copyInvite();
+}
+
+// copyInvite copies the link shown. Clipboard access needs a secure page
+// (https or localhost) and the browser's consent; without it the link is
+// selected for Ctrl+C.
+async function copyInvite() {
+  const room = el.invitePanel.dataset.room;
+  const valid = fmtValidity(Number(el.invitePanel.dataset.expires));
+  const link = el.inviteLink.value;
+  let copied = false;
+  let timer;
+  try {
+    // A browser may leave the promise waiting on a permission prompt.
+    await Promise.race([
+      navigator.clipboard.writeText(link),
+      new Promise((_, reject) => { timer = setTimeout(() => reject(new Error('timeout')), 3000); }),
+    ]);
+    copied = true;
+  } catch { /* no clipboard here: the person copies the selected link */ }
+  clearTimeout(timer);
+  if (room !== current || el.inviteLink.value !== link) return;
+  el.invitePanel.dataset.copied = String(copied);
+  if (copied) {
+    setInviteStatus(room, `Invite link copied${valid ? ` — ${valid}` : ''}.`);
+  } else {
+    setInviteStatus(room, `Copy this invite link${valid ? ` — ${valid}` : ''}: it is selected, press Ctrl+C (⌘C on a Mac).`);
+    el.inviteLink.focus();
+    el.inviteLink.select();
+  }
+}
+
+function closeInvite() {
+  el.invitePanel.dataset.open = 'false';
+  el.invitePanel.dataset.room = '';
+  delete el.invitePanel.dataset.copied;
+  el.inviteStatus.textContent = '';
+  el.inviteLink.value = '';
+  el.inviteBox.hidden = true;
+}
+
+el.inviteCopy.addEventListener('click', () => copyInvite());
+el.inviteLink.addEventListener('focus', () => el.inviteLink.select());
+el.inviteClose.addEventListener('click', () => {
+  closeInvite();
+  (el.invite.hidden ? el.message : el.invite).focus();
+});
+el.invitePanel.addEventListener('keydown', (e) => {
+  if (e.key === 'Escape') {
+    e.stopPropagation();
+    el.inviteClose.click();
+  }
 });
 
 el.leave.addEventListener('click', async () => {
@@ -742,7 +1043,7 @@ function uploadRow(room, name, size) {
   li.dataset.room = room;
   li.dataset.name = name;
   li.querySelector('.upload-name').textContent = name;
-  li.querySelector('.upload-room').textContent = `to ${room}`;
+  li.querySelector('.upload-room').textContent = `to ${roomLabel(room)}`;
   const bar = li.querySelector('.progress');
   bar.max = size || 1;
   bar.setAttribute('aria-label', `Upload of ${name}`);
@@ -884,7 +1185,7 @@ el.room.addEventListener('dragenter', (e) => {
   e.preventDefault();
   dragDepth++;
   el.dropOverlay.hidden = false;
-  el.dropOverlay.textContent = `Drop files to share them in ${current}`;
+  el.dropOverlay.textContent = `Drop files to share them in ${roomLabel(current)}`;
 });
 el.room.addEventListener('dragover', (e) => {
   if (!hasFiles(e) || !current) return;
