@@ -38,8 +38,12 @@ func ParseTarget(raw string, pid int) (Target, error) {
 	switch u.Scheme {
 	case "ws", "http":
 		u.Scheme = "ws"
+	case "wss", "https":
+		// TLS, trusting the system's roots (SSL_CERT_FILE names a
+		// self-signed certificate's file).
+		u.Scheme = "wss"
 	default:
-		return Target{}, fmt.Errorf("server %q: scheme must be ws or http", raw)
+		return Target{}, fmt.Errorf("server %q: scheme must be ws, wss, http or https", raw)
 	}
 	if err := checkLoopback(u.Hostname()); err != nil {
 		return Target{}, fmt.Errorf("server %q: %w", raw, err)
@@ -71,10 +75,16 @@ func (t Target) httpBase() string {
 		return ""
 	}
 	u.Scheme = "http"
+	if t.TLS() {
+		u.Scheme = "https"
+	}
 	u.Path = ""
 	u.RawQuery = ""
 	return strings.TrimSuffix(u.String(), "/")
 }
+
+// TLS reports whether the target speaks wss://.
+func (t Target) TLS() bool { return strings.HasPrefix(t.URL, "wss:") }
 
 // MetricsURL is the target's Prometheus endpoint.
 func (t Target) MetricsURL() string { return t.httpBase() + "/metrics" }

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -150,6 +151,9 @@ func (f *fanoutRun) now() time.Duration { return time.Since(f.epoch) }
 // delivery rate, the latency from send to receipt and the server's CPU time
 // per delivery.
 func Fanout(ctx context.Context, cfg FanoutConfig) (FanoutResult, error) {
+	if cfg.Target.TLS() {
+		return FanoutResult{}, errors.New("fanout: its members read raw sockets from epoll loops, which cannot speak TLS; measure TLS with bench idle")
+	}
 	setDefault(&cfg.Members, 1000)
 	setDefault(&cfg.Publishers, 1)
 	setDefault(&cfg.Size, 100)

@@ -83,10 +83,10 @@ func (s *Server) requestHost(r *http.Request) string {
 	return r.Host
 }
 
-// admission counts WebSocket connections server-wide, per client address
+// admissions counts WebSocket connections server-wide, per client address
 // and per user, so that no address or user can take every connection the
 // process can hold.
-type admission struct {
+type admissions struct {
 	mu     sync.Mutex
 	total  int
 	byAddr map[netip.Addr]int
@@ -110,25 +110,33 @@ type refusal struct {
 	reason     string // for the log and /metrics
 }
 
-// admit reserves a connection for addr and user, or says why not. release
-// gives the place back; it may be called more than once. The name returned
-// is the one to show: *name, or, when a connected user already shows a
-// name that reads the same, *name with the end of the user id, so that
-// nobody passes for someone else.
-func (s *Server) admit(addr netip.Addr, user, name string) (shown string, release func(), no *refusal) {
+// admission is a connection's place within the caps (see admit).
+type admission struct {
+	addr netip.Addr
+	user string
+	// key is the display name's key, held when the connection holds it.
+	key  string
+	held bool
+}
+
+// admit reserves a connection for addr and user, or says why not; unadmit
+// gives the place back. The name returned is the one to show: name, or,
+// when a connected user already shows a name that reads the same, name
+// with the end of the user id, so that nobody passes for someone else.
+func (s *Server) admit(addr netip.Addr, user, name string) (shown string, place admission, no *refusal) {
 	a := &s.admission
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	switch {
 	case a.total >= s.cfg.MaxConns:
 		s.metrics.refusedFull.Add(1)
-		return "", nil, &refusal{http.StatusServiceUnavailable, "5", "the server is at its connection limit; try again shortly", "server_full"}
+		return "", place, &refusal{http.StatusServiceUnavailable, "5", "the server is at its connection limit; try again shortly", "server_full"}
 	case a.byAddr[addr] >= s.cfg.MaxConnsPerIP:
 		s.metrics.refusedAddr.Add(1)
-		return "", nil, &refusal{http.StatusTooManyRequests, "30", "too many connections from your address", "address_limit"}
+		return "", place, &refusal{http.StatusTooManyRequests, "30", "too many connections from your address", "address_limit"}
 	case a.byUser[user] >= s.cfg.MaxConnsPerUser:
 		s.metrics.refusedUser.Add(1)
-		return "", nil, &refusal{http.StatusTooManyRequests, "30", "too many connections for this user; close some tabs or devices", "user_limit"}
+		return "", place, &refusal{http.StatusTooManyRequests, "30", "too many connections for this user; close some tabs or devices", "user_limit"}
 	}
 	if a.byAddr == nil {
 		a.byAddr, a.byUser = make(map[netip.Addr]int), make(map[string]int)
@@ -137,34 +145,34 @@ func (s *Server) admit(addr netip.Addr, user, name string) (shown string, releas
 	a.total++
 	a.byAddr[addr]++
 	a.byUser[user]++
+	place = admission{addr: addr, user: user, key: nameKey(name)}
 	shown = name
-	key := nameKey(name)
-	holder, taken := a.names[key]
-	holds := !taken || holder.user == user
-	if holds {
-		a.names[key] = nameHolder{user, holder.conns + 1}
+	holder, taken := a.names[place.key]
+	if place.held = !taken || holder.user == user; place.held {
+		a.names[place.key] = nameHolder{user, holder.conns + 1}
 	} else {
 		shown = name + " #" + user[max(0, len(user)-4):]
 	}
-	var once sync.Once
-	return shown, func() {
-		once.Do(func() {
-			a.mu.Lock()
-			defer a.mu.Unlock()
-			a.total--
-			if a.byAddr[addr]--; a.byAddr[addr] <= 0 {
-				delete(a.byAddr, addr)
-			}
-			if a.byUser[user]--; a.byUser[user] <= 0 {
-				delete(a.byUser, user)
-			}
-			if holds {
-				if h := a.names[key]; h.conns <= 1 {
-					delete(a.names, key)
-				} else {
-					a.names[key] = nameHolder{user, h.conns - 1}
-				}
-			}
-		})
-	}, nil
+	return shown, place, nil
+}
+
+// unadmit gives back the place admit gave. Call it once per place.
+func (s *Server) unadmit(p admission) {
+	a := &s.admission
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.total--
+	if a.byAddr[p.addr]--; a.byAddr[p.addr] <= 0 {
+		delete(a.byAddr, p.addr)
+	}
+	if a.byUser[p.user]--; a.byUser[p.user] <= 0 {
+		delete(a.byUser, p.user)
+	}
+	if p.held {
+		if h := a.names[p.key]; h.conns <= 1 {
+			delete(a.names, p.key)
+		} else {
+			a.names[p.key] = nameHolder{p.user, h.conns - 1}
+		}
+	}
 }

@@ -31,9 +31,8 @@ type conn struct {
 	id     string
 	user   string
 	name   string
-	log    *slog.Logger
-	// release gives the connection's place back to the caps (see admit).
-	release func()
+	// place is the connection's place within the caps (see admit).
+	place admission
 	// rooms are the room patterns the user's token grants; nil: any.
 	rooms []string
 	// expiry closes the connection when its token expires (nil without).
@@ -77,7 +76,7 @@ type conn struct {
 	// Owned by the reader.
 	rd        wsReader
 	limiter   limiter
-	receipts  limiter // received frames (see handle)
+	receipts  *limiter // received frames (see handle), made at the first
 	badFrames int
 	hdr       [2 + protocol.MaxUploadIDLen + 8]byte
 
@@ -92,6 +91,11 @@ type conn struct {
 }
 
 var _ rooms.Member = (*conn)(nil)
+
+// logger returns a logger naming the connection, made when something is
+// logged rather than kept: a logger with attributes is a few hundred bytes,
+// which 15,000 idle connections would hold for nothing.
+func (c *conn) logger() *slog.Logger { return c.s.cfg.Log.With("conn", c.id, "user", c.user) }
 
 func (c *conn) ConnID() string   { return c.id }
 func (c *conn) UserID() string   { return c.user }
@@ -111,7 +115,7 @@ func (c *conn) CatchUp(m *rooms.Message) bool {
 func (c *conn) send(v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
-		c.log.Error("encode frame", "err", err)
+		c.logger().Error("encode frame", "err", err)
 		return
 	}
 	c.enqueue(textFrame(b), kindReply)
@@ -259,7 +263,7 @@ func (c *conn) dropSlowLocked() {
 	if !start {
 		return
 	}
-	c.log.Info("dropping slow client", "queued", queued)
+	c.logger().Info("dropping slow client", "queued", queued)
 	c.sendClose(protocol.CloseSlow, "too slow: send queue full")
 }
 
@@ -327,7 +331,7 @@ func (c *conn) heartbeat() {
 	}
 	if c.lastSeen.Load() < c.pingSent.UnixNano() {
 		c.s.metrics.timeouts.Add(1)
-		c.log.Info("heartbeat timeout")
+		c.logger().Info("heartbeat timeout")
 		c.closeWith(protocol.CloseHeartbeatTimeout, "no pong")
 		return
 	}
@@ -406,7 +410,7 @@ func (c *conn) finish(err error) {
 	switch {
 	case errors.Is(err, errClientClosed), errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
 	case errors.As(err, &pe):
-		c.log.Info("protocol error", "err", err)
+		c.logger().Info("protocol error", "err", err)
 		c.closeWith(pe.Code, pe.Reason)
 	case errors.As(err, &ne) && ne.Timeout() && c.interrupted.Load():
 		c.closeWith(protocol.CloseGoingAway, "an upload moved to another connection")
@@ -414,7 +418,7 @@ func (c *conn) finish(err error) {
 		c.s.metrics.timeouts.Add(1)
 		c.closeWith(protocol.CloseHeartbeatTimeout, "frame not finished in time")
 	default:
-		c.log.Debug("read failed", "err", err)
+		c.logger().Debug("read failed", "err", err)
 	}
 	c.cleanup()
 }
@@ -467,7 +471,7 @@ func (c *conn) closeSocket() {
 // server's books, once.
 func (c *conn) leave() {
 	c.leaveOnce.Do(func() {
-		c.release()
+		c.s.unadmit(c.place)
 		c.s.metrics.connections.Add(-1)
 		c.s.remove(c)
 	})

@@ -236,7 +236,7 @@ func (f *flusher) flush(c *conn, urgent bool) (frames, n int, wrote bool) {
 	default:
 		c.wstate = writeIdle
 		c.mu.Unlock()
-		c.log.Debug("write failed", "err", err)
+		c.logger().Debug("write failed", "err", err)
 		c.kill()
 		return frames, n, true
 	}
@@ -323,7 +323,7 @@ func (c *conn) writeLoop() {
 			c.s.metrics.writes.Add(1)
 			if err != nil {
 				clear(batch)
-				c.log.Debug("write failed", "err", err)
+				c.logger().Debug("write failed", "err", err)
 				c.kill()
 				break
 			}

@@ -112,6 +112,10 @@ func (c *conn) handle(data []byte) {
 		// Receipts follow the events they confirm, so they have a budget
 		// of their own, ten times the request rate; past it they are
 		// dropped without an answer.
+		if c.receipts == nil {
+			l := newLimiter(10*c.s.cfg.Rate, 10*c.s.cfg.RateBurst, now)
+			c.receipts = &l
+		}
 		if !c.receipts.allow(now) {
 			if c.receipts.flooding() {
 				c.closeWith(protocol.CloseFlood, "flooding")

@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 )
 
 // listenSlackAddr is the room the listener leaves per address over
@@ -44,8 +45,8 @@ func (l *capListener) Accept() (net.Conn, error) {
 			return nc, nil
 		}
 		addr := remoteAddr(nc.RemoteAddr().String())
-		if release := l.take(addr); release != nil {
-			return &countedConn{TCPConn: tc, release: release}, nil
+		if l.take(addr) {
+			return &countedConn{TCPConn: tc, l: l, addr: addr}, nil
 		}
 		l.s.metrics.refusedSockets.Add(1)
 		_ = tc.SetLinger(0) // a reset: no TIME_WAIT kept for it here
@@ -53,23 +54,25 @@ func (l *capListener) Accept() (net.Conn, error) {
 	}
 }
 
-func (l *capListener) take(addr netip.Addr) func() {
+func (l *capListener) take(addr netip.Addr) bool {
 	cfg := &l.s.cfg
 	limited := !l.s.trusted(addr)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.total >= listenTotal(cfg.MaxConns) || (limited && l.byAddr[addr] >= cfg.MaxConnsPerIP+listenSlackAddr) {
-		return nil
+		return false
 	}
 	l.total++
 	l.byAddr[addr]++
-	return func() {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		l.total--
-		if l.byAddr[addr]--; l.byAddr[addr] <= 0 {
-			delete(l.byAddr, addr)
-		}
+	return true
+}
+
+func (l *capListener) give(addr netip.Addr) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.total--
+	if l.byAddr[addr]--; l.byAddr[addr] <= 0 {
+		delete(l.byAddr, addr)
 	}
 }
 
@@ -78,12 +81,15 @@ func (l *capListener) take(addr netip.Addr) func() {
 // and net/http its ReadFrom (sendfile).
 type countedConn struct {
 	*net.TCPConn
-	once    sync.Once
-	release func()
+	l      *capListener
+	addr   netip.Addr
+	closed atomic.Bool
 }
 
 func (c *countedConn) Close() error {
 	err := c.TCPConn.Close()
-	c.once.Do(c.release)
+	if c.closed.CompareAndSwap(false, true) {
+		c.l.give(c.addr)
+	}
 	return err
 }

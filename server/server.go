@@ -201,7 +201,7 @@ type Server struct {
 	stop  context.CancelFunc // ends the hub's sweeper
 	swept chan struct{}
 
-	admission admission
+	admission admissions
 
 	mu      sync.Mutex
 	conns   map[*conn]struct{}

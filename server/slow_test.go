@@ -2,6 +2,7 @@ package server
 
 import (
 	"net"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -26,7 +27,8 @@ func rawConnFor(t *testing.T, s *Server) (*conn, net.Conn) {
 	}
 	_ = peer.(*net.TCPConn).SetReadBuffer(4096)
 	_ = nc.(*net.TCPConn).SetWriteBuffer(4096)
-	c := &conn{s: s, id: "c_test", log: s.cfg.Log, release: func() {}}
+	c := &conn{s: s, id: "c_test"}
+	_, c.place, _ = s.admit(netip.Addr{}, "u_test", "test")
 	if err := c.attach(nc); err != nil {
 		t.Fatal(err)
 	}

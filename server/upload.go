@@ -261,7 +261,7 @@ func (c *conn) detachUploads() {
 // connection while this one was reading a chunk of it, so the client left
 // this one. Reads fail from now on, which ends the connection.
 func (c *conn) Interrupt(upload string) {
-	c.log.Info("upload resumed elsewhere while a chunk of it was read here", "upload", upload)
+	c.logger().Info("upload resumed elsewhere while a chunk of it was read here", "upload", upload)
 	c.interrupted.Store(true)
 	_ = c.nc.SetReadDeadline(time.Now())
 }

@@ -24,7 +24,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	addr := s.clientAddr(r)
-	shown, release, no := s.admit(addr, id.user, id.name)
+	shown, place, no := s.admit(addr, id.user, id.name)
 	if no != nil {
 		s.cfg.Log.Info("connection refused", "reason", no.reason, "addr", addr, "user", id.user)
 		w.Header().Set("Retry-After", no.retryAfter)
@@ -33,35 +33,34 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	ws, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
-		release()
+		s.unadmit(place)
 		return // the upgrader has answered
 	}
 	c := &conn{
-		s:       s,
-		id:      newID("c_"),
-		user:    id.user,
-		name:    shown,
-		release: release,
-		rooms:   id.rooms,
+		s:     s,
+		id:    newID("c_"),
+		user:  id.user,
+		name:  shown,
+		place: place,
+		rooms: id.rooms,
 	}
-	c.log = s.cfg.Log.With("conn", c.id, "user", c.user, "addr", addr)
+	c.logger().Debug("connected", "addr", addr)
 	if err := c.attach(ws.NetConn()); err != nil {
 		_ = ws.NetConn().Close()
-		release()
+		s.unadmit(place)
 		return
 	}
 	if c.fl = s.flushers.assign(s); c.fl == nil {
 		_ = c.closer.Close() // shut down meanwhile
-		release()
+		s.unadmit(place)
 		return
 	}
 	c.limiter = newLimiter(s.cfg.Rate, s.cfg.RateBurst, time.Now())
-	c.receipts = newLimiter(10*s.cfg.Rate, 10*s.cfg.RateBurst, time.Now())
 	c.seen()
 	c.pinger = time.AfterFunc(s.cfg.PingInterval, c.heartbeat)
 	if !id.expires.IsZero() {
 		c.expiry = time.AfterFunc(time.Until(id.expires), func() {
-			c.log.Info("token expired")
+			c.logger().Info("token expired")
 			c.closeWith(protocol.CloseUnauthorized, "token expired")
 		})
 	}
@@ -76,7 +75,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		c.dead = true
 		c.mu.Unlock()
 		_ = c.closer.Close()
-		release()
+		s.unadmit(place)
 		return
 	}
 	s.metrics.connections.Add(1)
@@ -89,7 +88,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		Limits:         s.limits(),
 	})
 	if err != nil {
-		c.log.Error("encode welcome", "err", err)
+		c.logger().Error("encode welcome", "err", err)
 		c.kill()
 		return
 	}
@@ -104,7 +103,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	// gorilla's Conn, whose reader ferry does not use); the poller starts a
 	// reader whenever the socket has bytes.
 	if err := s.poller.add(c); err != nil {
-		c.log.Error("poller", "err", err)
+		c.logger().Error("poller", "err", err)
 		c.kill()
 	}
 }

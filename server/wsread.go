@@ -451,7 +451,7 @@ func (c *conn) readSocket(p []byte) (int, error) {
 func (c *conn) pong(payload []byte) { c.enqueue(controlFrame(opPong, payload), kindPong) }
 
 func (c *conn) echoClose(code int) {
-	c.log.Debug("client closed", "code", code)
+	c.logger().Debug("client closed", "code", code)
 	c.closeWith(code, "")
 }
 
