@@ -19,7 +19,9 @@ func TestParseTarget(t *testing.T) {
 		{in: "ws://127.2.3.4:80/other", want: "ws://127.2.3.4:80/other"},
 		{in: "ws://10.0.0.1:8080", bad: true},
 		{in: "ws://example.com:8080", bad: true},
-		{in: "wss://127.0.0.1:8080", bad: true},
+		{in: "wss://127.0.0.1:8080", want: "wss://127.0.0.1:8080/ws"},
+		{in: "https://127.0.0.1:8443/x/ws", want: "wss://127.0.0.1:8443/x/ws"},
+		{in: "wss://example.com:443", bad: true},
 		{in: "127.0.0.1:8080", bad: true},
 	}
 	for _, tt := range tests {
@@ -37,6 +39,9 @@ func TestParseTarget(t *testing.T) {
 	tg := Target{URL: "ws://127.0.0.1:8080/ws"}
 	if tg.MetricsURL() != "http://127.0.0.1:8080/metrics" || tg.HealthURL() != "http://127.0.0.1:8080/healthz" {
 		t.Errorf("MetricsURL %q, HealthURL %q", tg.MetricsURL(), tg.HealthURL())
+	}
+	if tg := (Target{URL: "wss://127.0.0.1:8443/ws"}); !tg.TLS() || tg.MetricsURL() != "https://127.0.0.1:8443/metrics" {
+		t.Errorf("over TLS: TLS %v, MetricsURL %q", tg.TLS(), tg.MetricsURL())
 	}
 }
 
