@@ -12,11 +12,13 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 
+	"github.com/ferryhq/ferry/bench"
 	"github.com/ferryhq/ferry/internal/testenv"
 	"github.com/ferryhq/ferry/protocol"
 )
@@ -41,13 +43,15 @@ func TestAdversaries(t *testing.T) {
 		"--history-per-user", "8388608", "--max-conns-per-ip", "200", "--max-conns", "2000")
 
 	// The server's peak memory, sampled all along.
-	var peak int64
+	var peakRSS atomic.Int64
 	stopSampling := make(chan struct{})
 	sampled := make(chan struct{})
 	go func() {
 		defer close(sampled)
 		for {
-			peak = max(peak, srv.rss(t))
+			if m, err := bench.ReadMemory(srv.cmd.Process.Pid); err == nil && m.RSS > peakRSS.Load() {
+				peakRSS.Store(m.RSS)
+			}
 			select {
 			case <-stopSampling:
 				return
@@ -75,7 +79,7 @@ func TestAdversaries(t *testing.T) {
 		t.Run(a.name, func(t *testing.T) {
 			start := time.Now()
 			outcome := a.attack(t, srv.addr, &mu)
-			t.Logf("%s in %v; server RSS peak so far %d MiB", outcome, time.Since(start).Round(time.Millisecond), peak>>20)
+			t.Logf("%s in %v; server RSS peak so far %d MiB", outcome, time.Since(start).Round(time.Millisecond), peakRSS.Load()>>20)
 		})
 	}
 	// The normal user uploads while the last attacks' effects drain.
@@ -83,6 +87,10 @@ func TestAdversaries(t *testing.T) {
 	close(stopSampling)
 	<-sampled
 
+	peak := peakRSS.Load()
+	if peak == 0 {
+		t.Fatal("the server's memory was never read")
+	}
 	lat := user.latencies()
 	if len(lat) < 100 {
 		t.Fatalf("the normal user got %d answers", len(lat))
