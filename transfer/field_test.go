@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -345,4 +346,15 @@ func TestQuota(t *testing.T) {
 	wantCode(t, err, CodeOverQuota)
 	f.clock.Add(24 * time.Hour)
 	f.open(f.m, newSink(), OpenRequest{Name: "e.bin", Size: 6 * mb})
+}
+
+// One user's uploads in memory are capped over all its connections.
+func TestUploadsPerUser(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.MaxUploadsPerUser, c.PartMemory = 3, 1<<40 })
+	for i := range 3 {
+		f.open(f.m, newSink(), OpenRequest{Name: fmt.Sprintf("%d.bin", i), Size: 10})
+	}
+	_, err := f.m.Open(context.Background(), OpenRequest{Owner: owner("alice"), Room: "lobby", Name: "x.bin", Size: 10}, newSink())
+	wantCode(t, err, CodeTooManyUploads)
+	f.open(f.m, newSink(), OpenRequest{Owner: owner("bob"), Name: "b.bin", Size: 10})
 }

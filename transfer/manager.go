@@ -107,6 +107,10 @@ type Config struct {
 	Quota int64
 	// MaxFileSize is the largest file accepted. Default 2 GiB.
 	MaxFileSize int64
+	// MaxUploadsPerUser is how many uploads one user may have in memory
+	// (running, or waiting for a client that dropped) over all its
+	// connections. Default 16.
+	MaxUploadsPerUser int
 	// MaxUploads is how many uploads one Sink (connection) may have open at
 	// once. Default 4.
 	MaxUploads int
@@ -127,28 +131,29 @@ type Config struct {
 
 // Manager receives uploads. It is safe for concurrent use.
 type Manager struct {
-	store       storage.Store
-	announce    Announcer
-	partSize    int
-	bigPartSize int
-	partMemory  int64
-	bigMemory   int64
-	idle        time.Duration
-	storageWait time.Duration
-	slowStorage time.Duration
-	parts       int
-	chunkSize   int
-	maxChunk    int
-	maxFileSize int64
-	maxUploads  int
-	ttl         time.Duration
-	retryMin    time.Duration
-	retryMax    time.Duration
-	policy      Policy
-	log         *slog.Logger
-	now         func() time.Time
-	pool        *bufPool // of PartSize buffers
-	bigPool     *bufPool // of BigPartSize buffers
+	store          storage.Store
+	announce       Announcer
+	partSize       int
+	bigPartSize    int
+	partMemory     int64
+	bigMemory      int64
+	idle           time.Duration
+	storageWait    time.Duration
+	slowStorage    time.Duration
+	parts          int
+	chunkSize      int
+	maxChunk       int
+	maxFileSize    int64
+	maxUploads     int
+	maxUserUploads int
+	ttl            time.Duration
+	retryMin       time.Duration
+	retryMax       time.Duration
+	policy         Policy
+	log            *slog.Logger
+	now            func() time.Time
+	pool           *bufPool // of PartSize buffers
+	bigPool        *bufPool // of BigPartSize buffers
 
 	// ctx parents every upload's context; cancel ends them all when
 	// Shutdown runs out of time.
@@ -181,27 +186,28 @@ func New(cfg Config) (*Manager, error) {
 		return nil, errors.New("transfer: Config.Store is required")
 	}
 	m := &Manager{
-		store:       cfg.Store,
-		announce:    cfg.Announce,
-		partSize:    orDefault(cfg.PartSize, DefaultPartSize),
-		parts:       orDefault(cfg.Parts, DefaultParts),
-		partMemory:  orDefault(cfg.PartMemory, DefaultPartMemory),
-		idle:        orDefault(cfg.Idle, DefaultIdle),
-		storageWait: orDefault(cfg.StorageTimeout, DefaultStorageTimeout),
-		slowStorage: orDefault(cfg.SlowStorage, DefaultSlowStorage),
-		chunkSize:   orDefault(cfg.ChunkSize, DefaultChunkSize),
-		maxChunk:    orDefault(cfg.MaxChunk, DefaultMaxChunk),
-		maxFileSize: orDefault(cfg.MaxFileSize, DefaultMaxFileSize),
-		maxUploads:  orDefault(cfg.MaxUploads, DefaultMaxUploads),
-		ttl:         orDefault(cfg.TTL, DefaultTTL),
-		retryMin:    orDefault(cfg.RetryMin, DefaultRetryMin),
-		retryMax:    orDefault(cfg.RetryMax, DefaultRetryMax),
-		policy:      cfg.Policy,
-		log:         cfg.Log,
-		now:         cfg.Now,
-		uploads:     make(map[string]*upload),
-		claims:      make(map[string]chan struct{}),
-		closing:     make(chan struct{}),
+		store:          cfg.Store,
+		announce:       cfg.Announce,
+		partSize:       orDefault(cfg.PartSize, DefaultPartSize),
+		parts:          orDefault(cfg.Parts, DefaultParts),
+		partMemory:     orDefault(cfg.PartMemory, DefaultPartMemory),
+		idle:           orDefault(cfg.Idle, DefaultIdle),
+		storageWait:    orDefault(cfg.StorageTimeout, DefaultStorageTimeout),
+		slowStorage:    orDefault(cfg.SlowStorage, DefaultSlowStorage),
+		chunkSize:      orDefault(cfg.ChunkSize, DefaultChunkSize),
+		maxChunk:       orDefault(cfg.MaxChunk, DefaultMaxChunk),
+		maxFileSize:    orDefault(cfg.MaxFileSize, DefaultMaxFileSize),
+		maxUploads:     orDefault(cfg.MaxUploads, DefaultMaxUploads),
+		maxUserUploads: orDefault(cfg.MaxUploadsPerUser, 16),
+		ttl:            orDefault(cfg.TTL, DefaultTTL),
+		retryMin:       orDefault(cfg.RetryMin, DefaultRetryMin),
+		retryMax:       orDefault(cfg.RetryMax, DefaultRetryMax),
+		policy:         cfg.Policy,
+		log:            cfg.Log,
+		now:            cfg.Now,
+		uploads:        make(map[string]*upload),
+		claims:         make(map[string]chan struct{}),
+		closing:        make(chan struct{}),
 	}
 	m.bigPartSize = orDefault(cfg.BigPartSize, m.partSize)
 	m.bigMemory = orDefault(cfg.BigPartMemory, m.partMemory/4)
@@ -326,6 +332,10 @@ func (m *Manager) Open(ctx context.Context, req OpenRequest, sink Sink) (Grant, 
 		u.cancel()
 		return Grant{}, err
 	}
+	if err := m.checkUserLimit(req.Owner.User); err != nil {
+		u.cancel()
+		return Grant{}, err
+	}
 	if err := m.checkSpace(ctx, u.size); err != nil {
 		u.cancel()
 		return Grant{}, err
@@ -429,6 +439,25 @@ func (m *Manager) sinkLimitLocked(sink Sink) error {
 	}
 	if n >= m.maxUploads {
 		return errorf(CodeTooManyUploads, "at most %d uploads at once per connection", m.maxUploads)
+	}
+	return nil
+}
+
+// checkUserLimit refuses a new upload beyond MaxUploadsPerUser in memory
+// for one user, whatever its connections.
+func (m *Manager) checkUserLimit(user string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, u := range m.uploads {
+		u.mu.Lock()
+		if u.owner.User == user && u.status == statusUploading {
+			n++
+		}
+		u.mu.Unlock()
+	}
+	if n >= m.maxUserUploads {
+		return errorf(CodeTooManyUploads, "at most %d uploads at once per user", m.maxUserUploads)
 	}
 	return nil
 }

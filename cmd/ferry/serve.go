@@ -59,6 +59,7 @@ type serveFlags struct {
 	maxChunk       int
 	maxFileSize    int64
 	maxUploads     int
+	maxUserUploads int
 	partSize       int
 	partBuffers    int
 	bigPartSize    int
@@ -129,6 +130,7 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.maxChunk, "max-chunk", 1<<20, "largest upload chunk in bytes")
 	fs.Int64Var(&f.maxFileSize, "max-file-size", 2<<30, "largest file in bytes")
 	fs.IntVar(&f.maxUploads, "max-uploads", 4, "uploads one connection may run at once")
+	fs.IntVar(&f.maxUserUploads, "max-uploads-per-user", 16, "uploads one user may have in memory at once (running, or waiting for a client that dropped), over all its connections")
 	fs.IntVar(&f.partSize, "part-size", 8<<20, "bytes buffered per part before it is stored (at least 5 MiB)")
 	fs.IntVar(&f.bigPartSize, "big-part-size", 32<<20, "part size of new uploads while all uploads' part buffers fit in --part-memory (fewer, larger requests store a lone upload faster); --part-size beyond that")
 	fs.Int64Var(&f.partMemory, "part-memory", transfer.DefaultPartMemory, "hard cap on the part buffers of all uploads together, in bytes; an upload holds its window of it, and new uploads get --big-part-size parts while a quarter of it is free")
