@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 )
 
@@ -19,9 +20,7 @@ func main() {
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "ferry:", err)
-		}
+		fmt.Fprintln(os.Stderr, "ferry:", err)
 		var ec exitCode
 		if errors.As(err, &ec) {
 			os.Exit(int(ec))
@@ -52,20 +51,58 @@ func commands() []command {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
 		usage(stderr)
-		if len(args) == 0 {
-			return errors.New("missing command")
-		}
+		return errors.New("missing command")
+	}
+	switch args[0] {
+	case "-h", "--help", "help":
+		usage(stdout)
+		return nil
+	case "--version", "-version", "version":
+		fmt.Fprintln(stdout, "ferry", version())
 		return nil
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
+			if wantsHelp(args[1:]) {
+				// Asked for, help is the output: on stdout, and success.
+				err := c.run(ctx, args[1:], stdout, stdout)
+				if errors.Is(err, flag.ErrHelp) {
+					return nil
+				}
+				return err
+			}
 			return c.run(ctx, args[1:], stdout, stderr)
 		}
 	}
 	usage(stderr)
 	return fmt.Errorf("unknown command %q", args[0])
+}
+
+// version is the module version ferry was built as, with the commit when
+// it was built from a checkout ("(devel) 1a2b3c4d5e6f, modified").
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "(unknown)"
+	}
+	v := bi.Main.Version
+	var rev, modified string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value[:min(12, len(s.Value))]
+		case "vcs.modified":
+			if s.Value == "true" {
+				modified = ", modified"
+			}
+		}
+	}
+	if rev != "" {
+		v += " " + rev + modified
+	}
+	return v + " (" + bi.GoVersion + ")"
 }
 
 func usage(w io.Writer) {
@@ -76,5 +113,5 @@ func usage(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Every flag can also be set as an environment variable: --max-frame is FERRY_MAX_FRAME.")
-	fmt.Fprintln(w, "Run 'ferry <command> --help' for a command's flags.")
+	fmt.Fprintln(w, "Run 'ferry <command> --help' for a command's flags, 'ferry --version' for the version.")
 }

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"time"
 
@@ -291,7 +292,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	fmt.Fprintf(stderr, "ferry: listening on %s://%s/ (files in %s)\n", scheme, ln.Addr(), where)
+	fmt.Fprintf(stderr, "ferry: listening on %s (files in %s)\n", strings.Join(openableURLs(scheme, ln.Addr()), " and "), where)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {
@@ -307,6 +308,28 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		err = errors.Join(err, e)
 	}
 	return err
+}
+
+// openableURLs are the URLs a person can open to reach a server listening
+// on addr: for a wildcard address (":8080", "0.0.0.0:8080", "[::]:8080"),
+// this machine's own loopback address and its first network addresses,
+// which a phone on the same network can open, rather than "[::]".
+func openableURLs(scheme string, addr net.Addr) []string {
+	ta, ok := addr.(*net.TCPAddr)
+	if !ok || !ta.IP.IsUnspecified() {
+		return []string{fmt.Sprintf("%s://%s/", scheme, addr)}
+	}
+	port := strconv.Itoa(ta.Port)
+	urls := []string{scheme + "://" + net.JoinHostPort("127.0.0.1", port) + "/"}
+	if ifaddrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range ifaddrs {
+			ipn, ok := a.(*net.IPNet)
+			if ok && ipn.IP.To4() != nil && !ipn.IP.IsLoopback() && len(urls) < 3 {
+				urls = append(urls, scheme+"://"+net.JoinHostPort(ipn.IP.String(), port)+"/")
+			}
+		}
+	}
+	return urls
 }
 
 // parsePrefixes parses a comma-separated list of addresses and CIDR

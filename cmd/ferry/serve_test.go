@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -125,18 +127,53 @@ func TestServeFlagsFromEnvironment(t *testing.T) {
 	}
 }
 
-func TestHelpListsEnvironment(t *testing.T) {
-	var stderr safeBuffer
-	_ = run(context.Background(), []string{"serve", "--help"}, io.Discard, &stderr)
-	for _, want := range []string{"--addr (env FERRY_ADDR)", "--s3-endpoint (env FERRY_S3_ENDPOINT)", "--ping-interval (env FERRY_PING_INTERVAL)", "--max-frame (env FERRY_MAX_FRAME)"} {
-		if !strings.Contains(stderr.String(), want) {
-			t.Fatalf("help lacks %q:\n%s", want, stderr.String())
+// Help, asked for, goes to stdout and succeeds; a mistake is told in one
+// line on the error, naming the flag as it is written.
+func TestHelpAndMistakes(t *testing.T) {
+	for _, cmd := range [][]string{{"serve", "--help"}, {"send", "-h"}, {"listen", "--help"}, {"token", "--help"}, {"bench", "idle", "--help"}} {
+		var stdout, stderr safeBuffer
+		if err := run(context.Background(), cmd, &stdout, &stderr); err != nil {
+			t.Errorf("%v: %v", cmd, err)
 		}
+		if !strings.Contains(stdout.String(), "usage: ferry "+cmd[0]) || stderr.String() != "" {
+			t.Errorf("%v: stdout %.60q, stderr %.60q; want the usage on stdout alone", cmd, stdout.String(), stderr.String())
+		}
+	}
+	var stdout safeBuffer
+	_ = run(context.Background(), []string{"serve", "--help"}, &stdout, io.Discard)
+	for _, want := range []string{"--addr (env FERRY_ADDR)", "--s3-endpoint (env FERRY_S3_ENDPOINT)", "--ping-interval (env FERRY_PING_INTERVAL)", "--max-frame (env FERRY_MAX_FRAME)"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Fatalf("help lacks %q:\n%s", want, stdout.String())
+		}
+	}
+	var stderr safeBuffer
+	err := run(context.Background(), []string{"serve", "--bogus"}, io.Discard, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "unknown flag --bogus") || stderr.String() != "" {
+		t.Errorf("unknown flag: %v; stderr %.80q (want one line, no usage)", err, stderr.String())
+	}
+	if err := run(context.Background(), []string{"serve", "--max-frame", "abc"}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "--max-frame") {
+		t.Errorf("bad value: %v", err)
+	}
+	stdout = safeBuffer{}
+	if err := run(context.Background(), []string{"--version"}, &stdout, io.Discard); err != nil || !strings.HasPrefix(stdout.String(), "ferry ") {
+		t.Errorf("--version: %v %q", err, stdout.String())
 	}
 	if err := run(context.Background(), []string{"nonsense"}, io.Discard, io.Discard); err == nil {
 		t.Fatal("unknown command accepted")
 	}
 	if err := run(context.Background(), []string{"token"}, io.Discard, io.Discard); err == nil {
 		t.Fatal("token without --user accepted")
+	}
+}
+
+// A server listening on every interface is announced by addresses a
+// person can open.
+func TestOpenableURLs(t *testing.T) {
+	urls := openableURLs("http", &net.TCPAddr{IP: net.IPv6unspecified, Port: 8080})
+	if urls[0] != "http://127.0.0.1:8080/" || slices.ContainsFunc(urls, func(u string) bool { return strings.Contains(u, "[::]") }) {
+		t.Fatalf("urls %q", urls)
+	}
+	if u := openableURLs("https", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9}); len(u) != 1 || u[0] != "https://127.0.0.1:9/" {
+		t.Fatalf("a fixed address: %q", u)
 	}
 }
