@@ -7,14 +7,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"net/http"
 	"os"
 	"runtime"
 	"runtime/pprof"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -420,7 +418,7 @@ func runBenchUpload(ctx context.Context, args []string, stdout, stderr io.Writer
 	var (
 		cfg         bench.SendConfig
 		old         bench.UploadConfig
-		size        = byteSize(1 << 30)
+		size        = int64(1 << 30)
 		benchClient bool
 		serverArgs  string
 		sendArgs    string
@@ -428,7 +426,7 @@ func runBenchUpload(ctx context.Context, args []string, stdout, stderr io.Writer
 		genProfile  string
 	)
 	fs := newFlagSet("bench upload", "bench upload [flags]", stderr)
-	fs.Var(&size, "size", "bytes of the test file: 1GiB, 512MiB, 16MiB or a number of bytes")
+	sizeVar(fs, &size, "size", size, "bytes of the test file: 1GiB, 512MiB, 16MiB or a number of bytes")
 	fs.IntVar(&cfg.Rounds, "rounds", 3, "rounds of the three runs (direct, ferry send, ferry send --base64), alternating their order")
 	fs.StringVar(&cfg.Dir, "dir", os.TempDir(), "folder for the test file, on disk (not tmpfs)")
 	fs.StringVar(&cfg.Ferry, "ferry", "", "ferry executable run as the server and as 'ferry send' (default: this one)")
@@ -458,15 +456,18 @@ func runBenchUpload(ctx context.Context, args []string, stdout, stderr io.Writer
 		}
 		defer func() { err = t.finish(err) }()
 	}
+	if size <= 0 {
+		return errors.New("bench upload: --size must be positive")
+	}
 	if benchClient {
-		old.Size = int64(size)
+		old.Size = size
 		old.S3Endpoint, old.S3AccessKey, old.S3SecretKey = cfg.S3Endpoint, cfg.S3AccessKey, cfg.S3SecretKey
 		old.ServerPath = cfg.Ferry
 		old.ServerArgs = strings.Fields(serverArgs)
 		old.Progress = stderr
 		return runBenchUploadClient(ctx, old, asJSON, stdout)
 	}
-	cfg.Size = int64(size)
+	cfg.Size = size
 	cfg.ServerArgs = strings.Fields(serverArgs)
 	cfg.SendArgs = strings.Fields(sendArgs)
 	cfg.Progress = stderr
@@ -497,39 +498,5 @@ func runBenchUploadClient(ctx context.Context, cfg bench.UploadConfig, asJSON bo
 	fmt.Fprintf(stdout, "%d × %d MiB        %.0f MB/s in all; server peak RSS %.0f MiB (target < 512 MiB); %d data files open\n",
 		res.Concurrent, res.ConcurrentSize>>20, res.ConcurrentMBps, res.ConcurrentPeakRSSMB, res.OpenDataFiles)
 	fmt.Fprintf(stdout, "chat while upload  %d events: p50 %.1f ms, p99 %.1f ms (target < 50 ms)\n", res.ChatSamples, res.ChatP50ms, res.ChatP99ms)
-	return nil
-}
-
-// byteSize is a flag of a number of bytes, written plainly or with a binary
-// unit: 1073741824, 1GiB, 512MiB, 64KiB.
-type byteSize int64
-
-var byteUnits = []struct {
-	suffix string
-	shift  uint
-}{{"GiB", 30}, {"MiB", 20}, {"KiB", 10}, {"B", 0}}
-
-func (b *byteSize) String() string {
-	for _, u := range byteUnits {
-		if *b != 0 && int64(*b)%(1<<u.shift) == 0 {
-			return strconv.FormatInt(int64(*b)>>u.shift, 10) + u.suffix
-		}
-	}
-	return strconv.FormatInt(int64(*b), 10)
-}
-
-func (b *byteSize) Set(s string) error {
-	num, shift := s, uint(0)
-	for _, u := range byteUnits {
-		if n, ok := strings.CutSuffix(s, u.suffix); ok {
-			num, shift = strings.TrimSpace(n), u.shift
-			break
-		}
-	}
-	n, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || n <= 0 || n > math.MaxInt64>>shift {
-		return fmt.Errorf("%q: want a positive number of bytes, such as 1073741824, 1GiB or 512MiB", s)
-	}
-	*b = byteSize(n << shift)
 	return nil
 }

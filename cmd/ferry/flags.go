@@ -4,7 +4,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"strconv"
 	"strings"
 )
 
@@ -81,4 +83,61 @@ func wantsHelp(args []string) bool {
 		}
 	}
 	return false
+}
+
+// sizeVar defines a flag of a number of bytes, written plainly or with a
+// unit, GNU style: K, M, G, T and KiB..TiB are powers of 1024; KB, MB, GB,
+// TB powers of 1000; case does not matter ("5GB", "512MiB", "64k",
+// "1.5GiB", "1048576"). Its default prints with a unit when it has one.
+func sizeVar[T int | int64](fs *flag.FlagSet, p *T, name string, def T, usage string) {
+	*p = def
+	fs.Var(sizeValue[T]{p}, name, usage)
+}
+
+type sizeValue[T int | int64] struct{ p *T }
+
+var sizeUnits = map[string]float64{
+	"": 1, "b": 1,
+	"k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20, "g": 1 << 30, "gib": 1 << 30, "t": 1 << 40, "tib": 1 << 40,
+	"kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12,
+}
+
+func (v sizeValue[T]) String() string {
+	if v.p == nil {
+		return ""
+	}
+	n := int64(*v.p)
+	for _, u := range []struct {
+		suffix string
+		shift  uint
+	}{{"TiB", 40}, {"GiB", 30}, {"MiB", 20}, {"KiB", 10}} {
+		if n != 0 && n%(1<<u.shift) == 0 {
+			return strconv.FormatInt(n>>u.shift, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+func (v sizeValue[T]) Set(s string) error {
+	t := strings.TrimSpace(s)
+	i := strings.IndexFunc(t, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
+	if i < 0 {
+		i = len(t)
+	}
+	mult, ok := sizeUnits[strings.ToLower(strings.TrimSpace(t[i:]))]
+	f, err := strconv.ParseFloat(t[:i], 64)
+	if !ok || err != nil || f < 0 || f*mult >= float64(maxOf[T]()) {
+		return fmt.Errorf("%q is not a size: write a number of bytes, or one with a unit such as 64KiB, 512MiB, 5GB", s)
+	}
+	*v.p = T(f * mult)
+	return nil
+}
+
+// maxOf is the largest value of T.
+func maxOf[T int | int64]() int64 {
+	var x T
+	if _, isInt := any(x).(int); isInt {
+		return math.MaxInt
+	}
+	return math.MaxInt64
 }
