@@ -47,7 +47,7 @@ func config(t *testing.T, env ...string) composeConfig {
 	bin := testenv.Program(t, "docker-compose")
 	cmd := exec.Command(bin, "-f", composeFile, "config")
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "FERRY_S3_") {
+		if !strings.HasPrefix(kv, "FERRY_S3_") && !strings.HasPrefix(kv, "MINIO_") {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
@@ -82,7 +82,7 @@ func hasPort(s composeService, port string) bool {
 		if m, ok := p.(map[string]any); ok {
 			return fmt.Sprint(m["target"]) == port
 		}
-		return strings.HasSuffix(fmt.Sprint(p), ":"+port)
+		return strings.HasSuffix(strings.TrimSuffix(fmt.Sprint(p), "/tcp"), ":"+port)
 	})
 }
 
@@ -95,8 +95,11 @@ func hasVolume(s composeService, source, target string) bool {
 	})
 }
 
+// secrets are the passwords the file requires.
+var secrets = []string{"MINIO_ROOT_PASSWORD=root-secret-1", "FERRY_S3_SECRET_KEY=ferry-secret-1"}
+
 func TestComposeServices(t *testing.T) {
-	cfg := config(t)
+	cfg := config(t, secrets...)
 	minio, mc, ferry := service(t, cfg, "minio"), service(t, cfg, "mc"), service(t, cfg, "ferry")
 
 	if !strings.HasPrefix(minio.Image, "minio/minio") {
@@ -108,6 +111,12 @@ func TestComposeServices(t *testing.T) {
 	if !hasPort(minio, "9000") || !hasPort(minio, "9001") {
 		t.Errorf("minio ports = %v, want 9000 and 9001", minio.Ports)
 	}
+	// MinIO answers the operator on this machine only; ferry is the service.
+	for _, p := range minio.Ports {
+		if !strings.Contains(fmt.Sprint(p), "127.0.0.1") {
+			t.Errorf("minio port %v is published beyond 127.0.0.1", p)
+		}
+	}
 	if !hasVolume(minio, "minio-data", "/data") {
 		t.Errorf("minio volumes = %v, want the named volume minio-data at /data", minio.Volumes)
 	}
@@ -118,8 +127,9 @@ func TestComposeServices(t *testing.T) {
 	if !strings.HasPrefix(mc.Image, "minio/mc") {
 		t.Errorf("mc image = %q", mc.Image)
 	}
-	if cmd := flat(mc.Entrypoint) + " " + flat(mc.Command); !strings.Contains(cmd, "http://minio:9000") || !strings.Contains(cmd, "mc mb") {
-		t.Errorf("mc runs %q, want an alias for http://minio:9000 and mc mb", cmd)
+	if cmd := flat(mc.Entrypoint) + " " + flat(mc.Command); !strings.Contains(cmd, "http://minio:9000") || !strings.Contains(cmd, "mc mb") ||
+		!strings.Contains(cmd, "mc admin user add") || !strings.Contains(cmd, "mc admin policy attach") {
+		t.Errorf("mc runs %q, want an alias for http://minio:9000, mc mb, and ferry's own user with a bucket policy", cmd)
 	}
 
 	root, err := filepath.Abs(filepath.Join("..", ".."))
@@ -153,47 +163,61 @@ func TestComposeServices(t *testing.T) {
 }
 
 // TestComposeWiring checks that every service takes its part of the
-// configuration from the same variables: ferry's credentials are MinIO's, and
-// the bucket mc creates is the one ferry uses. With the defaults and with
-// overrides, so that a value typed twice cannot pass.
+// configuration from the same variables: ferry's credentials are the user mc
+// creates for it, not MinIO's root user, and the bucket mc creates is the one
+// ferry uses. With the defaults and with overrides, so that a value typed
+// twice cannot pass. Without the passwords, the file refuses to run.
 func TestComposeWiring(t *testing.T) {
 	tests := []struct {
 		name                string
 		env                 []string
 		access, secret, bkt string
 	}{
-		{"defaults", nil, "", "", "ferry"},
-		{"overridden", []string{"FERRY_S3_ACCESS_KEY=alice", "FERRY_S3_SECRET_KEY=wonderland-42", "FERRY_S3_BUCKET=rabbit-hole"}, "alice", "wonderland-42", "rabbit-hole"},
+		{"defaults", secrets, "ferry", "ferry-secret-1", "ferry"},
+		{"overridden", append([]string{"FERRY_S3_ACCESS_KEY=alice", "FERRY_S3_BUCKET=rabbit-hole", "MINIO_ROOT_USER=admin"}, secrets...), "alice", "ferry-secret-1", "rabbit-hole"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := config(t, tc.env...)
 			minio, mc, ferry := service(t, cfg, "minio"), service(t, cfg, "mc"), service(t, cfg, "ferry")
 			want := map[string]string{
-				"FERRY_S3_ENDPOINT": "http://minio:9000",
-				"FERRY_S3_BUCKET":   tc.bkt,
-				"FERRY_S3_REGION":   "us-east-1",
+				"FERRY_S3_ENDPOINT":   "http://minio:9000",
+				"FERRY_S3_BUCKET":     tc.bkt,
+				"FERRY_S3_REGION":     "us-east-1",
+				"FERRY_S3_ACCESS_KEY": tc.access,
+				"FERRY_S3_SECRET_KEY": tc.secret,
 			}
 			for k, v := range want {
-				if ferry.Environment[k] != v {
-					t.Errorf("ferry %s = %q, want %q", k, ferry.Environment[k], v)
+				if ferry.Environment[k] != v || mc.Environment[k] != v && k != "FERRY_S3_ENDPOINT" && k != "FERRY_S3_REGION" {
+					t.Errorf("%s = %q for ferry, %q for mc; want %q", k, ferry.Environment[k], mc.Environment[k], v)
 				}
 			}
-			access, secret := ferry.Environment["FERRY_S3_ACCESS_KEY"], ferry.Environment["FERRY_S3_SECRET_KEY"]
-			if access == "" || secret == "" || (tc.access != "" && (access != tc.access || secret != tc.secret)) {
-				t.Errorf("ferry credentials = %q/%q, want %q/%q", access, secret, tc.access, tc.secret)
+			if _, set := ferry.Environment["FERRY_S3_PUBLIC_ENDPOINT"]; set {
+				t.Error("FERRY_S3_PUBLIC_ENDPOINT is set: downloads go through ferry")
 			}
-			if len(secret) < 8 {
-				t.Errorf("secret %q is shorter than the 8 characters MinIO requires", secret)
+			root := minio.Environment["MINIO_ROOT_USER"]
+			if root == ferry.Environment["FERRY_S3_ACCESS_KEY"] || minio.Environment["MINIO_ROOT_PASSWORD"] == ferry.Environment["FERRY_S3_SECRET_KEY"] {
+				t.Errorf("ferry uses MinIO's root credentials (%q)", root)
 			}
-			for name, s := range map[string]composeService{"minio": minio, "mc": mc} {
-				if s.Environment["MINIO_ROOT_USER"] != access || s.Environment["MINIO_ROOT_PASSWORD"] != secret {
-					t.Errorf("%s credentials = %q/%q, ferry's = %q/%q", name, s.Environment["MINIO_ROOT_USER"], s.Environment["MINIO_ROOT_PASSWORD"], access, secret)
-				}
+			if mc.Environment["MINIO_ROOT_USER"] != root || mc.Environment["MINIO_ROOT_PASSWORD"] != minio.Environment["MINIO_ROOT_PASSWORD"] {
+				t.Errorf("mc's root credentials differ from MinIO's")
 			}
-			if mc.Environment["FERRY_S3_BUCKET"] != tc.bkt || !strings.Contains(flat(mc.Command), "FERRY_S3_BUCKET") {
-				t.Errorf("mc creates bucket from %q with %v, want %q", mc.Environment["FERRY_S3_BUCKET"], mc.Command, tc.bkt)
+			if !strings.Contains(flat(mc.Command), "FERRY_S3_BUCKET") {
+				t.Errorf("mc creates its bucket with %v, not from FERRY_S3_BUCKET", mc.Command)
 			}
 		})
 	}
+	t.Run("without passwords", func(t *testing.T) {
+		bin := testenv.Program(t, "docker-compose")
+		cmd := exec.Command(bin, "-f", composeFile, "config")
+		for _, kv := range os.Environ() {
+			if !strings.HasPrefix(kv, "FERRY_S3_") && !strings.HasPrefix(kv, "MINIO_") {
+				cmd.Env = append(cmd.Env, kv)
+			}
+		}
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "MINIO_ROOT_PASSWORD") {
+			t.Errorf("docker-compose config without passwords: %v\n%s; want a refusal naming MINIO_ROOT_PASSWORD", err, out)
+		}
+	})
 }
