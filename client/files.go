@@ -136,6 +136,11 @@ func (c *Client) fetch(ctx context.Context, link string, f File, w io.Writer) (i
 // fileURL resolves a link the server gave (a path and query, such as
 // "/files/f_1/cat.jpg?exp=..&sig=..") against the server's HTTP address:
 // the WebSocket URL with its scheme turned to http(s) and "/ws" taken off.
+// FileURL is f's signed download link as an absolute URL on the server
+// the client talks to (the server gives it relative to itself), for a
+// browser or another program to open while it is valid.
+func (c *Client) FileURL(f File) (string, error) { return c.fileURL(f.URL) }
+
 func (c *Client) fileURL(link string) (string, error) {
 	ref, err := url.Parse(link)
 	if err != nil || ref.Scheme != "" || ref.Host != "" || !strings.HasPrefix(ref.Path, "/") {

@@ -232,6 +232,11 @@ func TestSendBase64AndJSON(t *testing.T) {
 			if f.Name != want.name || f.Size != int64(len(want.data)) || f.SHA256 != sha256Hex(want.data) || f.Type != want.typ || f.ID == "" || f.URL == "" || f.Room != "share" {
 				t.Errorf("record %+v", f)
 			}
+			// The link is absolute, on the server send was given (here a
+			// relay of WebSocket frames, so it is not fetched).
+			if base := r.URL() + "/files/" + f.ID + "/"; !strings.HasPrefix(f.URL, base) {
+				t.Errorf("url %q, want it under %s", f.URL, base)
+			}
 			e := receive(t, events)
 			var announced client.File
 			if err := e.Decode(&announced); err != nil || e.Name != client.FileEvent || announced.ID != f.ID {

@@ -136,6 +136,7 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if err := c.Emit(ctx, f.room, *event, map[string]string{"text": *text}); err != nil {
 			return interruptedOr(ctx, err)
 		}
+		fmt.Fprintf(stderr, "ferry: sent to %s\n", f.room)
 	}
 	return nil
 }

@@ -76,6 +76,10 @@ func sendFiles(ctx context.Context, c *client.Client, room string, files []fileU
 			continue
 		}
 		if o.json {
+			// The link as one can open it, not relative to the server.
+			if abs, err := c.FileURL(f); err == nil {
+				f.URL = abs
+			}
 			if err := json.NewEncoder(stdout).Encode(f); err != nil {
 				return fmt.Errorf("send: writing to stdout: %w", err)
 			}

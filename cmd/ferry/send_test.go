@@ -137,7 +137,7 @@ func TestSendFails(t *testing.T) {
 		{"uploads off", []string{"--server", s.URL, "--room", "lobby", "send_test.go"}, "not_implemented: "},
 		{"no token", []string{"--server", authed.URL, "--room", "lobby", "--text", "x"}, "401"},
 		{"no server", []string{"--server", nobody, "--room", "lobby", "--text", "x", "--timeout", "5s"}, "connect"},
-		{"unknown flag", []string{"--bogus"}, "not defined"},
+		{"unknown flag", []string{"--bogus"}, "unknown flag --bogus"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
