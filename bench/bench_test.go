@@ -95,6 +95,34 @@ func startServer(t *testing.T, cfg server.Config) bench.Target {
 	return target
 }
 
+// A server whose metrics cannot be read ends the run with that reason, not
+// with what the publishers saw when the run stopped them.
+func TestFanoutTellsWhyItStopped(t *testing.T) {
+	srv, err := server.New(server.Config{Rate: 1e6, RateBurst: 1e6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/", srv)
+	mux.HandleFunc("/metrics", http.NotFound)
+	hs := httptest.NewServer(mux)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		hs.Close()
+	})
+	target, err := bench.ParseTarget(hs.URL, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = bench.Fanout(context.Background(), bench.FanoutConfig{Target: target, Members: 3, Rate: 100,
+		Warmup: 100 * time.Millisecond, Duration: 300 * time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), "metrics") || strings.Contains(err.Error(), "context canceled") {
+		t.Fatalf("fanout against a server without /metrics: %v; want the scrape's error", err)
+	}
+}
+
 func TestIdle(t *testing.T) {
 	target := startServer(t, server.Config{PingInterval: 200 * time.Millisecond, PingTimeout: 200 * time.Millisecond})
 	target.PID = os.Getpid() // exercises /proc; the figure itself means nothing here

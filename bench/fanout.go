@@ -226,13 +226,15 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (FanoutResult, error) {
 	pubCtx := pubs.start(ctx, f, start)
 	defer pubs.stop()
 	// abort stops the publishers and explains why the run ended early: the
-	// caller's cancellation, else a publisher's error, else err.
+	// caller's cancellation, else a publisher's own failure, else err (a
+	// publisher that only saw this stop says "context canceled", which
+	// would hide the reason, such as a server without /metrics).
 	abort := func(err error) error {
 		perr := pubs.stop()
 		switch {
 		case ctx.Err() != nil:
 			return ctx.Err()
-		case perr != nil:
+		case perr != nil && !errors.Is(perr, context.Canceled):
 			return perr
 		}
 		return err
