@@ -292,7 +292,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	fmt.Fprintf(stderr, "ferry: listening on %s (files in %s)\n", strings.Join(openableURLs(scheme, ln.Addr()), " and "), where)
+	// Through the logger, so that every line of the server has one format.
+	log.Info("listening on "+strings.Join(openableURLs(scheme, ln.Addr()), " and "), "files", where)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {
