@@ -91,9 +91,16 @@ func request(c *websocket.Conn, id uint64, frame any, timeout time.Duration) err
 	if err := c.WriteJSON(frame); err != nil {
 		return err
 	}
+	return awaitReply(id, func(r *reply) error { return readJSON(c, deadline, r) })
+}
+
+// awaitReply reads frames with read until the ack or error frame answering
+// request id, skipping the others (presence, events). An error frame
+// becomes a *protocol.Error.
+func awaitReply(id uint64, read func(*reply) error) error {
 	for {
 		var r reply
-		if err := readJSON(c, deadline, &r); err != nil {
+		if err := read(&r); err != nil {
 			return err
 		}
 		if r.ID != id {

@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-
-	"github.com/ferryhq/ferry/protocol"
 )
 
 // rawConn is a client WebSocket connection on a plain socket that Go's
@@ -76,21 +74,7 @@ func (c *rawConn) request(id uint64, frame any) error {
 	if err := c.writeFrame(opText, b); err != nil {
 		return err
 	}
-	for {
-		var r reply
-		if err := c.readJSON(&r); err != nil {
-			return err
-		}
-		if r.ID != id {
-			continue
-		}
-		switch r.T {
-		case protocol.TypeAck:
-			return nil
-		case protocol.TypeError:
-			return &protocol.Error{Code: r.Code, Message: r.Message}
-		}
-	}
+	return awaitReply(id, func(r *reply) error { return c.readJSON(r) })
 }
 
 // next parses the frame at the front of the buffer. ok is false when the
