@@ -218,10 +218,10 @@ func (c *conn) stampLocked() {
 const waitSample = 16
 
 // observeWaitLocked records the wait of a timed queue once a write took
-// its first frames. c.mu is held.
-func (c *conn) observeWaitLocked(now time.Time) {
+// its first frames; untimed queues cost no clock read. c.mu is held.
+func (c *conn) observeWaitLocked() {
 	if !c.queuedAt.IsZero() {
-		c.s.hist.queueWait.Observe(now.Sub(c.queuedAt).Seconds())
+		c.s.hist.queueWait.Observe(time.Since(c.queuedAt).Seconds())
 		c.queuedAt = time.Time{}
 	}
 }

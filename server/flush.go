@@ -222,7 +222,7 @@ func (f *flusher) flush(c *conn, urgent bool) (frames, n int, wrote bool) {
 	}
 	frames = c.consume(n)
 	if frames > 0 {
-		c.observeWaitLocked(time.Now())
+		c.observeWaitLocked()
 	}
 	slow := c.overQueue && c.queued-c.catchUp > c.s.cfg.MaxQueue
 	c.overQueue = false
@@ -315,7 +315,7 @@ func (c *conn) writeLoop() {
 			if !c.dead {
 				c.queued -= int(n)
 				c.catchUp = min(c.catchUp, c.queued)
-				c.observeWaitLocked(time.Now())
+				c.observeWaitLocked()
 			}
 			c.mu.Unlock()
 			c.s.metrics.messagesOut.Add(uint64(k))

@@ -42,8 +42,11 @@ var (
 
 // histograms are the distributions /metrics reports besides the counters.
 type histograms struct {
-	// requests times a request from its frame to its answer, by type.
+	// requests times a request from its frame to its answer, by type;
+	// byType holds its observer for each of requestTypes and "other",
+	// looked up once here rather than at every request.
 	requests *prometheus.HistogramVec
+	byType   map[string]prometheus.Observer
 	// queueWait times frames in a connection's queue: from the moment the
 	// queue stops being empty to the write that takes them.
 	queueWait prometheus.Histogram
@@ -54,7 +57,7 @@ type histograms struct {
 }
 
 func newHistograms() histograms {
-	return histograms{
+	h := histograms{
 		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "ferry_request_seconds", Help: "Time from a request frame to its answer being queued, by frame type.",
 			Buckets: latencyBuckets,
@@ -70,7 +73,13 @@ func newHistograms() histograms {
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ferry_errors_total", Help: "Error frames sent, by code (rate_limited, over_quota, busy, ...: how often each limit refuses).",
 		}, []string{"code"}),
+		byType: make(map[string]prometheus.Observer, len(requestTypes)+1),
 	}
+	for t := range requestTypes {
+		h.byType[t] = h.requests.WithLabelValues(t)
+	}
+	h.byType["other"] = h.requests.WithLabelValues("other")
+	return h
 }
 
 // requestTypes are the frame types requests are labelled with; anything
@@ -84,10 +93,11 @@ var requestTypes = map[string]bool{
 
 // observeRequest records a request of type t that arrived at start.
 func (s *Server) observeRequest(t string, start time.Time) {
-	if !requestTypes[t] {
-		t = "other"
+	o, ok := s.hist.byType[t]
+	if !ok {
+		o = s.hist.byType["other"]
 	}
-	s.hist.requests.WithLabelValues(t).Observe(time.Since(start).Seconds())
+	o.Observe(time.Since(start).Seconds())
 }
 
 // ObservePartStore is for transfer.Config.ObservePartStore.
