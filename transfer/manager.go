@@ -328,11 +328,7 @@ func (m *Manager) Open(ctx context.Context, req OpenRequest, sink Sink) (Grant, 
 			m.quota.give(req.Owner.User, u.size, m.now())
 		}
 	}()
-	if err := m.checkSinkLimit(sink); err != nil {
-		u.cancel()
-		return Grant{}, err
-	}
-	if err := m.checkUserLimit(req.Owner.User); err != nil {
+	if err := m.checkNewLimits(sink, req.Owner.User); err != nil {
 		u.cancel()
 		return Grant{}, err
 	}
@@ -429,37 +425,43 @@ func (m *Manager) checkSinkLimit(sink Sink) error {
 }
 
 func (m *Manager) sinkLimitLocked(sink Sink) error {
-	n := 0
-	for _, u := range m.uploads {
-		u.mu.Lock()
-		if u.sink == sink && u.status == statusUploading {
-			n++
-		}
-		u.mu.Unlock()
-	}
-	if n >= m.maxUploads {
+	if n, _ := m.countUploadingLocked(sink, ""); n >= m.maxUploads {
 		return errorf(CodeTooManyUploads, "at most %d uploads at once per connection", m.maxUploads)
 	}
 	return nil
 }
 
-// checkUserLimit refuses a new upload beyond MaxUploadsPerUser in memory
-// for one user, whatever its connections.
-func (m *Manager) checkUserLimit(user string) error {
+// checkNewLimits refuses a new upload beyond MaxUploads for sink or
+// MaxUploadsPerUser in memory for user, whatever its connections.
+func (m *Manager) checkNewLimits(sink Sink, user string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	n := 0
-	for _, u := range m.uploads {
-		u.mu.Lock()
-		if u.owner.User == user && u.status == statusUploading {
-			n++
-		}
-		u.mu.Unlock()
-	}
-	if n >= m.maxUserUploads {
+	onSink, ofUser := m.countUploadingLocked(sink, user)
+	switch {
+	case onSink >= m.maxUploads:
+		return errorf(CodeTooManyUploads, "at most %d uploads at once per connection", m.maxUploads)
+	case ofUser >= m.maxUserUploads:
 		return errorf(CodeTooManyUploads, "at most %d uploads at once per user", m.maxUserUploads)
 	}
 	return nil
+}
+
+// countUploadingLocked counts, in one pass, the uploads running on sink
+// and those of user. m.mu is held.
+func (m *Manager) countUploadingLocked(sink Sink, user string) (onSink, ofUser int) {
+	for _, u := range m.uploads {
+		u.mu.Lock()
+		if u.status == statusUploading {
+			if u.sink == sink {
+				onSink++
+			}
+			if u.owner.User == user {
+				ofUser++
+			}
+		}
+		u.mu.Unlock()
+	}
+	return onSink, ofUser
 }
 
 // register makes u an open upload attached to sink.
