@@ -63,10 +63,9 @@ func TestAdversaries(t *testing.T) {
 	user := newChatter(t, srv.addr)
 	defer user.stop()
 
-	var mu sync.Mutex
 	for _, a := range []struct {
 		name   string
-		attack func(t *testing.T, addr string, mu *sync.Mutex) string
+		attack func(t *testing.T, addr string) string
 	}{
 		{"pings without reading", attackPings},
 		{"history in fresh rooms", attackHistory},
@@ -78,7 +77,7 @@ func TestAdversaries(t *testing.T) {
 	} {
 		t.Run(a.name, func(t *testing.T) {
 			start := time.Now()
-			outcome := a.attack(t, srv.addr, &mu)
+			outcome := a.attack(t, srv.addr)
 			t.Logf("%s in %v; server RSS peak so far %d MiB", outcome, time.Since(start).Round(time.Millisecond), peakRSS.Load()>>20)
 		})
 	}
@@ -246,11 +245,8 @@ func (c *chatter) stop() {
 }
 
 // attackPings floods WebSocket pings and never reads.
-func attackPings(t *testing.T, addr string, _ *sync.Mutex) string {
-	ws, _, err := wsFrom(addr, "127.0.0.2")
-	if err != nil {
-		t.Fatal(err)
-	}
+func attackPings(t *testing.T, addr string) string {
+	ws := mustDialFrom(t, addr, "127.0.0.2")
 	defer ws.Close()
 	nc := ws.NetConn()
 	ping := []byte{0x89, 0x80 | 125, 1, 2, 3, 4}
@@ -270,31 +266,20 @@ func attackPings(t *testing.T, addr string, _ *sync.Mutex) string {
 
 // attackHistory joins fresh rooms and sends 500 kB events to each, reading
 // what comes back.
-func attackHistory(t *testing.T, addr string, mu *sync.Mutex) string {
-	ws, _, err := wsFrom(addr, "127.0.0.2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.Close()
-	codes := map[string]int{}
-	done := make(chan int)
-	go func() { done <- errorsOf(ws, codes, mu) }()
+func attackHistory(t *testing.T, addr string) string {
+	a := newAttacker(t, addr, "127.0.0.2")
 	big := strings.Repeat("x", 500_000)
 	end := time.Now().Add(2 * time.Second)
 	for i := 0; time.Now().Before(end); i++ {
 		room := fmt.Sprint("flood-", i%90)
-		_ = ws.WriteJSON(map[string]any{"t": "join", "room": room, "id": 2*i + 1})
+		_ = a.ws.WriteJSON(map[string]any{"t": "join", "room": room, "id": 2*i + 1})
 		// except_self: the attacker reads only answers, so it is refused for
 		// its history, not dropped as a slow reader of its own events.
-		if ws.WriteJSON(map[string]any{"t": "emit", "room": room, "event": "x", "data": big, "except_self": true, "id": 2*i + 2}) != nil {
+		if a.ws.WriteJSON(map[string]any{"t": "emit", "room": room, "event": "x", "data": big, "except_self": true, "id": 2*i + 2}) != nil {
 			break
 		}
 	}
-	time.Sleep(300 * time.Millisecond)
-	ws.Close()
-	<-done
-	mu.Lock()
-	defer mu.Unlock()
+	codes, _ := a.finish(300 * time.Millisecond)
 	if codes[protocol.CodeOverQuota] == 0 {
 		t.Errorf("history flood never refused: %v", codes)
 	}
@@ -303,7 +288,7 @@ func attackHistory(t *testing.T, addr string, mu *sync.Mutex) string {
 
 // attackConnections opens WebSocket connections from one address until
 // refused.
-func attackConnections(t *testing.T, addr string, _ *sync.Mutex) string {
+func attackConnections(t *testing.T, addr string) string {
 	var open []*websocket.Conn
 	defer func() {
 		for _, c := range open {
@@ -330,7 +315,7 @@ func attackConnections(t *testing.T, addr string, _ *sync.Mutex) string {
 
 // attackSockets opens TCP connections from one address and never uses
 // them.
-func attackSockets(t *testing.T, addr string, _ *sync.Mutex) string {
+func attackSockets(t *testing.T, addr string) string {
 	var conns []net.Conn
 	defer func() {
 		for _, c := range conns {
@@ -367,26 +352,15 @@ func attackSockets(t *testing.T, addr string, _ *sync.Mutex) string {
 }
 
 // attackMailboxes sends direct messages to users who do not exist.
-func attackMailboxes(t *testing.T, addr string, mu *sync.Mutex) string {
-	ws, _, err := wsFrom(addr, "127.0.0.2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.Close()
-	codes := map[string]int{}
-	done := make(chan int)
-	go func() { done <- errorsOf(ws, codes, mu) }()
+func attackMailboxes(t *testing.T, addr string) string {
+	a := newAttacker(t, addr, "127.0.0.2")
 	payload := strings.Repeat("y", 50_000)
 	for i := range 400 {
-		if ws.WriteJSON(map[string]any{"t": "emit", "user": fmt.Sprint("u_madeup", i), "event": "dm", "data": payload, "id": i + 1}) != nil {
+		if a.ws.WriteJSON(map[string]any{"t": "emit", "user": fmt.Sprint("u_madeup", i), "event": "dm", "data": payload, "id": i + 1}) != nil {
 			break
 		}
 	}
-	time.Sleep(300 * time.Millisecond)
-	ws.Close()
-	<-done
-	mu.Lock()
-	defer mu.Unlock()
+	codes, _ := a.finish(300 * time.Millisecond)
 	if codes[protocol.CodeOverQuota] == 0 {
 		t.Errorf("direct messages to made-up users never refused: %v", codes)
 	}
@@ -395,34 +369,23 @@ func attackMailboxes(t *testing.T, addr string, mu *sync.Mutex) string {
 
 // attackUnpaced sends chunks for an unknown upload and received frames as
 // fast as it can.
-func attackUnpaced(t *testing.T, addr string, mu *sync.Mutex) string {
+func attackUnpaced(t *testing.T, addr string) string {
 	var out []string
 	for _, frame := range [][]byte{
 		protocol.AppendChunkHeader(nil, protocol.ChunkHeader{Upload: "u_nothing"}),
 		[]byte(`{"t":"received","room":"lobby","seq":1}`),
 	} {
-		ws, _, err := wsFrom(addr, "127.0.0.2")
-		if err != nil {
-			t.Fatal(err)
-		}
-		codes := map[string]int{}
-		done := make(chan int)
-		go func() { done <- errorsOf(ws, codes, mu) }()
+		a := newAttacker(t, addr, "127.0.0.2")
 		mt := websocket.BinaryMessage
 		if frame[0] == '{' {
 			mt = websocket.TextMessage
 		}
 		for range 20_000 {
-			if ws.WriteMessage(mt, frame) != nil {
+			if a.ws.WriteMessage(mt, frame) != nil {
 				break
 			}
 		}
-		var code int
-		select {
-		case code = <-done:
-		case <-time.After(5 * time.Second):
-		}
-		ws.Close()
+		_, code := a.finish(5 * time.Second)
 		if code != protocol.CloseFlood {
 			t.Errorf("flood of %.20q: close %d, want 4502", frame, code)
 		}
@@ -432,26 +395,72 @@ func attackUnpaced(t *testing.T, addr string, mu *sync.Mutex) string {
 }
 
 // attackTables fills the message-id and receipt tables.
-func attackTables(t *testing.T, addr string, mu *sync.Mutex) string {
-	ws, _, err := wsFrom(addr, "127.0.0.5")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.Close()
-	codes := map[string]int{}
-	done := make(chan int)
-	go func() { done <- errorsOf(ws, codes, mu) }()
-	_ = ws.WriteJSON(map[string]any{"t": "join", "room": "tables", "id": 1})
+func attackTables(t *testing.T, addr string) string {
+	a := newAttacker(t, addr, "127.0.0.5")
+	_ = a.ws.WriteJSON(map[string]any{"t": "join", "room": "tables", "id": 1})
 	end := time.Now().Add(2 * time.Second)
 	n := 0
 	for ; time.Now().Before(end); n++ {
-		if ws.WriteJSON(map[string]any{"t": "emit", "room": "tables", "event": "x", "msg_id": base64.RawURLEncoding.EncodeToString(fmt.Append(nil, n)), "receipt": true}) != nil {
+		if a.ws.WriteJSON(map[string]any{"t": "emit", "room": "tables", "event": "x", "msg_id": base64.RawURLEncoding.EncodeToString(fmt.Append(nil, n)), "receipt": true}) != nil {
 			break
 		}
 	}
-	ws.Close()
-	<-done
+	codes, _ := a.finish(0)
 	return fmt.Sprintf("%d emits with ids and receipts, refusals %v", n, codes)
+}
+
+// attacker is one attacking WebSocket connection whose answers are read,
+// and their error codes counted, until finish.
+type attacker struct {
+	ws    *websocket.Conn
+	codes map[string]int // written by the reader until done is closed
+	close int            // the server's close code, once done is closed
+	done  chan struct{}
+}
+
+func newAttacker(t *testing.T, addr, from string) *attacker {
+	t.Helper()
+	a := &attacker{ws: mustDialFrom(t, addr, from), codes: map[string]int{}, done: make(chan struct{})}
+	go func() {
+		defer close(a.done)
+		for {
+			_, b, err := a.ws.ReadMessage()
+			if ce, ok := err.(*websocket.CloseError); ok {
+				a.close = ce.Code
+				return
+			}
+			if err != nil {
+				return
+			}
+			var f struct{ T, Code string }
+			if json.Unmarshal(b, &f) == nil && f.T == "error" {
+				a.codes[f.Code]++
+			}
+		}
+	}()
+	return a
+}
+
+// finish waits up to linger for the server to answer or close, then closes
+// the connection and returns the error codes counted and the close code
+// (0 without a close frame).
+func (a *attacker) finish(linger time.Duration) (map[string]int, int) {
+	select {
+	case <-a.done:
+	case <-time.After(linger):
+	}
+	a.ws.Close()
+	<-a.done
+	return a.codes, a.close
+}
+
+func mustDialFrom(t *testing.T, addr, from string) *websocket.Conn {
+	t.Helper()
+	ws, _, err := wsFrom(addr, from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ws
 }
 
 // wsFrom dials ferry's WebSocket from a loopback address (Linux routes all
@@ -459,24 +468,4 @@ func attackTables(t *testing.T, addr string, mu *sync.Mutex) string {
 func wsFrom(addr, from string) (*websocket.Conn, *http.Response, error) {
 	d := websocket.Dialer{NetDialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}).DialContext}
 	return d.Dial("ws://"+addr+"/ws", nil)
-}
-
-// errorsOf reads a connection until it ends, counting error frames by
-// code, and returns its close code (0 without a close frame).
-func errorsOf(ws *websocket.Conn, codes map[string]int, mu *sync.Mutex) int {
-	for {
-		_, b, err := ws.ReadMessage()
-		if ce, ok := err.(*websocket.CloseError); ok {
-			return ce.Code
-		}
-		if err != nil {
-			return 0
-		}
-		var f struct{ T, Code string }
-		if json.Unmarshal(b, &f) == nil && f.T == "error" {
-			mu.Lock()
-			codes[f.Code]++
-			mu.Unlock()
-		}
-	}
 }
