@@ -283,8 +283,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		scheme = "https"
 		ln = tls.NewListener(ln, certs.serverTLS())
 		wctx, stopWatch := context.WithCancel(ctx)
-		defer stopWatch()
-		go certs.watch(wctx)
+		watched := make(chan struct{})
+		go func() {
+			defer close(watched)
+			certs.watch(wctx)
+		}()
+		// The watcher ends with serve, not after it.
+		defer func() {
+			stopWatch()
+			<-watched
+		}()
 	}
 	hs := &http.Server{
 		Handler:           srv,
