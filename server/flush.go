@@ -30,7 +30,7 @@ var errWouldBlock = errors.New("write would block")
 // Write states of a connection.
 const (
 	writeIdle     = iota // nothing queued, or queued and on a flusher's list
-	writeFlushing        // a flusher is writing, without c.mu
+	writeFlushing        // a flusher is writing, without t.mu
 	writeBlocking        // a writer goroutine owns the socket
 )
 
@@ -39,8 +39,8 @@ type flusher struct {
 	m     *metrics
 
 	mu       sync.Mutex
-	urgent   []*conn
-	normal   []*conn
+	urgent   []*transport
+	normal   []*transport
 	idle     bool // the loop waits for work
 	sleeping bool // the loop waits for delay to pass: only urgent work wakes it
 	wake     chan struct{}
@@ -99,15 +99,15 @@ func (fs *flushers) stop() {
 	}
 }
 
-// schedule puts c on the flusher's list. The caller holds c.mu.
-func (f *flusher) schedule(c *conn, urgent bool) {
+// schedule puts t on the flusher's list. The caller holds t.mu.
+func (f *flusher) schedule(t *transport, urgent bool) {
 	f.mu.Lock()
 	wake := f.idle
 	if urgent {
-		f.urgent = append(f.urgent, c)
+		f.urgent = append(f.urgent, t)
 		wake = wake || f.sleeping
 	} else {
-		f.normal = append(f.normal, c)
+		f.normal = append(f.normal, t)
 	}
 	if wake {
 		f.idle, f.sleeping = false, false
@@ -125,7 +125,7 @@ func (f *flusher) run() {
 	defer close(f.done)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	var batch []*conn
+	var batch []*transport
 	for {
 		f.mu.Lock()
 		if len(f.urgent) > 0 {
@@ -168,12 +168,12 @@ func (f *flusher) run() {
 	}
 }
 
-// pass writes what the connections in batch have queued.
-func (f *flusher) pass(batch []*conn, urgent bool) {
+// pass writes what the transports in batch have queued.
+func (f *flusher) pass(batch []*transport, urgent bool) {
 	var frames, bytes, writes uint64
-	for i, c := range batch {
+	for i, t := range batch {
 		batch[i] = nil
-		nf, nb, wrote := f.flush(c, urgent)
+		nf, nb, wrote := f.flush(t, urgent)
 		frames += uint64(nf)
 		bytes += uint64(nb)
 		if wrote {
@@ -187,88 +187,88 @@ func (f *flusher) pass(batch []*conn, urgent bool) {
 	}
 }
 
-// flush writes c's queue without waiting, and hands what the socket could
-// not take to a writer goroutine. The system call runs without c.mu, so
-// that a room delivering to c meanwhile never waits for it: new frames are
+// flush writes t's queue without waiting, and hands what the socket could
+// not take to a writer goroutine. The system call runs without t.mu, so
+// that a room delivering to t meanwhile never waits for it: new frames are
 // appended behind the ones being written.
-func (f *flusher) flush(c *conn, urgent bool) (frames, n int, wrote bool) {
-	c.mu.Lock()
+func (f *flusher) flush(t *transport, urgent bool) (frames, n int, wrote bool) {
+	t.mu.Lock()
 	if urgent {
-		c.inUrgent = false
+		t.inUrgent = false
 	} else {
-		c.inNormal = false
+		t.inNormal = false
 	}
-	if c.wstate != writeIdle || c.dead || len(c.queue) == 0 {
-		c.mu.Unlock()
+	if t.wstate != writeIdle || t.state >= sockCut || len(t.queue) == 0 {
+		t.mu.Unlock()
 		return 0, 0, false
 	}
-	c.wstate = writeFlushing
-	f.bufs = append(f.bufs[:0], c.queue...)
-	c.mu.Unlock()
+	t.wstate = writeFlushing
+	f.bufs = append(f.bufs[:0], t.queue...)
+	t.mu.Unlock()
 	total := 0
 	for _, b := range f.bufs {
 		total += len(b)
 	}
 
-	n, err := f.iov.write(c, f.bufs)
+	n, err := f.iov.write(t, f.bufs)
 	clear(f.bufs)
 
-	c.mu.Lock()
-	if c.dead {
-		// kill left the descriptor open for this write; close it now.
-		c.mu.Unlock()
-		c.closeSocket()
+	t.mu.Lock()
+	if t.state >= sockCut {
+		// cut left the descriptor open for this write; close it now.
+		t.mu.Unlock()
+		t.closeSocket()
 		return 0, n, true
 	}
-	frames = c.consume(n)
+	frames = t.consume(n)
 	if frames > 0 {
-		c.observeWaitLocked()
+		t.observeWaitLocked()
 	}
-	slow := c.overQueue && c.queued-c.catchUp > c.s.cfg.MaxQueue
-	c.overQueue = false
+	slow := t.overQueue && t.queued-t.catchUp > t.env.maxQueue
+	t.overQueue = false
 	switch {
 	case err == nil && n == total:
-		// Frames queued during the write have put c on a list again.
-		c.wstate = writeIdle
+		// Frames queued during the write have put t on a list again.
+		t.wstate = writeIdle
 	case err == nil || errors.Is(err, errWouldBlock):
-		c.wstate = writeBlocking
-		go c.writeLoop()
+		t.wstate = writeBlocking
+		go t.writeLoop()
 	default:
-		c.wstate = writeIdle
-		c.mu.Unlock()
-		c.logger().Debug("write failed", "err", err)
-		c.kill()
+		t.wstate = writeIdle
+		t.mu.Unlock()
+		t.ev.logger().Debug("write failed", "err", err)
+		t.cut()
 		return frames, n, true
 	}
 	if slow {
-		c.dropSlowLocked()
+		t.dropSlowLocked()
 		return frames, n, true
 	}
-	done := c.over && c.flushedLocked()
-	c.mu.Unlock()
+	done := t.state == sockDraining && t.flushedLocked()
+	t.mu.Unlock()
 	if done {
-		c.kill()
+		t.cut()
 	}
 	return frames, n, true
 }
 
 // consume drops the first n written bytes from the queue and returns how
-// many frames were written whole. The caller holds c.mu.
-func (c *conn) consume(n int) int {
-	c.queued -= n
-	c.catchUp = min(c.catchUp, c.queued)
+// many frames were written whole. The caller holds t.mu.
+func (t *transport) consume(n int) int {
+	t.queued -= n
+	t.catchUp = min(t.catchUp, t.queued)
 	done := 0
-	for done < len(c.queue) && n >= len(c.queue[done]) {
-		n -= len(c.queue[done])
+	for done < len(t.queue) && n >= len(t.queue[done]) {
+		n -= len(t.queue[done])
 		done++
 	}
-	if done < len(c.queue) && n > 0 {
+	if done < len(t.queue) && n > 0 {
 		// Frames can be shared between connections: slice, never modify.
-		c.queue[done] = c.queue[done][n:]
+		t.queue[done] = t.queue[done][n:]
 	}
-	rest := copy(c.queue, c.queue[done:])
-	clear(c.queue[rest:])
-	c.queue = c.queue[:rest]
+	rest := copy(t.queue, t.queue[done:])
+	clear(t.queue[rest:])
+	t.queue = t.queue[:rest]
 	return done
 }
 
@@ -278,25 +278,25 @@ func (c *conn) consume(n int) int {
 const writeGroup = 64 << 10
 
 // writeLoop writes, waiting for the client as long as WriteTimeout allows,
-// until the queue is empty; it then hands the connection back to its
+// until the queue is empty; it then hands the transport back to its
 // flusher.
-func (c *conn) writeLoop() {
+func (t *transport) writeLoop() {
 	var batch [][]byte
 	for {
-		c.mu.Lock()
-		if len(c.queue) == 0 || c.dead {
-			c.wstate = writeIdle
-			done := c.over && !c.dead
-			c.mu.Unlock()
+		t.mu.Lock()
+		if len(t.queue) == 0 || t.state >= sockCut {
+			t.wstate = writeIdle
+			done := t.state == sockDraining
+			t.mu.Unlock()
 			if done {
-				c.kill()
+				t.cut()
 			}
 			return
 		}
-		batch = append(batch[:0], c.queue...)
-		clear(c.queue)
-		c.queue = c.queue[:0]
-		c.mu.Unlock()
+		batch = append(batch[:0], t.queue...)
+		clear(t.queue)
+		t.queue = t.queue[:0]
+		t.mu.Unlock()
 
 		for rest := batch; len(rest) > 0; {
 			k, size := 1, len(rest[0])
@@ -304,27 +304,27 @@ func (c *conn) writeLoop() {
 				size += len(rest[k])
 				k++
 			}
-			_ = c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
+			_ = t.nc.SetWriteDeadline(time.Now().Add(t.env.writeTimeout))
 			bufs := net.Buffers(rest[:k])
-			n, err := bufs.WriteTo(c.nc)
+			n, err := bufs.WriteTo(t.nc)
 			rest = rest[k:]
 			// A group counts in queued until it is written, so that a
 			// client that does not read is dropped at MaxQueue, not twice
 			// that.
-			c.mu.Lock()
-			if !c.dead {
-				c.queued -= int(n)
-				c.catchUp = min(c.catchUp, c.queued)
-				c.observeWaitLocked()
+			t.mu.Lock()
+			if t.state < sockCut {
+				t.queued -= int(n)
+				t.catchUp = min(t.catchUp, t.queued)
+				t.observeWaitLocked()
 			}
-			c.mu.Unlock()
-			c.s.metrics.messagesOut.Add(uint64(k))
-			c.s.metrics.bytesOut.Add(uint64(n))
-			c.s.metrics.writes.Add(1)
+			t.mu.Unlock()
+			t.env.m.messagesOut.Add(uint64(k))
+			t.env.m.bytesOut.Add(uint64(n))
+			t.env.m.writes.Add(1)
 			if err != nil {
 				clear(batch)
-				c.logger().Debug("write failed", "err", err)
-				c.kill()
+				t.ev.logger().Debug("write failed", "err", err)
+				t.cut()
 				break
 			}
 		}

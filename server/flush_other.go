@@ -6,4 +6,4 @@ package server
 // goroutine that may wait for the socket.
 type iovecs struct{}
 
-func (*iovecs) write(*conn, [][]byte) (int, error) { return 0, errWouldBlock }
+func (*iovecs) write(*transport, [][]byte) (int, error) { return 0, errWouldBlock }

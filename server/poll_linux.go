@@ -109,7 +109,7 @@ func (p *poller) loop(rc syscall.RawConn) {
 
 // add registers a new connection; its first bytes start a reader.
 func (p *poller) add(c *conn) error {
-	if c.portable() {
+	if c.tr.portable() {
 		c.readForever()
 		return nil
 	}
@@ -117,28 +117,28 @@ func (p *poller) add(c *conn) error {
 		return fmt.Errorf("epoll: %w", err)
 	}
 	p.mu.Lock()
-	p.conns[c.fd] = c
+	p.conns[c.tr.fd] = c
 	p.mu.Unlock()
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(c.fd)}
-	return unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, c.fd, &ev)
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(c.tr.fd)}
+	return unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, c.tr.fd, &ev)
 }
 
 // remove forgets a connection that is over.
 func (p *poller) remove(c *conn) {
-	if c.portable() {
+	if c.tr.portable() {
 		return
 	}
 	p.mu.Lock()
-	if p.conns[c.fd] == c {
-		delete(p.conns, c.fd)
-		_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, c.fd, nil)
+	if p.conns[c.tr.fd] == c {
+		delete(p.conns, c.tr.fd)
+		_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, c.tr.fd, nil)
 	}
 	p.mu.Unlock()
 }
 
 // tryRead reads what the socket has without waiting.
 func (p *poller) tryRead(c *conn) readResult {
-	if c.portable() {
+	if c.tr.portable() {
 		return c.waitRead()
 	}
 	rd := &c.rd
@@ -148,7 +148,7 @@ func (p *poller) tryRead(c *conn) readResult {
 	}
 	var n int
 	var rerr error
-	if err := c.raw.Read(func(fd uintptr) bool {
+	if err := c.tr.raw.Read(func(fd uintptr) bool {
 		n, rerr = unix.Read(int(fd), rd.buf[rd.w:])
 		return true
 	}); err != nil {
@@ -169,12 +169,12 @@ func (p *poller) tryRead(c *conn) readResult {
 // the caller must keep reading (the connection was closed meanwhile and the
 // caller still holds the reader's place).
 func (p *poller) rearm(c *conn) bool {
-	if c.portable() {
+	if c.tr.portable() {
 		return false
 	}
 	c.reading.Store(false)
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(c.fd)}
-	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, c.fd, &ev); err == nil {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(c.tr.fd)}
+	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, c.tr.fd, &ev); err == nil {
 		return true
 	}
 	// The socket is gone. Whoever takes the reader's place cleans up: if

@@ -47,10 +47,7 @@ func (c *conn) offReader(req *protocol.Request) {
 		c.s.observeRequest(req.T, start)
 		// The connection may have ended while storage answered: an upload
 		// it opened or resumed meanwhile must not wait for it.
-		c.mu.Lock()
-		over := c.over
-		c.mu.Unlock()
-		if over {
+		if c.ended.Load() {
 			c.detachUploads()
 		}
 	}()

@@ -197,6 +197,7 @@ type Server struct {
 	requestTimeout time.Duration
 	poller         *poller
 	flushers       flushers
+	tenv           transportEnv
 
 	stop  context.CancelFunc // ends the hub's sweeper
 	swept chan struct{}
@@ -234,6 +235,7 @@ func New(cfg Config) (*Server, error) {
 	s.readLimit = int64(16 * max(cfg.MaxFrame, maxBinary(cfg.Transfer)))
 	s.requestTimeout = min(maxRequestTimeout, cfg.PingTimeout/2)
 	s.poller = newPoller(cfg.Log)
+	s.tenv = transportEnv{maxQueue: cfg.MaxQueue, writeTimeout: cfg.WriteTimeout, m: &s.metrics, queueWait: s.hist.queueWait}
 	ctx, stop := context.WithCancel(context.Background())
 	s.stop, s.swept = stop, make(chan struct{})
 	go func() {

@@ -12,27 +12,14 @@ import (
 // without a WebSocket handshake or a reader, and returns the client's end.
 func rawConnFor(t *testing.T, s *Server) (*conn, net.Conn) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	peer, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = peer.(*net.TCPConn).SetReadBuffer(4096)
-	_ = nc.(*net.TCPConn).SetWriteBuffer(4096)
+	nc, peer := loopback(t, 4096)
 	c := &conn{s: s, id: "c_test"}
 	_, c.place, _ = s.admit(netip.Addr{}, "u_test", "test")
-	if err := c.attach(nc); err != nil {
+	c.holds.Store(2)
+	if err := c.tr.attach(nc, &s.tenv, c); err != nil {
 		t.Fatal(err)
 	}
-	c.fl = s.flushers.assign(s)
+	c.tr.fl = s.flushers.assign(s)
 	c.pinger = time.AfterFunc(time.Hour, func() {})
 	c.reading.Store(true) // no poller: nothing reads this socket
 	s.add(c)
@@ -52,7 +39,7 @@ func TestSlowClientCountedOnce(t *testing.T) {
 		var wg sync.WaitGroup
 		for range 8 {
 			wg.Go(func() {
-				for c.enqueue(frame, kindRoom) {
+				for c.tr.send(frame, kindRoom) {
 				}
 			})
 		}

@@ -263,7 +263,7 @@ func (c *conn) detachUploads() {
 func (c *conn) Interrupt(upload string) {
 	c.logger().Info("upload resumed elsewhere while a chunk of it was read here", "upload", upload)
 	c.interrupted.Store(true)
-	_ = c.nc.SetReadDeadline(time.Now())
+	c.tr.readBy(time.Now())
 }
 
 // Progress implements transfer.Sink.

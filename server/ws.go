@@ -45,13 +45,14 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		rooms: id.rooms,
 	}
 	c.logger().Debug("connected", "addr", addr)
-	if err := c.attach(ws.NetConn()); err != nil {
+	c.holds.Store(2) // its session and its socket (see drop)
+	if err := c.tr.attach(ws.NetConn(), &s.tenv, c); err != nil {
 		_ = ws.NetConn().Close()
 		s.unadmit(place)
 		return
 	}
-	if c.fl = s.flushers.assign(s); c.fl == nil {
-		_ = c.closer.Close() // shut down meanwhile
+	if c.tr.fl = s.flushers.assign(s); c.tr.fl == nil {
+		c.tr.abandon() // shut down meanwhile
 		s.unadmit(place)
 		return
 	}
@@ -69,12 +70,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		if c.expiry != nil {
 			c.expiry.Stop()
 		}
-		// A heartbeat that already fired must not write to the descriptor
-		// once it is closed (see conn.fd).
-		c.mu.Lock()
-		c.dead = true
-		c.mu.Unlock()
-		_ = c.closer.Close()
+		c.tr.abandon()
 		s.unadmit(place)
 		return
 	}
@@ -96,9 +92,9 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	// the connection: a client that has its welcome can count on being
 	// reachable (a direct message sent to its user right then reaches it),
 	// and what Register delivers (messages that waited) comes after it.
-	c.queueFirst(textFrame(welcome))
+	c.tr.queueFirst(textFrame(welcome))
 	s.hub.Register(c)
-	c.kick()
+	c.tr.kick()
 	// The handler returns so that net/http drops its per-request state (and
 	// gorilla's Conn, whose reader ferry does not use); the poller starts a
 	// reader whenever the socket has bytes.

@@ -441,14 +441,14 @@ func validCloseCode(code int) bool {
 // readSocket reads the socket for the connection's wsReader; any byte
 // shows the client alive.
 func (c *conn) readSocket(p []byte) (int, error) {
-	n, err := c.nc.Read(p)
+	n, err := c.tr.read(p)
 	if n > 0 {
 		c.seen()
 	}
 	return n, err
 }
 
-func (c *conn) pong(payload []byte) { c.enqueue(controlFrame(opPong, payload), kindPong) }
+func (c *conn) pong(payload []byte) { c.tr.send(controlFrame(opPong, payload), kindPong) }
 
 func (c *conn) echoClose(code int) {
 	c.logger().Debug("client closed", "code", code)
