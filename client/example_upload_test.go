@@ -28,13 +28,12 @@ func startFileServer() (url string, stop func()) {
 	if err != nil {
 		log.Fatal(err)
 	}
-	var srv *server.Server
-	tm, err := transfer.New(transfer.Config{Store: store, PartSize: storage.MinPartSize,
-		Announce: func(ctx context.Context, f transfer.File) { srv.Announce(ctx, f) }})
+	tm, err := transfer.New(transfer.Config{Store: store, PartSize: storage.MinPartSize})
 	if err != nil {
 		log.Fatal(err)
 	}
 	srv, url, stopServer := serve(server.Config{Transfer: tm})
+	tm.Notify(srv)
 	return url, func() {
 		stopServer()
 		_ = tm.Shutdown(context.Background())

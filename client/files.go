@@ -11,33 +11,13 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
 	"github.com/ferryhq/ferry/protocol"
 )
 
 // File is a file stored by the server and announced to its room: what
 // Upload returns, and the data of the "file" events every member gets.
-type File struct {
-	ID   string `json:"id"`
-	Room string `json:"room"`
-	// Name is the name the uploader gave. It is not a safe path: use its
-	// base name, checked, to store the file.
-	Name string `json:"name"`
-	Size int64  `json:"size"`
-	// Type is the content type the server found in the bytes.
-	Type string `json:"type"`
-	// SHA256 is the hex SHA-256 of the content.
-	SHA256   string    `json:"sha256"`
-	User     string    `json:"user"`
-	UserName string    `json:"user_name"`
-	Time     time.Time `json:"time"`
-	// URL is a signed download link, relative to the server, valid for a
-	// while (24 hours by default); FileLink gets a fresh one.
-	URL string `json:"url"`
-	// Inline tells whether browsers may show the file in a page.
-	Inline bool `json:"inline"`
-}
+type File = protocol.File
 
 // FileEvent is the name of the event that announces a stored file; its
 // data is a File.

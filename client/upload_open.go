@@ -9,24 +9,11 @@ import (
 	"github.com/ferryhq/ferry/protocol"
 )
 
-// grant is the answer to upload.open.
-type grant struct {
-	Upload    string `json:"upload"`
-	Offset    int64  `json:"offset"`
-	ChunkSize int    `json:"chunk_size"`
-	Window    int64  `json:"window"`
-	File      *File  `json:"file"`
-}
-
-// status is the answer to upload.status.
-type status struct {
-	Size    int64  `json:"size"`
-	Offset  int64  `json:"offset"`
-	Durable int64  `json:"durable"`
-	Status  string `json:"status"`
-	Error   string `json:"error"`
-	File    *File  `json:"file"`
-}
+// grant is the answer to upload.open; status, to upload.status.
+type (
+	grant  = protocol.Grant
+	status = protocol.UploadState
+)
 
 // attempt opens (or resumes) the upload on s and sends it until the server
 // says it is done, s drops, or something goes wrong.
@@ -42,7 +29,7 @@ func (u *upload) attempt(ctx context.Context, s *session) (File, error) {
 	if id != "" {
 		st, err := u.status(ctx, s, id)
 		switch {
-		case err == nil && st.Status == "complete" && st.File != nil:
+		case err == nil && st.Status == protocol.UploadComplete && st.File != nil:
 			return u.verify(*st.File)
 		case err == nil:
 			durable = st.Durable
@@ -111,7 +98,7 @@ func (u *upload) status(ctx context.Context, s *session, id string) (status, err
 		return status{}, errDecode("upload.status", err)
 	}
 	switch {
-	case st.Status == "failed":
+	case st.Status == protocol.UploadFailed:
 		return st, &protocol.Error{Code: st.Error, Message: "the upload failed on the server", Upload: id}
 	case st.Size != u.size:
 		return st, &protocol.Error{Code: protocol.CodeBadRequest, Upload: id,

@@ -285,5 +285,5 @@ type UploadProgress struct {
 type UploadDone struct {
 	T      string `json:"t"`
 	Upload string `json:"upload"`
-	File   any    `json:"file"`
+	File   File   `json:"file"`
 }

@@ -8,13 +8,6 @@ import (
 	"sync"
 )
 
-// Defaults of the connection caps.
-const (
-	DefaultMaxConns        = 10_000
-	DefaultMaxConnsPerIP   = 500
-	DefaultMaxConnsPerUser = 64
-)
-
 // clientAddr is the address r comes from: the peer of the TCP connection,
 // or, when that peer is a trusted proxy, the last address in
 // X-Forwarded-For that is not one (proxies append the address they were

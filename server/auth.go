@@ -16,12 +16,6 @@ import (
 	"github.com/ferryhq/ferry/protocol"
 )
 
-// Defaults of the token lifetimes.
-const (
-	DefaultMaxTokenTTL = 30 * 24 * time.Hour
-	DefaultAnonTTL     = 30 * 24 * time.Hour
-)
-
 type identity struct {
 	user, name string
 	// token is handed to anonymous users so they can come back as themselves.

@@ -98,6 +98,9 @@ func (c *conn) sendError(id uint64, err error) {
 	c.s.metrics.errors.Add(1)
 	f := errorFrame(id, err)
 	c.s.hist.errors.WithLabelValues(f.Code).Inc() // codes are the server's own
+	if f.Code == protocol.CodeInternal {
+		c.logger().Error("request failed", "err", err)
+	}
 	c.send(f)
 }
 

@@ -21,23 +21,27 @@ import (
 	"github.com/ferryhq/ferry/transfer"
 )
 
-// fileView is a file as clients see it: the record and a signed link.
-type fileView struct {
-	transfer.File
-	// Key hides the storage key: where a file lives is not the client's
-	// business.
-	Key string `json:"key,omitempty"`
-	URL string `json:"url"`
-	// Inline tells whether browsers may show it in the page.
-	Inline bool `json:"inline"`
-}
-
-// fileView returns f with a download link valid for LinkTTL.
-func (s *Server) fileView(f transfer.File) fileView {
+// wireFile is a file record as clients see it: without its storage key
+// (where a file lives is not the client's business), with a download link
+// valid for LinkTTL.
+func (s *Server) wireFile(f transfer.File) protocol.File {
 	exp := time.Now().Add(s.cfg.LinkTTL).Unix()
 	u := "/files/" + url.PathEscape(f.ID) + "/" + url.PathEscape(f.Name) +
 		"?exp=" + strconv.FormatInt(exp, 10) + "&sig=" + s.linkSig(f.ID, exp)
-	return fileView{File: f, URL: u, Inline: inlineType(f.Type)}
+	return protocol.File{
+		ID: f.ID, Room: f.Room, Name: f.Name, Size: f.Size, Type: f.Type, SHA256: f.SHA256,
+		User: f.User, UserName: f.UserName, Time: f.Time,
+		URL: u, Inline: inlineType(f.Type),
+	}
+}
+
+// wireFilePtr is wireFile of an optional file.
+func (s *Server) wireFilePtr(f *transfer.File) *protocol.File {
+	if f == nil {
+		return nil
+	}
+	w := s.wireFile(*f)
+	return &w
 }
 
 func (s *Server) linkSig(id string, exp int64) string {
@@ -47,10 +51,10 @@ func (s *Server) linkSig(id string, exp int64) string {
 }
 
 // Announce publishes a finished file to its room as an event "file" that
-// asks for receipts, so the uploader sees who has it. It is the transfer
-// manager's Announcer.
+// asks for receipts, so the uploader sees who has it. It implements
+// transfer.Events.
 func (s *Server) Announce(ctx context.Context, f transfer.File) {
-	data, err := json.Marshal(s.fileView(f))
+	data, err := json.Marshal(s.wireFile(f))
 	if err != nil {
 		s.cfg.Log.Error("encode announcement", "err", err)
 		return

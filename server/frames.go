@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"unicode/utf8"
@@ -51,8 +52,6 @@ func closeFrame(code int, reason string) []byte {
 	return controlFrame(opClose, append(p, reason...))
 }
 
-// errorFrame translates an error into the frame the client gets: protocol
-// and transfer errors keep their code; anything else is an internal error.
 // offsetOf returns the offset a transfer error tells the client to go on
 // from, for the codes that carry one.
 func offsetOf(te *transfer.Error) *int64 {
@@ -64,13 +63,22 @@ func offsetOf(te *transfer.Error) *int64 {
 	return nil
 }
 
+// errorFrame is the one translation of an error into the frame the client
+// gets: protocol and transfer errors keep their code, and the upload they
+// are about (uploadErr); anything else is an internal error, whose details
+// stay in the server's log.
 func errorFrame(id uint64, err error) protocol.ErrorFrame {
 	f := protocol.ErrorFrame{T: protocol.TypeError, ID: id}
 	var pe *protocol.Error
 	var te *transfer.Error
+	var au *aboutUpload
+	if errors.As(err, &au) {
+		f.Upload = au.id
+	}
 	switch {
 	case errors.As(err, &pe):
-		f.Code, f.Message, f.Upload, f.Offset, f.RetryAfterMS = pe.Code, pe.Message, pe.Upload, pe.Offset, pe.RetryAfter
+		f.Code, f.Message, f.Offset, f.RetryAfterMS = pe.Code, pe.Message, pe.Offset, pe.RetryAfter
+		f.Upload = cmp.Or(pe.Upload, f.Upload)
 	case errors.As(err, &te):
 		f.Code, f.Message, f.Offset, f.RetryAfterMS = te.Code, te.Message, offsetOf(te), te.RetryAfter.Milliseconds()
 	default:

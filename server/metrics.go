@@ -100,8 +100,8 @@ func (s *Server) observeRequest(t string, start time.Time) {
 	o.Observe(time.Since(start).Seconds())
 }
 
-// ObservePartStore is for transfer.Config.ObservePartStore.
-func (s *Server) ObservePartStore(d time.Duration) { s.hist.partStore.Observe(d.Seconds()) }
+// PartStored implements transfer.Events: the part store histogram.
+func (s *Server) PartStored(d time.Duration) { s.hist.partStore.Observe(d.Seconds()) }
 
 // registry gathers the server's series: its counters and gauges (kept in
 // atomics on the hot paths and read at each scrape), its histograms, and

@@ -102,6 +102,10 @@ type Config struct {
 	// History configures room history, waiting direct messages, message-id
 	// dedup and receipts (see rooms.Config; its zero values are defaults).
 	History rooms.Config
+	// Hub is the rooms hub to serve, made and run (rooms.Hub.Run) by its
+	// owner, which then ignores History and MaxRooms. Nil: the server
+	// makes one from History and MaxRooms and runs it until Shutdown.
+	Hub *rooms.Hub
 
 	// Transfer handles uploads and downloads. Nil disables them (upload
 	// frames then fail with not_implemented).
@@ -123,40 +127,40 @@ func (c *Config) applyDefaults() {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
 	if c.PingInterval <= 0 {
-		c.PingInterval = 25 * time.Second
+		c.PingInterval = DefaultPingInterval
 	}
 	if c.PingTimeout <= 0 {
-		c.PingTimeout = 20 * time.Second
+		c.PingTimeout = DefaultPingTimeout
 	}
 	if c.WriteTimeout <= 0 {
-		c.WriteTimeout = 10 * time.Second
+		c.WriteTimeout = DefaultWriteTimeout
 	}
 	if c.WriteDelay == 0 {
-		c.WriteDelay = 12 * time.Millisecond
+		c.WriteDelay = DefaultWriteDelay
 	}
 	if c.MaxFrame <= 0 {
-		c.MaxFrame = 1 << 20
+		c.MaxFrame = DefaultMaxFrame
 	}
 	if c.MaxQueue <= 0 {
-		c.MaxQueue = 4 << 20
+		c.MaxQueue = DefaultMaxQueue
 	}
 	if c.Rate <= 0 {
-		c.Rate = 100
+		c.Rate = DefaultRate
 	}
 	if c.RateBurst <= 0 {
-		c.RateBurst = 200
+		c.RateBurst = DefaultRateBurst
 	}
 	if c.MaxRooms <= 0 {
-		c.MaxRooms = 100
+		c.MaxRooms = DefaultMaxRooms
 	}
 	if c.MaxUploads <= 0 {
-		c.MaxUploads = 4
+		c.MaxUploads = DefaultMaxUploads
 	}
 	if c.MaxTokenTTL == 0 {
 		c.MaxTokenTTL = DefaultMaxTokenTTL
 	}
 	if c.InviteTTL <= 0 {
-		c.InviteTTL = 7 * 24 * time.Hour
+		c.InviteTTL = DefaultInviteTTL
 	}
 	if c.AnonTTL <= 0 {
 		c.AnonTTL = DefaultAnonTTL
@@ -171,10 +175,10 @@ func (c *Config) applyDefaults() {
 		c.MaxConnsPerUser = DefaultMaxConnsPerUser
 	}
 	if c.LinkTTL <= 0 {
-		c.LinkTTL = 24 * time.Hour
+		c.LinkTTL = DefaultLinkTTL
 	}
 	if c.DownloadIdle <= 0 {
-		c.DownloadIdle = 30 * time.Second
+		c.DownloadIdle = DefaultDownloadIdle
 	}
 }
 
@@ -213,14 +217,17 @@ type Server struct {
 	shutOnce    sync.Once
 }
 
-var _ http.Handler = (*Server)(nil)
+var (
+	_ http.Handler    = (*Server)(nil)
+	_ transfer.Events = (*Server)(nil)
+)
 
 // New returns a Server.
 func New(cfg Config) (*Server, error) {
 	cfg.applyDefaults()
 	s := &Server{
 		cfg:     cfg,
-		hub:     newHub(cfg),
+		hub:     cfg.Hub,
 		hist:    newHistograms(),
 		conns:   make(map[*conn]struct{}),
 		drained: make(chan struct{}),
@@ -235,13 +242,20 @@ func New(cfg Config) (*Server, error) {
 	s.readLimit = int64(16 * max(cfg.MaxFrame, maxBinary(cfg.Transfer)))
 	s.requestTimeout = min(maxRequestTimeout, cfg.PingTimeout/2)
 	s.poller = newPoller(cfg.Log)
-	s.tenv = transportEnv{maxQueue: cfg.MaxQueue, writeTimeout: cfg.WriteTimeout, m: &s.metrics, queueWait: s.hist.queueWait}
-	ctx, stop := context.WithCancel(context.Background())
-	s.stop, s.swept = stop, make(chan struct{})
-	go func() {
-		defer close(s.swept)
-		_ = s.hub.Run(ctx)
-	}()
+	s.tenv = transportEnv{maxQueue: cfg.MaxQueue, writeTimeout: cfg.WriteTimeout, closeGrace: closeGrace, m: &s.metrics, queueWait: s.hist.queueWait}
+	s.swept = make(chan struct{})
+	if s.hub != nil {
+		s.stop = func() {}
+		close(s.swept)
+	} else {
+		s.hub = newHub(cfg)
+		ctx, stop := context.WithCancel(context.Background())
+		s.stop = stop
+		go func() {
+			defer close(s.swept)
+			_ = s.hub.Run(ctx)
+		}()
+	}
 	s.upgrader = websocket.Upgrader{
 		// gorilla only performs the handshake: ferry reads and writes frames
 		// itself, so gorilla should reuse net/http's buffers and allocate none.

@@ -111,6 +111,7 @@ type transportEvents interface {
 type transportEnv struct {
 	maxQueue     int
 	writeTimeout time.Duration
+	closeGrace   time.Duration // closeGrace, but in tests
 	m            *metrics
 	queueWait    prometheus.Observer
 }
@@ -304,7 +305,7 @@ func (t *transport) close(code int, reason string) {
 // closing, and cuts it after closeGrace.
 func (t *transport) sendClose(code int, reason string) {
 	t.send(closeFrame(code, reason), kindControl)
-	time.AfterFunc(closeGrace, t.cut)
+	time.AfterFunc(t.env.closeGrace, t.cut)
 }
 
 // release tells the transport that its session is over: the socket is cut

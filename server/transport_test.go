@@ -135,6 +135,7 @@ func TestTransportEndsOnce(t *testing.T) {
 // while its close frame waits in the queue sees the socket go.
 func TestTransportStates(t *testing.T) {
 	s := testServer(t, Config{MaxQueue: 4 << 20})
+	s.tenv.closeGrace = time.Hour
 	// Buffers small enough for the queue not to fit, large enough for
 	// TCP not to crawl through zero windows once the client reads.
 	tr, ev, peer := transportPair(t, s, 64<<10)
@@ -168,16 +169,13 @@ func TestTransportStates(t *testing.T) {
 		t.Fatal("cut before the close frame was written")
 	}
 	// The client reads: it gets everything up to the close frame, then the
-	// end of the stream, before closeGrace cut it.
-	start := time.Now()
+	// end of the stream, without the grace timer (made too long to matter
+	// here) cutting it.
 	all, err := io.ReadAll(peer)
 	if err != nil {
 		t.Fatal(err)
 	}
 	waitClosed(t, ev)
-	if time.Since(start) > closeGrace/2 {
-		t.Fatalf("socket closed after %v: the draining transport waited for the grace timer", time.Since(start))
-	}
 	want := closeFrame(4000, "closing")
 	if i := bytes.Index(all, want); i < 0 || !bytes.HasSuffix(all, append(append([]byte{}, want...), pingFrame...)) {
 		t.Fatalf("the stream does not end with the close frame and the ping after it (%d bytes)", len(all))

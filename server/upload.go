@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"io"
 	"time"
 
@@ -59,14 +58,8 @@ func (c *conn) dispatchUpload(req *protocol.Request) (any, error) {
 			return nil, uploadErr(req.Resume, err)
 		}
 		c.uploaded.Store(true)
-		if g.File != nil {
-			v := c.s.fileView(*g.File)
-			return struct {
-				transfer.Grant
-				File fileView `json:"file"`
-			}{g, v}, nil
-		}
-		return g, nil
+		return protocol.Grant{Upload: g.Upload, Offset: g.Offset, ChunkSize: g.ChunkSize, Window: g.Window,
+			Size: g.Size, File: c.s.wireFilePtr(g.File)}, nil
 	case protocol.TypeUploadChunk:
 		c.writeBase64Request(req)
 		return answeredItself{}, nil
@@ -75,14 +68,9 @@ func (c *conn) dispatchUpload(req *protocol.Request) (any, error) {
 		if err != nil {
 			return nil, uploadErr(req.Upload, err)
 		}
-		if st.File != nil {
-			v := c.s.fileView(*st.File)
-			return struct {
-				transfer.State
-				File fileView `json:"file"`
-			}{st, v}, nil
-		}
-		return st, nil
+		return protocol.UploadState{Upload: st.Upload, Room: st.Room, Name: st.Name, Size: st.Size,
+			Offset: st.Offset, Durable: st.Durable, Status: st.Status, File: c.s.wireFilePtr(st.File),
+			Error: st.Error}, nil
 	case protocol.TypeUploadFinish:
 		if err := t.Finish(ctx, req.Upload, c.user, req.SHA256); err != nil {
 			return nil, uploadErr(req.Upload, err)
@@ -103,20 +91,22 @@ func (c *conn) dispatchUpload(req *protocol.Request) (any, error) {
 			// members to know.
 			return nil, protocol.Errorf(protocol.CodeNotFound, "no file %q", req.File)
 		}
-		return c.s.fileView(f), nil
+		return c.s.wireFile(f), nil
 	}
 	return nil, protocol.Errorf(protocol.CodeUnknownType, "unknown frame type %q", req.T)
 }
 
-// uploadErr names the upload in an error.
-func uploadErr(id string, err error) error {
-	var te *transfer.Error
-	if !errors.As(err, &te) {
-		return err
-	}
-	return &protocol.Error{Code: te.Code, Message: te.Message, Upload: id, Offset: offsetOf(te),
-		RetryAfter: te.RetryAfter.Milliseconds()}
+// uploadErr names the upload an error is about; errorFrame puts the name
+// in the frame.
+func uploadErr(id string, err error) error { return &aboutUpload{id: id, err: err} }
+
+type aboutUpload struct {
+	id  string
+	err error
 }
+
+func (e *aboutUpload) Error() string { return e.id + ": " + e.err.Error() }
+func (e *aboutUpload) Unwrap() error { return e.err }
 
 // readBinary handles a binary frame: a chunk header, then the payload,
 // which is read straight from the socket into the upload's part buffer.
@@ -274,7 +264,7 @@ func (c *conn) Progress(upload string, received, durable int64) {
 // Completed implements transfer.Sink.
 func (c *conn) Completed(upload string, f transfer.File) {
 	c.s.metrics.uploadsDone.Add(1)
-	c.send(protocol.UploadDone{T: protocol.TypeUploadDone, Upload: upload, File: c.s.fileView(f)})
+	c.send(protocol.UploadDone{T: protocol.TypeUploadDone, Upload: upload, File: c.s.wireFile(f)})
 }
 
 // Failed implements transfer.Sink.

@@ -36,18 +36,19 @@ type OpenRequest struct {
 
 // Grant is the server's answer to OpenRequest.
 type Grant struct {
-	Upload    string `json:"upload"`
-	Offset    int64  `json:"offset"`
-	ChunkSize int    `json:"chunk_size"`
-	Window    int64  `json:"window"`
-	Size      int64  `json:"size"`
+	Upload    string
+	Offset    int64
+	ChunkSize int
+	Window    int64
+	Size      int64
 	// File is set when the upload is already complete (an empty file, or a
 	// resumed upload whose completion the client missed): there is nothing
 	// to send.
-	File *File `json:"file,omitempty"`
+	File *File
 }
 
-// File is a stored, announced file.
+// File is a stored, announced file: the record kept with it in the store
+// (its manifest, whose JSON it is). Clients see protocol.File.
 type File struct {
 	ID       string    `json:"id"`
 	Room     string    `json:"room"`
@@ -64,20 +65,20 @@ type File struct {
 
 // State is an upload's state as Status reports it.
 type State struct {
-	Upload string `json:"upload"`
-	Room   string `json:"room"`
-	Name   string `json:"name"`
-	Size   int64  `json:"size"`
+	Upload string
+	Room   string
+	Name   string
+	Size   int64
 	// Offset is where the client must continue from.
-	Offset int64 `json:"offset"`
+	Offset int64
 	// Durable is how much is safely in storage.
-	Durable int64 `json:"durable"`
-	// Status is "uploading", "complete" or "failed".
-	Status string `json:"status"`
-	// File is set once Status is "complete".
-	File *File `json:"file,omitempty"`
-	// Error is the code that ended the upload when Status is "failed".
-	Error string `json:"error,omitempty"`
+	Durable int64
+	// Status is protocol.UploadUploading, UploadComplete or UploadFailed.
+	Status string
+	// File is set once Status is complete.
+	File *File
+	// Error is the code that ended the upload when Status is failed.
+	Error string
 }
 
 // Sink hears about an upload's progress. The manager calls it from its own
@@ -105,6 +106,14 @@ type Interrupter interface {
 	Interrupt(upload string)
 }
 
-// Announcer publishes a finished file to its room. The manager calls it once
-// per file, after the object is complete and verified.
-type Announcer func(ctx context.Context, f File)
+// Events hears what the manager does that the rest of the service acts on:
+// the one way the manager reports up. The composition root wires it
+// (Manager.Notify); the manager calls it from its own goroutines.
+type Events interface {
+	// Announce publishes a finished file to its room. It is called once
+	// per file, after the object is complete and verified, and before the
+	// uploader's Sink hears Completed.
+	Announce(ctx context.Context, f File)
+	// PartStored reports how long storing one part took.
+	PartStored(d time.Duration)
+}

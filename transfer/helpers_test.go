@@ -208,11 +208,6 @@ func (f *fixture) manager(tweak func(*Config)) *Manager {
 		RetryMin: time.Millisecond,
 		RetryMax: 5 * time.Millisecond,
 		Now:      f.clock.Now,
-		Announce: func(_ context.Context, file File) {
-			f.mu.Lock()
-			f.announced = append(f.announced, file)
-			f.mu.Unlock()
-		},
 	}
 	if tweak != nil {
 		tweak(&cfg)
@@ -221,6 +216,7 @@ func (f *fixture) manager(tweak func(*Config)) *Manager {
 	if err != nil {
 		f.t.Fatal(err)
 	}
+	m.Notify(f)
 	f.t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -230,6 +226,16 @@ func (f *fixture) manager(tweak func(*Config)) *Manager {
 	})
 	return m
 }
+
+// Announce implements Events: the fixture records what is announced.
+func (f *fixture) Announce(_ context.Context, file File) {
+	f.mu.Lock()
+	f.announced = append(f.announced, file)
+	f.mu.Unlock()
+}
+
+// PartStored implements Events.
+func (f *fixture) PartStored(time.Duration) {}
 
 func (f *fixture) announcedFiles() []File {
 	f.mu.Lock()

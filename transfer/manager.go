@@ -23,9 +23,12 @@ const (
 	DefaultMaxFileSize = 2 << 30
 	DefaultTTL         = 24 * time.Hour
 	DefaultMaxUploads  = 4
-	DefaultRetryMin    = 100 * time.Millisecond
-	DefaultRetryMax    = 5 * time.Second
-	DefaultIdle        = 2 * time.Minute
+	// DefaultMaxUploadsPerUser bounds the uploads one user has in memory,
+	// over all its connections.
+	DefaultMaxUploadsPerUser = 16
+	DefaultRetryMin          = 100 * time.Millisecond
+	DefaultRetryMax          = 5 * time.Second
+	DefaultIdle              = 2 * time.Minute
 	// DefaultStorageTimeout bounds one storage request; DefaultSlowStorage
 	// is how long one may take before the uploader hears that storage is
 	// unavailable (it goes on waiting until the timeout meanwhile).
@@ -47,9 +50,6 @@ type Config struct {
 	// Store keeps the files, the upload manifests and the file records.
 	// Required.
 	Store storage.Store
-	// Announce is called once per finished file, after it is stored and
-	// verified. Optional.
-	Announce Announcer
 	// PartSize is the size of every multipart part but the last. Default
 	// 8 MiB; at least storage.MinPartSize.
 	PartSize int
@@ -98,9 +98,6 @@ type Config struct {
 	// MaxChunk is the largest chunk accepted. Default 1 MiB; at least
 	// MinChunkSize, at most PartSize.
 	MaxChunk int
-	// ObservePartStore, when set, is told how long each part took to
-	// store (for a latency histogram).
-	ObservePartStore func(time.Duration)
 	// Quota is how many bytes one user may upload per UTC day (counted
 	// when an upload opens, given back when it is canceled); past it an
 	// upload is refused with CodeOverQuota. Default 0: none.
@@ -132,7 +129,6 @@ type Config struct {
 // Manager receives uploads. It is safe for concurrent use.
 type Manager struct {
 	store          storage.Store
-	announce       Announcer
 	partSize       int
 	bigPartSize    int
 	partMemory     int64
@@ -167,18 +163,33 @@ type Manager struct {
 	// being opened, against partMemory.
 	reserved int64
 	// byUser is reserved per owning user, within userMemory.
-	byUser      map[string]int64
-	userMemory  int64
-	quota       quota
-	observePart func(time.Duration)
-	closed      bool
-	closing     chan struct{}
+	byUser     map[string]int64
+	userMemory int64
+	quota      quota
+	events     Events // see Notify
+	closed     bool
+	closing    chan struct{}
 
 	// workersMu is a leaf lock, taken with an upload's lock held.
 	workersMu sync.Mutex
 	noWorkers bool
 	workers   sync.WaitGroup
 }
+
+// Notify makes ev hear the manager's events (nil: nobody). The
+// composition root calls it once, before Run and before any upload opens.
+func (m *Manager) Notify(ev Events) {
+	if ev == nil {
+		ev = noEvents{}
+	}
+	m.events = ev
+}
+
+// noEvents is the Events of a manager nobody listens to.
+type noEvents struct{}
+
+func (noEvents) Announce(context.Context, File) {}
+func (noEvents) PartStored(time.Duration)       {}
 
 // New returns a Manager for cfg.
 func New(cfg Config) (*Manager, error) {
@@ -187,7 +198,6 @@ func New(cfg Config) (*Manager, error) {
 	}
 	m := &Manager{
 		store:          cfg.Store,
-		announce:       cfg.Announce,
 		partSize:       orDefault(cfg.PartSize, DefaultPartSize),
 		parts:          orDefault(cfg.Parts, DefaultParts),
 		partMemory:     orDefault(cfg.PartMemory, DefaultPartMemory),
@@ -198,7 +208,7 @@ func New(cfg Config) (*Manager, error) {
 		maxChunk:       orDefault(cfg.MaxChunk, DefaultMaxChunk),
 		maxFileSize:    orDefault(cfg.MaxFileSize, DefaultMaxFileSize),
 		maxUploads:     orDefault(cfg.MaxUploads, DefaultMaxUploads),
-		maxUserUploads: orDefault(cfg.MaxUploadsPerUser, 16),
+		maxUserUploads: orDefault(cfg.MaxUploadsPerUser, DefaultMaxUploadsPerUser),
 		ttl:            orDefault(cfg.TTL, DefaultTTL),
 		retryMin:       orDefault(cfg.RetryMin, DefaultRetryMin),
 		retryMax:       orDefault(cfg.RetryMax, DefaultRetryMax),
@@ -213,7 +223,7 @@ func New(cfg Config) (*Manager, error) {
 	m.bigMemory = orDefault(cfg.BigPartMemory, m.partMemory/4)
 	m.userMemory = orDefault(cfg.PartMemoryPerUser, m.partMemory/4)
 	m.quota.limit = cfg.Quota
-	m.observePart = cfg.ObservePartStore
+	m.events = noEvents{}
 	m.byUser = make(map[string]int64)
 	switch {
 	case m.partSize < storage.MinPartSize || m.partSize > maxPartSize:

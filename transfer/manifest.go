@@ -9,14 +9,15 @@ import (
 	"io"
 	"time"
 
+	"github.com/ferryhq/ferry/protocol"
 	"github.com/ferryhq/ferry/storage"
 )
 
 // Upload states, as manifests and State.Status spell them.
 const (
-	statusUploading = "uploading"
-	statusComplete  = "complete"
-	statusFailed    = "failed"
+	statusUploading = protocol.UploadUploading
+	statusComplete  = protocol.UploadComplete
+	statusFailed    = protocol.UploadFailed
 )
 
 // maxRecordSize bounds what is read back of a manifest or a file record.

@@ -35,9 +35,7 @@ func (m *Manager) openEmpty(ctx context.Context, u *upload, req OpenRequest, sin
 		_ = m.store.Delete(ctx, u.key)
 		return Grant{}, storageError(err, "cannot store the file")
 	}
-	if m.announce != nil {
-		m.announce(ctx, f)
-	}
+	m.events.Announce(ctx, f)
 	sink.Completed(u.id, f)
 	g := m.grant(u, 0, req.ChunkSize)
 	g.File = &f

@@ -472,9 +472,7 @@ func (u *upload) complete() error {
 	sink := u.sink
 	u.mu.Unlock()
 	u.log.Info("upload complete", "file", f.ID, "size", f.Size, "type", f.Type)
-	if u.m.announce != nil {
-		u.m.announce(u.ctx, f)
-	}
+	u.m.events.Announce(u.ctx, f)
 	if sink != nil {
 		sink.Completed(u.id, f)
 	}
@@ -501,12 +499,12 @@ func marshalHash(h hash.Hash) []byte {
 }
 
 // timedPutPart stores part num, size bytes of buf, and reports how long
-// the store took (Config.ObservePartStore).
+// the store took (Events.PartStored).
 func (u *upload) timedPutPart(ctx context.Context, num int, buf []byte, size int64) error {
 	start := time.Now()
 	err := u.mp.PutPart(ctx, num, bytes.NewReader(buf), size)
-	if err == nil && u.m.observePart != nil {
-		u.m.observePart(time.Since(start))
+	if err == nil {
+		u.m.events.PartStored(time.Since(start))
 	}
 	return err
 }

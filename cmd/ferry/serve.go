@@ -3,14 +3,12 @@ package main
 import (
 	"cmp"
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -102,19 +100,19 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.authAudience, "auth-audience", "", "with --auth-secret: the aud every token must carry")
 	fs.StringVar(&f.authIssuer, "auth-issuer", "", "with --auth-secret: the iss every token must carry")
 	fs.DurationVar(&f.authMaxTTL, "auth-max-ttl", server.DefaultMaxTokenTTL, "with --auth-secret: the longest validity a token may have (iat to exp); tokens without exp are refused")
-	fs.DurationVar(&f.inviteTTL, "invite-ttl", 7*24*time.Hour, "without --auth-secret: how long an invite to a private room stays valid")
+	fs.DurationVar(&f.inviteTTL, "invite-ttl", server.DefaultInviteTTL, "without --auth-secret: how long an invite to a private room stays valid")
 	fs.DurationVar(&f.anonTTL, "anon-ttl", server.DefaultAnonTTL, "without --auth-secret: how long an anonymous user keeps its id without connecting (renewed at each connection)")
 	fs.StringVar(&f.allowedOrigins, "allowed-origins", "", "comma-separated browser origins allowed besides the server's own (* for any)")
 	fs.StringVar(&f.allowedHosts, "allowed-hosts", "", "comma-separated host names browsers may reach the server by, besides IP addresses, localhost and this machine's name (* for any); others are refused against DNS rebinding")
-	fs.DurationVar(&f.pingInterval, "ping-interval", 25*time.Second, "how often the server pings each connection")
-	fs.DurationVar(&f.pingTimeout, "ping-timeout", 20*time.Second, "how long past a ping a silent connection is kept")
-	fs.DurationVar(&f.writeTimeout, "write-timeout", 10*time.Second, "deadline of every write to a client")
-	fs.DurationVar(&f.writeDelay, "write-delay", 12*time.Millisecond, "under load, write room traffic at most this often, so that clients get several frames per system call (0: write at once)")
-	sizeVar(fs, &f.maxFrame, "max-frame", 1<<20, "largest text frame")
-	sizeVar(fs, &f.maxQueue, "max-queue", 4<<20, "bytes queued for a client before it is dropped as slow")
-	fs.Float64Var(&f.rate, "rate", 100, "requests per second allowed per connection")
-	fs.IntVar(&f.rateBurst, "rate-burst", 200, "requests a connection may send in a burst")
-	fs.IntVar(&f.maxRooms, "max-rooms", 100, "named rooms one connection may be in")
+	fs.DurationVar(&f.pingInterval, "ping-interval", server.DefaultPingInterval, "how often the server pings each connection")
+	fs.DurationVar(&f.pingTimeout, "ping-timeout", server.DefaultPingTimeout, "how long past a ping a silent connection is kept")
+	fs.DurationVar(&f.writeTimeout, "write-timeout", server.DefaultWriteTimeout, "deadline of every write to a client")
+	fs.DurationVar(&f.writeDelay, "write-delay", server.DefaultWriteDelay, "under load, write room traffic at most this often, so that clients get several frames per system call (0: write at once)")
+	sizeVar(fs, &f.maxFrame, "max-frame", server.DefaultMaxFrame, "largest text frame")
+	sizeVar(fs, &f.maxQueue, "max-queue", server.DefaultMaxQueue, "bytes queued for a client before it is dropped as slow")
+	fs.Float64Var(&f.rate, "rate", server.DefaultRate, "requests per second allowed per connection")
+	fs.IntVar(&f.rateBurst, "rate-burst", server.DefaultRateBurst, "requests a connection may send in a burst")
+	fs.IntVar(&f.maxRooms, "max-rooms", server.DefaultMaxRooms, "named rooms one connection may be in")
 	fs.IntVar(&f.historySize, "history-size", 1000, "events each room keeps for clients catching up (-1: none)")
 	fs.DurationVar(&f.historyTTL, "history-ttl", 10*time.Minute, "how long a room keeps an event")
 	sizeVar(fs, &f.historyUser, "history-per-user", 64<<20, "bytes one user's events may take in all rooms' history; past it the user's emits are refused (over_quota) until some expire")
@@ -128,25 +126,25 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.s3AccessKey, "s3-access-key", "", "S3 access key")
 	fs.StringVar(&f.s3SecretKey, "s3-secret-key", "", "S3 secret key")
 	fs.StringVar(&f.s3Region, "s3-region", "us-east-1", "S3 region")
-	sizeVar(fs, &f.maxChunk, "max-chunk", 1<<20, "largest upload chunk")
-	sizeVar(fs, &f.maxFileSize, "max-file-size", 2<<30, "largest file")
-	fs.IntVar(&f.maxUploads, "max-uploads", 4, "uploads one connection may run at once")
-	fs.IntVar(&f.maxUserUploads, "max-uploads-per-user", 16, "uploads one user may have in memory at once (running, or waiting for a client that dropped), over all its connections")
-	sizeVar(fs, &f.partSize, "part-size", 8<<20, "bytes buffered per part before it is stored (at least 5 MiB)")
+	sizeVar(fs, &f.maxChunk, "max-chunk", transfer.DefaultMaxChunk, "largest upload chunk")
+	sizeVar(fs, &f.maxFileSize, "max-file-size", transfer.DefaultMaxFileSize, "largest file")
+	fs.IntVar(&f.maxUploads, "max-uploads", server.DefaultMaxUploads, "uploads one connection may run at once")
+	fs.IntVar(&f.maxUserUploads, "max-uploads-per-user", transfer.DefaultMaxUploadsPerUser, "uploads one user may have in memory at once (running, or waiting for a client that dropped), over all its connections")
+	sizeVar(fs, &f.partSize, "part-size", transfer.DefaultPartSize, "bytes buffered per part before it is stored (at least 5 MiB)")
 	sizeVar(fs, &f.bigPartSize, "big-part-size", 32<<20, "part size of new uploads while all uploads' part buffers fit in --part-memory (fewer, larger requests store a lone upload faster); --part-size beyond that")
 	sizeVar(fs, &f.partMemory, "part-memory", transfer.DefaultPartMemory, "hard cap on the part buffers of all uploads together, in bytes; an upload holds its window of it, and new uploads get --big-part-size parts while a quarter of it is free")
 	sizeVar(fs, &f.quota, "quota", 0, "bytes one user may upload per UTC day, counted when an upload opens (0: no quota)")
 	sizeVar(fs, &f.partMemoryUser, "part-memory-per-user", 0, "cap on the part buffers of one user's uploads together, in bytes (default: a quarter of --part-memory)")
 	fs.DurationVar(&f.uploadIdle, "upload-idle", transfer.DefaultIdle, "how long an upload keeps its buffers without a chunk: the bytes received before a dropped connection wait that long for the client, and a silent upload then gives its memory back (it stays resumable from what is stored)")
 	fs.DurationVar(&f.storageTimeout, "storage-timeout", transfer.DefaultStorageTimeout, "deadline of every storage request an upload makes (retried after it)")
-	fs.IntVar(&f.partBuffers, "part-buffers", 2, "parts an upload may buffer: one filling, the others being stored; the upload window is part-buffers × part-size")
-	fs.DurationVar(&f.uploadTTL, "upload-ttl", 24*time.Hour, "how long an unfinished upload is kept")
-	fs.DurationVar(&f.linkTTL, "link-ttl", 24*time.Hour, "how long a signed download link is valid")
+	fs.IntVar(&f.partBuffers, "part-buffers", transfer.DefaultParts, "parts an upload may buffer: one filling, the others being stored; the upload window is part-buffers × part-size")
+	fs.DurationVar(&f.uploadTTL, "upload-ttl", transfer.DefaultTTL, "how long an unfinished upload is kept")
+	fs.DurationVar(&f.linkTTL, "link-ttl", server.DefaultLinkTTL, "how long a signed download link is valid")
 	fs.BoolVar(&f.allowExec, "allow-executables", false, "accept executables and scripts (refused by default)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile to this file until the server stops")
-	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "how long connections get to close on shutdown")
+	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", server.DefaultShutdownGrace, "how long connections get to close on shutdown")
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -177,6 +175,22 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	n, err := newNode(ctx, &f, log, anonKey)
+	if err != nil {
+		return err
+	}
+	runErr := n.Run(ctx)
+	if runErr == nil {
+		log.Info("shutting down")
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownGrace)
+	defer cancel()
+	return errors.Join(runErr, n.Shutdown(sctx))
+}
+
+// serverConfig is the server's configuration from the flags.
+func (f *serveFlags) serverConfig(log *slog.Logger, anonKey []byte) (server.Config, error) {
+	var err error
 	cfg := server.Config{
 		Log:          log,
 		AnonKey:      anonKey,
@@ -216,107 +230,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	if cfg.TrustedProxies, err = parsePrefixes(f.trustedProxies); err != nil {
-		return fmt.Errorf("--trusted-proxies: %w", err)
+		return cfg, fmt.Errorf("--trusted-proxies: %w", err)
 	}
 	cfg.MaxConns, cfg.MaxConnsPerIP, cfg.MaxConnsPerUser = f.maxConns, f.maxConnsPerIP, f.maxConnsUser
 	cfg.Static = web.FS()
 	cfg.LinkTTL = f.linkTTL
 	cfg.MaxUploads = f.maxUploads
-	store, where, err := openStore(ctx, &f, log)
-	if err != nil {
-		return err
-	}
-	if c, ok := store.(io.Closer); ok {
-		defer c.Close()
-	}
-	var srv *server.Server
-	tm, err := transfer.New(transfer.Config{
-		Store:             store,
-		Announce:          func(ctx context.Context, file transfer.File) { srv.Announce(ctx, file) },
-		ObservePartStore:  func(d time.Duration) { srv.ObservePartStore(d) },
-		PartSize:          f.partSize,
-		Parts:             f.partBuffers,
-		BigPartSize:       max(f.bigPartSize, f.partSize),
-		PartMemory:        f.partMemory,
-		PartMemoryPerUser: f.partMemoryUser,
-		Quota:             f.quota,
-		Idle:              f.uploadIdle,
-		StorageTimeout:    f.storageTimeout,
-		MaxChunk:          f.maxChunk,
-		MaxFileSize:       f.maxFileSize,
-		MaxUploads:        f.maxUploads,
-		TTL:               f.uploadTTL,
-		Policy:            transfer.Policy{AllowExecutables: f.allowExec},
-		Log:               log,
-	})
-	if err != nil {
-		return err
-	}
-	cfg.Transfer = tm
-	srv, err = server.New(cfg)
-	if err != nil {
-		return err
-	}
-	tctx, stopTransfer := context.WithCancel(context.Background())
-	tdone := make(chan struct{})
-	go func() {
-		defer close(tdone)
-		_ = tm.Run(tctx)
-	}()
-	defer func() {
-		stopTransfer()
-		<-tdone
-	}()
-	var certs *certReloader
-	if f.tlsCert != "" || f.tlsKey != "" {
-		if certs, err = newCertReloader(f.tlsCert, f.tlsKey, log); err != nil {
-			return err
-		}
-	}
-	ln, err := net.Listen("tcp", f.addr)
-	if err != nil {
-		return err
-	}
-	ln = srv.Listen(ln)
-	scheme := "http"
-	if certs != nil {
-		scheme = "https"
-		ln = tls.NewListener(ln, certs.serverTLS())
-		wctx, stopWatch := context.WithCancel(ctx)
-		watched := make(chan struct{})
-		go func() {
-			defer close(watched)
-			certs.watch(wctx)
-		}()
-		// The watcher ends with serve, not after it.
-		defer func() {
-			stopWatch()
-			<-watched
-		}()
-	}
-	hs := &http.Server{
-		Handler:           srv,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	// Through the logger, so that every line of the server has one format.
-	log.Info("listening on "+strings.Join(openableURLs(scheme, ln.Addr()), " and "), "files", where)
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownGrace)
-	defer cancel()
-	err = errors.Join(srv.Shutdown(sctx), hs.Shutdown(sctx), tm.Shutdown(sctx))
-	if e := <-errc; !errors.Is(e, http.ErrServerClosed) {
-		err = errors.Join(err, e)
-	}
-	return err
+	return cfg, nil
 }
 
 // openableURLs are the URLs a person can open to reach a server listening

@@ -51,6 +51,9 @@ func Serve(t testing.TB, l net.Listener, scfg server.Config) *Ferry {
 	if f.Server, err = server.New(scfg); err != nil {
 		t.Fatal(err)
 	}
+	if scfg.Transfer != nil {
+		scfg.Transfer.Notify(f.Server)
+	}
 	f.http = httptest.NewUnstartedServer(f.Server)
 	if l != nil {
 		f.http.Listener.Close()
@@ -64,7 +67,7 @@ func Serve(t testing.TB, l net.Listener, scfg server.Config) *Ferry {
 }
 
 // Start runs a ferry over store until the test ends (or Stop). tcfg and
-// scfg are completed: the store, the announcer and the transfer manager
+// scfg are completed: the store, the transfer manager and its events
 // are set here; storage retries default to 20 ms doubling to 200 ms, so
 // outage tests are quick.
 func Start(t testing.TB, store storage.Store, tcfg transfer.Config, scfg server.Config) *Ferry {
@@ -84,8 +87,6 @@ func start(t testing.TB, store storage.Store, tcfg transfer.Config, scfg server.
 	t.Helper()
 	f := &Ferry{Store: store}
 	tcfg.Store = store
-	tcfg.Announce = func(ctx context.Context, file transfer.File) { f.Server.Announce(ctx, file) }
-	tcfg.ObservePartStore = func(d time.Duration) { f.Server.ObservePartStore(d) }
 	if tcfg.RetryMax == 0 {
 		tcfg.RetryMin, tcfg.RetryMax = 20*time.Millisecond, 200*time.Millisecond
 	}
@@ -98,6 +99,7 @@ func start(t testing.TB, store storage.Store, tcfg transfer.Config, scfg server.
 	if f.Server, err = server.New(scfg); err != nil {
 		t.Fatal(err)
 	}
+	tm.Notify(f.Server)
 	f.http = httptest.NewUnstartedServer(f.Server)
 	if useTLS {
 		f.http.StartTLS()

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ferryhq/ferry/rooms"
+	"github.com/ferryhq/ferry/server"
+	"github.com/ferryhq/ferry/storage"
+	"github.com/ferryhq/ferry/transfer"
+)
+
+// node is one ferry server process and the composition root: the only
+// place that builds the concrete parts (the store, the rooms hub, the
+// transfer manager, the server, the HTTP server on its capped listener)
+// and wires them. newNode builds; Run starts the parts' loops and serves
+// until its context ends; Shutdown stops them, connections first.
+type node struct {
+	log    *slog.Logger
+	store  storage.Store
+	where  string // where files are stored, for the listening line
+	hub    *rooms.Hub
+	tm     *transfer.Manager
+	srv    *server.Server
+	hs     *http.Server
+	ln     net.Listener
+	scheme string
+	certs  *certReloader // nil without TLS
+
+	// The parts' loops, ended by Shutdown after the connections.
+	stopLoops context.CancelFunc
+	loops     sync.WaitGroup
+	served    chan error // hs.Serve's result, once Run started it
+
+	shutOnce sync.Once
+	shutErr  error
+}
+
+// newNode builds a node from the serve flags. Nothing runs yet but the
+// listener, which is open when it returns.
+func newNode(ctx context.Context, f *serveFlags, log *slog.Logger, anonKey []byte) (n *node, err error) {
+	n = &node{log: log, scheme: "http"}
+	defer func() {
+		if err != nil {
+			n.closeStore()
+		}
+	}()
+	cfg, err := f.serverConfig(log, anonKey)
+	if err != nil {
+		return nil, err
+	}
+	if n.store, n.where, err = openStore(ctx, f, log); err != nil {
+		return nil, err
+	}
+	n.tm, err = transfer.New(transfer.Config{
+		Store:             n.store,
+		PartSize:          f.partSize,
+		Parts:             f.partBuffers,
+		BigPartSize:       max(f.bigPartSize, f.partSize),
+		PartMemory:        f.partMemory,
+		PartMemoryPerUser: f.partMemoryUser,
+		Quota:             f.quota,
+		Idle:              f.uploadIdle,
+		StorageTimeout:    f.storageTimeout,
+		MaxChunk:          f.maxChunk,
+		MaxFileSize:       f.maxFileSize,
+		MaxUploads:        f.maxUploads,
+		MaxUploadsPerUser: f.maxUserUploads,
+		TTL:               f.uploadTTL,
+		Policy:            transfer.Policy{AllowExecutables: f.allowExec},
+		Log:               log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	hc := cfg.History
+	hc.MaxRooms, hc.Log = cfg.MaxRooms, log
+	n.hub = rooms.New(hc)
+	cfg.Hub, cfg.Transfer = n.hub, n.tm
+	if n.srv, err = server.New(cfg); err != nil {
+		return nil, err
+	}
+	// Finished uploads are announced by the server to their rooms.
+	n.tm.Notify(n.srv)
+
+	if f.tlsCert != "" || f.tlsKey != "" {
+		if n.certs, err = newCertReloader(f.tlsCert, f.tlsKey, log); err != nil {
+			return nil, err
+		}
+	}
+	ln, err := net.Listen("tcp", f.addr)
+	if err != nil {
+		return nil, err
+	}
+	n.ln = n.srv.Listen(ln)
+	if n.certs != nil {
+		n.scheme = "https"
+		n.ln = tls.NewListener(n.ln, n.certs.serverTLS())
+	}
+	n.hs = &http.Server{
+		Handler:           n.srv,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return n, nil
+}
+
+// Run starts the hub's and the transfer manager's loops and the
+// certificate watcher, and serves until ctx ends (nil) or serving fails.
+// Either way the caller then calls Shutdown.
+func (n *node) Run(ctx context.Context) error {
+	lctx, stop := context.WithCancel(context.Background())
+	n.stopLoops = stop
+	n.loops.Go(func() { _ = n.hub.Run(lctx) })
+	n.loops.Go(func() { _ = n.tm.Run(lctx) })
+	if n.certs != nil {
+		n.loops.Go(func() { n.certs.watch(lctx) })
+	}
+	// Through the logger, so that every line of the server has one format.
+	n.log.Info("listening on "+strings.Join(openableURLs(n.scheme, n.ln.Addr()), " and "), "files", n.where)
+	n.served = make(chan error, 1)
+	go func() { n.served <- n.hs.Serve(n.ln) }()
+	select {
+	case err := <-n.served:
+		n.served <- err // for Shutdown
+		return err
+	case <-ctx.Done():
+		return nil
+	}
+}
+
+// Shutdown stops the node within ctx: the server closes its connections,
+// the HTTP server its listener, the transfer manager its uploads (they
+// stay resumable); then the loops end and the store closes. Calling it
+// again returns the first result.
+func (n *node) Shutdown(ctx context.Context) error {
+	n.shutOnce.Do(func() {
+		err := errors.Join(n.srv.Shutdown(ctx), n.hs.Shutdown(ctx), n.tm.Shutdown(ctx))
+		if n.served != nil {
+			if e := <-n.served; !errors.Is(e, http.ErrServerClosed) {
+				err = errors.Join(err, e)
+			}
+			n.stopLoops()
+			n.loops.Wait()
+		} else {
+			_ = n.ln.Close()
+		}
+		n.closeStore()
+		n.shutErr = err
+	})
+	return n.shutErr
+}
+
+func (n *node) closeStore() {
+	if c, ok := n.store.(io.Closer); ok {
+		_ = c.Close()
+	}
+}
