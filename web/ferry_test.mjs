@@ -1,9 +1,14 @@
 // Unit tests of static/ferry.js against an in-process fake server speaking
-// docs/protocol.md. Run with: node --test web/
+// docs/protocol.md, and of the page's modules that need no DOM (format.js,
+// words.js). Run with: node --test web/
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { Ferry, FerryError, backoffDelay, chunkFrame, SHA256, UploadMemory, reconnectable, utf8Length } from './static/ferry.js';
+import {
+  AVATAR_COLORS, avatarColor, fileExt, fileTypeName, fitBox, fmtBytes, initials, linkParts, roomSuggestion, sameGroup, validRoom,
+} from './static/format.js';
+import { CLIENT_SENTENCES, SENTENCES, sentence, UNKNOWN_SENTENCE } from './static/words.js';
 
 // No test may reach the network: the connect-failure probe gets a fixed answer.
 globalThis.fetch = async () => { throw new TypeError('no network in tests'); };
@@ -527,7 +532,12 @@ test('upload: bad_offset rewinds, a dropped connection resumes, storage_unavaila
   };
   const seen = [];
   const t0 = Date.now();
-  const file = await c.upload('files', new Blob([data]), { name: 'c.bin', onProgress: (p) => seen.push(`${p.status}:${p.reason}`) });
+  const rates = [];
+  const file = await c.upload('files', new Blob([data]), {
+    name: 'c.bin',
+    onProgress: (p) => { seen.push(`${p.status}:${p.reason}`); if (p.reason === 'storage_unavailable') rates.push(p.rate); },
+  });
+  assert.ok(rates.length > 0 && rates.every((r) => r === 0), `no speed while the storage is away: ${rates}`);
   // Recovering takes the storage outage (300 ms), not the stall timeout (15 s).
   assert.ok(Date.now() - t0 < 5000, `took ${Date.now() - t0} ms`);
   assert.equal(step, 3);
@@ -949,4 +959,196 @@ test('upload: progress tells sent, received, stored, size, rate and eta', async 
   const done = reports.at(-1);
   assert.deepEqual([done.status, done.sent, done.received, done.stored, done.rate, done.eta], ['done', size, size, size, 0, null]);
   c.close();
+});
+
+// --- the connect-failure probe (docs/web-client.md, "Events") ---
+
+// withFetch runs fn with globalThis.fetch answering as answer(url, init)
+// says, and gives the usual refusal back afterwards.
+async function withFetch(answer, fn) {
+  const saved = globalThis.fetch;
+  const calls = [];
+  globalThis.fetch = async (url, init) => { calls.push({ url: String(url), ...init }); return answer(url, init); };
+  try {
+    return await fn(calls);
+  } finally {
+    globalThis.fetch = saved;
+  }
+}
+
+// response is a fetch Response as much as _probe reads of one.
+const response = (status, body = '', headers = {}, type = 'cors') => ({
+  type, status, headers: new Headers(headers), text: async () => body,
+});
+
+test('probe: a 403 readable through CORS ends reconnection with forbidden', async () => {
+  const srv = new FakeServer();
+  srv.refuse = true;
+  await withFetch(async () => response(403, 'origin not allowed'), async (calls) => {
+    const c = client(srv);
+    const events = [];
+    c.on('reconnect_attempt', () => events.push('attempt'));
+    const failed = new Promise((r) => c.once('reconnect_failed', r));
+    c.connect();
+    const err = await failed;
+    assert.equal(err.code, 'forbidden');
+    assert.equal(err.status, 403);
+    assert.equal(err.reason, 'origin not allowed');
+    assert.equal(c.state, 'offline');
+    await new Promise((r) => setTimeout(r, 60));
+    assert.equal(srv.sockets.length, 1, 'no socket after the refusal');
+    assert.deepEqual(events, []);
+    // Another origin (no location in Node): a CORS request without
+    // credentials, to the endpoint over http.
+    assert.equal(calls[0].mode, 'cors');
+    assert.equal(calls[0].credentials, 'omit');
+    assert.equal(calls[0].url, 'http://ferry.test/ws');
+  });
+});
+
+test('probe: a refused token given by the app ends reconnection with unauthorized', async () => {
+  const srv = new FakeServer();
+  srv.refuse = true;
+  await withFetch(async () => response(401, 'bad token'), async (calls) => {
+    const c = client(srv, { token: 'tok_bad' });
+    const failed = new Promise((r) => c.once('reconnect_failed', r));
+    c.connect();
+    const err = await failed;
+    assert.equal(err.code, 'unauthorized');
+    assert.equal(c.state, 'offline');
+    assert.match(calls[0].url, /token=tok_bad/);
+    await new Promise((r) => setTimeout(r, 60));
+    assert.equal(srv.sockets.length, 1);
+  });
+});
+
+test('probe: without CORS headers the answer is opaque and the client keeps trying', async () => {
+  const srv = new FakeServer();
+  srv.refuse = true;
+  await withFetch(async (url, init) => {
+    if (init.mode === 'cors') throw new TypeError('Failed to fetch'); // no Access-Control-Allow-Origin
+    return response(0, '', {}, 'opaque');
+  }, async (calls) => {
+    const c = client(srv);
+    const errors = [];
+    c.on('connect_error', (e) => errors.push(e.code));
+    c.connect();
+    await until(() => srv.sockets.length >= 3, 'three attempts');
+    c.close();
+    assert.deepEqual([...new Set(errors)], ['connect_failed'], 'reachable, so not "unreachable"');
+    assert.deepEqual(calls.slice(0, 2).map((x) => x.mode), ['cors', 'no-cors']);
+  });
+});
+
+test('probe: no answer at all is unreachable; Retry-After of a server at its caps is followed', async () => {
+  const srv = new FakeServer();
+  srv.refuse = true;
+  await withFetch(async () => { throw new TypeError('Failed to fetch'); }, async () => {
+    const c = client(srv);
+    const err = await new Promise((r) => { c.once('connect_error', r); c.connect(); });
+    assert.equal(err.code, 'unreachable');
+    c.close();
+  });
+  for (const [status, after] of [[429, '1'], [503, '2']]) {
+    await withFetch(async () => response(status, 'at capacity', { 'Retry-After': after }), async () => {
+      const c = client(srv);
+      const delays = [];
+      const schedule = c._scheduleReconnect.bind(c);
+      c._scheduleReconnect = (ms) => { delays.push(ms); schedule(ms); };
+      c.connect();
+      await until(() => delays.length > 0, 'a scheduled attempt');
+      c.close();
+      assert.equal(delays[0], Number(after) * 1000, `${status}`);
+    });
+  }
+});
+
+// --- the page's formatting and words (format.js, words.js) ---
+
+test('page: sizes, file types and badges in words people use', () => {
+  assert.equal(fmtBytes(512), '512 B');
+  assert.equal(fmtBytes(1.2 * 1024 * 1024), '1.2 MiB');
+  assert.equal(fmtBytes(734003), '717 KiB');
+  assert.equal(fmtBytes(1048575), '1.0 MiB');
+  assert.equal(fmtBytes(2 * 1024 ** 3), '2.0 GiB');
+  assert.equal(fileTypeName('image/jpeg'), 'JPEG image');
+  assert.equal(fileTypeName('application/pdf'), 'PDF document');
+  assert.equal(fileTypeName('application/octet-stream'), 'File');
+  assert.equal(fileTypeName(''), 'File');
+  assert.equal(fileTypeName('text/plain; charset=utf-8'), 'Text file');
+  assert.equal(fileTypeName('image/x-something'), 'Image');
+  assert.equal(fileTypeName('application/vnd.openxmlformats-officedocument.wordprocessingml.document'), 'Word document');
+  assert.equal(fileExt('report.pdf', 'application/pdf'), 'PDF');
+  assert.equal(fileExt('noext', 'application/octet-stream'), 'FILE');
+  assert.equal(fileExt('noext', 'application/pdf'), 'PDF');
+});
+
+test('page: avatars: initials, and one colour per user id', () => {
+  assert.equal(initials('alice'), 'A');
+  assert.equal(initials('Ada Lovelace'), 'AL');
+  assert.equal(initials('alice #x7k2'), 'A');
+  assert.equal(initials('émile zola'), 'ÉZ');
+  assert.equal(initials('  '), '?');
+  assert.equal(avatarColor('u_7hx2m0a9c3'), avatarColor('u_7hx2m0a9c3'));
+  const used = new Set(Array.from({ length: 200 }, (_, i) => avatarColor('u_' + i)));
+  assert.ok(used.size >= AVATAR_COLORS.length - 1, `200 users get ${used.size} colours`);
+  for (const c of used) assert.ok(AVATAR_COLORS.includes(c));
+});
+
+test('page: grouping of consecutive messages', () => {
+  assert.ok(sameGroup({ user: 'u1', ts: 1000 }, { user: 'u1', ts: 1000 + 60000 }));
+  assert.ok(!sameGroup({ user: 'u1', ts: 1000 }, { user: 'u2', ts: 2000 }));
+  assert.ok(!sameGroup({ user: 'u1', ts: 1000 }, { user: 'u1', ts: 1000 + 6 * 60000 }));
+  assert.ok(!sameGroup(null, { user: 'u1', ts: 1 }));
+});
+
+test('page: only http and https addresses become links, without the punctuation around them', () => {
+  assert.deepEqual(linkParts('see https://example.com/a, then http://x.org/b_(c).'), [
+    { text: 'see ' }, { text: 'https://example.com/a', href: 'https://example.com/a' },
+    { text: ', then ' }, { text: 'http://x.org/b_(c)', href: 'http://x.org/b_(c)' }, { text: '.' },
+  ]);
+  assert.deepEqual(linkParts('(https://example.com)'), [
+    { text: '(' }, { text: 'https://example.com', href: 'https://example.com/' }, { text: ')' },
+  ]);
+  for (const t of ['javascript:alert(1)', 'data:text/html,<b>x</b>', 'ftp://example.com', 'https://', '<a href="x">']) {
+    assert.ok(linkParts(t).every((p) => !p.href), t);
+  }
+});
+
+test('page: a room name people type becomes one the server takes', () => {
+  assert.equal(roomSuggestion('Design Team'), 'design-team');
+  assert.equal(roomSuggestion('  Café  crème!! '), 'cafe-creme');
+  assert.equal(roomSuggestion('lobby'), 'lobby');
+  assert.equal(roomSuggestion('Lobby'), 'Lobby');
+  assert.equal(roomSuggestion('user:bob'), 'user-bob');
+  assert.equal(roomSuggestion('private:k3m1x0'), 'private:k3m1x0');
+  assert.equal(roomSuggestion('!!!'), '');
+  assert.equal(roomSuggestion('日本語'), '');
+  assert.equal(roomSuggestion('x'.repeat(70) + ' y').length, 64);
+  for (const t of ['Design Team', 'a  b', '--x--', 'Ünïcödé rööm', 'x'.repeat(70) + ' y']) {
+    const r = roomSuggestion(t);
+    assert.ok(r === '' || validRoom(r), `${t} → ${r}`);
+  }
+});
+
+test('page: image boxes keep the aspect ratio within bounds', () => {
+  assert.deepEqual(fitBox(1600, 1200, 320, 320), { width: 320, height: 240 });
+  assert.deepEqual(fitBox(300, 900, 320, 320), { width: 107, height: 320 });
+  assert.deepEqual(fitBox(64, 48, 320, 320), { width: 64, height: 48 });
+  assert.equal(fitBox(undefined, 10, 320, 320), null);
+  assert.equal(fitBox(0, 10, 320, 320), null);
+});
+
+test('page: error sentences, with the numbers the server gives', () => {
+  assert.equal(sentence('type_mismatch'), "This file's contents don't match its name.");
+  assert.equal(sentence('too_large'), 'This file is larger than the server accepts.');
+  assert.equal(sentence('too_large', { limits: { max_file_size: 64 * 1024 } }), 'This file is larger than the server accepts (limit 64 KiB).');
+  assert.equal(sentence('busy', { retry_after_ms: 2400 }), 'The server is busy. The upload starts in a moment (in about 2 s).');
+  assert.equal(sentence('read_failed'), CLIENT_SENTENCES.read_failed);
+  assert.equal(sentence('from_a_newer_server'), UNKNOWN_SENTENCE);
+  assert.equal(sentence('constructor'), UNKNOWN_SENTENCE);
+  for (const [code, s] of Object.entries({ ...SENTENCES, ...CLIENT_SENTENCES })) {
+    assert.match(s, /^[A-Z].*\.$/, code);
+    assert.doesNotMatch(s, /[a-z]_[a-z]/, code);
+  }
 });

@@ -14,6 +14,10 @@ const DEFAULT_CHUNK = 256 * 1024;
 const DEFAULT_MAX_UPLOADS = 4;
 // How long to wait for the welcome frame after the socket opens.
 const WELCOME_TIMEOUT_MS = 20000;
+// How long the probe after a failed handshake waits for its answer, and the
+// longest Retry-After it follows.
+const PROBE_TIMEOUT_MS = 3000;
+const RETRY_AFTER_MAX_MS = 60000;
 // Upload chunks wait while the socket holds more than this many unsent bytes,
 // so that a fast disk never piles megabytes up in the browser.
 const BUFFER_HIGH_WATER = 2 * 1024 * 1024;
@@ -552,7 +556,9 @@ export class Ferry extends Emitter {
 
   // _connectFailed runs when a socket ended before its welcome frame. A
   // browser cannot see the HTTP status of a refused upgrade, so it asks the
-  // endpoint once with a plain GET: 401 means the token is bad, 403 the origin.
+  // endpoint once with a plain GET (see _probe): 401 means the token is bad,
+  // 403 that the server refuses this page (its origin, or the name it
+  // reached the server by); both end reconnection.
   async _connectFailed(gen, err) {
     err.attempt = this._attempt;
     if (err.closeCode !== undefined && !reconnectable(err.closeCode)) {
@@ -561,52 +567,79 @@ export class Ferry extends Emitter {
       this._emit('reconnect_failed', err);
       return;
     }
-    const status = await this._probe();
+    const { status, retryAfter, reason } = await this._probe();
     if (gen !== this._gen || this._stopped) return;
     if (status === 401) {
       if (this.token && !this._explicitToken) {
         // A stored token the server refuses (expired, or signed with a key
         // it no longer has): try once without it rather than loop.
         this.forgetToken();
-        this._emit('connect_error', new FerryError('unauthorized', 'the stored token was refused; trying without it', { status }));
+        this._emit('connect_error', new FerryError('unauthorized', 'the stored token was refused; trying without it', { status, reason }));
         this._scheduleReconnect(0);
         return;
       }
-      const e = new FerryError('unauthorized', this.token ? 'the server refused the token' : 'the server needs a token', { status });
+      const e = new FerryError('unauthorized', this.token ? 'the server refused the token' : 'the server needs a token', { status, reason });
       this._stop(e);
       this._emit('connect_error', e);
       this._emit('reconnect_failed', e);
       return;
     }
     if (status === 403) {
-      const e = new FerryError('forbidden', 'the server refused this page\'s origin', { status });
+      const e = new FerryError('forbidden', 'the server refused this page (its origin, or the name it reached the server by)', { status, reason });
       this._stop(e);
       this._emit('connect_error', e);
       this._emit('reconnect_failed', e);
       return;
     }
     if (status === 0) err = new FerryError('unreachable', 'the server cannot be reached', { closeCode: err.closeCode });
+    else if (status > 0) Object.assign(err, { status, reason });
     this._emit('connect_error', err);
-    this._scheduleReconnect();
+    // A server at its connection caps (429, 503) says when to come back.
+    const backoff = backoffDelay(this._attempt + 1, this.reconnection);
+    this._scheduleReconnect(retryAfter > 0 ? Math.max(backoff, Math.min(RETRY_AFTER_MAX_MS, retryAfter * 1000)) : undefined);
   }
 
+  // _probe asks the WebSocket endpoint with a plain GET, as the handshake
+  // did, and resolves with {status, retryAfter, reason}: status is the
+  // HTTP status, 0 when the server cannot be reached, -1 when it answers
+  // without saying how (another origin, and no CORS headers on its answer).
+  //
+  // From another origin the status is readable only if the server's answer
+  // to GET /ws carries Access-Control-Allow-Origin (this page's origin, or
+  // *), also when it refuses the origin; Retry-After is readable with
+  // Access-Control-Expose-Headers: Retry-After. No credentials and no
+  // custom headers go with the probe, so no preflight is needed. Without
+  // those headers the answer stays opaque and the client keeps retrying.
   async _probe() {
-    if (typeof fetch === 'undefined') return -1;
+    if (typeof fetch === 'undefined') return { status: -1 };
     const u = new URL(this.url);
     u.protocol = u.protocol === 'wss:' ? 'https:' : 'http:';
     if (this.token) u.searchParams.set('token', this.token);
-    // Cross-origin, the status is hidden (no CORS headers on /ws): an opaque
-    // answer still tells that the server is reachable.
     const sameOrigin = typeof location !== 'undefined' && location.host === u.host && location.protocol === u.protocol;
-    const ctl = typeof AbortController !== 'undefined' ? new AbortController() : null;
-    const t = setTimeout(() => ctl?.abort(), 3000);
+    const ask = async (mode) => {
+      const ctl = typeof AbortController !== 'undefined' ? new AbortController() : null;
+      const t = setTimeout(() => ctl?.abort(), PROBE_TIMEOUT_MS);
+      try {
+        const res = await fetch(u.href, { cache: 'no-store', credentials: sameOrigin ? 'same-origin' : 'omit', mode, signal: ctl?.signal });
+        if (res.type === 'opaque') return { status: -1 };
+        let reason = '';
+        try { reason = (await res.text()).trim().slice(0, 200); } catch { /* no body */ }
+        return { status: res.status, retryAfter: Number(res.headers.get('Retry-After')) || 0, reason };
+      } finally {
+        clearTimeout(t);
+      }
+    };
     try {
-      const res = await fetch(u.href, { cache: 'no-store', signal: ctl?.signal, mode: sameOrigin ? 'same-origin' : 'no-cors' });
-      return res.type === 'opaque' ? -1 : res.status;
+      return await ask(sameOrigin ? 'same-origin' : 'cors');
     } catch {
-      return 0;
-    } finally {
-      clearTimeout(t);
+      if (sameOrigin) return { status: 0 };
+    }
+    // A CORS refusal looks like no answer at all: ask again without CORS,
+    // whose opaque answer at least says that the server is there.
+    try {
+      return await ask('no-cors');
+    } catch {
+      return { status: 0 };
     }
   }
 
@@ -1431,8 +1464,10 @@ class Upload {
       s.sent = sent;
     }
     const moving = status === 'uploading' || status === 'finishing';
-    const rate = moving ? Math.round(s.bps) : 0;
     const shown = moving && this._storageDown ? 'waiting' : status;
+    // Bytes that only fill the server's buffers while its storage is away
+    // are no speed to show.
+    const rate = moving && shown !== 'waiting' ? Math.round(s.bps) : 0;
     let reason = '';
     if (shown === 'waiting') reason = this._storageDown ? 'storage_unavailable' : this._reason || 'disconnected';
     const eta = shown === 'uploading' && rate > 0 ? Math.ceil((this.size - sent) / rate) : null;
