@@ -98,3 +98,26 @@ func (d *dedup) expire(before time.Time) {
 	}
 	d.bound.compact()
 }
+
+// restore remembers (user, id) as seen with ack d, at when it was first
+// published: a room loaded from the journal brings back the ids of its
+// events, so a client's resend after a restart is still a duplicate. An id
+// already known (or being published) is left alone.
+func (d *dedup) restore(user, id string, del protocol.Delivered, at time.Time) {
+	k := dedupKey{user, id}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.seen[k] != nil {
+		return
+	}
+	for _, old := range d.bound.add(user, k) {
+		select {
+		case <-d.seen[old].done:
+			delete(d.seen, old)
+		default:
+		}
+	}
+	done := make(chan struct{})
+	close(done)
+	d.seen[k] = &dedupEntry{d: del, at: at, done: done}
+}

@@ -77,23 +77,27 @@ func (h *Hub) emit(m Member, kind, name string, exceptSelf bool, event string, d
 			return h.event(kind+name, event, data, from, seq, h.epoch, opt)
 		})
 	}
-	h.mu.RLock()
-	r, err := h.memberRoomLocked(m, name)
-	h.mu.RUnlock()
+	// Pinned: if m leaves meanwhile, the room does not end (and leave
+	// memory) while the event goes into it.
+	r, err := h.pinMemberRoom(m, name)
 	if err != nil {
 		return protocol.Delivered{}, err
 	}
+	defer r.pins.Add(-1)
 	if h.cfg.HistorySize > 0 {
 		if err := h.hist.allow(m.UserID(), len(data)+len(event)+envelopeBytes); err != nil {
 			return protocol.Delivered{}, err
 		}
 	}
-	seq, epoch, n := r.publish(m.UserID(), func(seq uint64, epoch string) *Message {
+	seq, epoch, n, err := r.publish(h, m.UserID(), opt.MsgID, func(seq uint64, epoch string) *Message {
 		if opt.Receipt {
 			h.track.add(trackKey{name, epoch, seq}, from, h.cfg.Now().Add(h.cfg.HistoryTTL))
 		}
 		return h.event(name, event, data, from, seq, epoch, opt)
-	}, except, h)
+	}, except)
+	if err != nil {
+		return protocol.Delivered{}, err
+	}
 	return protocol.Delivered{Delivered: n, Seq: seq, Epoch: epoch}, nil
 }
 
@@ -102,7 +106,8 @@ const envelopeBytes = 200
 
 // Publish sends an event to a named room on the server's behalf (a file
 // announcement names its uploader in from), whoever is in it. It returns the
-// event's position; ok is false when the room does not exist.
+// event's position; ok is false when the room name is not valid, or when the
+// room's Journal failed (logged; the event was not published).
 func (h *Hub) Publish(roomName, event string, data json.RawMessage, from protocol.From, receipt bool) (d protocol.Delivered, ok bool) {
 	if ValidRoom(roomName) != nil {
 		return protocol.Delivered{}, false
@@ -116,12 +121,16 @@ func (h *Hub) Publish(roomName, event string, data json.RawMessage, from protoco
 	h.mu.Unlock()
 	defer r.pins.Add(-1)
 	opt := EmitOptions{Receipt: receipt}
-	seq, epoch, n := r.publish(from.User, func(seq uint64, epoch string) *Message {
+	seq, epoch, n, err := r.publish(h, from.User, "", func(seq uint64, epoch string) *Message {
 		if receipt {
 			h.track.add(trackKey{roomName, epoch, seq}, from, h.cfg.Now().Add(h.cfg.HistoryTTL))
 		}
 		return h.event(roomName, event, data, from, seq, epoch, opt)
-	}, "", h)
+	}, "")
+	if err != nil {
+		h.cfg.Log.Error("publish to room", "room", roomName, "event", event, "err", err)
+		return protocol.Delivered{}, false
+	}
 	return protocol.Delivered{Delivered: n, Seq: seq, Epoch: epoch}, true
 }
 

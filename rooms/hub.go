@@ -35,8 +35,22 @@ type Config struct {
 	// refused. Default 1 GiB.
 	HistoryTotalBytes int
 	// HistoryTTL is how long an event is kept; a room without members
-	// lives as long as its history. Default 10 minutes.
+	// lives as long as its history. Default 10 minutes, DefaultJournalTTL
+	// with a Journal.
 	HistoryTTL time.Duration
+
+	// Journal, when set, keeps named rooms' history beyond the process: a
+	// room restored after a restart keeps its epoch and seq, so clients
+	// resume exactly. The journal then holds a room's history, memory only
+	// the rooms someone is in (HistoryUserBytes and HistoryTotalBytes
+	// bound that memory; the journal bounds its own storage). When an
+	// append fails, the emit fails with storage_unavailable and the room
+	// starts a new epoch. Ignored when HistorySize is negative. Default
+	// nil: history in memory only, lost with the process.
+	Journal Journal
+	// JournalTimeout bounds each call to the Journal; a room waits for
+	// it, others do not. Default DefaultJournalTimeout.
+	JournalTimeout time.Duration
 
 	// OfflineSize is how many direct messages wait for a user who is not
 	// connected. Default 100; negative keeps none.
@@ -92,8 +106,17 @@ func (c *Config) applyDefaults() {
 	if c.HistoryBytes <= 0 {
 		c.HistoryBytes = 4 << 20
 	}
+	if c.HistorySize < 0 {
+		c.Journal = nil // nothing to keep
+	}
 	if c.HistoryTTL <= 0 {
 		c.HistoryTTL = 10 * time.Minute
+		if c.Journal != nil {
+			c.HistoryTTL = DefaultJournalTTL
+		}
+	}
+	if c.JournalTimeout <= 0 {
+		c.JournalTimeout = DefaultJournalTimeout
 	}
 	if c.OfflineSize == 0 {
 		c.OfflineSize = 100
@@ -149,6 +172,11 @@ type Hub struct {
 	track tracker
 	epoch string // of the direct-message stream
 	hist  *histAccount
+	// journal is cfg.Journal: nil keeps rooms' history in memory only.
+	journal Journal
+	// maxKeep is the largest event frame kept for replay: HistoryBytes,
+	// or less if the journal stores less (JournalLimit).
+	maxKeep int
 }
 
 type memberState struct {
@@ -171,7 +199,16 @@ func New(cfg Config) *Hub {
 		track:        newTracker(cfg.TrackedPerUser, cfg.Tracked),
 		hist:         newHistAccount(cfg.HistoryUserBytes, cfg.HistoryTotalBytes),
 		epoch:        newEpoch(),
+		journal:      cfg.Journal,
+		maxKeep:      maxKeep(cfg),
 	}
+}
+
+func maxKeep(cfg Config) int {
+	if l, ok := cfg.Journal.(JournalLimit); ok {
+		return min(cfg.HistoryBytes, l.MaxRecordBytes())
+	}
+	return cfg.HistoryBytes
 }
 
 // Stats are the hub's gauges.
@@ -246,7 +283,8 @@ func (h *Hub) Join(m Member, name string, since *protocol.Position) (protocol.Jo
 		return protocol.Joined{}, err
 	}
 	r := st.rooms[name]
-	if r == nil {
+	added := r == nil
+	if added {
 		if len(st.rooms) >= h.cfg.MaxRooms {
 			h.mu.Unlock()
 			return protocol.Joined{}, protocol.Errorf(protocol.CodeTooManyRooms, "a connection may be in at most %d rooms", h.cfg.MaxRooms)
@@ -255,11 +293,26 @@ func (h *Hub) Join(m Member, name string, since *protocol.Position) (protocol.Jo
 		st.rooms[name] = r
 	}
 	// The replay and the presence frames go out under the room's lock
-	// only: emits to other rooms go on meanwhile.
+	// only (and so does loading the room from the journal): emits to other
+	// rooms go on meanwhile.
 	r.pins.Add(1)
 	h.mu.Unlock()
+	recovery, replayed, err := r.add(h, m, h.presence(r.name, "join", m), since)
+	if err != nil {
+		// Not in the room after all (only a room being loaded can fail,
+		// and m was not in it).
+		h.mu.Lock()
+		if added && st.rooms[name] == r {
+			delete(st.rooms, name)
+		}
+		r.pins.Add(-1)
+		if h.rooms[name] == r && r.tryIdle() {
+			delete(h.rooms, name)
+		}
+		h.mu.Unlock()
+		return protocol.Joined{}, err
+	}
 	defer r.pins.Add(-1)
-	recovery, replayed := r.add(m, h.presence(r.name, "join", m), since)
 	list := r.list()
 	epoch, seq := r.position()
 	return protocol.Joined{Room: name, Members: list.Members, Epoch: epoch, Seq: seq,
@@ -291,7 +344,7 @@ func (h *Hub) Leave(m Member, name string) error {
 func (h *Hub) roomLocked(name string) *room {
 	r := h.rooms[name]
 	if r == nil {
-		r = newRoom(name, h.cfg.Now(), h.hist)
+		r = newRoom(name, h.cfg.Now(), h.hist, h.journal != nil)
 		h.rooms[name] = r
 	}
 	return r
@@ -325,7 +378,7 @@ func (h *Hub) leave(m Member, rooms []*room) {
 	defer h.mu.Unlock()
 	for _, r := range rooms {
 		r.pins.Add(-1)
-		if h.rooms[r.name] == r && r.idle() {
+		if h.rooms[r.name] == r && r.tryIdle() {
 			delete(h.rooms, r.name)
 		}
 	}
@@ -361,13 +414,26 @@ func (h *Hub) Rooms(m Member) ([]string, error) {
 
 // Members lists the users in a room m is in.
 func (h *Hub) Members(m Member, name string) (protocol.RoomMembers, error) {
+	r, err := h.pinMemberRoom(m, name)
+	if err != nil {
+		return protocol.RoomMembers{}, err
+	}
+	defer r.pins.Add(-1)
+	return r.list(), nil
+}
+
+// pinMemberRoom returns the named room, pinned, if m is in it. The caller
+// uses the room without the hub's lock (a room's lock may wait for the
+// journal) and unpins it after.
+func (h *Hub) pinMemberRoom(m Member, name string) (*room, error) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	r, err := h.memberRoomLocked(m, name)
 	if err != nil {
-		return protocol.RoomMembers{}, err
+		return nil, err
 	}
-	return r.list(), nil
+	r.pins.Add(1)
+	return r, nil
 }
 
 // CheckMember returns nil when m is in the named room, else an error with

@@ -63,11 +63,17 @@ func (h *Hub) trackKey(room string, seq uint64) trackKey {
 		return trackKey{room, h.epoch, seq}
 	}
 	h.mu.RLock()
-	defer h.mu.RUnlock()
-	if r := h.rooms[room]; r != nil {
-		return trackKey{room, r.st.epoch, seq}
+	r := h.rooms[room]
+	if r == nil {
+		h.mu.RUnlock()
+		return trackKey{room: room, seq: seq}
 	}
-	return trackKey{room: room, seq: seq}
+	// The room's lock may wait for the journal: not under the hub's.
+	r.pins.Add(1)
+	h.mu.RUnlock()
+	defer r.pins.Add(-1)
+	epoch, _ := r.position()
+	return trackKey{room, epoch, seq}
 }
 
 // Received records that m received the event seq of room (a named room m

@@ -12,7 +12,9 @@ import (
 
 // room is a named room. Its lock is held while delivering, so every member
 // sees a room's messages in the same order; Deliver never blocks, so holding
-// it is short.
+// it is short. With a Journal it is also held while the room's stream is
+// loaded or an event appended: the hub never waits for a room's lock while
+// holding its own (see tryIdle), so a slow journal stalls one room only.
 type room struct {
 	name string
 
@@ -26,6 +28,13 @@ type room struct {
 	index   map[string]int    // connection id → position in members
 	users   map[string]*count // user id → connections in this room
 	st      stream
+	// loaded is false until st is restored from the journal: a room is
+	// created under the hub's lock, which must not wait for the journal.
+	// Without a journal a room is loaded from birth.
+	loaded bool
+	// durable means the room's history lives in the journal, so the room
+	// may leave memory once nobody is in it.
+	durable bool
 }
 
 type count struct {
@@ -33,21 +42,29 @@ type count struct {
 	n    int
 }
 
-func newRoom(name string, now time.Time, acct *histAccount) *room {
-	return &room{name: name, index: make(map[string]int), users: make(map[string]*count), st: newStream(now, acct)}
+func newRoom(name string, now time.Time, acct *histAccount, durable bool) *room {
+	r := &room{name: name, index: make(map[string]int), users: make(map[string]*count), durable: durable, loaded: !durable}
+	if !durable {
+		r.st = newStream(now, acct)
+	}
+	return r
 }
 
 // add puts m in the room and tells the others with the message presence
 // builds. With since, m first receives what it missed after that position,
 // under the room's lock, so nothing published meanwhile comes before it.
-func (r *room) add(m Member, presence func(int) *Message, since *protocol.Position) (recovery string, replayed int) {
+// It fails only when the room's stream cannot be loaded from the journal.
+func (r *room) add(h *Hub, m Member, presence func(int) *Message, since *protocol.Position) (recovery string, replayed int, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if err := r.loadLocked(h); err != nil {
+		return "", 0, err
+	}
 	if since != nil {
 		recovery, replayed = r.replayLocked(m, since)
 	}
 	if _, ok := r.index[m.ConnID()]; ok {
-		return recovery, replayed
+		return recovery, replayed, nil
 	}
 	r.index[m.ConnID()] = len(r.members)
 	r.members = append(r.members, m)
@@ -58,7 +75,7 @@ func (r *room) add(m Member, presence func(int) *Message, since *protocol.Positi
 	}
 	c.n++
 	r.deliverLocked(presence(c.n), m.ConnID())
-	return recovery, replayed
+	return recovery, replayed, nil
 }
 
 // replayLocked sends m the events after since, preceded by a gap frame when
@@ -86,15 +103,44 @@ func (r *room) replayLocked(m Member, since *protocol.Position) (string, int) {
 	return recovery, n
 }
 
-// publish numbers the message build makes, keeps it in the history and
-// delivers it to every member but except.
-func (r *room) publish(user string, build func(seq uint64, epoch string) *Message, except string, h *Hub) (uint64, string, int) {
+// publish numbers the message build makes, journals it, keeps it in the
+// history and delivers it to every member but except. user is the sending
+// user, msgID its id for the event ("" if none).
+//
+// The journal's append is synchronous and comes before the fan-out: once a
+// member has seen a seq, the event survives a crash, so a restarted room
+// never gives that seq to another event. It costs one journal round trip
+// per event under the room's lock (not per member); docs/architecture.md
+// ("Durable state") has the numbers and the alternative.
+func (r *room) publish(h *Hub, user, msgID string, build func(seq uint64, epoch string) *Message, except string) (uint64, string, int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.st.seq++
-	msg := build(r.st.seq, r.st.epoch)
-	r.st.append(&entry{seq: r.st.seq, msg: msg, at: h.cfg.Now(), user: user}, h.cfg.HistorySize, h.cfg.HistoryBytes)
-	return r.st.seq, r.st.epoch, r.deliverLocked(msg, except)
+	if err := r.loadLocked(h); err != nil {
+		return 0, "", 0, err
+	}
+	seq, epoch := r.st.seq+1, r.st.epoch
+	msg := build(seq, epoch)
+	at := h.cfg.Now()
+	keep := len(msg.JSON) <= h.maxKeep
+	if h.journal != nil {
+		rec := Record{Epoch: epoch, Seq: seq, At: at, User: user, Conn: msg.Sender, MsgID: msgID}
+		if keep {
+			rec.JSON = msg.JSON
+		}
+		if err := r.appendLocked(h, rec); err != nil {
+			return 0, "", 0, err
+		}
+	}
+	r.st.seq = seq
+	if keep {
+		r.st.append(&entry{seq: seq, msg: msg, at: at, user: user}, h.cfg.HistorySize, h.cfg.HistoryBytes)
+	} else {
+		// Not kept, and neither is what came before: a replay cannot
+		// step over the event, it has a gap.
+		r.st.clear()
+		r.st.last = at
+	}
+	return seq, epoch, r.deliverLocked(msg, except), nil
 }
 
 // position returns the stream's epoch and last sequence number.
@@ -104,24 +150,42 @@ func (r *room) position() (string, uint64) {
 	return r.st.epoch, r.st.seq
 }
 
-// expire drops history older than before and reports whether the room is
-// now empty and without history, so it can go.
-func (r *room) expire(before time.Time) bool {
-	r.mu.Lock()
+// tryExpire drops history older than before and reports whether the room
+// is now idle and has let its history go (see tryIdle), so it can go. A
+// room in use is left for the next sweep.
+func (r *room) tryExpire(before time.Time) bool {
+	if !r.mu.TryLock() {
+		return false
+	}
 	defer r.mu.Unlock()
-	r.st.expire(before)
-	return r.idleLocked()
+	if r.loaded {
+		r.st.expire(before)
+	}
+	return r.endIfIdleLocked()
 }
 
-// idle reports whether the room has no members, no history and no pins.
-func (r *room) idle() bool {
-	r.mu.Lock()
+// tryIdle reports whether the room has no members and no pins, and either
+// no history or a journal keeping it; if so, the room lets go of the
+// history it holds in memory, and the caller takes it out of the hub. The
+// caller holds the hub's lock, so the room's lock is only tried: whoever
+// holds it (a join loading the stream, an emit waiting for the journal)
+// pinned the room, which is then not idle anyway, and the hub does not wait
+// on a journal.
+func (r *room) tryIdle() bool {
+	if !r.mu.TryLock() {
+		return false
+	}
 	defer r.mu.Unlock()
-	return r.idleLocked()
+	return r.endIfIdleLocked()
 }
 
-func (r *room) idleLocked() bool {
-	return len(r.members) == 0 && r.st.n == 0 && r.pins.Load() == 0
+func (r *room) endIfIdleLocked() bool {
+	if len(r.members) > 0 || r.pins.Load() > 0 || (!r.durable && r.st.n > 0) {
+		return false
+	}
+	r.st.clear()
+	r.loaded = !r.durable
+	return true
 }
 
 // remove takes m out of the room and tells the others.

@@ -6,8 +6,10 @@ import (
 
 // stream numbers a room's events and keeps the latest for replay. The epoch
 // names one life of the stream: when a stream is created (a new room, a
-// server restart, a room whose history expired) it gets a new epoch, so a
-// client holding a position from another life learns that it cannot resume.
+// server restart without a Journal, a room whose history expired) it gets a
+// new epoch, so a client holding a position from another life learns that
+// it cannot resume. With a Journal, a stream restored from it keeps its
+// epoch and seq.
 type stream struct {
 	epoch string
 	seq   uint64
@@ -82,6 +84,15 @@ func (s *stream) after(seq uint64, fn func(*entry)) {
 			fn(e)
 		}
 	}
+}
+
+// clear drops every entry, giving their bytes back to the account: the
+// room leaves memory (its history stays in the journal) or its epoch ends.
+func (s *stream) clear() {
+	for s.n > 0 {
+		s.drop()
+	}
+	s.ring, s.head = nil, 0
 }
 
 // expire drops entries older than before.

@@ -22,14 +22,16 @@ func (h *Hub) Run(ctx context.Context) error {
 }
 
 // Sweep drops everything that has outlived its time-to-live now: events older
-// than the history TTL (and rooms left with neither members nor history),
-// expired waiting messages, message ids and receipt tracking.
+// than the history TTL (and rooms left with neither members nor history, or
+// with a Journal without members: the journal keeps their history), expired
+// waiting messages, message ids and receipt tracking. A room in use right
+// then is left for the next sweep.
 func (h *Hub) Sweep() {
 	now := h.cfg.Now()
 	histBefore := now.Add(-h.cfg.HistoryTTL)
 	h.mu.Lock()
 	for name, r := range h.rooms {
-		if r.expire(histBefore) {
+		if r.tryExpire(histBefore) {
 			delete(h.rooms, name)
 		}
 	}
