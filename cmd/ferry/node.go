@@ -4,15 +4,18 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/ferryhq/ferry/rooms"
+	"github.com/ferryhq/ferry/rooms/jetstream"
 	"github.com/ferryhq/ferry/server"
 	"github.com/ferryhq/ferry/storage"
 	"github.com/ferryhq/ferry/transfer"
@@ -34,6 +37,8 @@ type node struct {
 	ln     net.Listener
 	scheme string
 	certs  *certReloader // nil without TLS
+	// state is where rooms' history is kept: closed after the server.
+	state io.Closer
 
 	// The parts' loops, ended by Shutdown after the connections.
 	stopLoops context.CancelFunc
@@ -51,6 +56,9 @@ func newNode(ctx context.Context, f *serveFlags, log *slog.Logger, anonKey []byt
 	defer func() {
 		if err != nil {
 			n.closeStore()
+			if n.state != nil {
+				_ = n.state.Close()
+			}
 		}
 	}()
 	cfg, err := f.serverConfig(log, anonKey)
@@ -83,6 +91,9 @@ func newNode(ctx context.Context, f *serveFlags, log *slog.Logger, anonKey []byt
 	}
 	hc := cfg.History
 	hc.MaxRooms, hc.Log = cfg.MaxRooms, log
+	if hc.Journal, n.state, err = openState(ctx, f, log); err != nil {
+		return nil, err
+	}
 	n.hub = rooms.New(hc)
 	cfg.Hub, cfg.Transfer = n.hub, n.tm
 	if n.srv, err = server.New(cfg); err != nil {
@@ -155,6 +166,9 @@ func (n *node) Shutdown(ctx context.Context) error {
 			_ = n.ln.Close()
 		}
 		n.closeStore()
+		if n.state != nil {
+			err = errors.Join(err, n.state.Close())
+		}
 		n.shutErr = err
 	})
 	return n.shutErr
@@ -165,3 +179,60 @@ func (n *node) closeStore() {
 		_ = c.Close()
 	}
 }
+
+// Kinds of --state.
+const (
+	stateJetStream = "jetstream"
+	stateMemory    = "memory"
+)
+
+// openState opens where rooms' history is kept, as --state and --nats
+// say: nothing for memory; else a JetStream journal, in an embedded NATS
+// server under the data folder or on the servers --nats names. The closer
+// ends what it opened.
+func openState(ctx context.Context, f *serveFlags, log *slog.Logger) (rooms.Journal, io.Closer, error) {
+	switch f.state {
+	case stateMemory:
+		return nil, nil, nil
+	case stateJetStream:
+	default:
+		return nil, nil, fmt.Errorf("--state: %q is neither %s nor %s", f.state, stateJetStream, stateMemory)
+	}
+	jcfg := jetstream.Config{
+		MaxAge:     f.historyTTL,
+		MaxPerRoom: f.historySize,
+		MaxBytes:   f.historyDisk,
+		Log:        log,
+	}
+	if f.natsURL != "" {
+		nc, err := jetstream.Connect(f.natsURL)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--nats: %w", err)
+		}
+		j, err := jetstream.New(ctx, nc, jcfg)
+		if err != nil {
+			nc.Close()
+			return nil, nil, fmt.Errorf("history stream: %w", err)
+		}
+		return j, closerFunc(func() error { nc.Close(); return nil }), nil
+	}
+	emb, err := jetstream.StartEmbedded(filepath.Join(f.data, ".ferry", "nats"), log)
+	if err != nil {
+		return nil, nil, fmt.Errorf("embedded NATS: %w", err)
+	}
+	stop := closerFunc(func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return emb.Shutdown(ctx)
+	})
+	j, err := jetstream.New(ctx, emb.Conn(), jcfg)
+	if err != nil {
+		_ = stop.Close()
+		return nil, nil, fmt.Errorf("history stream: %w", err)
+	}
+	return j, stop, nil
+}
+
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/ferryhq/ferry/rooms"
+	"github.com/ferryhq/ferry/rooms/jetstream"
 	"github.com/ferryhq/ferry/server"
 	"github.com/ferryhq/ferry/storage"
 	"github.com/ferryhq/ferry/storage/disk"
@@ -44,6 +45,9 @@ type serveFlags struct {
 	maxRooms       int
 	historySize    int
 	historyTTL     time.Duration
+	state          string
+	natsURL        string
+	historyDisk    int64
 	historyUser    int
 	historyMemory  int
 	offlineSize    int
@@ -114,7 +118,10 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.rateBurst, "rate-burst", server.DefaultRateBurst, "requests a connection may send in a burst")
 	fs.IntVar(&f.maxRooms, "max-rooms", server.DefaultMaxRooms, "named rooms one connection may be in")
 	fs.IntVar(&f.historySize, "history-size", 1000, "events each room keeps for clients catching up (-1: none)")
-	fs.DurationVar(&f.historyTTL, "history-ttl", 10*time.Minute, "how long a room keeps an event")
+	fs.DurationVar(&f.historyTTL, "history-ttl", 0, "how long a room keeps an event (default 7 days with --state jetstream, 10 minutes in memory)")
+	fs.StringVar(&f.state, "state", stateJetStream, "where rooms' history lives: jetstream (kept across restarts, in an embedded NATS server under --data, or the one --nats names) or memory (lost at each restart)")
+	fs.StringVar(&f.natsURL, "nats", "", "with --state jetstream: NATS server URLs (comma-separated, nats://host:4222) to keep history in, instead of the embedded server")
+	sizeVar(fs, &f.historyDisk, "history-disk", jetstream.DefaultMaxBytes, "with --state jetstream: bytes all rooms' history may take on disk; past it the oldest events go")
 	sizeVar(fs, &f.historyUser, "history-per-user", 64<<20, "bytes one user's events may take in all rooms' history; past it the user's emits are refused (over_quota) until some expire")
 	sizeVar(fs, &f.historyMemory, "history-memory", 1<<30, "bytes all rooms' history may hold; past it, users holding over an eighth of --history-per-user are refused")
 	fs.IntVar(&f.offlineSize, "offline-size", 100, "direct messages kept for a user with no connection (-1: none)")
