@@ -283,6 +283,7 @@ func (s *Server) Hub() *rooms.Hub { return s.hub }
 
 // ServeHTTP routes a request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	crossOrigin(w, r)
 	if !s.hostAllowed(r) {
 		http.Error(w, "this server does not answer browsers by the name "+s.requestHost(r)+" (see --allowed-hosts)", http.StatusForbidden)
 		return

@@ -11,6 +11,14 @@ import (
 )
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	// The origin first, and for a plain GET too (ferry.js's probe after a
+	// failed handshake): a refused page learns that it is refused (403),
+	// whatever its token, rather than gorilla's 400 for a request that is
+	// not an upgrade.
+	if !s.checkOrigin(r) {
+		http.Error(w, "this page's origin may not connect (see --allowed-origins)", http.StatusForbidden)
+		return
+	}
 	id, err := s.identify(r)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusUnauthorized)
