@@ -90,19 +90,35 @@ func (c *Client) Rooms(ctx context.Context) ([]string, error) {
 
 // Members lists the members of a room this client is in.
 func (c *Client) Members(ctx context.Context, room string) ([]protocol.Member, error) {
-	data, err := c.request(ctx, protocol.Request{T: protocol.TypeMembers, Room: room}, nil)
-	if err != nil {
-		return nil, err
+	var all []protocol.Member
+	after := ""
+	for {
+		page, err := c.MembersPage(ctx, room, after, protocol.MaxMembersPage)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, page.Members...)
+		if page.Next == "" {
+			return all, nil
+		}
+		after = page.Next
 	}
-	return decodeMembers(data)
 }
 
-func decodeMembers(data json.RawMessage) ([]protocol.Member, error) {
+// MembersPage lists one page of a room's users, by id: up to limit
+// (protocol.DefaultMembersPage when 0) after the user id after, with the
+// room's exact numbers; the page's Next, when set, is the after of the
+// next one.
+func (c *Client) MembersPage(ctx context.Context, room, after string, limit int) (protocol.RoomMembers, error) {
+	data, err := c.request(ctx, protocol.Request{T: protocol.TypeMembers, Room: room, After: after, Limit: limit}, nil)
+	if err != nil {
+		return protocol.RoomMembers{}, err
+	}
 	var rm protocol.RoomMembers
 	if err := json.Unmarshal(data, &rm); err != nil {
-		return nil, fmt.Errorf("client: decoding the members: %w", err)
+		return protocol.RoomMembers{}, fmt.Errorf("client: decoding the members: %w", err)
 	}
-	return rm.Members, nil
+	return rm, nil
 }
 
 // Ping measures the round trip to the server with an application-level

@@ -69,6 +69,10 @@ type Request struct {
 	Since *Position `json:"since,omitempty"`
 	// Seq names an event in received and receipts.
 	Seq uint64 `json:"seq,omitempty"`
+	// After and Limit page a members listing: the users after this id,
+	// at most Limit of them.
+	After string `json:"after,omitempty"`
+	Limit int    `json:"limit,omitempty"`
 	// Token, on join, is a room token: it grants the room to a user whose
 	// connection token does not (see docs/protocol.md, "Who may join").
 	Token string `json:"token,omitempty"`
@@ -154,6 +158,11 @@ type Receipts struct {
 type Joined struct {
 	Room    string   `json:"room"`
 	Members []Member `json:"members"`
+	// Count, Connections and Next as in RoomMembers: Members is the
+	// first page.
+	Count       int    `json:"count"`
+	Connections int    `json:"connections"`
+	Next        string `json:"next,omitempty"`
 	// Epoch and Seq are the room's stream position now.
 	Epoch string `json:"epoch"`
 	Seq   uint64 `json:"seq"`
@@ -181,14 +190,27 @@ const PrivatePrefix = "private:"
 
 // Presence is a frame of type "presence".
 type Presence struct {
-	T           string `json:"t"`
-	Room        string `json:"room"`
-	Action      string `json:"action"`
-	User        string `json:"user"`
-	Name        string `json:"name"`
-	Conn        string `json:"conn"`
-	Connections int    `json:"connections"`
+	T      string `json:"t"`
+	Room   string `json:"room"`
+	Action string `json:"action"`
+	User   string `json:"user,omitempty"`
+	Name   string `json:"name,omitempty"`
+	Conn   string `json:"conn,omitempty"`
+	// Connections is, on join and leave, how many connections the user
+	// now has in the room; on count, how many the room has.
+	Connections int `json:"connections"`
+	// Users, on count, is how many users the room has.
+	Users int `json:"users,omitempty"`
 }
+
+// Presence actions. A room with more users than the server announces one
+// by one sends count instead, at most once a second, when its numbers
+// changed.
+const (
+	PresenceJoin  = "join"
+	PresenceLeave = "leave"
+	PresenceCount = "count"
+)
 
 // Limits are announced in the welcome frame.
 type Limits struct {
@@ -251,7 +273,19 @@ type Member struct {
 type RoomMembers struct {
 	Room    string   `json:"room"`
 	Members []Member `json:"members"`
+	// Count and Connections are the room's users and connections, all of
+	// them; Members is one page, by user id, and Next, when set, the
+	// After of the next page.
+	Count       int    `json:"count"`
+	Connections int    `json:"connections"`
+	Next        string `json:"next,omitempty"`
 }
+
+// Pages of members listings.
+const (
+	DefaultMembersPage = 100
+	MaxMembersPage     = 1000
+)
 
 // RoomList is the ack data of rooms.
 type RoomList struct {

@@ -82,6 +82,15 @@ type Config struct {
 	// past its share, or adding to a full table, makes room with its own
 	// oldest entry, so nobody pushes out another's. Defaults 10,000.
 	DedupPerUser, TrackedPerUser int
+
+	// PresenceLimit is how many users a room may have and still announce
+	// each join and leave to its members; a larger room sends a presence
+	// frame of action count, with its exact numbers, at most every
+	// PresenceInterval when they changed (see presence.go). Default
+	// DefaultPresenceLimit; negative: every room announces every join.
+	PresenceLimit int
+	// PresenceInterval: default DefaultPresenceInterval.
+	PresenceInterval time.Duration
 }
 
 func (c *Config) applyDefaults() {
@@ -141,6 +150,12 @@ func (c *Config) applyDefaults() {
 	}
 	if c.TrackedPerUser <= 0 {
 		c.TrackedPerUser = 10_000
+	}
+	if c.PresenceLimit == 0 {
+		c.PresenceLimit = DefaultPresenceLimit
+	}
+	if c.PresenceInterval <= 0 {
+		c.PresenceInterval = DefaultPresenceInterval
 	}
 	if c.Dedup <= 0 {
 		c.Dedup = 100000
@@ -297,7 +312,7 @@ func (h *Hub) Join(m Member, name string, since *protocol.Position) (protocol.Jo
 	// rooms go on meanwhile.
 	r.pins.Add(1)
 	h.mu.Unlock()
-	recovery, replayed, err := r.add(h, m, h.presence(r.name, "join", m), since)
+	recovery, replayed, err := r.add(h, m, h.presence(r.name, protocol.PresenceJoin, m), since)
 	if err != nil {
 		// Not in the room after all (only a room being loaded can fail,
 		// and m was not in it).
@@ -313,10 +328,10 @@ func (h *Hub) Join(m Member, name string, since *protocol.Position) (protocol.Jo
 		return protocol.Joined{}, err
 	}
 	defer r.pins.Add(-1)
-	list := r.list()
+	list := r.page("", 0)
 	epoch, seq := r.position()
-	return protocol.Joined{Room: name, Members: list.Members, Epoch: epoch, Seq: seq,
-		Recovery: recovery, Replayed: replayed}, nil
+	return protocol.Joined{Room: name, Members: list.Members, Count: list.Count, Connections: list.Connections,
+		Next: list.Next, Epoch: epoch, Seq: seq, Recovery: recovery, Replayed: replayed}, nil
 }
 
 // Leave takes m out of the named room.
@@ -372,7 +387,7 @@ func (h *Hub) takeRoomsLocked(st *memberState, names []string) []*room {
 // under each room's lock only, then ends the rooms left idle.
 func (h *Hub) leave(m Member, rooms []*room) {
 	for _, r := range rooms {
-		r.remove(m, h.presence(r.name, "leave", m))
+		r.remove(h, m, h.presence(r.name, protocol.PresenceLeave, m))
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -412,14 +427,16 @@ func (h *Hub) Rooms(m Member) ([]string, error) {
 	return names, nil
 }
 
-// Members lists the users in a room m is in.
-func (h *Hub) Members(m Member, name string) (protocol.RoomMembers, error) {
+// Members lists the users in a room m is in, a page at a time: up to
+// limit (DefaultMembersPage when 0, MaxMembersPage at most) after the user
+// id after, by id.
+func (h *Hub) Members(m Member, name, after string, limit int) (protocol.RoomMembers, error) {
 	r, err := h.pinMemberRoom(m, name)
 	if err != nil {
 		return protocol.RoomMembers{}, err
 	}
 	defer r.pins.Add(-1)
-	return r.list(), nil
+	return r.page(after, limit), nil
 }
 
 // pinMemberRoom returns the named room, pinned, if m is in it. The caller

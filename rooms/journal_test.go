@@ -393,7 +393,7 @@ func TestJournalStallIsolated(t *testing.T) {
 	// not while holding up the hub.
 	var waiting sync.WaitGroup
 	waiting.Go(func() { _ = h.Received(b, "slow", 1) })
-	waiting.Go(func() { _, _ = h.Members(b, "slow") })
+	waiting.Go(func() { _, _ = h.Members(b, "slow", "", 0) })
 	time.Sleep(10 * time.Millisecond) // let them block
 	done := make(chan struct{})
 	go func() {
@@ -402,7 +402,7 @@ func TestJournalStallIsolated(t *testing.T) {
 		if _, err := h.Emit(a, rooms.Target{Room: "fast"}, "chat", nil, rooms.EmitOptions{}); err != nil {
 			t.Error(err)
 		}
-		if _, err := h.Members(a, "fast"); err != nil {
+		if _, err := h.Members(a, "fast", "", 0); err != nil {
 			t.Error(err)
 		}
 		c := newDeliveries("c1", "carol")

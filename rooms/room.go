@@ -2,7 +2,6 @@ package rooms
 
 import (
 	"encoding/json"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,6 +21,9 @@ type room struct {
 	// lock and act on it after: a pinned room is not idle, so that the
 	// sweep or a last leave does not end it in between.
 	pins atomic.Int32
+	// counted: the room's numbers changed and it does not announce them
+	// one by one; the hub's loop sends a count (see presence.go).
+	counted atomic.Bool
 
 	mu      sync.Mutex
 	members []Member          // dense, for a fast fan-out loop
@@ -74,7 +76,7 @@ func (r *room) add(h *Hub, m Member, presence func(int) *Message, since *protoco
 		r.users[m.UserID()] = c
 	}
 	c.n++
-	r.deliverLocked(presence(c.n), m.ConnID())
+	r.presenceLocked(h, presence, c.n, m.ConnID())
 	return recovery, replayed, nil
 }
 
@@ -189,7 +191,7 @@ func (r *room) endIfIdleLocked() bool {
 }
 
 // remove takes m out of the room and tells the others.
-func (r *room) remove(m Member, presence func(int) *Message) {
+func (r *room) remove(h *Hub, m Member, presence func(int) *Message) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	i, ok := r.index[m.ConnID()]
@@ -210,18 +212,7 @@ func (r *room) remove(m Member, presence func(int) *Message) {
 			delete(r.users, m.UserID())
 		}
 	}
-	r.deliverLocked(presence(n), m.ConnID())
-}
-
-func (r *room) list() protocol.RoomMembers {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := protocol.RoomMembers{Room: r.name, Members: make([]protocol.Member, 0, len(r.users))}
-	for id, c := range r.users {
-		out.Members = append(out.Members, protocol.Member{User: id, Name: c.name, Connections: c.n})
-	}
-	sort.Slice(out.Members, func(i, j int) bool { return out.Members[i].User < out.Members[j].User })
-	return out
+	r.presenceLocked(h, presence, n, m.ConnID())
 }
 
 func (r *room) deliverLocked(msg *Message, except string) int {

@@ -6,17 +6,21 @@ import (
 )
 
 // Run expires history, waiting messages, remembered message ids and
-// receipts until ctx ends.
+// receipts, and sends large rooms' presence counts, until ctx ends.
 func (h *Hub) Run(ctx context.Context) error {
 	every := min(h.cfg.HistoryTTL/4, 30*time.Second)
 	t := time.NewTicker(max(every, 10*time.Millisecond))
 	defer t.Stop()
+	counts := time.NewTicker(h.cfg.PresenceInterval)
+	defer counts.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
 			h.Sweep()
+		case <-counts.C:
+			h.sendCounts()
 		}
 	}
 }

@@ -184,7 +184,7 @@ func (c *conn) dispatch(req *protocol.Request) (any, error) {
 		list, err := c.s.hub.Rooms(c)
 		return protocol.RoomList{Rooms: list}, err
 	case protocol.TypeMembers:
-		return c.s.hub.Members(c, req.Room)
+		return c.s.hub.Members(c, req.Room, req.After, req.Limit)
 	case protocol.TypeEmit:
 		return c.s.hub.Emit(c, rooms.Target{Room: req.Room, User: req.User, Conn: req.Conn, ExceptSelf: req.ExceptSelf},
 			req.Event, req.Data, rooms.EmitOptions{MsgID: req.MsgID, Receipt: req.Receipt})

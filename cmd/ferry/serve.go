@@ -48,6 +48,7 @@ type serveFlags struct {
 	state          string
 	natsURL        string
 	historyDisk    int64
+	presenceLimit  int
 	historyUser    int
 	historyMemory  int
 	offlineSize    int
@@ -119,6 +120,7 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.maxRooms, "max-rooms", server.DefaultMaxRooms, "named rooms one connection may be in")
 	fs.IntVar(&f.historySize, "history-size", 1000, "events each room keeps for clients catching up (-1: none)")
 	fs.DurationVar(&f.historyTTL, "history-ttl", 0, "how long a room keeps an event (default 7 days with --state jetstream, 10 minutes in memory)")
+	fs.IntVar(&f.presenceLimit, "presence-limit", rooms.DefaultPresenceLimit, "rooms with more users than this tell their members their numbers once a second instead of each join and leave (-1: always each)")
 	fs.StringVar(&f.state, "state", stateJetStream, "where rooms' history lives: jetstream (kept across restarts, in an embedded NATS server under --data, or the one --nats names) or memory (lost at each restart)")
 	fs.StringVar(&f.natsURL, "nats", "", "with --state jetstream: NATS server URLs (comma-separated, nats://host:4222) to keep history in, instead of the embedded server")
 	sizeVar(fs, &f.historyDisk, "history-disk", jetstream.DefaultMaxBytes, "with --state jetstream: bytes all rooms' history may take on disk; past it the oldest events go")
@@ -218,6 +220,7 @@ func (f *serveFlags) serverConfig(log *slog.Logger, anonKey []byte) (server.Conf
 			OfflineSize:        f.offlineSize,
 			OfflineTTL:         f.offlineTTL,
 			OfflineSenderBytes: f.offlineSender,
+			PresenceLimit:      f.presenceLimit,
 		},
 	}
 	if f.authSecret != "" {

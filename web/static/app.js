@@ -311,6 +311,7 @@ async function onConnect() {
       const members = await S.client.members(name);
       const before = new Map(r.members);
       r.members = new Map(members.map((m) => [m.user, m]));
+      r.count = members.count;
       if (since) {
         for (const [u, m] of r.members) if (!before.has(u) && u !== S.client.user) notice(name, `${m.name} joined`);
         for (const [u, m] of before) if (!r.members.has(u) && u !== S.client.user) notice(name, `${m.name} left`);
@@ -340,14 +341,19 @@ function onPresence(p) {
   const r = rooms.get(p.room);
   if (!r) return;
   const had = r.members.has(p.user);
-  if (p.action === 'join') {
+  if (p.action === 'count') {
+    // A large room tells its numbers, not each arrival.
+    r.count = p.users;
+  } else if (p.action === 'join') {
     r.members.set(p.user, { user: p.user, name: p.name, connections: p.connections });
+    if (!had) r.count = (r.count ?? 0) + 1;
     if (!had && p.user !== S.client.user) notice(p.room, `${p.name} joined`);
   } else if (p.action === 'leave') {
     if (p.connections > 0) {
       r.members.set(p.user, { user: p.user, name: p.name, connections: p.connections });
     } else {
       r.members.delete(p.user);
+      if (had) r.count = Math.max(0, (r.count ?? 1) - 1);
       if (had && p.user !== S.client.user) notice(p.room, `${p.name} left`);
     }
   }
@@ -394,6 +400,7 @@ async function joinRoom(name, { quiet = false, via = 'saved' } = {}) {
     const members = await S.client.join(name, { history: true, token: inviteFor(name) });
     r.item.dataset.joined = 'true';
     r.members = new Map(members.map((m) => [m.user, m]));
+    r.count = members.count;
     if (!quiet) notice(name, `You joined ${roomLabel(name)}`);
     if (name === S.current) renderRoom();
     refreshInvite(name);
@@ -502,7 +509,11 @@ function renderMembers() {
   }, avatar(m.user, m.name), h('span', { class: 'member-name' }, m.name,
     m.user === me ? h('span', { class: 'member-note', text: ' (you)' }) : null,
     m.connections > 1 ? h('span', { class: 'member-note', text: ` · ${m.connections} devices` }) : null))));
-  el.memberCount.textContent = String(members.length);
+  const count = Math.max(r?.count ?? 0, members.length);
+  if (count > members.length) {
+    el.members.append(h('li', { class: 'member member-more', text: `and ${count - members.length} more` }));
+  }
+  el.memberCount.textContent = String(count);
 }
 
 // enterRoom joins a room when the page is not in it yet and shows it; it

@@ -61,6 +61,14 @@ export const REASON_TRANSPORT_CLOSE = 'transport close'; // any other close code
 export const REASON_TRANSPORT_ERROR = 'transport error'; // no close frame (1006)
 
 /** An error from the server or the client: `code` to branch on, `message` for people. */
+// withCount returns a join's or members' answer as the array of members
+// it lists, with the room's number of users as its count.
+function withCount(data) {
+  const members = data?.members || [];
+  members.count = data?.count ?? members.length;
+  return members;
+}
+
 export class FerryError extends Error {
   constructor(code, message, extra) {
     super(message || code);
@@ -286,7 +294,8 @@ export class Ferry extends Emitter {
 
   /**
    * Joins (creating if needed) a named room and resolves with its members
-   * ([{user, name, connections}]). The client joins it again after every
+   * ([{user, name, connections}]: the first 100 by user id; the array's
+   * count is how many users the room has, see membersPage for more). The client joins it again after every
    * reconnection, until leave(), and catches up on what it missed meanwhile.
    * opts.history asks for the events the server still keeps (replayed before
    * the promise resolves); opts.since ({epoch, seq}) for those after a
@@ -312,7 +321,7 @@ export class Ferry extends Emitter {
       const data = await this._request(frame);
       this._joined.add(room);
       this._joinedAt(room, data);
-      return data?.members || [];
+      return withCount(data);
     } finally {
       if (quiet) this._quietGaps.delete(room);
     }
@@ -370,10 +379,22 @@ export class Ferry extends Emitter {
     return data?.rooms || [];
   }
 
-  /** Resolves with the members of a room: [{user, name, connections}]. */
+  /**
+   * Resolves with the members of a room: [{user, name, connections}], the
+   * first 100 by user id; the array's count is how many users the room has.
+   */
   async members(room) {
-    const data = await this._request({ t: 'members', room });
-    return data?.members || [];
+    return withCount(await this._request({ t: 'members', room }));
+  }
+
+  /**
+   * Resolves with one page of a room's members: {members, count,
+   * connections, next}; pass next as after for the following page (limit:
+   * at most 1000).
+   */
+  async membersPage(room, { after = '', limit = 100 } = {}) {
+    const data = await this._request({ t: 'members', room, after, limit });
+    return { members: data?.members || [], count: data?.count ?? 0, connections: data?.connections ?? 0, next: data?.next || '' };
   }
 
   /**
