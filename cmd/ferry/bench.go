@@ -25,6 +25,7 @@ func benchCommands() []command {
 		{"idle", "hold idle connections; report server memory per connection", runBenchIdle},
 		{"fanout", "fan events out to one room; report deliveries/s, latency, CPU per delivery", runBenchFanout},
 		{"upload", "time 'ferry send' of a file into MinIO against minio-go's PutObject of it", runBenchUpload},
+		{"charts", "run short sweeps of the three and draw them as SVG charts (docs/img)", runBenchCharts},
 	}
 }
 
@@ -177,8 +178,8 @@ func runBenchIdle(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	tf.register(fs)
 	fs.IntVar(&conns, "conns", 1000, "connections to hold open")
 	fs.IntVar(&workers, "dial-workers", 64, "connections opened at once")
-	fs.DurationVar(&pingInterval, "ping-interval", 5*time.Second, "the child server's --ping-interval (pings must happen during the bench)")
-	fs.DurationVar(&pingTimeout, "ping-timeout", 5*time.Second, "the child server's --ping-timeout (the server waits this long for a pong before its next ping)")
+	fs.DurationVar(&pingInterval, "ping-interval", idlePing, "the child server's --ping-interval (pings must happen during the bench)")
+	fs.DurationVar(&pingTimeout, "ping-timeout", idlePing, "the child server's --ping-timeout (the server waits this long for a pong before its next ping)")
 	fs.DurationVar(&settle, "settle", 2*time.Second, "wait after the ping round before reading the server's memory")
 	fs.BoolVar(&reference, "reference", false, "then measure a gorilla chat-example server with default buffers the same way, for comparison")
 	if err := parseFlags(fs, args); err != nil {
@@ -187,23 +188,10 @@ func runBenchIdle(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if reference && tf.server != "" {
 		return errors.New("--reference starts its own server; it does not go with --server")
 	}
-	serveArgs := []string{"--ping-interval", pingInterval.String(), "--ping-timeout", pingTimeout.String()}
-	measure := func(t *benchTarget) (bench.IdleResult, error) {
-		fmt.Fprintf(stderr, "bench idle: %d connections to %s\n", conns, t.describe())
-		return bench.Idle(ctx, bench.IdleConfig{
-			Target:      t.Target,
-			Conns:       conns,
-			DialWorkers: workers,
-			Settle:      settle,
-			Progress:    stderr,
-		})
-	}
-	t, err := tf.start(ctx, conns, serveArgs)
+	serveArgs := idleServeArgs(pingInterval, pingTimeout)
+	cfg := bench.IdleConfig{Conns: conns, DialWorkers: workers, Settle: settle}
+	t, res, err := tf.idle(ctx, cfg, serveArgs, stderr)
 	if err != nil {
-		return err
-	}
-	res, err := measure(t)
-	if err = t.finish(err); err != nil {
 		return err
 	}
 	var ref *bench.IdleResult
@@ -216,7 +204,7 @@ func runBenchIdle(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			return err
 		}
 		rt.Target = rt.child.Target
-		r, err := measure(rt)
+		r, err := rt.idle(ctx, cfg, stderr)
 		if err = rt.finish(err); err != nil {
 			return err
 		}
@@ -243,6 +231,32 @@ func runBenchIdle(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	return problems(res.Problems)
 }
 
+// idlePing is the idle benches' default for the child server's ping
+// interval and timeout: short enough that every connection is pinged during
+// the bench.
+const idlePing = 5 * time.Second
+
+func idleServeArgs(pingInterval, pingTimeout time.Duration) []string {
+	return []string{"--ping-interval", pingInterval.String(), "--ping-timeout", pingTimeout.String()}
+}
+
+// idle measures cfg.Conns idle connections to the target the flags name,
+// started with serveArgs if it is a child.
+func (f *benchTargetFlags) idle(ctx context.Context, cfg bench.IdleConfig, serveArgs []string, stderr io.Writer) (*benchTarget, bench.IdleResult, error) {
+	t, err := f.start(ctx, cfg.Conns, serveArgs)
+	if err != nil {
+		return nil, bench.IdleResult{}, err
+	}
+	res, err := t.idle(ctx, cfg, stderr)
+	return t, res, t.finish(err)
+}
+
+func (t *benchTarget) idle(ctx context.Context, cfg bench.IdleConfig, stderr io.Writer) (bench.IdleResult, error) {
+	fmt.Fprintf(stderr, "bench idle: %d connections to %s\n", cfg.Conns, t.describe())
+	cfg.Target, cfg.Progress = t.Target, stderr
+	return bench.Idle(ctx, cfg)
+}
+
 func printIdle(w io.Writer, t *benchTarget, r bench.IdleResult) {
 	fmt.Fprintf(w, "server            %s\n", t.describe())
 	fmt.Fprintf(w, "connections       %d opened in %.1fs; the server counts %d; %d dropped\n",
@@ -255,7 +269,7 @@ func printIdle(w io.Writer, t *benchTarget, r bench.IdleResult) {
 	}
 	fmt.Fprintf(w, "server RSS        %s idle, %s with %d connections, %s peak\n",
 		mib(r.RSSIdle), mib(r.RSSLoaded), r.Conns, mib(r.RSSPeak))
-	fmt.Fprintf(w, "RSS per conn      %.2f KiB (target ≤ 8 KiB)\n", r.RSSPerConn/1024)
+	fmt.Fprintf(w, "RSS per conn      %.2f KiB (target ≤ %d KiB)\n", r.RSSPerConn/1024, bench.IdleTargetKiB)
 }
 
 func runBenchFanout(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
@@ -286,27 +300,7 @@ func runBenchFanout(ctx context.Context, args []string, stdout, stderr io.Writer
 	if cfg.Peer != bench.PeerFerry && tf.server == "" {
 		return fmt.Errorf("--peer %s measures a server started by hand: give its --server and --pid", cfg.Peer)
 	}
-	// Each read loop waits for its sockets in epoll_wait, a system call, and
-	// needs a P again when woken. With one P per core, a woken loop often
-	// waited behind the other loop and the publishers, and that wait of the
-	// generator's own counted as the server's latency. A P per loop, plus
-	// two for the publishers and the sampling, keeps it out. The server, a
-	// separate process, keeps its own default.
-	if want := cfg.ReadLoops + 2; runtime.GOMAXPROCS(0) < want {
-		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(want))
-	}
-	// The publishers emit far above a chat client's rate limit.
-	serveArgs := []string{"--rate", "1000000", "--rate-burst", "1000000"}
-	t, err := tf.start(ctx, cfg.Members+cfg.Publishers, serveArgs)
-	if err != nil {
-		return err
-	}
-	defer func() { err = t.finish(err) }()
-	fmt.Fprintf(stderr, "bench fanout: %d members, %d events/s of %d bytes to %s\n", cfg.Members, cfg.Rate, cfg.Size, t.describe())
-
-	cfg.Target = t.Target
-	cfg.Progress = stderr
-	res, err := bench.Fanout(ctx, cfg)
+	t, res, err := tf.fanout(ctx, cfg, stderr)
 	if err != nil {
 		return err
 	}
@@ -320,17 +314,41 @@ func runBenchFanout(ctx context.Context, args []string, stdout, stderr io.Writer
 	return problems(res.Problems)
 }
 
+// fanout measures a fan-out to the target the flags name.
+func (f *benchTargetFlags) fanout(ctx context.Context, cfg bench.FanoutConfig, stderr io.Writer) (_ *benchTarget, _ bench.FanoutResult, err error) {
+	// Each read loop waits for its sockets in epoll_wait, a system call, and
+	// needs a P again when woken. With one P per core, a woken loop often
+	// waited behind the other loop and the publishers, and that wait of the
+	// generator's own counted as the server's latency. A P per loop, plus
+	// two for the publishers and the sampling, keeps it out. The server, a
+	// separate process, keeps its own default.
+	if want := cfg.ReadLoops + 2; runtime.GOMAXPROCS(0) < want {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(want))
+	}
+	// The publishers emit far above a chat client's rate limit.
+	serveArgs := []string{"--rate", "1000000", "--rate-burst", "1000000"}
+	t, err := f.start(ctx, cfg.Members+cfg.Publishers, serveArgs)
+	if err != nil {
+		return nil, bench.FanoutResult{}, err
+	}
+	defer func() { err = t.finish(err) }()
+	fmt.Fprintf(stderr, "bench fanout: %d members, %d events/s of %d bytes to %s\n", cfg.Members, cfg.Rate, cfg.Size, t.describe())
+	cfg.Target, cfg.Progress = t.Target, stderr
+	res, err := bench.Fanout(ctx, cfg)
+	return t, res, err
+}
+
 func printFanout(w io.Writer, t *benchTarget, r bench.FanoutResult) {
 	fmt.Fprintf(w, "server            %s\n", t.describe())
 	fmt.Fprintf(w, "load              %d members, %d publisher(s), %d events/s of %d bytes in bursts of %d, %.1fs measured\n",
 		r.Members, r.Publishers, r.Rate, r.Size, r.Burst, r.Seconds)
-	fmt.Fprintf(w, "deliveries/s      %.0f (target ≥ 200000); %d events published, %d delivered in the window\n",
-		r.DeliveriesPerSec, r.Published, r.Delivered)
-	fmt.Fprintf(w, "latency           p50 %.2fms  p90 %.2fms  p99 %.2fms (target < 20ms)  max %.2fms; publisher lag max %.2fms\n",
-		r.LatencyP50MS, r.LatencyP90MS, r.LatencyP99MS, r.LatencyMaxMS, r.PublisherLagMaxMS)
+	fmt.Fprintf(w, "deliveries/s      %.0f (target ≥ %d); %d events published, %d delivered in the window\n",
+		r.DeliveriesPerSec, bench.FanoutRateTarget, r.Published, r.Delivered)
+	fmt.Fprintf(w, "latency           p50 %.2fms  p90 %.2fms  p99 %.2fms (target < %dms)  max %.2fms; publisher lag max %.2fms\n",
+		r.LatencyP50MS, r.LatencyP90MS, r.LatencyP99MS, bench.FanoutP99TargetMS, r.LatencyMaxMS, r.PublisherLagMaxMS)
 	if t.PID != 0 {
-		fmt.Fprintf(w, "server CPU        %.2fs in the window = %.3f µs per delivery (target ≤ 1.5 µs)\n",
-			r.ServerCPUSeconds, r.CPUPerDeliveryUS)
+		fmt.Fprintf(w, "server CPU        %.2fs in the window = %.3f µs per delivery (target ≤ %g µs)\n",
+			r.ServerCPUSeconds, r.CPUPerDeliveryUS, bench.FanoutCPUTargetUS)
 	} else {
 		fmt.Fprintln(w, "server CPU        not measured (no --pid)")
 	}
@@ -437,9 +455,7 @@ func runBenchUpload(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.IntVar(&old.Concurrent, "concurrent", 16, "with --bench-client: uploads at once in the memory run")
 	fs.Int64Var(&old.ConcurrentSize, "concurrent-size", 256<<20, "with --bench-client: bytes of each concurrent upload")
 	fs.DurationVar(&old.ChatEvery, "chat-every", 10*time.Millisecond, "with --bench-client: interval of chat events on the uploading connection")
-	fs.StringVar(&cfg.S3Endpoint, "s3-endpoint", "", "MinIO or S3 to use (default: start a MinIO child process)")
-	fs.StringVar(&cfg.S3AccessKey, "s3-access-key", "", "S3 access key")
-	fs.StringVar(&cfg.S3SecretKey, "s3-secret-key", "", "S3 secret key")
+	s3Flags(fs, &cfg)
 	fs.StringVar(&serverArgs, "server-args", "", "extra flags for the ferry server child, e.g. \"--cpuprofile /tmp/server.pprof\"")
 	fs.BoolVar(&asJSON, "json", false, "print the figures as one JSON object")
 	fs.StringVar(&genProfile, "gen-cpuprofile", "", "write a CPU profile of the bench process (the direct minio-go runs and the checks) to this file")
@@ -449,13 +465,11 @@ func runBenchUpload(ctx context.Context, args []string, stdout, stderr io.Writer
 	if cfg.Rounds < 1 {
 		return fmt.Errorf("--rounds %d: want at least 1", cfg.Rounds)
 	}
-	if genProfile != "" {
-		t := &benchTarget{}
-		if err := t.startProfile(genProfile); err != nil {
-			return err
-		}
-		defer func() { err = t.finish(err) }()
+	prof, err := startGenProfile(genProfile)
+	if err != nil {
+		return err
 	}
+	defer func() { err = prof.finish(err) }()
 	if size <= 0 {
 		return errors.New("bench upload: --size must be positive")
 	}
@@ -479,6 +493,23 @@ func runBenchUpload(ctx context.Context, args []string, stdout, stderr io.Writer
 		return json.NewEncoder(stdout).Encode(res)
 	}
 	return res.Report(stdout)
+}
+
+func s3Flags(fs *flag.FlagSet, cfg *bench.SendConfig) {
+	fs.StringVar(&cfg.S3Endpoint, "s3-endpoint", "", "MinIO or S3 to use (default: start a MinIO child process)")
+	fs.StringVar(&cfg.S3AccessKey, "s3-access-key", "", "S3 access key")
+	fs.StringVar(&cfg.S3SecretKey, "s3-secret-key", "", "S3 secret key")
+}
+
+// startGenProfile starts a CPU profile of the generator that lasts until
+// finish, for a bench that runs several servers; with no path it does
+// nothing.
+func startGenProfile(path string) (*benchTarget, error) {
+	t := &benchTarget{}
+	if path == "" {
+		return t, nil
+	}
+	return t, t.startProfile(path)
 }
 
 // runBenchUploadClient is "bench upload --bench-client": the figures of
