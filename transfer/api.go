@@ -48,11 +48,13 @@ type Grant struct {
 }
 
 // File is a stored, announced file: the record kept with it in the store
-// (its manifest, whose JSON it is). Clients see protocol.File.
+// (its manifest, whose JSON it is). Clients see protocol.File. Records
+// written before a field existed load with its zero value.
 type File struct {
-	ID       string    `json:"id"`
-	Room     string    `json:"room"`
-	Name     string    `json:"name"`
+	ID   string `json:"id"`
+	Room string `json:"room"`
+	Name string `json:"name"`
+	// Size and SHA256 are the stored bytes'.
 	Size     int64     `json:"size"`
 	Type     string    `json:"type"`
 	SHA256   string    `json:"sha256"`
@@ -61,6 +63,28 @@ type File struct {
 	Time     time.Time `json:"time"`
 	// Key is where the object lives in the store.
 	Key string `json:"key"`
+	// SentSize and SentSHA256 are set when the stored bytes are not the
+	// ones the client sent: a JPEG whose metadata was stripped. They are
+	// what the client sent, and verified.
+	SentSize   int64  `json:"sent_size,omitempty"`
+	SentSHA256 string `json:"sent_sha256,omitempty"`
+	// ThumbKey is where the file's thumbnail lives in the store, of type
+	// ThumbType (image/jpeg or image/png); empty when it has none.
+	ThumbKey  string `json:"thumb_key,omitempty"`
+	ThumbType string `json:"thumb_type,omitempty"`
+	// Width and Height are an image's displayed size, in pixels, after
+	// its EXIF orientation; 0 when unknown (not an image, or no thumbnail
+	// could be made).
+	Width  int `json:"width,omitempty"`
+	Height int `json:"height,omitempty"`
+}
+
+// sentSHA256 is the SHA-256 of the bytes the client sent.
+func (f *File) sentSHA256() string {
+	if f.SentSHA256 != "" {
+		return f.SentSHA256
+	}
+	return f.SHA256
 }
 
 // State is an upload's state as Status reports it.

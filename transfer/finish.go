@@ -9,8 +9,9 @@ import (
 // client has sent its last byte (it may come before the bytes are stored).
 // The upload completes, and is verified against it, only then. Giving a
 // digest that differs from one given or declared before is CodeBadRequest;
-// for an upload that completed already, a digest other than the stored
-// file's is CodeChecksumMismatch.
+// for an upload that completed already, a digest other than the one of
+// the bytes the client sent is CodeChecksumMismatch (the stored bytes may
+// differ: see File.SentSHA256).
 func (m *Manager) Finish(ctx context.Context, uploadID, user, sha string) error {
 	if sha == "" {
 		return errorf(CodeBadRequest, "upload.finish needs the file's sha256")
@@ -78,8 +79,8 @@ func (m *Manager) finishStored(ctx context.Context, uploadID, user, sum string) 
 }
 
 func checkStoredSum(f *File, sum string) error {
-	if f != nil && !strings.EqualFold(f.SHA256, sum) {
-		return errorf(CodeChecksumMismatch, "the stored file's SHA-256 is %s, not %s", f.SHA256, sum)
+	if f != nil && !strings.EqualFold(f.sentSHA256(), sum) {
+		return errorf(CodeChecksumMismatch, "the SHA-256 of the file received is %s, not %s", f.sentSHA256(), sum)
 	}
 	return nil
 }

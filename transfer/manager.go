@@ -37,6 +37,22 @@ const (
 	// DefaultBusyRetry is when an upload refused for lack of part memory
 	// may try again.
 	DefaultBusyRetry = time.Second
+	// DefaultPreviews is how many thumbnails are made at once, server-wide:
+	// each holds a decoded image (see Config.Previews).
+	DefaultPreviews = 1
+	// DefaultPreviewMaxPixels admits the photos of most phones (12 to 24
+	// MP, and 48 MP sensors save 12 MP by default) and bounds one decode
+	// to about 680 MB at worst (a progressive JPEG without chroma
+	// subsampling); a 12 MP phone photo takes about 50 MB.
+	DefaultPreviewMaxPixels = 40_000_000
+	// DefaultPreviewTimeout is how long a finished image waits for its
+	// thumbnail before it is announced without one.
+	DefaultPreviewTimeout = 10 * time.Second
+	// DefaultStripMaxSize bounds the JPEGs whose metadata is stripped:
+	// stripping reads the file twice and writes it again before it is
+	// announced, each pass one storage request within StorageTimeout, and
+	// photos are far smaller (a phone's are 2 to 20 MB).
+	DefaultStripMaxSize = 64 << 20
 
 	// maxPartSize keeps a single part buffer reasonable; S3 itself allows 5 GiB.
 	maxPartSize = 256 << 20
@@ -120,6 +136,34 @@ type Config struct {
 	RetryMin, RetryMax time.Duration
 	// Policy decides which content types are accepted.
 	Policy Policy
+	// NoThumbnails turns thumbnails off. By default a finished JPEG, PNG,
+	// GIF or WebP gets a thumbnail (package preview: at most 640 pixels
+	// on its long side, upright) stored next to it, and its record the
+	// image's displayed size, before the file is announced.
+	NoThumbnails bool
+	// Previews is how many thumbnails are made at once in all. Each one
+	// holds a decoded image: about 3 bytes a pixel for a phone's JPEG, up
+	// to 17 for a progressive JPEG without chroma subsampling (see package
+	// preview). Default 1.
+	Previews int
+	// PreviewMaxPixels is the largest image, in width × height, that gets
+	// a thumbnail; larger ones are refused from their header, before any
+	// pixel is decoded, and have none. Default 40 MP.
+	PreviewMaxPixels int64
+	// PreviewTimeout bounds how long a finished image waits for its
+	// thumbnail, its turn among Previews included. Past it the file is
+	// announced without one. Default 10s.
+	PreviewTimeout time.Duration
+	// KeepEXIF turns metadata stripping off. By default the metadata of a
+	// finished JPEG that can tell where, when and with what it was taken
+	// (Exif with GPS, XMP, IPTC, comments; the orientation stays) is
+	// removed from the stored file: it is rewritten without it, and its
+	// record's SHA256 and Size are the stored bytes', SentSHA256 and
+	// SentSize the ones the client sent.
+	KeepEXIF bool
+	// StripMaxSize is the largest JPEG stripped; larger ones are stored as
+	// sent. Default 64 MiB.
+	StripMaxSize int64
 	// Log receives the manager's logs. Default: discarded.
 	Log *slog.Logger
 	// Now is the clock. Default time.Now.
@@ -150,6 +194,18 @@ type Manager struct {
 	now            func() time.Time
 	pool           *bufPool // of PartSize buffers
 	bigPool        *bufPool // of BigPartSize buffers
+
+	thumbnails   bool
+	stripEXIF    bool
+	stripMaxSize int64
+	previewMax   int64 // pixels
+	previewWait  time.Duration
+	// previewTurns holds a token per thumbnail being made: its capacity
+	// is Config.Previews, the decodes that may hold memory at once.
+	previewTurns chan struct{}
+	// previews counts the goroutines making thumbnails, which may outlive
+	// the completion that gave up waiting for them; Shutdown waits.
+	previews sync.WaitGroup
 
 	// ctx parents every upload's context; cancel ends them all when
 	// Shutdown runs out of time.
@@ -213,6 +269,11 @@ func New(cfg Config) (*Manager, error) {
 		retryMin:       orDefault(cfg.RetryMin, DefaultRetryMin),
 		retryMax:       orDefault(cfg.RetryMax, DefaultRetryMax),
 		policy:         cfg.Policy,
+		thumbnails:     !cfg.NoThumbnails,
+		stripEXIF:      !cfg.KeepEXIF,
+		stripMaxSize:   orDefault(cfg.StripMaxSize, DefaultStripMaxSize),
+		previewMax:     orDefault(cfg.PreviewMaxPixels, DefaultPreviewMaxPixels),
+		previewWait:    orDefault(cfg.PreviewTimeout, DefaultPreviewTimeout),
 		log:            cfg.Log,
 		now:            cfg.Now,
 		uploads:        make(map[string]*upload),
@@ -244,7 +305,10 @@ func New(cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("transfer: MaxFileSize %d needs more than %d parts of %d bytes", m.maxFileSize, storage.MaxParts, m.partSize)
 	case m.maxUploads < 1, m.ttl <= 0, m.retryMin <= 0, m.retryMax < m.retryMin:
 		return nil, errors.New("transfer: MaxUploads, TTL, RetryMin and RetryMax must be positive, RetryMax >= RetryMin")
+	case cfg.Previews < 0, m.previewMax < 0, m.previewWait < 0, m.stripMaxSize < 0:
+		return nil, errors.New("transfer: Previews, PreviewMaxPixels, PreviewTimeout and StripMaxSize must not be negative")
 	}
+	m.previewTurns = make(chan struct{}, orDefault(cfg.Previews, DefaultPreviews))
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
 	}
@@ -566,5 +630,8 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	}
 	m.cancel()
 	<-done
+	// No worker runs, so no thumbnail starts; one a completion gave up
+	// on ends by its deadline, or now that m.cancel ended its context.
+	m.previews.Wait()
 	return err
 }

@@ -163,3 +163,24 @@ func (m *Manager) OpenFile(ctx context.Context, id string) (storage.Object, File
 	}
 	return obj, f, nil
 }
+
+// OpenThumb opens a stored file's thumbnail for reading; CodeNotFound when
+// the file has none. The caller closes the object; its type is the
+// record's ThumbType.
+func (m *Manager) OpenThumb(ctx context.Context, id string) (storage.Object, File, error) {
+	f, err := m.File(ctx, id)
+	if err != nil {
+		return nil, File{}, err
+	}
+	if f.ThumbKey == "" {
+		return nil, File{}, errorf(CodeNotFound, "file %s has no thumbnail", id)
+	}
+	obj, err := m.store.Get(ctx, f.ThumbKey)
+	if err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil, File{}, wrapf(err, CodeNotFound, "the thumbnail of file %s is gone from storage", id)
+		}
+		return nil, File{}, wrapf(err, CodeStorageUnavailable, "cannot open the thumbnail of file %s", id)
+	}
+	return obj, f, nil
+}

@@ -37,6 +37,15 @@ type memStore struct {
 	// full makes PutPart, and Puts under failPrefix, fail with
 	// storage.ErrFull.
 	full bool
+	// failDeletePrefix, when set, makes every Delete of a key under it fail.
+	failDeletePrefix string
+	// refuse, when set and true for a Put's key and bytes, makes it fail.
+	refuse func(key string, data []byte) bool
+	// hang, when it returns true for an operation ("get", "put") on a key,
+	// makes that call block until unhang, whatever its context: a store
+	// that does not answer and does not watch deadlines either.
+	hang   func(op, key string) bool
+	unhang chan struct{}
 
 	putParts  int // successful PutPart calls
 	completes int
@@ -105,10 +114,21 @@ func (s *memStore) enter(ctx context.Context) error {
 	return nil
 }
 
+// hangs blocks while s.hang says op on key hangs.
+func (s *memStore) hangs(op, key string) {
+	s.mu.Lock()
+	hang, unhang := s.hang, s.unhang
+	s.mu.Unlock()
+	if hang != nil && hang(op, key) {
+		<-unhang
+	}
+}
+
 func (s *memStore) Put(ctx context.Context, key string, r io.Reader, size int64, meta storage.Meta) error {
 	if err := checkKey(key); err != nil {
 		return err
 	}
+	s.hangs("put", key)
 	if err := checkMeta(meta); err != nil {
 		return err
 	}
@@ -128,6 +148,9 @@ func (s *memStore) Put(ctx context.Context, key string, r io.Reader, size int64,
 		s.failPuts--
 		return errDown
 	}
+	if s.refuse != nil && s.refuse(key, data) {
+		return errDown
+	}
 	if s.failPrefix != "" && strings.HasPrefix(key, s.failPrefix) {
 		if s.full {
 			return fmt.Errorf("memstore: no room for %s: %w", key, storage.ErrFull)
@@ -142,6 +165,7 @@ func (s *memStore) Get(ctx context.Context, key string) (storage.Object, error) 
 	if err := checkKey(key); err != nil {
 		return nil, err
 	}
+	s.hangs("get", key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.enter(ctx); err != nil {
@@ -183,6 +207,9 @@ func (s *memStore) Delete(ctx context.Context, key string) error {
 	defer s.mu.Unlock()
 	if err := s.enter(ctx); err != nil {
 		return err
+	}
+	if s.failDeletePrefix != "" && strings.HasPrefix(key, s.failDeletePrefix) {
+		return errDown
 	}
 	delete(s.objects, key)
 	return nil

@@ -121,6 +121,26 @@ func objectKey(room, fileID, name string, t time.Time) string {
 	return path.Join("rooms", keySegment(room), t.Format("2006"), t.Format("01"), t.Format("02"), fileID, keySegment(name))
 }
 
+// strippedKey is where the copy of a file without its metadata is stored,
+// next to the file: in the same folder (its file id's), under a longer name,
+// so never the file's own.
+func strippedKey(key string) string {
+	dir, name := path.Split(key)
+	return dir + "stripped-" + name
+}
+
+// thumbKey is where the thumbnail of the file at key is stored, next to it:
+// "thumb-" and the file's name, with the thumbnail's extension, which is
+// neither the file's name (longer) nor its stripped copy's.
+func thumbKey(key, contentType string) string {
+	ext := ".jpg"
+	if contentType == "image/png" {
+		ext = ".png"
+	}
+	dir, name := path.Split(key)
+	return dir + "thumb-" + name + ext
+}
+
 const (
 	uploadsPrefix = ".ferry/uploads/"
 	filesPrefix   = ".ferry/files/"

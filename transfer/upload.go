@@ -468,14 +468,22 @@ func (u *upload) cleanup(ctx context.Context) {
 			u.log.Warn("cannot abort the multipart upload", "err", err)
 		}
 	}
-	// A completion cut short may have left the object without its record.
-	if err := u.m.store.Delete(ctx, u.key); err != nil {
-		u.log.Warn("cannot delete the object", "err", err)
-	}
 	u.mu.Lock()
 	mf := u.manifestLocked(0, nil)
 	code := u.failure.Code
+	ctype := u.ctype
 	u.mu.Unlock()
+	// A completion cut short may have left the object without its record,
+	// and with the copies completion makes of an image.
+	keys := []string{u.key}
+	if previewable(ctype) {
+		keys = append(keys, strippedKey(u.key), thumbKey(u.key, "image/jpeg"), thumbKey(u.key, "image/png"))
+	}
+	for _, key := range keys {
+		if err := u.m.store.Delete(ctx, key); err != nil {
+			u.log.Warn("cannot delete the object", "key", key, "err", err)
+		}
+	}
 	var err error
 	if code == CodeCanceled || code == CodeExpired {
 		err = u.m.store.Delete(ctx, manifestKey(u.id))
