@@ -214,17 +214,23 @@ func (u *upload) finish(ctx context.Context, s *session, id string) error {
 	return err
 }
 
-// verify checks the stored file's SHA-256 against the digest of the bytes
-// read here, when there is one: a server that ignores sha256_later stores
-// without checking.
+// verify checks the SHA-256 of what the server received against the
+// digest of the bytes read here, when there is one: a server that ignores
+// sha256_later stores without checking. A server that stored other bytes
+// than it received (a JPEG without its metadata) says what it received in
+// SentSHA256.
 func (u *upload) verify(f File) (File, error) {
 	want := u.opts.SHA256
 	if want == "" {
 		want = u.sum
 	}
-	if want == "" || f.SHA256 == "" || strings.EqualFold(want, f.SHA256) {
+	got := f.SHA256
+	if f.SentSHA256 != "" {
+		got = f.SentSHA256
+	}
+	if want == "" || got == "" || strings.EqualFold(want, got) {
 		return f, nil
 	}
 	return File{}, &protocol.Error{Code: protocol.CodeChecksumMismatch,
-		Message: fmt.Sprintf("the server stored a file whose SHA-256 is %s; the bytes read here hash to %s", f.SHA256, want)}
+		Message: fmt.Sprintf("the server received a file whose SHA-256 is %s; the bytes read here hash to %s", got, want)}
 }

@@ -14,16 +14,31 @@ type File struct {
 	Size int64  `json:"size"`
 	// Type is the content type the server found in the bytes.
 	Type string `json:"type"`
-	// SHA256 is the hex SHA-256 of the stored bytes.
-	SHA256   string    `json:"sha256"`
-	User     string    `json:"user"`
-	UserName string    `json:"user_name"`
-	Time     time.Time `json:"time"`
+	// SHA256 is the hex SHA-256 of the stored bytes, and Size their
+	// length: what a download gives.
+	SHA256 string `json:"sha256"`
+	// SentSHA256 and SentSize are set when the server stored other bytes
+	// than the client sent (a JPEG whose location and camera metadata it
+	// removed): they are the sent file's, as verified.
+	SentSHA256 string    `json:"sent_sha256,omitempty"`
+	SentSize   int64     `json:"sent_size,omitempty"`
+	User       string    `json:"user"`
+	UserName   string    `json:"user_name"`
+	Time       time.Time `json:"time"`
 	// URL is a signed download link, relative to the server, valid for a
 	// while (24 hours by default); file.link gets a fresh one.
 	URL string `json:"url"`
 	// Inline tells whether browsers may show the file in a page.
 	Inline bool `json:"inline"`
+	// Thumb is a signed link, relative to the server and valid as long
+	// as URL, to a preview of an image: a JPEG or PNG at most 640 pixels
+	// on its longest side, upright. Absent when there is none.
+	Thumb string `json:"thumb,omitempty"`
+	// Width and Height are an image's size as displayed (after its EXIF
+	// orientation), so that a client can lay it out before loading it;
+	// absent when unknown.
+	Width  int `json:"width,omitempty"`
+	Height int `json:"height,omitempty"`
 }
 
 // Grant is the ack data of upload.open: where to send from and how much.

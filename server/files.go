@@ -12,6 +12,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -21,18 +22,24 @@ import (
 	"github.com/ferryhq/ferry/transfer"
 )
 
-// wireFile is a file record as clients see it: without its storage key
+// wireFile is a file record as clients see it: without its storage keys
 // (where a file lives is not the client's business), with a download link
-// valid for LinkTTL.
+// valid for LinkTTL, and one to its thumbnail when it has one.
 func (s *Server) wireFile(f transfer.File) protocol.File {
 	exp := time.Now().Add(s.cfg.LinkTTL).Unix()
-	u := "/files/" + url.PathEscape(f.ID) + "/" + url.PathEscape(f.Name) +
-		"?exp=" + strconv.FormatInt(exp, 10) + "&sig=" + s.linkSig(f.ID, exp)
-	return protocol.File{
+	signed := "?exp=" + strconv.FormatInt(exp, 10) + "&sig="
+	w := protocol.File{
 		ID: f.ID, Room: f.Room, Name: f.Name, Size: f.Size, Type: f.Type, SHA256: f.SHA256,
+		SentSHA256: f.SentSHA256, SentSize: f.SentSize,
 		User: f.User, UserName: f.UserName, Time: f.Time,
-		URL: u, Inline: inlineType(f.Type),
+		URL:    "/files/" + url.PathEscape(f.ID) + "/" + url.PathEscape(f.Name) + signed + s.linkSig(linkFile, f.ID, exp),
+		Inline: inlineType(f.Type),
+		Width:  f.Width, Height: f.Height,
 	}
+	if f.ThumbKey != "" {
+		w.Thumb = "/files/" + url.PathEscape(f.ID) + "/thumb/" + url.PathEscape(thumbName(f)) + signed + s.linkSig(linkThumb, f.ID, exp)
+	}
+	return w
 }
 
 // wireFilePtr is wireFile of an optional file.
@@ -44,9 +51,26 @@ func (s *Server) wireFilePtr(f *transfer.File) *protocol.File {
 	return &w
 }
 
-func (s *Server) linkSig(id string, exp int64) string {
+// thumbName is the name people see for f's thumbnail: "cat.png" has
+// "cat.thumb.jpg" (or ".png" for a PNG thumbnail).
+func thumbName(f transfer.File) string {
+	ext := ".jpg"
+	if f.ThumbType == "image/png" {
+		ext = ".png"
+	}
+	return strings.TrimSuffix(f.Name, path.Ext(f.Name)) + ".thumb" + ext
+}
+
+// What a signed link opens: a file, or its thumbnail. Each is signed with
+// its own name, so that one link never opens the other.
+const (
+	linkFile  = "file"
+	linkThumb = "thumb"
+)
+
+func (s *Server) linkSig(what, id string, exp int64) string {
 	mac := hmac.New(sha256.New, s.linkKey)
-	fmt.Fprintf(mac, "file\n%s\n%d", id, exp)
+	fmt.Fprintf(mac, "%s\n%s\n%d", what, id, exp)
 	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
 }
 
@@ -67,11 +91,26 @@ func (s *Server) routeFiles() {
 	s.mux.HandleFunc("GET /files/{id}/{name}", s.serveFile)
 	s.mux.HandleFunc("HEAD /files/{id}/{name}", s.serveFile)
 	s.mux.HandleFunc("GET /files/{id}", s.serveFile)
+	// A path with one more element than a file's: no file name reaches
+	// it, since names have no slash.
+	s.mux.HandleFunc("GET /files/{id}/thumb/{name}", s.serveThumb)
+	s.mux.HandleFunc("HEAD /files/{id}/thumb/{name}", s.serveThumb)
 }
 
 // serveFile streams a file with Range support to a member of its room or to
 // the holder of a signed link.
 func (s *Server) serveFile(w http.ResponseWriter, r *http.Request) {
+	s.serveStored(w, r, linkFile)
+}
+
+// serveThumb streams a file's thumbnail, under the same rules as the file
+// but with a link signed for the thumbnail.
+func (s *Server) serveThumb(w http.ResponseWriter, r *http.Request) {
+	s.serveStored(w, r, linkThumb)
+}
+
+// serveStored serves what of a file: the file itself or its thumbnail.
+func (s *Server) serveStored(w http.ResponseWriter, r *http.Request, what string) {
 	t := s.cfg.Transfer
 	if t == nil {
 		http.NotFound(w, r)
@@ -85,19 +124,23 @@ func (s *Server) serveFile(w http.ResponseWriter, r *http.Request) {
 	}
 	// Who asks is checked before any storage request; room membership,
 	// which needs the file's record, after.
-	user, status, msg := s.downloader(r, id)
+	user, status, msg := s.downloader(r, what, id)
 	if status != 0 {
 		http.Error(w, msg, status)
 		return
 	}
-	obj, f, err := t.OpenFile(r.Context(), id)
+	open := t.OpenFile
+	if what == linkThumb {
+		open = t.OpenThumb
+	}
+	obj, f, err := open(r.Context(), id)
 	if err != nil {
 		var te *transfer.Error
 		if errors.As(err, &te) && (te.Code == transfer.CodeNotFound || te.Code == transfer.CodeUnknownUpload) {
 			http.Error(w, "no such file", http.StatusNotFound)
 			return
 		}
-		s.cfg.Log.Error("open file", "file", id, "err", err)
+		s.cfg.Log.Error("open file", "file", id, "what", what, "err", err)
 		http.Error(w, "storage unavailable", http.StatusServiceUnavailable)
 		return
 	}
@@ -108,21 +151,27 @@ func (s *Server) serveFile(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no such file", http.StatusNotFound)
 		return
 	}
+	ctype, name, etag := f.Type, f.Name, f.SHA256
+	if what == linkThumb {
+		// A thumbnail is a JPEG or a PNG made by the server, always
+		// inline; its name says what it is.
+		ctype, name, etag = f.ThumbType, thumbName(f), ""
+	}
 	h := w.Header()
-	h.Set("Content-Type", f.Type)
+	h.Set("Content-Type", ctype)
 	h.Set("X-Content-Type-Options", "nosniff")
 	// Even an allowed type must not run scripts in ferry's origin.
 	h.Set("Content-Security-Policy", "default-src 'none'; img-src 'self'; media-src 'self'; style-src 'unsafe-inline'; sandbox")
 	h.Set("Cache-Control", "private, max-age=3600")
-	if f.SHA256 != "" {
-		h.Set("ETag", `"`+f.SHA256+`"`)
+	if etag != "" {
+		h.Set("ETag", `"`+etag+`"`)
 	}
 	disp := "attachment"
-	if inlineType(f.Type) {
+	if inlineType(ctype) {
 		disp = "inline"
 	}
-	h.Set("Content-Disposition", mime.FormatMediaType(disp, map[string]string{"filename": f.Name}))
-	http.ServeContent(w, r, f.Name, f.Time, &deadlineReader{ReadSeeker: obj, rc: http.NewResponseController(w), idle: s.cfg.DownloadIdle})
+	h.Set("Content-Disposition", mime.FormatMediaType(disp, map[string]string{"filename": name}))
+	http.ServeContent(w, r, name, f.Time, &deadlineReader{ReadSeeker: obj, rc: http.NewResponseController(w), idle: s.cfg.DownloadIdle})
 }
 
 // maxRanges is how many ranges one download request may ask for.
@@ -143,14 +192,15 @@ func (r *deadlineReader) Read(p []byte) (int, error) {
 	return r.ReadSeeker.Read(p)
 }
 
-// downloader checks who asks for file id: the holder of a valid signed
-// link (user "": no membership needed), or a user with a token, who must
-// then be a member of the file's room. A non-zero status refuses r.
-func (s *Server) downloader(r *http.Request, id string) (user string, status int, msg string) {
+// downloader checks who asks for what of file id: the holder of a valid
+// link signed for it (user "": no membership needed), or a user with a
+// token, who must then be a member of the file's room. A non-zero status
+// refuses r.
+func (s *Server) downloader(r *http.Request, what, id string) (user string, status int, msg string) {
 	q := r.URL.Query()
 	if sig, exp := q.Get("sig"), q.Get("exp"); sig != "" {
 		e, err := strconv.ParseInt(exp, 10, 64)
-		if err != nil || !hmac.Equal([]byte(sig), []byte(s.linkSig(id, e))) {
+		if err != nil || !hmac.Equal([]byte(sig), []byte(s.linkSig(what, id, e))) {
 			return "", http.StatusForbidden, "bad link signature"
 		}
 		if time.Now().Unix() > e {
