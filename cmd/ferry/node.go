@@ -84,6 +84,9 @@ func newNode(ctx context.Context, f *serveFlags, log *slog.Logger, anonKey []byt
 		MaxUploadsPerUser: f.maxUserUploads,
 		TTL:               f.uploadTTL,
 		Policy:            transfer.Policy{AllowExecutables: f.allowExec},
+		NoThumbnails:      !f.thumbnails,
+		PreviewMaxPixels:  f.thumbMaxPixels,
+		KeepEXIF:          !f.stripEXIF,
 		Log:               log,
 	})
 	if err != nil {

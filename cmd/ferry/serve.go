@@ -75,6 +75,9 @@ type serveFlags struct {
 	uploadTTL      time.Duration
 	linkTTL        time.Duration
 	allowExec      bool
+	thumbnails     bool
+	thumbMaxPixels int64
+	stripEXIF      bool
 	logLevel       string
 	logFormat      string
 	cpuProfile     string
@@ -150,6 +153,9 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.uploadTTL, "upload-ttl", transfer.DefaultTTL, "how long an unfinished upload is kept")
 	fs.DurationVar(&f.linkTTL, "link-ttl", server.DefaultLinkTTL, "how long a signed download link is valid")
 	fs.BoolVar(&f.allowExec, "allow-executables", false, "accept executables and scripts (refused by default)")
+	fs.BoolVar(&f.thumbnails, "thumbnails", true, "make a thumbnail (at most 640 px) of every JPEG, PNG, GIF or WebP uploaded, one at a time, before announcing it; announced without one past 10 s")
+	fs.Int64Var(&f.thumbMaxPixels, "thumbnail-max-pixels", transfer.DefaultPreviewMaxPixels, "largest image, in width × height pixels, that gets a thumbnail: decoding one takes up to 17 bytes a pixel")
+	fs.BoolVar(&f.stripEXIF, "strip-exif", true, "store JPEG photos (up to 64 MiB) without the metadata that tells where, when and with what they were taken (the orientation stays); their sha256 is then the stored bytes', sent_sha256 the uploaded ones'")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile to this file until the server stops")
