@@ -212,8 +212,9 @@ func TestBrowserChatScroll(t *testing.T) {
 	// An announcement with the image's size and a preview (thumb, width,
 	// height): the box is there before anything loads, the preview is
 	// shown, and the original is fetched only when the image is opened.
-	// The server does not send these yet: the announcement is given to
-	// the page as ferry.js would pass it on.
+	// The announcement is made up and given to the page as ferry.js
+	// would pass it on, so that its size is known in advance (the
+	// server's own: browser_thumb_test.go).
 	got := bob.eval(`(() => {
 		const href = (name) => [...document.querySelectorAll('.file-card')].find(c => c.querySelector('[data-testid=file-name]').textContent === name).querySelector('[data-testid=file-download]').href;
 		window.originalURL = href('wide.png') + '&copy=original';

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -191,14 +192,17 @@ func TestBrowserChatAndImages(t *testing.T) {
 	alice.wait("bob's reply", `[...document.querySelectorAll('[data-testid=message-text]')].some(e => e.textContent === 'hi alice')`, 10*time.Second)
 	alice.screenshot("chat")
 
-	// An image through the file input: bob sees the preview and gets the
-	// same bytes.
+	// An image through the file input: bob sees its preview (the server's
+	// thumbnail, as large as the image here) and gets the same bytes.
 	path, want := testJPEG(t)
 	alice.do("pick a file", chromedp.SetUploadFiles("#file-input", []string{path}))
 	bob.wait("the preview", `(() => { const i = document.querySelector('img[data-testid=preview]'); return i && i.complete && i.naturalWidth === 320; })()`, 20*time.Second)
 	src := bob.eval(`document.querySelector('img[data-testid=preview]').src`)
-	if got := get(t, src); !bytes.Equal(got, want) {
-		t.Fatalf("bob downloaded %d bytes, alice sent %d", len(got), len(want))
+	if !strings.Contains(src, "/thumb/") {
+		t.Errorf("the preview shows %s, not the thumbnail", src)
+	}
+	if got, err := jpeg.DecodeConfig(bytes.NewReader(get(t, src))); err != nil || got.Width != 320 || got.Height != 200 {
+		t.Errorf("the preview is %+v (%v), want a 320×200 JPEG", got, err)
 	}
 	href := bob.eval(`document.querySelector('[data-testid=file-download]').href`)
 	if got := get(t, href); !bytes.Equal(got, want) {
