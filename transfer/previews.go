@@ -162,7 +162,8 @@ type thumb struct {
 }
 
 // thumbnail makes and stores the thumbnail of f, an image as stored, and
-// sets f's thumbnail and size. It waits at most PreviewTimeout: the work
+// sets f's thumbnail and size (the size alone when the thumbnail could not
+// be stored). It waits at most PreviewTimeout: the work
 // runs on a goroutine of its own, since a decoder does not stop when asked,
 // and one that outlives the wait is left to finish (it holds its turn until
 // then, so that no more decodes than Config.Previews hold memory at once)
@@ -196,6 +197,9 @@ func (u *upload) thumbnail(f *File) {
 			return
 		}
 	}
+	// The size is known once the image decoded, even if its thumbnail
+	// could not be stored.
+	f.Width, f.Height = r.t.width, r.t.height
 	switch {
 	case previewError(r.err) != nil:
 		u.log.Info("no thumbnail", "type", f.Type, "reason", r.err)
@@ -203,7 +207,6 @@ func (u *upload) thumbnail(f *File) {
 		u.log.Warn("no thumbnail", "type", f.Type, "err", r.err)
 	default:
 		f.ThumbKey, f.ThumbType = r.t.key, r.t.ctype
-		f.Width, f.Height = r.t.width, r.t.height
 	}
 }
 
@@ -234,7 +237,7 @@ func (m *Manager) makeThumb(ctx context.Context, key, orig, ctype string, log *s
 	defer cancel()
 	meta := storage.Meta{ContentType: img.ContentType, User: map[string]string{"thumbnail-of": metaValue(key)}}
 	if err := m.store.Put(putCtx, t.key, bytes.NewReader(img.Thumb), int64(len(img.Thumb)), meta); err != nil {
-		return thumb{}, fmt.Errorf("store the thumbnail: %w", err)
+		return thumb{width: t.width, height: t.height}, fmt.Errorf("store the thumbnail: %w", err)
 	}
 	log.Debug("thumbnail stored", "key", t.key, "bytes", len(img.Thumb), "width", t.width, "height", t.height)
 	return t, nil

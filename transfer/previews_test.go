@@ -365,3 +365,18 @@ func TestStripCrashSafe(t *testing.T) {
 		})
 	}
 }
+
+// A thumbnail the store refuses is not fatal: the file is announced with
+// its size, without a thumbnail.
+func TestThumbnailNotStored(t *testing.T) {
+	f := newFixture(t, nil)
+	f.store.set(func(s *memStore) {
+		s.refuse = func(key string, _ []byte) bool { return strings.Contains(key, "/thumb-") }
+	})
+	img := encodePNG(t, photo(900, 300, 128))
+	_, file := f.upload(f.m, "wide.png", img)
+	f.checkStored(file, img, "image/png")
+	if file.ThumbKey != "" || file.Width != 900 || file.Height != 300 {
+		t.Errorf("thumbnail %q, %d×%d; want none, 900×300", file.ThumbKey, file.Width, file.Height)
+	}
+}
