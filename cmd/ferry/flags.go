@@ -18,15 +18,63 @@ func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 	fs.Usage = func() {
 		w := fs.Output()
 		fmt.Fprintf(w, "usage: ferry %s\n\n", synopsis)
-		fs.VisitAll(func(f *flag.Flag) {
-			fmt.Fprintf(w, "  --%s (env %s)", f.Name, envName(f.Name))
-			if f.DefValue != "" {
-				fmt.Fprintf(w, " default %s", f.DefValue)
-			}
-			fmt.Fprintf(w, "\n      %s\n", f.Usage)
-		})
+		fs.VisitAll(func(f *flag.Flag) { printFlag(w, f) })
 	}
 	return fs
+}
+
+// printFlag writes one flag's entry of a usage: its name, environment
+// variable and default, then what it does.
+func printFlag(w io.Writer, f *flag.Flag) {
+	fmt.Fprintf(w, "  --%s (env %s)", f.Name, envName(f.Name))
+	if f.DefValue != "" {
+		fmt.Fprintf(w, " default %s", f.DefValue)
+	}
+	fmt.Fprintf(w, "\n      %s\n", f.Usage)
+}
+
+// flagGroup is a heading of a command's usage and the flags under it, in
+// the order they are listed.
+type flagGroup struct {
+	title string
+	flags []string
+}
+
+// ungrouped is the heading of the flags no group names. A test keeps it
+// out of serve's usage; it exists so that a flag forgotten in the table is
+// still listed, not hidden.
+const ungrouped = "Other"
+
+// groupUsage makes fs's usage list its flags under the groups' headings,
+// in the groups' order rather than alphabetically: a command with dozens
+// of flags shows the few most people set first.
+func groupUsage(fs *flag.FlagSet, synopsis string, groups []flagGroup) {
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprintf(w, "usage: ferry %s\n", synopsis)
+		listed := make(map[string]bool)
+		for _, g := range groups {
+			fmt.Fprintf(w, "\n%s:\n", g.title)
+			for _, name := range g.flags {
+				if f := fs.Lookup(name); f != nil && !listed[name] {
+					listed[name] = true
+					printFlag(w, f)
+				}
+			}
+		}
+		var rest []*flag.Flag
+		fs.VisitAll(func(f *flag.Flag) {
+			if !listed[f.Name] {
+				rest = append(rest, f)
+			}
+		})
+		if len(rest) > 0 {
+			fmt.Fprintf(w, "\n%s:\n", ungrouped)
+			for _, f := range rest {
+				printFlag(w, f)
+			}
+		}
+	}
 }
 
 // envName maps a flag name to its environment variable: max-frame → FERRY_MAX_FRAME.

@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"io"
+	"strings"
 	"testing"
 )
 
@@ -37,5 +38,34 @@ func TestSizeFlags(t *testing.T) {
 	t.Setenv("FERRY_MAX_FRAME", "2MiB")
 	if err := parseFlags(fs, nil); err != nil || v != 2<<20 {
 		t.Errorf("from the environment: %d, %v", v, err)
+	}
+}
+
+// A grouped usage lists the flags under their headings, in the groups'
+// order, and a flag no group names under "Other" rather than nowhere.
+func TestGroupUsage(t *testing.T) {
+	var out strings.Builder
+	fs := newFlagSet("x", "x [flags]", &out)
+	fs.String("b", "", "the b flag")
+	fs.String("a", "A", "the a flag")
+	fs.String("forgotten", "", "in no group")
+	groupUsage(fs, "x [flags]", []flagGroup{{"First", []string{"b"}}, {"Second", []string{"a"}}})
+	fs.Usage()
+	want := `usage: ferry x [flags]
+
+First:
+  --b (env FERRY_B)
+      the b flag
+
+Second:
+  --a (env FERRY_A) default A
+      the a flag
+
+Other:
+  --forgotten (env FERRY_FORGOTTEN)
+      in no group
+`
+	if out.String() != want {
+		t.Errorf("usage\n%s\nwant\n%s", out.String(), want)
 	}
 }

@@ -162,10 +162,33 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", server.DefaultShutdownGrace, "how long connections get to close on shutdown")
 }
 
+// serveGroups orders "ferry serve --help": what most deployments set
+// first, then the rest by subject. Every flag register defines belongs to
+// one group (TestServeHelpGroupsEveryFlag).
+var serveGroups = []flagGroup{
+	{"Essentials", []string{"addr", "data",
+		"s3-endpoint", "s3-bucket", "s3-access-key", "s3-secret-key", "s3-region",
+		"tls-cert", "tls-key", "auth-secret", "allowed-origins"}},
+	{"Storage", []string{"s3-public-endpoint", "storage-timeout", "link-ttl"}},
+	{"Uploads", []string{"max-file-size", "quota", "max-uploads", "max-uploads-per-user", "max-chunk",
+		"part-size", "big-part-size", "part-buffers", "part-memory", "part-memory-per-user",
+		"upload-idle", "upload-ttl"}},
+	{"Rooms and history", []string{"state", "nats",
+		"history-size", "history-ttl", "history-disk", "history-per-user", "history-memory",
+		"offline-size", "offline-ttl", "offline-per-sender", "max-rooms"}},
+	{"Connections and limits", []string{"max-conns", "max-conns-per-ip", "max-conns-per-user",
+		"max-frame", "max-queue", "rate", "rate-burst",
+		"ping-interval", "ping-timeout", "write-timeout", "write-delay", "shutdown-grace"}},
+	{"Security", []string{"auth-audience", "auth-issuer", "auth-max-ttl", "anon-ttl", "invite-ttl",
+		"allowed-hosts", "trusted-proxies", "allow-executables"}},
+	{"Logging and diagnostics", []string{"log-level", "log-format", "cpuprofile"}},
+}
+
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var f serveFlags
 	fs := newFlagSet("serve", "serve [flags]", stderr)
 	f.register(fs)
+	groupUsage(fs, "serve [flags]", serveGroups)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"io"
 	"net"
 	"net/http"
@@ -163,6 +164,71 @@ func TestHelpAndMistakes(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"token"}, io.Discard, io.Discard); err == nil {
 		t.Fatal("token without --user accepted")
+	}
+}
+
+// serve's help lists every flag once, under the heading of its group, the
+// essentials first: a flag added to register and not to serveGroups fails
+// here, so that no flag is forgotten in the help.
+func TestServeHelpGroupsEveryFlag(t *testing.T) {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	new(serveFlags).register(fs)
+	groupOf := make(map[string]string)
+	var titles []string
+	for _, g := range serveGroups {
+		titles = append(titles, g.title)
+		for _, name := range g.flags {
+			if fs.Lookup(name) == nil {
+				t.Errorf("group %q lists --%s, which serve does not define", g.title, name)
+			}
+			if prev, ok := groupOf[name]; ok {
+				t.Errorf("--%s is in two groups, %q and %q", name, prev, g.title)
+			}
+			groupOf[name] = g.title
+		}
+	}
+	fs.VisitAll(func(f *flag.Flag) {
+		if _, ok := groupOf[f.Name]; !ok {
+			t.Errorf("--%s is in no group: add it to the group of its subject in serveGroups", f.Name)
+		}
+	})
+
+	var stdout, stderr safeBuffer
+	if err := run(context.Background(), []string{"serve", "--help"}, &stdout, &stderr); err != nil || stderr.String() != "" {
+		t.Fatalf("serve --help: %v; stderr %q", err, stderr.String())
+	}
+	var headings []string
+	listedUnder := make(map[string]string)
+	for _, line := range strings.Split(stdout.String(), "\n") {
+		switch {
+		case strings.HasPrefix(line, "  --"):
+			name := strings.TrimPrefix(strings.Fields(line)[0], "--")
+			if _, twice := listedUnder[name]; twice {
+				t.Errorf("--%s listed twice", name)
+			}
+			if len(headings) == 0 {
+				t.Fatalf("--%s listed before any heading:\n%s", name, stdout.String())
+			}
+			listedUnder[name] = headings[len(headings)-1]
+		case line != "" && !strings.HasPrefix(line, " ") && strings.HasSuffix(line, ":"):
+			headings = append(headings, strings.TrimSuffix(line, ":"))
+		}
+	}
+	if !slices.Equal(headings, titles) || titles[0] != "Essentials" {
+		t.Errorf("headings %q, want %q, Essentials first", headings, titles)
+	}
+	fs.VisitAll(func(f *flag.Flag) {
+		if got := listedUnder[f.Name]; got != groupOf[f.Name] {
+			t.Errorf("--%s listed under %q, want %q", f.Name, got, groupOf[f.Name])
+		}
+	})
+	for _, want := range []string{
+		"\nEssentials:\n  --addr (env FERRY_ADDR) default 127.0.0.1:8080\n      address to listen on\n",
+		"  --max-file-size (env FERRY_MAX_FILE_SIZE) default 2GiB\n",
+	} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("help lacks %q", want)
+		}
 	}
 }
 
