@@ -13,6 +13,7 @@ import (
 	"image/jpeg"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -246,6 +247,55 @@ func TestSendBase64AndJSON(t *testing.T) {
 			if _, err := watcher.Download(ctx, announced, &got); err != nil || !bytes.Equal(got.Bytes(), want.data) {
 				t.Errorf("download of %s: %v", f.Name, err)
 			}
+		}
+	}
+}
+
+// Each stored file is told once, by one line on stdout (text or --json),
+// and the progress on stderr adds no second one, whatever the number of
+// files.
+func TestSendOneLinePerFile(t *testing.T) {
+	s := startFileFerry(t, diskStore(t))
+	dir := t.TempDir()
+	one, _ := writeJPEG(t, dir, "one.jpg", 6)
+	two := writeFile(t, dir, "two.bin", randomData(300_000))
+	for _, mode := range []string{"text", "json"} {
+		for _, files := range [][]string{{one}, {one, two}} {
+			t.Run(mode+", "+plural(len(files), "file"), func(t *testing.T) {
+				args := []string{"--server", s.URL, "--room", "share"}
+				if mode == "json" {
+					args = append(args, "--json")
+				}
+				stdout, stderr, err := send(t, append(args, files...)...)
+				if err != nil {
+					t.Fatalf("send: %v\nstderr: %s", err, stderr)
+				}
+				for _, path := range files {
+					name := filepath.Base(path)
+					var told []string
+					for _, line := range strings.Split(stdout+stderr, "\n") {
+						// Progress lines ("ferry: two.bin: 1.0 MiB received, ...")
+						// come every two seconds on a slow machine; they tell
+						// no completion.
+						if strings.Contains(line, name) && !strings.Contains(line, " received, ") {
+							told = append(told, line)
+						}
+					}
+					if len(told) != 1 || !strings.Contains(stdout, told[0]) {
+						t.Errorf("%s told %d times, want once on stdout:\n%s\nstdout:\n%s\nstderr:\n%s", name, len(told), strings.Join(told, "\n"), stdout, stderr)
+						continue
+					}
+					if mode == "text" && !regexp.MustCompile(`^`+regexp.QuoteMeta(path)+`: stored as f_\w+ \(.*, sha256 [0-9a-f]{64}\) in \d`).MatchString(told[0]) {
+						t.Errorf("line %q", told[0])
+					}
+					if mode == "json" && !json.Valid([]byte(told[0])) {
+						t.Errorf("line %q is not JSON", told[0])
+					}
+				}
+				if n := strings.Count(strings.TrimSpace(stdout), "\n") + 1; n != len(files) {
+					t.Errorf("%d lines on stdout, want %d:\n%s", n, len(files), stdout)
+				}
+			})
 		}
 	}
 }

@@ -21,8 +21,6 @@ type progress struct {
 	tty   bool
 	name  string
 	size  int64
-	start time.Time
-	from  int64     // where this run started sending (a resume's offset)
 	last  time.Time // of the last line or redraw
 	p     client.Progress
 	speed speed
@@ -36,7 +34,7 @@ const (
 )
 
 func newProgress(w io.Writer, name string, size int64) *progress {
-	return &progress{w: w, tty: isTerminal(w), name: name, size: size, start: time.Now()}
+	return &progress{w: w, tty: isTerminal(w), name: name, size: size}
 }
 
 // isTerminal reports whether w is a terminal (a character device, such as
@@ -54,10 +52,9 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
-// opened notes where the server granted the upload: the speed counts from
-// there, not from the start of the file.
-func (b *progress) opened(offset int64) {
-	b.from = offset
+// opened notes that the server granted the upload: the speed counts from
+// where it goes on, not from the start of the file.
+func (b *progress) opened() {
 	b.speed = speed{}
 }
 
@@ -99,17 +96,11 @@ func (b *progress) wait(reason error) {
 	}
 }
 
-func (b *progress) finish(err error) {
+// finish takes the bar away. It says nothing: the line that tells the
+// file was stored is the command's result, printed on stdout, and a second
+// one here would tell it twice.
+func (b *progress) finish() {
 	b.clear()
-	if err != nil {
-		return
-	}
-	el := time.Since(b.start).Round(time.Millisecond)
-	if b.from > 0 {
-		fmt.Fprintf(b.w, "ferry: %s: sent the last %s of %s in %v\n", b.name, sizeString(b.size-b.from), sizeString(b.size), el)
-		return
-	}
-	fmt.Fprintf(b.w, "ferry: %s: sent %s in %v\n", b.name, sizeString(b.size), el)
 }
 
 func (b *progress) clear() {

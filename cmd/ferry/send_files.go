@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/ferryhq/ferry/client"
 	"github.com/ferryhq/ferry/protocol"
@@ -62,11 +63,13 @@ type sendOptions struct {
 }
 
 // sendFiles uploads files to room over c, one after the other, and reports
-// each on stdout: a line, or the file's record as JSON. A file the server
-// refuses does not stop the others; the error names every file not sent.
+// each stored file once, on stdout: a line with the time it took, or the
+// file's record as JSON. A file the server refuses does not stop the
+// others; the error names every file not sent.
 func sendFiles(ctx context.Context, c *client.Client, room string, files []fileUpload, o sendOptions, stdout, stderr io.Writer) error {
 	var failed []error
 	for _, u := range files {
+		start := time.Now()
 		f, err := sendFile(ctx, c, room, u, o, stderr)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -85,7 +88,8 @@ func sendFiles(ctx context.Context, c *client.Client, room string, files []fileU
 			}
 			continue
 		}
-		if _, err := fmt.Fprintf(stdout, "%s: stored as %s (%s, %s, sha256 %s)\n", u.path, f.ID, sizeString(f.Size), f.Type, f.SHA256); err != nil {
+		el := time.Since(start).Round(time.Millisecond)
+		if _, err := fmt.Fprintf(stdout, "%s: stored as %s (%s, %s, sha256 %s) in %v\n", u.path, f.ID, sizeString(f.Size), f.Type, f.SHA256, el); err != nil {
 			return fmt.Errorf("send: writing to stdout: %w", err)
 		}
 	}
@@ -124,7 +128,7 @@ func sendFile(ctx context.Context, c *client.Client, room string, u fileUpload, 
 			resuming = false
 		}
 		if granted == "" {
-			bar.opened(offset)
+			bar.opened()
 		}
 		if id != granted {
 			granted = id
@@ -142,7 +146,7 @@ func sendFile(ctx context.Context, c *client.Client, room string, u fileUpload, 
 		bar.say("%s: cannot resume the upload (%v); sending it from the start", u.name, reason)
 	}
 	f, err := c.Upload(ctx, room, u.file, u.size, opts)
-	bar.finish(err)
+	bar.finish()
 	var perr *protocol.Error
 	if err == nil || errors.As(err, &perr) {
 		if err := o.state.remove(u.key); err != nil {
