@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -224,8 +225,12 @@ func (l *listener) download(e client.Event) bool {
 		err = fmt.Errorf("the announcement does not match the server's record of file %s", f.ID)
 	}
 	var path string
+	start := time.Now()
 	if err == nil {
-		path, err = saveFile(l.ctx, l.c, rec, l.dir)
+		// The sender chose the name: on a terminal, only its safe form.
+		bar := newDownloadProgress(l.status, safeName(rec.Name, rec.ID), rec.Size)
+		path, err = saveFile(l.ctx, l.c, rec, l.dir, bar)
+		bar.finish()
 	}
 	switch {
 	case l.ctx.Err() != nil:
@@ -233,20 +238,22 @@ func (l *listener) download(e client.Event) bool {
 	case err != nil:
 		fmt.Fprintf(l.status, "ferry: %s from %s not saved: %v\n", f.Name, f.UserName, err)
 	default:
-		fmt.Fprintf(l.status, "ferry: saved %s (%s from %s)\n", path, sizeString(rec.Size), rec.UserName)
+		el := time.Since(start).Round(time.Millisecond)
+		fmt.Fprintf(l.status, "ferry: saved %s (%s from %s) in %v\n", path, sizeString(rec.Size), rec.UserName, el)
 	}
 	return true
 }
 
-// saveFile downloads f into dir and returns the path it got. The bytes go
-// to a temporary file first, renamed once they are verified, so that a
-// partial or corrupt file never bears the final name.
-func saveFile(ctx context.Context, c *client.Client, f client.File, dir string) (string, error) {
+// saveFile downloads f into dir and returns the path it got, writing the
+// bytes to bar too as they come. They go to a temporary file first,
+// renamed once they are verified, so that a partial or corrupt file never
+// bears the final name.
+func saveFile(ctx context.Context, c *client.Client, f client.File, dir string, bar io.Writer) (string, error) {
 	tmp, err := os.CreateTemp(dir, ".ferry-*.part")
 	if err != nil {
 		return "", err
 	}
-	_, err = c.Download(ctx, f, tmp)
+	_, err = c.Download(ctx, f, io.MultiWriter(tmp, bar))
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}

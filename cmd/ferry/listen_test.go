@@ -3,11 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -29,6 +33,76 @@ func waitOutput(t *testing.T, b *safeBuffer, s string) {
 			t.Fatalf("no %q in output:\n%s", s, b.String())
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// slowDownloads stands between clients and the ferry at serverURL,
+// passing WebSocket connections through as they are and file downloads at
+// perSecond bytes a second, as a slow link would. It returns its URL.
+func slowDownloads(t *testing.T, serverURL string, perSecond int) string {
+	t.Helper()
+	target, err := url.Parse(serverURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	tr := &http.Transport{}
+	rp.Transport = tr
+	rp.ModifyResponse = func(r *http.Response) error {
+		if strings.HasPrefix(r.Request.URL.Path, "/files/") {
+			r.Body = throttled{r.Body, perSecond}
+		}
+		return nil
+	}
+	hs := httptest.NewServer(rp)
+	t.Cleanup(func() {
+		hs.Close()
+		tr.CloseIdleConnections()
+	})
+	return hs.URL
+}
+
+// throttled reads at perSecond bytes a second at most.
+type throttled struct {
+	io.ReadCloser
+	perSecond int
+}
+
+func (r throttled) Read(p []byte) (int, error) {
+	n, err := r.ReadCloser.Read(p[:min(len(p), 16<<10)])
+	time.Sleep(time.Duration(n) * time.Second / time.Duration(r.perSecond))
+	return n, err
+}
+
+// Off a terminal, listen --out tells each file once, when it is saved,
+// however long its download takes (here over two seconds, when send would
+// have told its progress).
+func TestListenOneLinePerFile(t *testing.T) {
+	s := startFileFerry(t, diskStore(t))
+	dir := t.TempDir()
+	photo, photoData := writeJPEG(t, dir, "photo.jpg", 7)
+	bigData := randomData(3 << 20)
+	big := writeFile(t, dir, "big.bin", bigData)
+	out := filepath.Join(dir, "inbox")
+	l := startListen(t, "--server", slowDownloads(t, s.URL, 1<<20), "--room", "share", "--out", out)
+	if _, stderr, err := send(t, "--server", s.URL, "--room", "share", photo, big); err != nil {
+		t.Fatalf("send: %v\nstderr: %s", err, stderr)
+	}
+	waitFile(t, filepath.Join(out, "photo.jpg"), photoData)
+	waitFile(t, filepath.Join(out, "big.bin"), bigData)
+	waitOutput(t, &l.stderr, "saved "+filepath.Join(out, "big.bin"))
+	l.stop(t)
+	for _, name := range []string{"photo.jpg", "big.bin"} {
+		var told []string
+		for _, line := range strings.Split(l.stderr.String(), "\n") {
+			if strings.Contains(line, name) {
+				told = append(told, line)
+			}
+		}
+		want := regexp.MustCompile(`^ferry: saved ` + regexp.QuoteMeta(filepath.Join(out, name)) + ` \(\d+\.\d [KM]iB from guest-\w+\) in \d`)
+		if len(told) != 1 || !want.MatchString(told[0]) {
+			t.Errorf("%s told in %d lines, want one matching %s:\n%s", name, len(told), want, l.stderr.String())
+		}
 	}
 }
 

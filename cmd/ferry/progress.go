@@ -12,8 +12,8 @@ import (
 	"github.com/ferryhq/ferry/protocol"
 )
 
-// progress shows an upload's progress on stderr: a bar redrawn in place on
-// a terminal, otherwise a line now and then. It shows what the server
+// progress shows an upload's or a download's progress on stderr: a bar
+// redrawn in place on a terminal. For an upload it shows what the server
 // received apart from what it stored: on a slow link the two can be a
 // part (8 MiB or more) apart, and what was received is what a resume keeps.
 type progress struct {
@@ -25,6 +25,12 @@ type progress struct {
 	p     client.Progress
 	speed speed
 	drawn bool
+	// download: the bytes are coming, counted in p.Received (which
+	// p.Durable equals); the counts are said as "x of y (n%)". When not on
+	// a terminal a download says nothing until its file is saved: listen
+	// runs for days with its stderr in a log, and a line every two seconds
+	// per file would bury the lines that matter there.
+	download bool
 }
 
 // Progress redraw and print intervals.
@@ -33,8 +39,18 @@ const (
 	plainReport = 2 * time.Second
 )
 
+// newProgress returns the progress of an upload; without a terminal it
+// prints a line now and then.
 func newProgress(w io.Writer, name string, size int64) *progress {
 	return &progress{w: w, tty: isTerminal(w), name: name, size: size}
+}
+
+// newDownloadProgress returns the progress of a download, which counts the
+// bytes written to it.
+func newDownloadProgress(w io.Writer, name string, size int64) *progress {
+	b := newProgress(w, name, size)
+	b.download = true
+	return b
 }
 
 // isTerminal reports whether w is a terminal (a character device, such as
@@ -67,7 +83,7 @@ func (b *progress) update(p client.Progress) {
 		b.last = now
 		b.drawn = true
 		fmt.Fprintf(b.w, "\r\033[K%s", b.bar())
-	case !b.tty && now.Sub(b.last) >= plainReport && p.Durable < b.size:
+	case !b.tty && !b.download && now.Sub(b.last) >= plainReport && p.Durable < b.size:
 		if b.last.IsZero() {
 			b.last = now // nothing to say yet for the first two seconds
 			return
@@ -75,6 +91,13 @@ func (b *progress) update(p client.Progress) {
 		b.last = now
 		fmt.Fprintf(b.w, "ferry: %s: %s\n", b.name, b.counts())
 	}
+}
+
+// Write counts the bytes of a download as they are written to its file.
+func (b *progress) Write(p []byte) (int, error) {
+	n := b.p.Received + int64(len(p))
+	b.update(client.Progress{Size: b.size, Sent: n, Received: n, Durable: n})
+	return len(p), nil
 }
 
 // say prints a line about the upload, clearing the bar first.
@@ -124,9 +147,19 @@ func (b *progress) bar() string {
 }
 
 // counts says, in binary units throughout: 161.0 MiB received, 152.0 MiB
-// stored of 512.0 MiB, 4.2 MiB/s, ETA 1m24s.
+// stored of 512.0 MiB, 4.2 MiB/s, ETA 1m24s; for a download, 161.0 MiB of
+// 512.0 MiB (31%), 4.2 MiB/s, ETA 1m24s.
 func (b *progress) counts() string {
-	s := fmt.Sprintf("%s received, %s stored of %s", sizeString(b.p.Received), sizeString(b.p.Durable), sizeString(b.size))
+	var s string
+	if b.download {
+		pct := int64(100)
+		if b.size > 0 {
+			pct = b.p.Received * 100 / b.size
+		}
+		s = fmt.Sprintf("%s of %s (%d%%)", sizeString(b.p.Received), sizeString(b.size), pct)
+	} else {
+		s = fmt.Sprintf("%s received, %s stored of %s", sizeString(b.p.Received), sizeString(b.p.Durable), sizeString(b.size))
+	}
 	if r := b.speed.rate(); r > 0 {
 		left := time.Duration(float64(b.size-b.p.Received) / r * float64(time.Second))
 		s += fmt.Sprintf(", %s/s, ETA %v", sizeString(int64(r)), left.Round(time.Second))
