@@ -69,10 +69,10 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if pos, ok := state.position(f.room); ok {
 		fmt.Fprintf(stderr, "ferry: resuming room %q after event %d\n", f.room, pos.Seq)
 		if _, err := c.JoinFrom(ctx, f.room, pos); err != nil {
-			return err
+			return joinFailed(f.room, err, c.Limits())
 		}
 	} else if _, err := c.Join(ctx, f.room); err != nil {
-		return err
+		return joinFailed(f.room, err, c.Limits())
 	}
 	fmt.Fprintf(stderr, "ferry: listening to room %q as %s (user %s); interrupt to stop\n", f.room, c.Name(), c.User())
 
@@ -83,7 +83,7 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		return nil
 	case <-c.Done():
-		return fmt.Errorf("listen: %w", c.Err())
+		return fmt.Errorf("listen: %w", told(c.Err(), c.Limits()))
 	}
 }
 
@@ -236,7 +236,7 @@ func (l *listener) download(e client.Event) bool {
 	case l.ctx.Err() != nil:
 		return false
 	case err != nil:
-		fmt.Fprintf(l.status, "ferry: %s from %s not saved: %v\n", f.Name, f.UserName, err)
+		fmt.Fprintf(l.status, "ferry: %s from %s not saved: %v\n", f.Name, f.UserName, told(err, l.c.Limits()))
 	default:
 		el := time.Since(start).Round(time.Millisecond)
 		fmt.Fprintf(l.status, "ferry: saved %s (%s from %s) in %v\n", path, sizeString(rec.Size), rec.UserName, el)

@@ -216,7 +216,7 @@ func TestListenFails(t *testing.T) {
 	}{
 		{"no room", []string{"--server", s.URL}, "--room is required"},
 		{"arguments", []string{"--server", s.URL, "--room", "lobby", "extra"}, "unexpected arguments"},
-		{"bad room", []string{"--server", s.URL, "--room", "conn:x"}, "invalid_room"},
+		{"bad room", []string{"--server", s.URL, "--room", "conn:x"}, `cannot join room "conn:x": ` + protocol.Sentence(protocol.CodeInvalidRoom) + " [invalid_room]"},
 		{"no token", []string{"--server", authed.URL, "--room", "lobby"}, "401"},
 		{"corrupt state", []string{"--server", s.URL, "--room", "lobby", "--state", corrupt}, "--state: " + corrupt},
 		{"out is a file", []string{"--server", s.URL, "--room", "lobby", "--out", notDir}, "--out: "},

@@ -113,7 +113,7 @@ func (b *progress) wait(reason error) {
 	case errors.As(reason, &perr) && perr.Code == protocol.CodeBusy:
 		b.say("%s: the server is busy; waiting for it", b.name)
 	case errors.As(reason, &perr):
-		b.say("%s: waiting: %s", b.name, perr.Message)
+		b.say("%s: waiting: %v", b.name, told(perr, protocol.Limits{}))
 	default:
 		b.say("%s: connection lost; the upload resumes once reconnected", b.name)
 	}

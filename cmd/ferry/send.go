@@ -122,7 +122,7 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	defer closeClient(c)
 	if err := onceMore(ctx, stderr, func() error { _, err := c.Join(ctx, f.room); return err }); err != nil {
-		return interruptedOr(ctx, err)
+		return interruptedOr(ctx, joinFailed(f.room, err, c.Limits()))
 	}
 	if len(uploads) > 0 {
 		o := sendOptions{json: *asJSON, base64: *b64, state: state, ownToken: f.token != ""}
@@ -134,7 +134,7 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		// Emit sends again, under the same message id, when the connection
 		// drops before the ack: the room gets the text once.
 		if err := c.Emit(ctx, f.room, *event, map[string]string{"text": *text}); err != nil {
-			return interruptedOr(ctx, err)
+			return interruptedOr(ctx, told(err, c.Limits()))
 		}
 		fmt.Fprintf(stderr, "ferry: sent to %s\n", f.room)
 	}

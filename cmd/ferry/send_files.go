@@ -156,7 +156,7 @@ func sendFile(ctx context.Context, c *client.Client, room string, u fileUpload, 
 	if err != nil && ctx.Err() != nil {
 		return f, stopped(ctx, u, bar.p, granted != "" && opts.KeepOnCancel)
 	}
-	return f, err
+	return f, told(err, c.Limits())
 }
 
 // stopped is the error of a send whose context ended during u's upload
