@@ -69,7 +69,7 @@ func (h *Hub) emit(m Member, kind, name string, exceptSelf bool, event string, d
 	}
 	from := protocol.From{Conn: m.ConnID(), User: m.UserID(), Name: m.UserName()}
 	if kind != "" {
-		return h.direct(kind, name, m.UserID(), except, func(seq uint64) *Message {
+		return h.direct(kind, name, m.UserID(), opt.MsgID, except, func(seq uint64) *Message {
 			if opt.Receipt {
 				// Tracked as long as the message may wait for its user.
 				h.track.add(trackKey{kind + name, h.epoch, seq}, from, h.cfg.Now().Add(h.cfg.OfflineTTL))
@@ -135,13 +135,25 @@ func (h *Hub) Publish(roomName, event string, data json.RawMessage, from protoco
 }
 
 // direct delivers to every connection of a user, or to one connection. A
-// user without connections gets the message in their mailbox.
-func (h *Hub) direct(kind, id, sender, except string, build func(seq uint64) *Message) (protocol.Delivered, error) {
+// user without connections gets the message in their mailbox, and with a
+// Mailboxes store, the sender's ack waits until the store has it.
+func (h *Hub) direct(kind, id, sender, msgID, except string, build func(seq uint64) *Message) (protocol.Delivered, error) {
+	d, err := h.directOnce(kind, id, sender, msgID, except, build)
+	// errNoSeq itself, not any storage_unavailable (errors.Is matches codes).
+	if h.reserveSeqs() && err == errNoSeq {
+		// Past the saved seqs, which could not be saved in time: now
+		// they are.
+		d, err = h.directOnce(kind, id, sender, msgID, except, build)
+	}
+	return d, err
+}
+
+func (h *Hub) directOnce(kind, id, sender, msgID, except string, build func(seq uint64) *Message) (protocol.Delivered, error) {
 	h.mu.RLock()
-	d, online := h.deliverDirectLocked(kind, id, except, build)
+	d, online, err := h.deliverDirectLocked(kind, id, except, build)
 	h.mu.RUnlock()
-	if online {
-		return d, nil
+	if online || err != nil {
+		return d, err
 	}
 	if kind != UserPrefix || h.cfg.OfflineSize <= 0 {
 		return protocol.Delivered{}, protocol.Errorf(protocol.CodeUnknownTarget, "%s%s is not connected", kind, id)
@@ -149,19 +161,38 @@ func (h *Hub) direct(kind, id, sender, except string, build func(seq uint64) *Me
 	// Queueing changes the mailboxes: under the write lock, and only if the
 	// user did not connect meanwhile.
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	if d, online := h.deliverDirectLocked(kind, id, except, build); online {
-		return d, nil
+	if d, online, err := h.deliverDirectLocked(kind, id, except, build); online || err != nil {
+		h.mu.Unlock()
+		return d, err
 	}
-	seq := h.dmSeq.Add(1)
-	if err := h.queueLocked(id, sender, build(seq)); err != nil {
+	seq, err := h.nextDMSeq()
+	if err != nil {
+		h.mu.Unlock()
 		return protocol.Delivered{}, err
 	}
-	return protocol.Delivered{Seq: seq, Epoch: h.epoch, Queued: true}, nil
+	msg, at, epoch := build(seq), h.cfg.Now(), h.epoch
+	var st *letterState
+	if h.mailStore != nil {
+		st = &letterState{}
+	}
+	err = h.queueLocked(id, sender, msg, at, st)
+	h.mu.Unlock()
+	if err != nil {
+		return protocol.Delivered{}, err
+	}
+	if st != nil {
+		// Outside the hub's lock: the message already waits (a quota
+		// decision taken in order with the others); the store mirrors it.
+		l := Letter{User: id, Sender: sender, MsgID: msgID, Epoch: epoch, Seq: seq, At: at, JSON: msg.JSON}
+		if err := h.putLetter(l, st); err != nil {
+			return protocol.Delivered{}, err
+		}
+	}
+	return protocol.Delivered{Seq: seq, Epoch: epoch, Queued: true}, nil
 }
 
 // deliverDirectLocked delivers to the target's connections, if it has any.
-func (h *Hub) deliverDirectLocked(kind, id, except string, build func(seq uint64) *Message) (protocol.Delivered, bool) {
+func (h *Hub) deliverDirectLocked(kind, id, except string, build func(seq uint64) *Message) (protocol.Delivered, bool, error) {
 	var targets []*memberState
 	if kind == UserPrefix {
 		for _, st := range h.users[id] {
@@ -171,9 +202,12 @@ func (h *Hub) deliverDirectLocked(kind, id, except string, build func(seq uint64
 		targets = append(targets, st)
 	}
 	if len(targets) == 0 {
-		return protocol.Delivered{}, false
+		return protocol.Delivered{}, false, nil
 	}
-	seq := h.dmSeq.Add(1)
+	seq, err := h.nextDMSeq()
+	if err != nil {
+		return protocol.Delivered{}, false, err
+	}
 	msg := build(seq)
 	n := 0
 	for _, st := range targets {
@@ -181,7 +215,7 @@ func (h *Hub) deliverDirectLocked(kind, id, except string, build func(seq uint64
 			n++
 		}
 	}
-	return protocol.Delivered{Delivered: n, Seq: seq, Epoch: h.epoch}, true
+	return protocol.Delivered{Delivered: n, Seq: seq, Epoch: h.epoch}, true, nil
 }
 
 func (h *Hub) event(room, event string, data json.RawMessage, from protocol.From, seq uint64, epoch string, opt EmitOptions) *Message {

@@ -52,6 +52,16 @@ type Config struct {
 	// it, others do not. Default DefaultJournalTimeout.
 	JournalTimeout time.Duration
 
+	// Mailboxes, when set, keeps the direct messages waiting for users who
+	// are not connected beyond the process, with their message ids, and
+	// the direct-message stream's epoch and seq: LoadMailboxes restores
+	// them, and must be called before the hub is used. A waiting message is
+	// stored before its sender's ack says queued; when that fails, the emit
+	// fails with storage_unavailable. Delivered and pushed-out messages are
+	// deleted from it by Run. Default nil: in memory only, lost with the
+	// process.
+	Mailboxes Mailboxes
+
 	// OfflineSize is how many direct messages wait for a user who is not
 	// connected. Default 100; negative keeps none.
 	OfflineSize int
@@ -181,12 +191,25 @@ type Hub struct {
 	mailBySender map[string]int
 
 	// dmSeq numbers direct messages: unique and increasing, not contiguous
-	// per user (direct messages are not replayed, only receipted).
-	dmSeq atomic.Uint64
-	dedup dedup
-	track tracker
-	epoch string // of the direct-message stream
-	hist  *histAccount
+	// per user (direct messages are not replayed, only receipted). With a
+	// Mailboxes store, seqs go up to dmCeiling, which the store has saved
+	// (see reserveSeqs), so that a restart never hands one out again.
+	dmSeq     atomic.Uint64
+	dmCeiling atomic.Uint64
+	reserving atomic.Bool
+	dedup     dedup
+	track     tracker
+	// epoch is the direct-message stream's: set by New, or by
+	// LoadMailboxes before the hub is used.
+	epoch string
+	// mailStore is cfg.Mailboxes: nil keeps waiting messages in memory
+	// only. mailLoaded says LoadMailboxes ran; ops are the deletions the
+	// store has still to make, and mailKick tells Run of them.
+	mailStore  Mailboxes
+	mailLoaded bool
+	ops        mailOps
+	mailKick   chan struct{}
+	hist       *histAccount
 	// journal is cfg.Journal: nil keeps rooms' history in memory only.
 	journal Journal
 	// maxKeep is the largest event frame kept for replay: HistoryBytes,
@@ -216,6 +239,8 @@ func New(cfg Config) *Hub {
 		epoch:        newEpoch(),
 		journal:      cfg.Journal,
 		maxKeep:      maxKeep(cfg),
+		mailStore:    cfg.Mailboxes,
+		mailKick:     make(chan struct{}, 1),
 	}
 }
 
@@ -259,6 +284,7 @@ func (h *Hub) Register(m Member) {
 		delete(h.mail, m.UserID())
 		h.mailFreed(box.msgs)
 		box.deliver(m, h.cfg.Now().Add(-h.cfg.OfflineTTL))
+		h.letGoLocked(m.UserID(), box.msgs, true)
 	}
 }
 

@@ -16,15 +16,18 @@ type mailed struct {
 	msg    *Message
 	at     time.Time
 	sender string // the sending user, whose share the message takes
+	// st is the message's place in Config.Mailboxes, nil without one.
+	st *letterState
 }
 
-// queueLocked keeps msg from sender for user. A full mailbox makes room by
+// queueLocked keeps msg from sender for user, queued at at, with its place
+// in the store st (nil without one). A full mailbox makes room by
 // dropping the oldest message of whoever has the most bytes in it, so a
 // sender can push out its own messages but not others'. A message is
 // refused when its sender already has OfflineSenderBytes waiting in all
 // mailboxes (over_quota), or when all mailboxes together would hold more
 // than OfflineTotalBytes.
-func (h *Hub) queueLocked(user, sender string, msg *Message) error {
+func (h *Hub) queueLocked(user, sender string, msg *Message, at time.Time, st *letterState) error {
 	size := len(msg.JSON)
 	if size > h.cfg.OfflineBytes {
 		return protocol.Errorf(protocol.CodeUnknownTarget, "user:%s is not connected, and the message is larger than the %d bytes kept for them", user, h.cfg.OfflineBytes)
@@ -44,9 +47,11 @@ func (h *Hub) queueLocked(user, sender string, msg *Message) error {
 		h.mail[user] = box
 	}
 	for len(box.msgs) > 0 && (len(box.msgs) >= h.cfg.OfflineSize || box.bytes+size > h.cfg.OfflineBytes) {
-		h.mailFreed(box.dropHeaviest(sender, size))
+		gone := box.dropHeaviest(sender, size)
+		h.mailFreed(gone)
+		h.letGoLocked(user, gone, false)
 	}
-	box.msgs = append(box.msgs, mailed{msg: msg, at: h.cfg.Now(), sender: sender})
+	box.msgs = append(box.msgs, mailed{msg: msg, at: at, sender: sender, st: st})
 	box.bytes += size
 	h.mailBytes += size
 	h.mailBySender[sender] += size
@@ -61,6 +66,29 @@ func (h *Hub) mailFreed(gone []mailed) {
 		if h.mailBySender[x.sender] -= n; h.mailBySender[x.sender] <= 0 {
 			delete(h.mailBySender, x.sender)
 		}
+	}
+}
+
+// unqueueLocked takes back the message whose place in the store is st, if
+// it still waits for user: the store failed to keep it.
+func (h *Hub) unqueueLocked(user string, st *letterState) {
+	box := h.mail[user]
+	if box == nil {
+		return
+	}
+	for i, x := range box.msgs {
+		if x.st != st {
+			continue
+		}
+		copy(box.msgs[i:], box.msgs[i+1:])
+		box.msgs[len(box.msgs)-1] = mailed{} // let it go
+		box.msgs = box.msgs[:len(box.msgs)-1]
+		box.bytes -= len(x.msg.JSON)
+		h.mailFreed([]mailed{x})
+		if len(box.msgs) == 0 {
+			delete(h.mail, user)
+		}
+		return
 	}
 }
 

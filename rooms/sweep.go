@@ -6,7 +6,10 @@ import (
 )
 
 // Run expires history, waiting messages, remembered message ids and
-// receipts, and sends large rooms' presence counts, until ctx ends.
+// receipts, and sends large rooms' presence counts, until ctx ends. With
+// Config.Mailboxes, it also deletes from the store the messages delivered
+// or pushed out (retrying those that fail at the next tick), and tries once
+// more when ctx ends.
 func (h *Hub) Run(ctx context.Context) error {
 	every := min(h.cfg.HistoryTTL/4, 30*time.Second)
 	t := time.NewTicker(max(every, 10*time.Millisecond))
@@ -16,9 +19,13 @@ func (h *Hub) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			h.flushMail()
 			return ctx.Err()
 		case <-t.C:
 			h.Sweep()
+			h.flushMail()
+		case <-h.mailKick:
+			h.flushMail()
 		case <-counts.C:
 			h.sendCounts()
 		}
@@ -41,7 +48,9 @@ func (h *Hub) Sweep() {
 	}
 	mailBefore := now.Add(-h.cfg.OfflineTTL)
 	for user, box := range h.mail {
-		h.mailFreed(box.expire(mailBefore))
+		gone := box.expire(mailBefore)
+		h.mailFreed(gone)
+		h.letGoLocked(user, gone, false)
 		if len(box.msgs) == 0 {
 			delete(h.mail, user)
 		}
