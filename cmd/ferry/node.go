@@ -94,10 +94,13 @@ func newNode(ctx context.Context, f *serveFlags, log *slog.Logger, anonKey []byt
 	}
 	hc := cfg.History
 	hc.MaxRooms, hc.Log = cfg.MaxRooms, log
-	if hc.Journal, n.state, err = openState(ctx, f, log); err != nil {
+	if hc.Journal, hc.Mailboxes, n.state, err = openState(ctx, f, log); err != nil {
 		return nil, err
 	}
 	n.hub = rooms.New(hc)
+	if err := n.hub.LoadMailboxes(ctx); err != nil {
+		return nil, err
+	}
 	cfg.Hub, cfg.Transfer = n.hub, n.tm
 	if n.srv, err = server.New(cfg); err != nil {
 		return nil, err
@@ -189,17 +192,18 @@ const (
 	stateMemory    = "memory"
 )
 
-// openState opens where rooms' history is kept, as --state and --nats
-// say: nothing for memory; else a JetStream journal, in an embedded NATS
-// server under the data folder or on the servers --nats names. The closer
-// ends what it opened.
-func openState(ctx context.Context, f *serveFlags, log *slog.Logger) (rooms.Journal, io.Closer, error) {
+// openState opens where rooms' history and the direct messages waiting
+// for users are kept, as --state and --nats say: nothing for memory; else
+// a JetStream journal and mailboxes, in an embedded NATS server under the
+// data folder or on the servers --nats names. The closer ends what it
+// opened.
+func openState(ctx context.Context, f *serveFlags, log *slog.Logger) (rooms.Journal, rooms.Mailboxes, io.Closer, error) {
 	switch f.state {
 	case stateMemory:
-		return nil, nil, nil
+		return nil, nil, nil, nil
 	case stateJetStream:
 	default:
-		return nil, nil, fmt.Errorf("--state: %q is neither %s nor %s", f.state, stateJetStream, stateMemory)
+		return nil, nil, nil, fmt.Errorf("--state: %q is neither %s nor %s", f.state, stateJetStream, stateMemory)
 	}
 	jcfg := jetstream.Config{
 		MaxAge:     f.historyTTL,
@@ -207,33 +211,42 @@ func openState(ctx context.Context, f *serveFlags, log *slog.Logger) (rooms.Jour
 		MaxBytes:   f.historyDisk,
 		Log:        log,
 	}
+	mcfg := jetstream.MailConfig{MaxAge: f.offlineTTL, Log: log}
+	var (
+		j    *jetstream.Journal
+		mail *jetstream.Mailboxes
+		stop io.Closer
+		err  error
+	)
+	// Both over one connection (whose type only rooms/jetstream names).
 	if f.natsURL != "" {
-		nc, err := jetstream.Connect(f.natsURL)
-		if err != nil {
-			return nil, nil, fmt.Errorf("--nats: %w", err)
+		nc, cerr := jetstream.Connect(f.natsURL)
+		if cerr != nil {
+			return nil, nil, nil, fmt.Errorf("--nats: %w", cerr)
 		}
-		j, err := jetstream.New(ctx, nc, jcfg)
-		if err != nil {
-			nc.Close()
-			return nil, nil, fmt.Errorf("history stream: %w", err)
+		stop = closerFunc(func() error { nc.Close(); return nil })
+		if j, err = jetstream.New(ctx, nc, jcfg); err == nil {
+			mail, err = jetstream.NewMailboxes(ctx, nc, mcfg)
 		}
-		return j, closerFunc(func() error { nc.Close(); return nil }), nil
+	} else {
+		emb, eerr := jetstream.StartEmbedded(filepath.Join(f.data, ".ferry", "nats"), log)
+		if eerr != nil {
+			return nil, nil, nil, fmt.Errorf("embedded NATS: %w", eerr)
+		}
+		stop = closerFunc(func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return emb.Shutdown(ctx)
+		})
+		if j, err = jetstream.New(ctx, emb.Conn(), jcfg); err == nil {
+			mail, err = jetstream.NewMailboxes(ctx, emb.Conn(), mcfg)
+		}
 	}
-	emb, err := jetstream.StartEmbedded(filepath.Join(f.data, ".ferry", "nats"), log)
-	if err != nil {
-		return nil, nil, fmt.Errorf("embedded NATS: %w", err)
-	}
-	stop := closerFunc(func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		return emb.Shutdown(ctx)
-	})
-	j, err := jetstream.New(ctx, emb.Conn(), jcfg)
 	if err != nil {
 		_ = stop.Close()
-		return nil, nil, fmt.Errorf("history stream: %w", err)
+		return nil, nil, nil, fmt.Errorf("rooms' state in JetStream: %w", err)
 	}
-	return j, stop, nil
+	return j, mail, stop, nil
 }
 
 type closerFunc func() error

@@ -25,6 +25,7 @@ type wire struct {
 	ws    *websocket.Conn
 	id    uint64
 	token string // the welcome's, to come back as the same user
+	user  string // the welcome's
 }
 
 // dialWire connects to the server at addr, as the user token names (a
@@ -46,6 +47,7 @@ func dialWire(t *testing.T, addr, token string) *wire {
 		t.Fatalf("first frame %v, want the welcome", f)
 	}
 	w.token, _ = f["token"].(string)
+	w.user, _ = f["user"].(string)
 	return w
 }
 
@@ -89,7 +91,9 @@ func (w *wire) request(req map[string]any) (before []map[string]any, data map[st
 // A server killed with SIGKILL keeps its rooms' history (the default,
 // --state jetstream, in an embedded NATS server under --data): a client
 // that saw events up to 400 gets exactly the rest after the restart, in
-// the same epoch, and the files shared before it.
+// the same epoch, and the files shared before it. It keeps the direct
+// messages waiting for a user who is away too: the user, back with its
+// token after the restart, gets the message once.
 //
 // With --nats, the history lives in that NATS server, here one started by
 // the test that outlives the killed ferry.
@@ -120,6 +124,18 @@ func testRestartKeepsHistory(t *testing.T, extra []string) {
 	w := dialWire(t, addr, "")
 	_, joined := w.request(map[string]any{"t": "join", "room": "lobby"})
 	epoch, _ := joined["epoch"].(string)
+
+	// bob comes by the lobby and leaves, then alice writes to him.
+	bob := dialWire(t, addr, "")
+	bob.request(map[string]any{"t": "join", "room": "lobby"})
+	bob.ws.Close()
+	for f := w.next(); f["t"] != protocol.TypePresence || f["action"] != "leave" || f["user"] != bob.user; f = w.next() {
+	}
+	_, dm := w.request(map[string]any{"t": "emit", "user": bob.user, "event": "dm",
+		"data": map[string]any{"text": "while you were away"}, "msg_id": "dm-1"})
+	if dm["queued"] != true {
+		t.Fatalf("the direct message to bob, away, acked %v, want queued", dm)
+	}
 	const events = 1000
 	for i := 1; i <= events; i++ {
 		_, ack := w.request(map[string]any{"t": "emit", "room": "lobby", "event": "chat",
@@ -193,6 +209,30 @@ func testRestartKeepsHistory(t *testing.T, extra []string) {
 		"data": map[string]any{"n": 7}, "msg_id": "m7"})
 	if dup["duplicate"] != true || dup["seq"] != float64(7) {
 		t.Errorf("resent emit after the restart acked %v, want the first ack marked duplicate", dup)
+	}
+	// The direct message's resend is still a duplicate; bob, back with his
+	// token, gets it right after his welcome, once, as it was numbered.
+	_, dup = r.request(map[string]any{"t": "emit", "user": bob.user, "event": "dm",
+		"data": map[string]any{"text": "while you were away"}, "msg_id": "dm-1"})
+	if dup["duplicate"] != true || dup["seq"] != dm["seq"] || dup["epoch"] != dm["epoch"] {
+		t.Errorf("resent direct message after the restart acked %v, want the first ack %v marked duplicate", dup, dm)
+	}
+	back := dialWire(t, addr, bob.token)
+	if back.user != bob.user {
+		t.Fatalf("bob came back as %s, not %s", back.user, bob.user)
+	}
+	got := back.next()
+	if got["t"] != protocol.TypeEvent || got["event"] != "dm" || got["seq"] != dm["seq"] || got["epoch"] != dm["epoch"] ||
+		got["data"].(map[string]any)["text"] != "while you were away" {
+		t.Fatalf("bob's first frame after the restart: %v, want the direct message as acked %v", got, dm)
+	}
+	// Nothing else waited: what comes before a request's answer is no
+	// repeat.
+	before, _ = back.request(map[string]any{"t": "join", "room": "lobby"})
+	for _, f := range before {
+		if f["t"] == protocol.TypeEvent {
+			t.Errorf("bob got %v after the direct message", f)
+		}
 	}
 	_, err = os.Stat(filepath.Join(data, ".ferry", "nats"))
 	if embedded := extra == nil; embedded != (err == nil) {
