@@ -68,6 +68,40 @@ func BenchmarkHistoryOverhead(b *testing.B) {
 	b.ReportMetric(float64(on)/float64(off), "history_cost_ratio")
 }
 
+// BenchmarkDirect is a ~100-byte direct message, in memory: to a connected
+// user, and to users who are not (rotating over 1000, so that no mailbox
+// fills and nothing is pushed out).
+func BenchmarkDirect(b *testing.B) {
+	data := json.RawMessage(`{"text":"the quick brown fox jumps over the lazy dog, again and again and again"}`)
+	b.Run("online", func(b *testing.B) {
+		h := rooms.New(rooms.Config{})
+		from, to := &member{id: "from"}, &member{id: "to"}
+		h.Register(from)
+		h.Register(to)
+		for b.Loop() {
+			if _, err := h.Emit(from, rooms.Target{User: to.UserID()}, "dm", data, rooms.EmitOptions{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("queued", func(b *testing.B) {
+		h := rooms.New(rooms.Config{OfflineTotalBytes: 1 << 30, OfflineSenderBytes: 1 << 30})
+		from := &member{id: "from"}
+		h.Register(from)
+		users := make([]string, 1000)
+		for i := range users {
+			users[i] = fmt.Sprintf("away%d", i)
+		}
+		i := 0
+		for b.Loop() {
+			i++
+			if _, err := h.Emit(from, rooms.Target{User: users[i%len(users)]}, "dm", data, rooms.EmitOptions{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
 func TestStreamReplayAndGaps(t *testing.T) {
 	h, sender := room(t, 5, 1)
 	for i := 0; i < 8; i++ {
