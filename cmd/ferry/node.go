@@ -37,7 +37,8 @@ type node struct {
 	ln     net.Listener
 	scheme string
 	certs  *certReloader // nil without TLS
-	// state is where rooms' history is kept: closed after the server.
+	// state is where rooms' history and waiting direct messages are kept:
+	// closed after the server.
 	state io.Closer
 
 	// The parts' loops, ended by Shutdown after the connections.

@@ -124,7 +124,7 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.historySize, "history-size", 1000, "events each room keeps for clients catching up (-1: none)")
 	fs.DurationVar(&f.historyTTL, "history-ttl", 0, "how long a room keeps an event (default 7 days with --state jetstream, 10 minutes in memory)")
 	fs.IntVar(&f.presenceLimit, "presence-limit", rooms.DefaultPresenceLimit, "rooms with more users than this tell their members their numbers once a second instead of each join and leave (-1: always each)")
-	fs.StringVar(&f.state, "state", stateJetStream, "where rooms' history lives: jetstream (kept across restarts, in an embedded NATS server under --data, or the one --nats names) or memory (lost at each restart)")
+	fs.StringVar(&f.state, "state", stateJetStream, "where rooms' history and the direct messages waiting for users live: jetstream (kept across restarts, in an embedded NATS server under --data, or the one --nats names) or memory (lost at each restart)")
 	fs.StringVar(&f.natsURL, "nats", "", "with --state jetstream: NATS server URLs (comma-separated, nats://host:4222) to keep history in, instead of the embedded server")
 	sizeVar(fs, &f.historyDisk, "history-disk", jetstream.DefaultMaxBytes, "with --state jetstream: bytes all rooms' history may take on disk; past it the oldest events go")
 	sizeVar(fs, &f.historyUser, "history-per-user", 64<<20, "bytes one user's events may take in all rooms' history; past it the user's emits are refused (over_quota) until some expire")
