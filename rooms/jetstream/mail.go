@@ -3,6 +3,7 @@ package jetstream
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -98,6 +99,8 @@ type Mailboxes struct {
 	stream jetstream.Stream
 	kv     jetstream.KeyValue
 
+	id string // random, for position.By
+
 	mu sync.Mutex
 	// rev is the position's revision as this process last read or wrote
 	// it (0: none), and tried the value it wrote or tried to write last:
@@ -145,13 +148,17 @@ func NewMailboxes(ctx context.Context, nc *nats.Conn, cfg MailConfig) (*Mailboxe
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: bucket %s: %w", cfg.Bucket, err)
 	}
-	return &Mailboxes{cfg: cfg, js: js, stream: stream, kv: kv}, nil
+	return &Mailboxes{cfg: cfg, js: js, stream: stream, kv: kv, id: rand.Text()}, nil
 }
 
 // position is the bucket's value.
 type position struct {
 	Epoch   string `json:"epoch"`
 	Through uint64 `json:"through"`
+	// By names the Mailboxes that wrote it, so that two processes
+	// reserving the same block do not take each other's write for their
+	// own.
+	By string `json:"by"`
 }
 
 // LoadMail returns every letter in the stream, oldest first, and the
@@ -294,7 +301,7 @@ func (m *Mailboxes) TakeLetters(ctx context.Context, user string, through rooms.
 // ReserveSeqs saves the position, a compare-and-set on the revision this
 // process read or wrote last: another process writing it is an error.
 func (m *Mailboxes) ReserveSeqs(ctx context.Context, epoch string, through uint64) error {
-	value, err := json.Marshal(position{Epoch: epoch, Through: through})
+	value, err := json.Marshal(position{Epoch: epoch, Through: through, By: m.id})
 	if err != nil {
 		return err
 	}

@@ -529,8 +529,24 @@ func TestMailPositionOneWriter(t *testing.T) {
 	if err := boxes[1].ReserveSeqs(ctx, "e", 100); err == nil {
 		t.Fatal("a second writer of the position was not told")
 	}
+	// Two processes that loaded the same position reserve the same block
+	// at once: the second is told, though the value is the one it wanted.
+	for i := range boxes {
+		if boxes[i], err = NewMailboxes(ctx, emb.Conn(), MailConfig{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := boxes[i].LoadMail(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := boxes[0].ReserveSeqs(ctx, "e", 300); err != nil {
+		t.Fatal(err)
+	}
+	if err := boxes[1].ReserveSeqs(ctx, "e", 300); err == nil {
+		t.Fatal("a second writer of the same block was not told")
+	}
 	mail, err := boxes[0].LoadMail(ctx)
-	if err != nil || mail.Epoch != "e" || mail.Ceiling != 200 {
-		t.Fatalf("loaded %+v, %v; want e/200", mail, err)
+	if err != nil || mail.Epoch != "e" || mail.Ceiling != 300 {
+		t.Fatalf("loaded %+v, %v; want e/300", mail, err)
 	}
 }
