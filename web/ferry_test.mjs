@@ -370,6 +370,23 @@ test('requests: join, members, emit with ack, errors carry code and message', as
   await assert.rejects(c.rooms(), (err) => err.code === 'offline');
 });
 
+test('a direct message delivered twice (a server crash between delivery and delete) is seen once', async () => {
+  const srv = new FakeServer();
+  const c = client(srv);
+  const got = [];
+  c.on('event:dm', (data) => got.push(data));
+  c.connect();
+  await until(() => c.state === 'connected', 'the connection');
+  const ws = srv.sockets.at(-1);
+  const dm = (seq, text) => ({ t: 'event', room: 'user:' + ws.user, event: 'dm', data: text, from: { user: 'u_9' }, ts: 1, seq, epoch: 'e1' });
+  srv.push(ws, dm(5, 'first'));
+  srv.push(ws, dm(5, 'first')); // the same frame again
+  srv.push(ws, dm(1048581, 'after a restart')); // seqs jump, never go back
+  srv.push(ws, { ...dm(2, 'from another life'), epoch: 'e2' });
+  assert.deepEqual(got, ['first', 'after a restart', 'from another life']);
+  c.close();
+});
+
 test('a dropped connection reconnects, re-joins its rooms first and keeps the user', async () => {
   const srv = new FakeServer();
   const c = client(srv);

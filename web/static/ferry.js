@@ -750,10 +750,13 @@ export class Ferry extends Emitter {
     }
   }
 
-  // _track advances a named room's position past an event; false means the
-  // event was processed already (seq not above the last one).
+  // _track advances a room's position past an event; false means the event
+  // was processed already (seq not above the last one). Named rooms and the
+  // user's own room are tracked (a direct message delivered again after a
+  // server crash is dropped, as the Go client does); a connection's room
+  // has no stream to track.
   _track(f) {
-    if (typeof f.seq !== 'number' || typeof f.epoch !== 'string' || !f.room || /^(user|conn):/.test(f.room)) return true;
+    if (typeof f.seq !== 'number' || typeof f.epoch !== 'string' || !f.room || f.room.startsWith('conn:')) return true;
     const cur = this._pos.get(f.room);
     if (cur && cur.epoch === f.epoch && f.seq <= cur.seq) return false;
     this._pos.set(f.room, { epoch: f.epoch, seq: f.seq });
