@@ -248,7 +248,7 @@ func New(cfg Config) (*Server, error) {
 		s.stop = func() {}
 		close(s.swept)
 	} else {
-		s.hub = newHub(cfg)
+		s.hub = NewHub(cfg)
 		ctx, stop := context.WithCancel(context.Background())
 		s.stop = stop
 		go func() {
@@ -277,9 +277,6 @@ func New(cfg Config) (*Server, error) {
 	}
 	return s, nil
 }
-
-// Hub returns the rooms hub, for wiring announcements.
-func (s *Server) Hub() *rooms.Hub { return s.hub }
 
 // ServeHTTP routes a request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -383,7 +380,10 @@ func (s *Server) waitStorageRequests(ctx context.Context) error {
 	}
 }
 
-func newHub(cfg Config) *rooms.Hub {
+// NewHub makes the rooms hub a server with cfg would make for itself (from
+// History, with MaxRooms and Log), for an owner that runs it and passes it
+// in Config.Hub.
+func NewHub(cfg Config) *rooms.Hub {
 	h := cfg.History
 	h.MaxRooms, h.Log = cfg.MaxRooms, cfg.Log
 	return rooms.New(h)

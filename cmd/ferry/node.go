@@ -93,12 +93,10 @@ func newNode(ctx context.Context, f *serveFlags, log *slog.Logger, anonKey []byt
 	if err != nil {
 		return nil, err
 	}
-	hc := cfg.History
-	hc.MaxRooms, hc.Log = cfg.MaxRooms, log
-	if hc.Journal, hc.Mailboxes, n.state, err = openState(ctx, f, log); err != nil {
+	if cfg.History.Journal, cfg.History.Mailboxes, n.state, err = openState(ctx, f, log); err != nil {
 		return nil, err
 	}
-	n.hub = rooms.New(hc)
+	n.hub = server.NewHub(cfg)
 	if err := n.hub.LoadMailboxes(ctx); err != nil {
 		return nil, err
 	}
