@@ -23,6 +23,10 @@ type dedupEntry struct {
 	// done is closed once the first emit with the id has its ack (or
 	// failed and is forgotten).
 	done chan struct{}
+	// elsewhere is set, while the emit runs, when another node's event
+	// with the id reached the hub (see restore): the emit then answers
+	// with its position instead of publishing.
+	elsewhere *protocol.Delivered
 }
 
 func newDedup(perUser, max int) dedup {
@@ -101,13 +105,22 @@ func (d *dedup) expire(before time.Time) {
 
 // restore remembers (user, id) as seen with ack d, at when it was first
 // published: a room loaded from the journal brings back the ids of its
-// events, so a client's resend after a restart is still a duplicate. An id
-// already known (or being published) is left alone.
+// events, so a client's resend after a restart is still a duplicate, and
+// so do other nodes' events (see SharedJournal), so that a resend through
+// another node is one too. An id already known is left alone; one being
+// published learns that it was published elsewhere.
 func (d *dedup) restore(user, id string, del protocol.Delivered, at time.Time) {
 	k := dedupKey{user, id}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.seen[k] != nil {
+	if e := d.seen[k]; e != nil {
+		select {
+		case <-e.done:
+		default:
+			if e.elsewhere == nil {
+				e.elsewhere = &del
+			}
+		}
 		return
 	}
 	for _, old := range d.bound.add(user, k) {
@@ -120,4 +133,15 @@ func (d *dedup) restore(user, id string, del protocol.Delivered, at time.Time) {
 	done := make(chan struct{})
 	close(done)
 	d.seen[k] = &dedupEntry{d: del, at: at, done: done}
+}
+
+// elsewhere returns where another node published (user, id), if it did
+// while this hub's emit with the id runs.
+func (d *dedup) elsewhere(user, id string) (protocol.Delivered, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if e := d.seen[dedupKey{user, id}]; e != nil && e.elsewhere != nil {
+		return *e.elsewhere, true
+	}
+	return protocol.Delivered{}, false
 }

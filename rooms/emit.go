@@ -89,16 +89,9 @@ func (h *Hub) emit(m Member, kind, name string, exceptSelf bool, event string, d
 			return protocol.Delivered{}, err
 		}
 	}
-	seq, epoch, n, err := r.publish(h, m.UserID(), opt.MsgID, func(seq uint64, epoch string) *Message {
-		if opt.Receipt {
-			h.track.add(trackKey{name, epoch, seq}, from, h.cfg.Now().Add(h.cfg.HistoryTTL))
-		}
+	return r.publish(h, m.UserID(), opt.MsgID, func(seq uint64, epoch string) *Message {
 		return h.event(name, event, data, from, seq, epoch, opt)
-	}, except)
-	if err != nil {
-		return protocol.Delivered{}, err
-	}
-	return protocol.Delivered{Delivered: n, Seq: seq, Epoch: epoch}, nil
+	}, h.tracked(name, from, opt.Receipt), except)
 }
 
 // envelopeBytes is about what an event frame adds to its name and data.
@@ -121,17 +114,25 @@ func (h *Hub) Publish(roomName, event string, data json.RawMessage, from protoco
 	h.mu.Unlock()
 	defer r.pins.Add(-1)
 	opt := EmitOptions{Receipt: receipt}
-	seq, epoch, n, err := r.publish(h, from.User, "", func(seq uint64, epoch string) *Message {
-		if receipt {
-			h.track.add(trackKey{roomName, epoch, seq}, from, h.cfg.Now().Add(h.cfg.HistoryTTL))
-		}
+	d, err := r.publish(h, from.User, "", func(seq uint64, epoch string) *Message {
 		return h.event(roomName, event, data, from, seq, epoch, opt)
-	}, "")
+	}, h.tracked(roomName, from, receipt), "")
 	if err != nil {
 		h.cfg.Log.Error("publish to room", "room", roomName, "event", event, "err", err)
 		return protocol.Delivered{}, false
 	}
-	return protocol.Delivered{Delivered: n, Seq: seq, Epoch: epoch}, true
+	return d, true
+}
+
+// tracked returns what a room's event does once numbered: with receipt,
+// the hub tracks it for the sender's receipts.
+func (h *Hub) tracked(room string, from protocol.From, receipt bool) func(seq uint64, epoch string) {
+	if !receipt {
+		return nil
+	}
+	return func(seq uint64, epoch string) {
+		h.track.add(trackKey{room, epoch, seq}, from, h.cfg.Now().Add(h.cfg.HistoryTTL))
+	}
 }
 
 // direct delivers to every connection of a user, or to one connection. A

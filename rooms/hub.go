@@ -49,7 +49,11 @@ type Config struct {
 	// nil: history in memory only, lost with the process.
 	Journal Journal
 	// JournalTimeout bounds each call to the Journal; a room waits for
-	// it, others do not. Default DefaultJournalTimeout.
+	// it, others do not. With a SharedJournal it also bounds how long one
+	// event may keep losing the race for its room's next position to
+	// other nodes before the emit fails with storage_unavailable (a client
+	// resending it with its msg_id then gets it published exactly once).
+	// Default DefaultJournalTimeout.
 	JournalTimeout time.Duration
 
 	// Mailboxes, when set, keeps the direct messages waiting for users who

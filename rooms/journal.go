@@ -2,6 +2,7 @@ package rooms
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/ferryhq/ferry/protocol"
@@ -52,6 +53,11 @@ type Record struct {
 	// JSON is the event frame exactly as members received it; nil for an
 	// event too large to keep (see JournalLimit), which holds its seq.
 	JSON []byte
+	// Pos is the record's place in the journal, increasing with each
+	// record of the room (not contiguously: a journal may number all
+	// rooms' records together). A SharedJournal sets it on what it
+	// returns; 0 means unknown.
+	Pos uint64
 }
 
 // JournalLimit is a Journal that cannot store records past a size (a NATS
@@ -119,6 +125,7 @@ func (r *room) loadLocked(h *Hub) error {
 		if prev > 0 {
 			st.epoch, st.seq = last.Epoch, last.Seq
 		}
+		r.jpos = last.Pos
 	}
 	r.st, r.loaded = st, true
 	return nil
@@ -132,9 +139,17 @@ func (r *room) loadLocked(h *Hub) error {
 func (r *room) appendLocked(h *Hub, rec Record) error {
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.JournalTimeout)
 	defer cancel()
-	err := h.journal.Append(ctx, r.name, rec)
-	if err == nil {
-		return nil
+	var err error
+	if sj, ok := h.journal.(SharedJournal); ok {
+		var pos uint64
+		if pos, err = sj.AppendAfter(ctx, r.name, rec, r.jpos); err == nil {
+			r.jpos = pos
+		}
+	} else {
+		err = h.journal.Append(ctx, r.name, rec)
+	}
+	if err == nil || errors.Is(err, ErrJournalConflict) {
+		return err
 	}
 	h.cfg.Log.Warn("journal: append", "room", r.name, "seq", rec.Seq, "err", err)
 	r.st.clear()

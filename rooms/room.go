@@ -2,6 +2,7 @@ package rooms
 
 import (
 	"encoding/json"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +35,9 @@ type room struct {
 	// created under the hub's lock, which must not wait for the journal.
 	// Without a journal a room is loaded from birth.
 	loaded bool
+	// jpos is the journal's position of the room's newest record the
+	// room has (see SharedJournal), 0 if none.
+	jpos uint64
 	// durable means the room's history lives in the journal, so the room
 	// may leave memory once nobody is in it.
 	durable bool
@@ -107,42 +111,69 @@ func (r *room) replayLocked(m Member, since *protocol.Position) (string, int) {
 
 // publish numbers the message build makes, journals it, keeps it in the
 // history and delivers it to every member but except. user is the sending
-// user, msgID its id for the event ("" if none).
+// user, msgID its id for the event ("" if none). numbered, if not nil, runs
+// once the event has its position for good, before any member sees it.
 //
 // The journal's append is synchronous and comes before the fan-out: once a
 // member has seen a seq, the event survives a crash, so a restarted room
 // never gives that seq to another event. It costs one journal round trip
 // per event under the room's lock (not per member); docs/architecture.md
-// ("Durable state") has the numbers and the alternative.
-func (r *room) publish(h *Hub, user, msgID string, build func(seq uint64, epoch string) *Message, except string) (uint64, string, int, error) {
+// ("Durable state") has the numbers and the alternative. With a
+// SharedJournal another node may have taken the position: the room catches
+// up and tries the next one; dup is then set if that node had published
+// this very event (the same user and msgID).
+func (r *room) publish(h *Hub, user, msgID string, build func(seq uint64, epoch string) *Message, numbered func(seq uint64, epoch string), except string) (d protocol.Delivered, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := r.loadLocked(h); err != nil {
-		return 0, "", 0, err
+		return d, err
 	}
-	seq, epoch := r.st.seq+1, r.st.epoch
-	msg := build(seq, epoch)
-	at := h.cfg.Now()
-	keep := len(msg.JSON) <= h.maxKeep
-	if h.journal != nil {
-		rec := Record{Epoch: epoch, Seq: seq, At: at, User: user, Conn: msg.Sender, MsgID: msgID}
+	for start := time.Now(); ; {
+		if msgID != "" && h.cfg.Journal != nil {
+			// Applied from the journal's feed since the emit began.
+			if d, ok := h.dedup.elsewhere(user, msgID); ok {
+				d.Duplicate = true
+				return d, nil
+			}
+		}
+		seq, epoch := r.st.seq+1, r.st.epoch
+		msg := build(seq, epoch)
+		at := h.cfg.Now()
+		keep := len(msg.JSON) <= h.maxKeep
+		if h.journal != nil {
+			rec := Record{Epoch: epoch, Seq: seq, At: at, User: user, Conn: msg.Sender, MsgID: msgID}
+			if keep {
+				rec.JSON = msg.JSON
+			}
+			err := r.appendLocked(h, rec)
+			if errors.Is(err, ErrJournalConflict) && time.Since(start) < h.cfg.JournalTimeout {
+				dup, err := r.catchUpLocked(h, h.journal.(SharedJournal), user, msgID)
+				if err != nil {
+					return d, err
+				}
+				if dup != nil {
+					return *dup, nil
+				}
+				continue
+			}
+			if err != nil {
+				return d, err
+			}
+		}
+		if numbered != nil {
+			numbered(seq, epoch)
+		}
+		r.st.seq = seq
 		if keep {
-			rec.JSON = msg.JSON
+			r.st.append(&entry{seq: seq, msg: msg, at: at, user: user}, h.cfg.HistorySize, h.cfg.HistoryBytes)
+		} else {
+			// Not kept, and neither is what came before: a replay cannot
+			// step over the event, it has a gap.
+			r.st.clear()
+			r.st.last = at
 		}
-		if err := r.appendLocked(h, rec); err != nil {
-			return 0, "", 0, err
-		}
+		return protocol.Delivered{Seq: seq, Epoch: epoch, Delivered: r.deliverLocked(msg, except)}, nil
 	}
-	r.st.seq = seq
-	if keep {
-		r.st.append(&entry{seq: seq, msg: msg, at: at, user: user}, h.cfg.HistorySize, h.cfg.HistoryBytes)
-	} else {
-		// Not kept, and neither is what came before: a replay cannot
-		// step over the event, it has a gap.
-		r.st.clear()
-		r.st.last = at
-	}
-	return seq, epoch, r.deliverLocked(msg, except), nil
 }
 
 // position returns the stream's epoch and last sequence number.
@@ -186,7 +217,7 @@ func (r *room) endIfIdleLocked() bool {
 		return false
 	}
 	r.st.clear()
-	r.loaded = !r.durable
+	r.loaded, r.jpos = !r.durable, 0
 	return true
 }
 

@@ -40,6 +40,9 @@ type node struct {
 	// state is where rooms' history and waiting direct messages are kept:
 	// closed after the server.
 	state io.Closer
+	// follow, with --nats, feeds the hub the events other nodes append to
+	// the rooms' journal (see rooms.SharedJournal).
+	follow func(context.Context, func(string, rooms.Record)) error
 
 	// The parts' loops, ended by Shutdown after the connections.
 	stopLoops context.CancelFunc
@@ -97,6 +100,9 @@ func newNode(ctx context.Context, f *serveFlags, log *slog.Logger, anonKey []byt
 		return nil, err
 	}
 	n.hub = server.NewHub(cfg)
+	if j, ok := cfg.History.Journal.(*jetstream.Journal); ok && f.natsURL != "" {
+		n.follow = j.Follow
+	}
 	if err := n.hub.LoadMailboxes(ctx); err != nil {
 		return nil, err
 	}
@@ -138,6 +144,9 @@ func (n *node) Run(ctx context.Context) error {
 	n.stopLoops = stop
 	n.loops.Go(func() { _ = n.hub.Run(lctx) })
 	n.loops.Go(func() { _ = n.tm.Run(lctx) })
+	if n.follow != nil {
+		n.loops.Go(func() { n.followJournal(lctx) })
+	}
 	if n.certs != nil {
 		n.loops.Go(func() { n.certs.watch(lctx) })
 	}
@@ -151,6 +160,24 @@ func (n *node) Run(ctx context.Context) error {
 		return err
 	case <-ctx.Done():
 		return nil
+	}
+}
+
+// followJournal feeds the hub the other nodes' events until ctx ends,
+// starting again a second after the feed fails (NATS unreachable at
+// start; the feed itself rides out reconnections).
+func (n *node) followJournal(ctx context.Context) {
+	for {
+		err := n.follow(ctx, n.hub.Apply)
+		if ctx.Err() != nil {
+			return
+		}
+		n.log.Warn("journal: following the other nodes' events", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
 	}
 }
 

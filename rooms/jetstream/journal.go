@@ -154,6 +154,15 @@ func (j *Journal) MaxRecordBytes() int {
 // Append stores rec as room's newest event and returns once JetStream has
 // it: with the embedded server, written to its file (see Embedded).
 func (j *Journal) Append(ctx context.Context, room string, rec rooms.Record) error {
+	_, err := j.js.PublishMsg(ctx, j.message(room, rec))
+	if err != nil {
+		return fmt.Errorf("jetstream: append to %s: %w", room, err)
+	}
+	return nil
+}
+
+// message is rec as the stream keeps it.
+func (j *Journal) message(room string, rec rooms.Record) *nats.Msg {
 	h := nats.Header{
 		hdrEpoch: {rec.Epoch},
 		hdrSeq:   {strconv.FormatUint(rec.Seq, 10)},
@@ -166,11 +175,7 @@ func (j *Journal) Append(ctx context.Context, room string, rec rooms.Record) err
 	if rec.MsgID != "" {
 		h[hdrMsgID] = []string{rec.MsgID}
 	}
-	_, err := j.js.PublishMsg(ctx, &nats.Msg{Subject: j.subject(room), Header: h, Data: rec.JSON})
-	if err != nil {
-		return fmt.Errorf("jetstream: append to %s: %w", room, err)
-	}
-	return nil
+	return &nats.Msg{Subject: j.subject(room), Header: h, Data: rec.JSON}
 }
 
 // loadBatch is how many messages one fetch asks for: a room's whole
@@ -226,6 +231,9 @@ func (j *Journal) Load(ctx context.Context, room string) ([]rooms.Record, error)
 			if err != nil {
 				j.cfg.Log.Warn("jetstream: skip a message that is not a ferry event", "room", room, "err", err)
 				continue
+			}
+			if md != nil {
+				rec.Pos = md.Sequence.Stream
 			}
 			recs = append(recs, rec)
 		}

@@ -1,0 +1,210 @@
+package jetstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ferryhq/ferry/rooms"
+)
+
+// Several ferry nodes on one NATS share rooms through the stream: each
+// appends its members' events with JetStream's expected last sequence per
+// subject (so two nodes never give one seq to two events), and each follows
+// the stream to deliver the others' events to its own members. See
+// rooms.SharedJournal.
+
+var _ rooms.SharedJournal = (*Journal)(nil)
+
+// AppendAfter stores rec if the room's newest message in the stream is
+// still the one at stream sequence after (0: none).
+func (j *Journal) AppendAfter(ctx context.Context, room string, rec rooms.Record, after uint64) (uint64, error) {
+	ack, err := j.js.PublishMsg(ctx, j.message(room, rec), jetstream.WithExpectLastSequencePerSubject(after))
+	if isWrongLastSeq(err) {
+		return 0, fmt.Errorf("jetstream: append to %s after %d: %w", room, after, rooms.ErrJournalConflict)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("jetstream: append to %s: %w", room, err)
+	}
+	return ack.Sequence, nil
+}
+
+// isWrongLastSeq reports JetStream's refusal of an expected last sequence:
+// 10071, or 10164 from a replicated stream.
+func isWrongLastSeq(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// Since returns the room's messages after stream sequence after, read in
+// batched direct gets: one round trip for what a node that lost a race
+// missed, however many, so that catching up never takes longer the more
+// there is to catch up (which would make a node that fell behind lose
+// every race after).
+func (j *Journal) Since(ctx context.Context, room string, after uint64) ([]rooms.Record, uint64, error) {
+	subject := j.subject(room)
+	var recs []rooms.Record
+	for from := after + 1; len(recs) < j.cfg.MaxPerRoom; {
+		msgs, pending, err := j.batchGet(ctx, subject, from, j.cfg.MaxPerRoom-len(recs))
+		if err != nil {
+			return nil, 0, fmt.Errorf("jetstream: read %s: %w", room, err)
+		}
+		for _, msg := range msgs {
+			pos, err := strconv.ParseUint(msg.Header.Get(jetstream.SequenceHeader), 10, 64)
+			if err != nil {
+				return nil, 0, fmt.Errorf("jetstream: read %s: %s: %w", room, jetstream.SequenceHeader, err)
+			}
+			from = pos + 1
+			rec, err := decode(msg.Header, msg.Data)
+			if err != nil {
+				j.cfg.Log.Warn("jetstream: skip a message that is not a ferry event", "room", room, "err", err)
+				continue
+			}
+			rec.Pos = pos
+			recs = append(recs, rec)
+		}
+		if pending == 0 || len(msgs) == 0 {
+			break
+		}
+	}
+	if n := len(recs); n > 0 {
+		return recs, recs[n-1].Pos, nil
+	}
+	// Nothing after: the room's newest is older (its newer records
+	// expired), or there is none.
+	last, err := j.stream.GetLastMsgForSubject(ctx, subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("jetstream: read %s: %w", room, err)
+	}
+	return nil, last.Sequence, nil
+}
+
+// batchGet asks the stream for up to batch messages on subject from
+// stream sequence from, in one direct get (NATS 2.11 and later), and
+// returns them with how many more there are.
+func (j *Journal) batchGet(ctx context.Context, subject string, from uint64, batch int) ([]*nats.Msg, uint64, error) {
+	req, err := json.Marshal(struct {
+		Seq      uint64 `json:"seq"`
+		NextFor  string `json:"next_by_subj"`
+		Batch    int    `json:"batch"`
+		MaxBytes int    `json:"max_bytes"`
+	}{from, subject, batch, batchBytes})
+	if err != nil {
+		return nil, 0, err
+	}
+	inbox := j.nc.NewRespInbox()
+	sub, err := j.nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer sub.Unsubscribe() //nolint:errcheck // the inbox is ours alone
+	if err := j.nc.PublishRequest("$JS.API.DIRECT.GET."+j.cfg.Stream, inbox, req); err != nil {
+		return nil, 0, err
+	}
+	var msgs []*nats.Msg
+	for {
+		msg, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return nil, 0, err
+		}
+		switch status := msg.Header.Get("Status"); status {
+		case "":
+			msgs = append(msgs, msg)
+		case "204": // end of batch
+			pending, _ := strconv.ParseUint(msg.Header.Get(numPendingHeader), 10, 64)
+			return msgs, pending, nil
+		case "404":
+			return msgs, 0, nil
+		default:
+			return nil, 0, fmt.Errorf("direct get: status %s %s", status, msg.Header.Get("Description"))
+		}
+	}
+}
+
+// numPendingHeader is, on a batch's end, how many messages are left.
+const numPendingHeader = "Nats-Num-Pending"
+
+// batchBytes bounds one batch's size: a room's history is at most a few
+// MiB (the hub's HistoryBytes); a longer one takes a few round trips.
+const batchBytes = 8 << 20
+
+// Follow calls apply with every event appended to the stream from now on,
+// by any node, in the stream's order, until ctx ends; a node gives it its
+// hub's Apply. It returns ctx's error, or why the stream cannot be
+// followed. The consumer is an ordered one: ephemeral, recreated by the
+// client where it left off after a reconnection or a missed message, so
+// apply sees no gap and no repeat.
+func (j *Journal) Follow(ctx context.Context, apply func(room string, rec rooms.Record)) error {
+	cons, err := j.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{j.cfg.SubjectPrefix + ".*"},
+		DeliverPolicy:  jetstream.DeliverNewPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("jetstream: follow %s: %w", j.cfg.Stream, err)
+	}
+	prefix := j.cfg.SubjectPrefix + "."
+	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		room, ok := decodeRoom(strings.TrimPrefix(msg.Subject(), prefix))
+		if !ok {
+			return
+		}
+		rec, err := decode(msg.Headers(), msg.Data())
+		if err != nil {
+			j.cfg.Log.Warn("jetstream: skip a message that is not a ferry event", "room", room, "err", err)
+			return
+		}
+		if md, err := msg.Metadata(); err == nil {
+			rec.Pos = md.Sequence.Stream
+		}
+		apply(room, rec)
+	})
+	if err != nil {
+		return fmt.Errorf("jetstream: follow %s: %w", j.cfg.Stream, err)
+	}
+	<-ctx.Done()
+	cc.Stop()
+	return ctx.Err()
+}
+
+// decodeRoom undoes encodeRoom.
+func decodeRoom(token string) (string, bool) {
+	var b strings.Builder
+	b.Grow(len(token))
+	for i := 0; i < len(token); i++ {
+		c := token[i]
+		if c != '_' {
+			b.WriteByte(c)
+			continue
+		}
+		if i+2 >= len(token) {
+			return "", false
+		}
+		hi, lo := unhex(token[i+1]), unhex(token[i+2])
+		if hi < 0 || lo < 0 {
+			return "", false
+		}
+		b.WriteByte(byte(hi<<4 | lo))
+		i += 2
+	}
+	return b.String(), true
+}
+
+func unhex(c byte) int {
+	switch {
+	case c >= '0' && c <= '9':
+		return int(c - '0')
+	case c >= 'a' && c <= 'f':
+		return int(c-'a') + 10
+	}
+	return -1
+}

@@ -1,0 +1,167 @@
+package jetstream
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/ferryhq/ferry/protocol"
+	"github.com/ferryhq/ferry/rooms"
+)
+
+// peer is a second hub on the node's NATS server, with its own connection
+// and journal, following the stream as a ferry node on a shared NATS does.
+func peer(t testing.TB, n *node) *rooms.Hub {
+	t.Helper()
+	nc, err := nats.Connect("", nats.InProcessServer(n.emb.srv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	j, err := New(context.Background(), nc, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := rooms.New(rooms.Config{Journal: j})
+	follow(t, j, h)
+	return h
+}
+
+func follow(t testing.TB, j *Journal, h *rooms.Hub) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = j.Follow(ctx, h.Apply)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+// Three hubs share a room through one stream: four senders on different
+// hubs emit at once, each event with a msg_id and every tenth one resent
+// through another hub (a client that moved after losing the ack). Every
+// member, on every hub, gets each event exactly once, in one order (seqs
+// 1..N without a hole), which keeps each sender's order; every resend is
+// acknowledged as a duplicate with the first one's position.
+func TestHubsShareRooms(t *testing.T) {
+	n := start(t, t.TempDir(), Config{}, rooms.Config{})
+	follow(t, n.j, n.hub)
+	hubs := []*rooms.Hub{n.hub, peer(t, n), peer(t, n)}
+	const room, senders, each = "shared", 4, 250
+
+	readers := make([]*member, len(hubs))
+	for i, h := range hubs {
+		readers[i] = &member{conn: fmt.Sprintf("r%d", i), user: fmt.Sprintf("reader%d", i)}
+		join(t, h, readers[i], room, nil)
+	}
+	// Each sender is connected to two hubs, the second for its resends.
+	type sender struct {
+		m     [2]*member
+		hub   [2]*rooms.Hub
+		first map[string]protocol.Delivered
+	}
+	ss := make([]*sender, senders)
+	for i := range ss {
+		s := &sender{first: make(map[string]protocol.Delivered)}
+		for k := range 2 {
+			s.m[k] = &member{conn: fmt.Sprintf("s%d-%d", i, k), user: fmt.Sprintf("sender%d", i)}
+			s.hub[k] = hubs[(i+k)%len(hubs)]
+			join(t, s.hub[k], s.m[k], room, nil)
+		}
+		ss[i] = s
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, senders)
+	for i, s := range ss {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range each {
+				id := fmt.Sprintf("s%d-%d", i, k)
+				data := json.RawMessage(fmt.Sprintf(`{"s":%d,"k":%d}`, i, k))
+				d, err := s.hub[0].Emit(s.m[0], rooms.Target{Room: room}, "chat", data, rooms.EmitOptions{MsgID: id})
+				if err != nil {
+					errs <- err
+					return
+				}
+				s.first[id] = d
+				if k%10 != 0 {
+					continue
+				}
+				again, err := s.hub[1].Emit(s.m[1], rooms.Target{Room: room}, "chat", data, rooms.EmitOptions{MsgID: id})
+				if err != nil {
+					errs <- err
+					return
+				}
+				if !again.Duplicate || again.Seq != d.Seq || again.Epoch != d.Epoch {
+					errs <- fmt.Errorf("resend of %s through another hub: %+v, first %+v", id, again, d)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+
+	const total = senders * each
+	deadline := time.Now().Add(20 * time.Second)
+	for i, r := range readers {
+		for len(r.got(t)) < total && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		fs := r.got(t)
+		if len(fs) != total {
+			t.Fatalf("reader on hub %d got %d events, want %d", i, len(fs), total)
+		}
+		epoch := fs[0].Epoch
+		if got := seqs(t, fs, epoch); !equal(got, span(1, total)) {
+			t.Fatalf("reader on hub %d: seqs not 1..%d: %v", i, total, got)
+		}
+		next := make([]int, senders)
+		for _, f := range fs {
+			var ev struct {
+				Data struct{ S, K int } `json:"data"`
+			}
+			if err := json.Unmarshal([]byte(f.JSON), &ev); err != nil {
+				t.Fatal(err)
+			}
+			if ev.Data.K != next[ev.Data.S] {
+				t.Fatalf("reader on hub %d: sender %d's event %d came after %d", i, ev.Data.S, ev.Data.K, next[ev.Data.S]-1)
+			}
+			next[ev.Data.S]++
+			d := ss[ev.Data.S].first[fmt.Sprintf("s%d-%d", ev.Data.S, ev.Data.K)]
+			if d.Seq != f.Seq || d.Epoch != f.Epoch {
+				t.Fatalf("event s%d-%d acked at %d/%s, delivered at %d/%s", ev.Data.S, ev.Data.K, d.Seq, d.Epoch, f.Seq, f.Epoch)
+			}
+		}
+	}
+	// A member joining later on any hub replays the same history.
+	late := &member{conn: "late", user: "late"}
+	j := join(t, hubs[2], late, room, &protocol.Position{Epoch: readers[0].got(t)[0].Epoch, Seq: total - 5})
+	if j.Seq != total || j.Replayed != 5 {
+		t.Fatalf("late join on hub 2: %+v", j)
+	}
+}
+
+func TestDecodeRoom(t *testing.T) {
+	for _, name := range []string{"a", oddRoom, "x_y", "Ünï"} {
+		got, ok := decodeRoom(encodeRoom(name))
+		if !ok || got != name {
+			t.Errorf("decodeRoom(encodeRoom(%q)) = %q, %v", name, got, ok)
+		}
+	}
+	for _, bad := range []string{"_", "_4", "_zz", "a_4"} {
+		if _, ok := decodeRoom(bad); ok {
+			t.Errorf("decodeRoom(%q) accepted", bad)
+		}
+	}
+}
