@@ -1,11 +1,12 @@
 # ferry's build and test entry points. `make test` installs what the tests
-# need (a MinIO server, Centrifugo, Chromium, docker-compose), cached between
-# runs.
+# need (a MinIO server, Centrifugo, nats-server, Chromium, docker-compose),
+# cached between runs.
 
 GO      ?= go
 GOBIN   := $(shell $(GO) env GOPATH)/bin
 MINIO   := $(GOBIN)/minio
 CENTRIFUGO := $(GOBIN)/centrifugo
+NATS_SERVER := $(GOBIN)/nats-server
 
 .PHONY: all build test test-deps vet fmt-check fuzz bench clean
 
@@ -15,7 +16,7 @@ build:
 	$(GO) build -o bin/ferry ./cmd/ferry
 
 test: test-deps fmt-check vet
-	FERRY_MINIO_BIN=$(MINIO) FERRY_CENTRIFUGO=$(CENTRIFUGO) $(GO) test -race -timeout 9m ./...
+	FERRY_MINIO_BIN=$(MINIO) FERRY_CENTRIFUGO=$(CENTRIFUGO) FERRY_NATS_SERVER=$(NATS_SERVER) $(GO) test -race -timeout 9m ./...
 
 test-deps:
 	./scripts/test-deps.sh

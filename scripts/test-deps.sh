@@ -3,6 +3,9 @@
 #   - MinIO, built from the Go module proxy (the tests start it on 127.0.0.1)
 #   - Centrifugo, built from the Go module proxy (the peer that
 #     `ferry bench fanout --peer centrifugo` measures; a test runs it)
+#   - nats-server, built from the Go module proxy (the cluster tests run a
+#     3-node NATS cluster of it), the version go.mod requires: the one
+#     `ferry serve` embeds
 #   - Chromium (browser tests), docker-compose (checks docker-compose.yml),
 #     Node.js (runs the browser client's unit tests) and openssl (makes the
 #     TLS tests' certificates), from Debian's packages
@@ -10,6 +13,7 @@ set -euo pipefail
 
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 CENTRIFUGO_VERSION=v6.9.1
+NATS_SERVER_VERSION=$(go list -m -f '{{.Version}}' github.com/nats-io/nats-server/v2)
 GOBIN="$(go env GOPATH)/bin"
 
 if [ ! -x "$GOBIN/minio" ]; then
@@ -19,6 +23,10 @@ fi
 if [ ! -x "$GOBIN/centrifugo" ]; then
 	echo "test-deps: building Centrifugo $CENTRIFUGO_VERSION (about three minutes, once)"
 	GOFLAGS= go install "github.com/centrifugal/centrifugo/v6@$CENTRIFUGO_VERSION"
+fi
+if [ ! -x "$GOBIN/nats-server" ]; then
+	echo "test-deps: building nats-server $NATS_SERVER_VERSION"
+	GOFLAGS= go install "github.com/nats-io/nats-server/v2@$NATS_SERVER_VERSION"
 fi
 
 missing=()

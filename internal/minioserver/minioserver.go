@@ -4,21 +4,16 @@
 package minioserver
 
 import (
-	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/ferryhq/ferry/internal/childproc"
 )
 
 // BinEnv names the environment variable that points at a minio binary.
@@ -43,56 +38,23 @@ type Server struct {
 
 	bin, dir, addr, consoleAddr string
 
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{} // closed when cmd has been waited for
+	mu   sync.Mutex // held by Start, so that one runs at a time
+	proc childproc.Process
 }
 
 // Find returns the minio binary to run: $FERRY_MINIO_BIN, else
 // $(go env GOPATH)/bin/minio (where the Makefile installs it), else minio in
 // PATH.
-func Find() (string, error) {
-	if p := os.Getenv(BinEnv); p != "" {
-		found, err := exec.LookPath(p)
-		if err != nil {
-			return "", fmt.Errorf("$%s=%q: %w", BinEnv, p, err)
-		}
-		return found, nil
-	}
-	if gopath := goPath(); gopath != "" {
-		p := filepath.Join(gopath, "bin", "minio")
-		if found, err := exec.LookPath(p); err == nil {
-			return found, nil
-		}
-	}
-	return exec.LookPath("minio")
-}
-
-// goPath asks the go command, which also knows a GOPATH set with `go env -w`;
-// without one, the first element of $GOPATH or ~/go.
-func goPath() string {
-	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
-		if p := strings.TrimSpace(string(out)); p != "" {
-			return filepath.SplitList(p)[0]
-		}
-	}
-	if p := os.Getenv("GOPATH"); p != "" {
-		return filepath.SplitList(p)[0]
-	}
-	if home, err := os.UserHomeDir(); err == nil {
-		return filepath.Join(home, "go")
-	}
-	return ""
-}
+func Find() (string, error) { return childproc.Find(BinEnv, "minio") }
 
 // New prepares a server running bin with its data and log in dir, on free
 // ports, with random root credentials; Start starts it.
 func New(bin, dir string) (*Server, error) {
-	addr, err := freeAddr()
+	addr, err := childproc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	consoleAddr, err := freeAddr()
+	consoleAddr, err := childproc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -101,6 +63,7 @@ func New(bin, dir string) (*Server, error) {
 		return nil, err
 	}
 	return &Server{
+		proc:        childproc.Process{Log: filepath.Join(dir, "minio.log")},
 		Endpoint:    "http://" + addr,
 		AccessKey:   "ferry",
 		SecretKey:   hex.EncodeToString(secret[:]),
@@ -111,30 +74,11 @@ func New(bin, dir string) (*Server, error) {
 	}, nil
 }
 
-// freeAddr picks a port the kernel says is free. Another process could take
-// it before MinIO binds it; Start then fails with MinIO's message.
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("finding a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
 // Start starts the server, or starts it again after Stop or Kill, and waits
 // until it answers its health check.
 func (m *Server) Start() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.cmd != nil {
-		return errors.New("minioserver: MinIO already running")
-	}
-	logf, err := os.OpenFile(m.logPath(), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		return fmt.Errorf("minioserver: MinIO log: %w", err)
-	}
-	defer logf.Close() // the child has its own copy
 	cmd := exec.Command(m.bin, "server",
 		"--certs-dir", filepath.Join(m.dir, "certs"),
 		"--address", m.addr,
@@ -146,113 +90,28 @@ func (m *Server) Start() error {
 		"MINIO_UPDATE=off",
 		"MINIO_BROWSER=on",
 	)
-	// An *os.File: the child writes to it directly, no copying goroutine.
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = childAttrs()
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("minioserver: starting %s: %w", m.bin, err)
+	if err := m.proc.Start(cmd); err != nil {
+		return fmt.Errorf("minioserver: MinIO: %w", err)
 	}
-	exited := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		close(exited)
-	}()
-	m.cmd, m.exited = cmd, exited
-	if err := m.waitReady(exited); err != nil {
-		m.killLocked()
+	// MinIO's cluster health endpoint, not its liveness one: that answers
+	// as soon as the process listens, before the object layer is up
+	// ("Server not initialized yet").
+	if err := m.proc.WaitHTTP(m.Endpoint+"/minio/health/cluster", minioStartTimeout); err != nil {
+		_ = m.proc.Kill()
 		return fmt.Errorf("minioserver: MinIO at %s: %w\n%s", m.Endpoint, err, m.LogTail(4096))
 	}
 	return nil
 }
 
-// waitReady polls MinIO's cluster health endpoint until it answers 200: the
-// liveness endpoint answers as soon as the process listens, before the
-// object layer is up ("Server not initialized yet").
-func (m *Server) waitReady(exited <-chan struct{}) error {
-	tr := &http.Transport{}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: time.Second}
-	ctx, cancel := context.WithTimeout(context.Background(), minioStartTimeout)
-	defer cancel()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.Endpoint+"/minio/health/cluster", nil)
-		if err != nil {
-			return err
-		}
-		if resp, err := client.Do(req); err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-exited:
-			return errors.New("exited before it was ready")
-		case <-ctx.Done():
-			return fmt.Errorf("not ready after %v", minioStartTimeout)
-		case <-tick.C:
-		}
-	}
-}
-
 // Stop shuts the server down as an operator would (SIGTERM), killing it if
 // it takes too long, and waits for it to exit. Stopping a stopped server
 // does nothing.
-func (m *Server) Stop() error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.cmd == nil {
-		return nil
-	}
-	if err := terminate(m.cmd.Process); err != nil {
-		return m.killLocked()
-	}
-	select {
-	case <-m.exited:
-		m.cmd = nil
-		return nil
-	case <-time.After(minioStopTimeout):
-		return m.killLocked()
-	}
-}
+func (m *Server) Stop() error { return m.proc.Stop(minioStopTimeout) }
 
 // Kill ends the server at once (SIGKILL), as a crash or a pulled plug would,
 // and waits for it to exit.
-func (m *Server) Kill() error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.killLocked()
-}
-
-func (m *Server) killLocked() error {
-	if m.cmd == nil {
-		return nil
-	}
-	err := m.cmd.Process.Kill()
-	<-m.exited
-	m.cmd = nil
-	if err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("minioserver: killing MinIO: %w", err)
-	}
-	return nil
-}
+func (m *Server) Kill() error { return m.proc.Kill() }
 
 // LogTail returns up to the last n bytes MinIO wrote to its output, for
 // failure messages.
-func (m *Server) LogTail(n int64) string {
-	f, err := os.Open(m.logPath())
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	if fi, err := f.Stat(); err == nil && fi.Size() > n {
-		f.Seek(fi.Size()-n, io.SeekStart)
-	}
-	b, _ := io.ReadAll(io.LimitReader(f, n))
-	return string(bytes.TrimSpace(b))
-}
-
-func (m *Server) logPath() string { return filepath.Join(m.dir, "minio.log") }
+func (m *Server) LogTail(n int64) string { return m.proc.LogTail(n) }

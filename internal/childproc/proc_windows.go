@@ -1,4 +1,4 @@
-package minioserver
+package childproc
 
 import "os"
 

@@ -1,6 +1,6 @@
 //go:build unix
 
-package minioserver
+package childproc
 
 import (
 	"os"

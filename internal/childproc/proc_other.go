@@ -1,6 +1,6 @@
 //go:build !linux
 
-package minioserver
+package childproc
 
 import "syscall"
 
