@@ -57,11 +57,13 @@ type node struct {
 // listener, which is open when it returns.
 func newNode(ctx context.Context, f *serveFlags, log *slog.Logger, anonKey []byte) (n *node, err error) {
 	n = &node{log: log, scheme: "http"}
+	// built, because a failed return sets n to nil.
+	built := n
 	defer func() {
 		if err != nil {
-			n.closeStore()
-			if n.state != nil {
-				_ = n.state.Close()
+			built.closeStore()
+			if built.state != nil {
+				_ = built.state.Close()
 			}
 		}
 	}()
@@ -231,13 +233,17 @@ func openState(ctx context.Context, f *serveFlags, log *slog.Logger) (rooms.Jour
 	default:
 		return nil, nil, nil, fmt.Errorf("--state: %q is neither %s nor %s", f.state, stateJetStream, stateMemory)
 	}
+	if err := f.nats.check(f.natsURL); err != nil {
+		return nil, nil, nil, err
+	}
 	jcfg := jetstream.Config{
 		MaxAge:     f.historyTTL,
 		MaxPerRoom: f.historySize,
 		MaxBytes:   f.historyDisk,
+		Replicas:   f.nats.replicas,
 		Log:        log,
 	}
-	mcfg := jetstream.MailConfig{MaxAge: f.offlineTTL, Log: log}
+	mcfg := jetstream.MailConfig{MaxAge: f.offlineTTL, Replicas: f.nats.replicas, Log: log}
 	var (
 		j    *jetstream.Journal
 		mail *jetstream.Mailboxes
@@ -246,7 +252,9 @@ func openState(ctx context.Context, f *serveFlags, log *slog.Logger) (rooms.Jour
 	)
 	// Both over one connection (whose type only rooms/jetstream names).
 	if f.natsURL != "" {
-		nc, cerr := jetstream.Connect(f.natsURL)
+		conn := f.nats.conn
+		conn.URLs, conn.Log = f.natsURL, log
+		nc, cerr := jetstream.Connect(conn)
 		if cerr != nil {
 			return nil, nil, nil, fmt.Errorf("--nats: %w", cerr)
 		}

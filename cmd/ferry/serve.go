@@ -47,6 +47,7 @@ type serveFlags struct {
 	historyTTL     time.Duration
 	state          string
 	natsURL        string
+	nats           natsFlags
 	historyDisk    int64
 	presenceLimit  int
 	historyUser    int
@@ -125,7 +126,8 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.historyTTL, "history-ttl", 0, "how long a room keeps an event (default 7 days with --state jetstream, 10 minutes in memory)")
 	fs.IntVar(&f.presenceLimit, "presence-limit", rooms.DefaultPresenceLimit, "rooms with more users than this tell their members their numbers once a second instead of each join and leave (-1: always each)")
 	fs.StringVar(&f.state, "state", stateJetStream, "where rooms' history and the direct messages waiting for users live: jetstream (kept across restarts, in an embedded NATS server under --data, or the one --nats names) or memory (lost at each restart)")
-	fs.StringVar(&f.natsURL, "nats", "", "with --state jetstream: NATS server URLs (comma-separated, nats://host:4222) to keep history in, instead of the embedded server")
+	fs.StringVar(&f.natsURL, "nats", "", "with --state jetstream: NATS server URLs (comma-separated, nats://host:4222) to keep history in, instead of the embedded server; ferry nodes on the same NATS share their rooms")
+	f.nats.register(fs)
 	sizeVar(fs, &f.historyDisk, "history-disk", jetstream.DefaultMaxBytes, "with --state jetstream: bytes all rooms' history may take on disk; past it the oldest events go")
 	sizeVar(fs, &f.historyUser, "history-per-user", 64<<20, "bytes one user's events may take in all rooms' history; past it the user's emits are refused (over_quota) until some expire")
 	sizeVar(fs, &f.historyMemory, "history-memory", 1<<30, "bytes all rooms' history may hold; past it, users holding over an eighth of --history-per-user are refused")
@@ -176,6 +178,7 @@ var serveGroups = []flagGroup{
 	{"Rooms and history", []string{"state", "nats",
 		"history-size", "history-ttl", "history-disk", "history-per-user", "history-memory",
 		"offline-size", "offline-ttl", "offline-per-sender", "max-rooms", "presence-limit"}},
+	natsGroup,
 	{"Connections and limits", []string{"max-conns", "max-conns-per-ip", "max-conns-per-user",
 		"max-frame", "max-queue", "rate", "rate-burst",
 		"ping-interval", "ping-timeout", "write-timeout", "write-delay", "shutdown-grace"}},

@@ -165,10 +165,3 @@ func (l serverLog) Debugf(format string, v ...any)  { l.log.Debug(l.line(format,
 func (l serverLog) Tracef(format string, v ...any)  {}
 
 func (serverLog) line(format string, v []any) string { return "nats: " + fmt.Sprintf(format, v...) }
-
-// Connect connects to the NATS servers urls lists (comma-separated) for a
-// Journal, reconnecting for as long as the process runs: a journal's calls
-// fail while NATS is away, and work again once it is back.
-func Connect(urls string) (*nats.Conn, error) {
-	return nats.Connect(urls, nats.Name("ferry"), nats.MaxReconnects(-1))
-}
