@@ -1,8 +1,13 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/ferryhq/ferry/rooms/jetstream"
 )
@@ -42,4 +47,24 @@ func (f *natsFlags) check(urls string) error {
 		return errors.New("--nats-replicas: the embedded NATS server keeps one copy; more need a cluster named by --nats")
 	}
 	return nil
+}
+
+// setupAttempt bounds one attempt at creating or updating the streams and
+// buckets on an external NATS. In a cluster a request can go unanswered
+// (several nodes creating the same stream at once, a leader being
+// elected); the next attempt, idempotent, gets an answer.
+const setupAttempt = 10 * time.Second
+
+// setupRetrying runs setup with attempts of setupAttempt until it
+// succeeds, fails otherwise than by a timeout, or ctx ends.
+func setupRetrying(ctx context.Context, log *slog.Logger, setup func(context.Context) error) error {
+	for {
+		actx, cancel := context.WithTimeout(ctx, setupAttempt)
+		err := setup(actx)
+		cancel()
+		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
+			return err
+		}
+		log.Warn("NATS: streams not set up yet, trying again", "err", err)
+	}
 }

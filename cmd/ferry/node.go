@@ -220,6 +220,10 @@ const (
 	stateMemory    = "memory"
 )
 
+// stateSetupTimeout bounds creating or updating the streams and buckets
+// at the start.
+const stateSetupTimeout = time.Minute
+
 // openState opens where rooms' history and the direct messages waiting
 // for users are kept, as --state and --nats say: nothing for memory; else
 // a JetStream journal and mailboxes, in an embedded NATS server under the
@@ -236,6 +240,11 @@ func openState(ctx context.Context, f *serveFlags, log *slog.Logger) (rooms.Jour
 	if err := f.nats.check(f.natsURL); err != nil {
 		return nil, nil, nil, err
 	}
+	// Creating a stream replicated in a cluster waits for its copies to
+	// elect a leader, seconds at times: longer than nats.go's default
+	// timeout of 5 s.
+	ctx, cancel := context.WithTimeout(ctx, stateSetupTimeout)
+	defer cancel()
 	jcfg := jetstream.Config{
 		MaxAge:     f.historyTTL,
 		MaxPerRoom: f.historySize,
@@ -259,9 +268,12 @@ func openState(ctx context.Context, f *serveFlags, log *slog.Logger) (rooms.Jour
 			return nil, nil, nil, fmt.Errorf("--nats: %w", cerr)
 		}
 		stop = closerFunc(func() error { nc.Close(); return nil })
-		if j, err = jetstream.New(ctx, nc, jcfg); err == nil {
-			mail, err = jetstream.NewMailboxes(ctx, nc, mcfg)
-		}
+		err = setupRetrying(ctx, log, func(ctx context.Context) (err error) {
+			if j, err = jetstream.New(ctx, nc, jcfg); err == nil {
+				mail, err = jetstream.NewMailboxes(ctx, nc, mcfg)
+			}
+			return err
+		})
 	} else {
 		emb, eerr := jetstream.StartEmbedded(filepath.Join(f.data, ".ferry", "nats"), log)
 		if eerr != nil {
