@@ -32,6 +32,9 @@ type composeService struct {
 	Healthcheck struct{ Test any }
 	Ports       []any
 	Volumes     []any
+	Networks    map[string]struct {
+		IPv4Address string `yaml:"ipv4_address"`
+	}
 }
 
 type composeConfig struct {
@@ -44,8 +47,14 @@ type composeConfig struct {
 // overrides; those of the caller's environment are left out.
 func config(t *testing.T, env ...string) composeConfig {
 	t.Helper()
+	return configOf(t, composeFile, env...)
+}
+
+// configOf is config of the compose file file.
+func configOf(t *testing.T, file string, env ...string) composeConfig {
+	t.Helper()
 	bin := testenv.Program(t, "docker-compose")
-	cmd := exec.Command(bin, "-f", composeFile, "config")
+	cmd := exec.Command(bin, "-f", file, "config")
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "FERRY_S3_") && !strings.HasPrefix(kv, "MINIO_") {
 			cmd.Env = append(cmd.Env, kv)
@@ -69,7 +78,7 @@ func service(t *testing.T, cfg composeConfig, name string) composeService {
 	t.Helper()
 	s, ok := cfg.Services[name]
 	if !ok {
-		t.Fatalf("no service %q in docker-compose.yml", name)
+		t.Fatalf("no service %q in the compose file", name)
 	}
 	return s
 }
