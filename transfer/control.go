@@ -61,6 +61,12 @@ func (m *Manager) Cancel(ctx context.Context, uploadID, user string) error {
 		}
 		return err
 	}
+	// Not while another node writes it.
+	l, err := m.lockUpload(ctx, uploadID)
+	if err != nil {
+		return err
+	}
+	defer l.release()
 	mf, err := m.ownManifest(ctx, uploadID, user)
 	if err != nil {
 		return err

@@ -148,6 +148,14 @@ func (m *Manager) expireManifest(ctx context.Context, id string, now time.Time, 
 	if m.isOpen(id) {
 		return nil // resumed meanwhile
 	}
+	// Nor while another node has it: it decides.
+	l, err := m.lockUpload(ctx, id)
+	if ErrorCode(err) == CodeBusy {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	defer l.release()
 	// Read it again: a resume may have moved it on before we claimed it.
 	mf, err = m.loadManifest(ctx, id)
 	switch {

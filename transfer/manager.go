@@ -164,6 +164,10 @@ type Config struct {
 	// StripMaxSize is the largest JPEG stripped; larger ones are stored as
 	// sent. Default 64 MiB.
 	StripMaxSize int64
+	// Locker, when set, makes the managers of several nodes sharing
+	// Store take turns on each upload (see Locker). Default nil: one
+	// node.
+	Locker Locker
 	// Log receives the manager's logs. Default: discarded.
 	Log *slog.Logger
 	// Now is the clock. Default time.Now.
@@ -190,6 +194,7 @@ type Manager struct {
 	retryMin       time.Duration
 	retryMax       time.Duration
 	policy         Policy
+	locker         Locker // nil: one node
 	log            *slog.Logger
 	now            func() time.Time
 	pool           *bufPool // of PartSize buffers
@@ -269,6 +274,7 @@ func New(cfg Config) (*Manager, error) {
 		retryMin:       orDefault(cfg.RetryMin, DefaultRetryMin),
 		retryMax:       orDefault(cfg.RetryMax, DefaultRetryMax),
 		policy:         cfg.Policy,
+		locker:         cfg.Locker,
 		thumbnails:     !cfg.NoThumbnails,
 		stripEXIF:      !cfg.KeepEXIF,
 		stripMaxSize:   orDefault(cfg.StripMaxSize, DefaultStripMaxSize),
@@ -414,6 +420,14 @@ func (m *Manager) Open(ctx context.Context, req OpenRequest, sink Sink) (Grant, 
 		u.cancel()
 		return Grant{}, err
 	}
+	// No other node knows the new id yet, but one may be asked to resume
+	// it as soon as the client has it.
+	l, err := m.lockUpload(ctx, u.id)
+	if err != nil {
+		u.abandon()
+		return Grant{}, err
+	}
+	l.bind(u)
 	u.mu.Lock()
 	mf := u.manifestLocked(0, nil)
 	u.mu.Unlock()

@@ -109,6 +109,13 @@ func (m *Manager) forgetLocked(u *upload) {
 	}
 	u.cancel()
 	m.unreserveLocked(u)
+	m.releaseLocked(u)
+}
+
+// releaseLocked lets go of u's lock, if it holds one. m.mu is held.
+func (m *Manager) releaseLocked(u *upload) {
+	u.lease.release()
+	u.lease = nil
 }
 
 // reclaimLocked makes room for need more bytes of windows for user by

@@ -61,6 +61,18 @@ func (m *Manager) resume(ctx context.Context, req OpenRequest, sink Sink) (Grant
 	if u != nil {
 		return m.reattach(u, req, sink)
 	}
+	// Another node may hold it: the manifest is read once this node has
+	// the lock, when it is final.
+	l, err := m.lockUpload(ctx, id)
+	if err != nil {
+		return Grant{}, err
+	}
+	kept := false // once bound, the upload releases it
+	defer func() {
+		if !kept {
+			l.release()
+		}
+	}()
 	mf, err := m.loadManifest(ctx, id)
 	if err != nil {
 		return Grant{}, err
@@ -94,6 +106,8 @@ func (m *Manager) resume(ctx context.Context, req OpenRequest, sink Sink) (Grant
 		u.cancel()
 		return Grant{}, err
 	}
+	l.bind(u)
+	kept = true
 	if err := m.register(u, sink); err != nil {
 		u.abandon()
 		return Grant{}, err

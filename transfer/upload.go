@@ -35,6 +35,9 @@ type upload struct {
 	// reserved is the part memory the upload holds (see need). It is
 	// guarded by m.mu, not mu.
 	reserved int64
+	// lease is the upload's lock with a Locker (nil without): released
+	// when the upload leaves memory. Guarded by m.mu once registered.
+	lease *lease
 
 	// ctx ends the upload's storage work: Cancel, expiry and Shutdown
 	// cancel it.
@@ -114,7 +117,10 @@ func (m *Manager) makeUpload(mf *manifest, conn string) *upload {
 // outside the usual paths: its context ends and its window goes back.
 func (u *upload) abandon() {
 	u.cancel()
-	u.m.unreserve(u)
+	u.m.mu.Lock()
+	u.m.unreserveLocked(u)
+	u.m.releaseLocked(u)
+	u.m.mu.Unlock()
 }
 
 // getBuf returns an empty part buffer: one of the part size from the pool,
