@@ -14,11 +14,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/ferryhq/ferry/rooms"
 	"github.com/ferryhq/ferry/rooms/jetstream"
 	"github.com/ferryhq/ferry/server"
 	"github.com/ferryhq/ferry/storage"
 	"github.com/ferryhq/ferry/transfer"
+	transferjs "github.com/ferryhq/ferry/transfer/jetstream"
 )
 
 // node is one ferry server process and the composition root: the only
@@ -55,9 +58,9 @@ type node struct {
 
 // newNode builds a node from the serve flags. Nothing runs yet but the
 // listener, which is open when it returns.
-func newNode(ctx context.Context, f *serveFlags, log *slog.Logger, anonKey []byte) (n *node, err error) {
+func newNode(ctx context.Context, f *serveFlags, log *slog.Logger) (n *node, err error) {
 	n = &node{log: log, scheme: "http"}
-	// built, because a failed return sets n to nil.
+	// What is open so far, closed on failure (a failing return sets n to nil).
 	built := n
 	defer func() {
 		if err != nil {
@@ -67,12 +70,31 @@ func newNode(ctx context.Context, f *serveFlags, log *slog.Logger, anonKey []byt
 			}
 		}
 	}()
-	cfg, err := f.serverConfig(log, anonKey)
+	cfg, err := f.serverConfig(log, nil)
 	if err != nil {
 		return nil, err
 	}
 	if n.store, n.where, err = openStore(ctx, f, log); err != nil {
 		return nil, err
+	}
+	st, err := openState(ctx, f, log)
+	if err != nil {
+		return nil, err
+	}
+	n.state, cfg.History.Journal, cfg.History.Mailboxes = st.closer, st.journal, st.mail
+	if cfg.AnonKey, err = nodeKey(ctx, f, log, st.nc); err != nil {
+		return nil, err
+	}
+	locks, err := openLocks(ctx, f, log, st.nc)
+	if err != nil {
+		return nil, err
+	}
+	var locker transfer.Locker // nil: no other node
+	if locks != nil {
+		locker = locks
+		// The locks let go before the connection they need closes.
+		stop := n.state
+		n.state = closerFunc(func() error { return errors.Join(locks.Close(), stop.Close()) })
 	}
 	n.tm, err = transfer.New(transfer.Config{
 		Store:             n.store,
@@ -93,13 +115,15 @@ func newNode(ctx context.Context, f *serveFlags, log *slog.Logger, anonKey []byt
 		NoThumbnails:      !f.thumbnails,
 		PreviewMaxPixels:  f.thumbMaxPixels,
 		KeepEXIF:          !f.stripEXIF,
+		Locker:            locker,
 		Log:               log,
 	})
 	if err != nil {
 		return nil, err
 	}
-	if cfg.History.Journal, cfg.History.Mailboxes, n.state, err = openState(ctx, f, log); err != nil {
-		return nil, err
+	if locks != nil {
+		// Another node asking for an upload: the manager decides.
+		locks.Notify(n.tm)
 	}
 	n.hub = server.NewHub(cfg)
 	if j, ok := cfg.History.Journal.(*jetstream.Journal); ok && f.natsURL != "" {
@@ -224,21 +248,30 @@ const (
 // at the start.
 const stateSetupTimeout = time.Minute
 
+// sharedState is what --state opens: rooms' journal and mailboxes, and the
+// NATS connection the nodes share (all nil in memory); closer ends what
+// was opened.
+type sharedState struct {
+	journal rooms.Journal
+	mail    rooms.Mailboxes
+	nc      *nats.Conn
+	closer  io.Closer
+}
+
 // openState opens where rooms' history and the direct messages waiting
 // for users are kept, as --state and --nats say: nothing for memory; else
 // a JetStream journal and mailboxes, in an embedded NATS server under the
-// data folder or on the servers --nats names. The closer ends what it
-// opened.
-func openState(ctx context.Context, f *serveFlags, log *slog.Logger) (rooms.Journal, rooms.Mailboxes, io.Closer, error) {
+// data folder or on the servers --nats names.
+func openState(ctx context.Context, f *serveFlags, log *slog.Logger) (sharedState, error) {
 	switch f.state {
 	case stateMemory:
-		return nil, nil, nil, nil
+		return sharedState{}, nil
 	case stateJetStream:
 	default:
-		return nil, nil, nil, fmt.Errorf("--state: %q is neither %s nor %s", f.state, stateJetStream, stateMemory)
+		return sharedState{}, fmt.Errorf("--state: %q is neither %s nor %s", f.state, stateJetStream, stateMemory)
 	}
 	if err := f.nats.check(f.natsURL); err != nil {
-		return nil, nil, nil, err
+		return sharedState{}, err
 	}
 	// Creating a stream replicated in a cluster waits for its copies to
 	// elect a leader, seconds at times: longer than nats.go's default
@@ -254,45 +287,54 @@ func openState(ctx context.Context, f *serveFlags, log *slog.Logger) (rooms.Jour
 	}
 	mcfg := jetstream.MailConfig{MaxAge: f.offlineTTL, Replicas: f.nats.replicas, Log: log}
 	var (
-		j    *jetstream.Journal
-		mail *jetstream.Mailboxes
-		stop io.Closer
-		err  error
+		st  sharedState
+		err error
 	)
 	// Both over one connection (whose type only rooms/jetstream names).
 	if f.natsURL != "" {
 		conn := f.nats.conn
 		conn.URLs, conn.Log = f.natsURL, log
-		nc, cerr := jetstream.Connect(conn)
-		if cerr != nil {
-			return nil, nil, nil, fmt.Errorf("--nats: %w", cerr)
+		if st.nc, err = jetstream.Connect(conn); err != nil {
+			return sharedState{}, fmt.Errorf("--nats: %w", err)
 		}
-		stop = closerFunc(func() error { nc.Close(); return nil })
-		err = setupRetrying(ctx, log, func(ctx context.Context) (err error) {
-			if j, err = jetstream.New(ctx, nc, jcfg); err == nil {
-				mail, err = jetstream.NewMailboxes(ctx, nc, mcfg)
-			}
-			return err
-		})
+		nc := st.nc
+		st.closer = closerFunc(func() error { nc.Close(); return nil })
 	} else {
 		emb, eerr := jetstream.StartEmbedded(filepath.Join(f.data, ".ferry", "nats"), log)
 		if eerr != nil {
-			return nil, nil, nil, fmt.Errorf("embedded NATS: %w", eerr)
+			return sharedState{}, fmt.Errorf("embedded NATS: %w", eerr)
 		}
-		stop = closerFunc(func() error {
+		st.nc = emb.Conn()
+		st.closer = closerFunc(func() error {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			return emb.Shutdown(ctx)
 		})
-		if j, err = jetstream.New(ctx, emb.Conn(), jcfg); err == nil {
-			mail, err = jetstream.NewMailboxes(ctx, emb.Conn(), mcfg)
+	}
+	err = setupRetrying(ctx, log, func(ctx context.Context) (err error) {
+		if st.journal, err = jetstream.New(ctx, st.nc, jcfg); err == nil {
+			st.mail, err = jetstream.NewMailboxes(ctx, st.nc, mcfg)
 		}
-	}
+		return err
+	})
 	if err != nil {
-		_ = stop.Close()
-		return nil, nil, nil, fmt.Errorf("rooms' state in JetStream: %w", err)
+		_ = st.closer.Close()
+		return sharedState{}, fmt.Errorf("rooms' state in JetStream: %w", err)
 	}
-	return j, mail, stop, nil
+	return st, nil
+}
+
+// openLocks opens the upload locks of the nodes sharing nc: nil without
+// NATS (--state memory), where no other node can be.
+func openLocks(ctx context.Context, f *serveFlags, log *slog.Logger, nc *nats.Conn) (*transferjs.Locks, error) {
+	if nc == nil {
+		return nil, nil
+	}
+	locks, err := transferjs.New(ctx, nc, transferjs.Config{TTL: f.uploadLockTTL, Log: log})
+	if err != nil {
+		return nil, fmt.Errorf("upload locks in JetStream: %w", err)
+	}
+	return locks, nil
 }
 
 type closerFunc func() error

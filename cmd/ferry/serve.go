@@ -24,6 +24,7 @@ import (
 	"github.com/ferryhq/ferry/storage/disk"
 	"github.com/ferryhq/ferry/storage/s3"
 	"github.com/ferryhq/ferry/transfer"
+	transferjs "github.com/ferryhq/ferry/transfer/jetstream"
 	"github.com/ferryhq/ferry/web"
 )
 
@@ -32,6 +33,8 @@ type serveFlags struct {
 	addr           string
 	data           string
 	authSecret     string
+	secretFile     string
+	secret         string
 	allowedOrigins string
 	allowedHosts   string
 	pingInterval   time.Duration
@@ -74,6 +77,7 @@ type serveFlags struct {
 	uploadIdle     time.Duration
 	storageTimeout time.Duration
 	uploadTTL      time.Duration
+	uploadLockTTL  time.Duration
 	linkTTL        time.Duration
 	allowExec      bool
 	thumbnails     bool
@@ -108,6 +112,8 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.authSecret, "auth-secret", "", "HS256 secret; when set, every connection needs a token signed with it, whose rooms claim lists the rooms it may join")
 	fs.StringVar(&f.authAudience, "auth-audience", "", "with --auth-secret: the aud every token must carry")
 	fs.StringVar(&f.authIssuer, "auth-issuer", "", "with --auth-secret: the iss every token must carry")
+	fs.StringVar(&f.secretFile, "secret-file", "", "file holding the key anonymous users' ids and download links are signed with (at least 32 bytes; white space at the end is left out); every node of one service needs the same. Default: with --state jetstream, the one kept in NATS for every node using it (created by the first, from <data>/.ferry/anon.key if it has one); with --state memory, <data>/.ferry/anon.key")
+	fs.StringVar(&f.secret, "secret", "", "that key itself (at least 32 bytes), when there is no --secret-file: give it in the environment, FERRY_SECRET, rather than as a flag other users of the machine can see")
 	fs.DurationVar(&f.authMaxTTL, "auth-max-ttl", server.DefaultMaxTokenTTL, "with --auth-secret: the longest validity a token may have (iat to exp); tokens without exp are refused")
 	fs.DurationVar(&f.inviteTTL, "invite-ttl", server.DefaultInviteTTL, "without --auth-secret: how long an invite to a private room stays valid")
 	fs.DurationVar(&f.anonTTL, "anon-ttl", server.DefaultAnonTTL, "without --auth-secret: how long an anonymous user keeps its id without connecting (renewed at each connection)")
@@ -153,6 +159,7 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.storageTimeout, "storage-timeout", transfer.DefaultStorageTimeout, "deadline of every storage request an upload makes (retried after it)")
 	fs.IntVar(&f.partBuffers, "part-buffers", transfer.DefaultParts, "parts an upload may buffer: one filling, the others being stored; the upload window is part-buffers × part-size")
 	fs.DurationVar(&f.uploadTTL, "upload-ttl", transfer.DefaultTTL, "how long an unfinished upload is kept")
+	fs.DurationVar(&f.uploadLockTTL, "upload-lock-ttl", transferjs.DefaultTTL, "with --state jetstream: how long a server that died keeps its uploads locked; another server resumes them after that (a live one lets go of an upload at once when its client has gone)")
 	fs.DurationVar(&f.linkTTL, "link-ttl", server.DefaultLinkTTL, "how long a signed download link is valid")
 	fs.BoolVar(&f.allowExec, "allow-executables", false, "accept executables and scripts (refused by default)")
 	fs.BoolVar(&f.thumbnails, "thumbnails", true, "make a thumbnail (at most 640 px) of every JPEG, PNG, GIF or WebP uploaded, one at a time, before announcing it; announced without one past 10 s")
@@ -174,7 +181,7 @@ var serveGroups = []flagGroup{
 	{"Storage", []string{"s3-public-endpoint", "storage-timeout", "link-ttl"}},
 	{"Uploads", []string{"max-file-size", "quota", "max-uploads", "max-uploads-per-user", "max-chunk",
 		"part-size", "big-part-size", "part-buffers", "part-memory", "part-memory-per-user",
-		"upload-idle", "upload-ttl", "thumbnails", "thumbnail-max-pixels", "strip-exif"}},
+		"upload-idle", "upload-ttl", "upload-lock-ttl", "thumbnails", "thumbnail-max-pixels", "strip-exif"}},
 	{"Rooms and history", []string{"state", "nats",
 		"history-size", "history-ttl", "history-disk", "history-per-user", "history-memory",
 		"offline-size", "offline-ttl", "offline-per-sender", "max-rooms", "presence-limit"}},
@@ -182,7 +189,7 @@ var serveGroups = []flagGroup{
 	{"Connections and limits", []string{"max-conns", "max-conns-per-ip", "max-conns-per-user",
 		"max-frame", "max-queue", "rate", "rate-burst",
 		"ping-interval", "ping-timeout", "write-timeout", "write-delay", "shutdown-grace"}},
-	{"Security", []string{"auth-audience", "auth-issuer", "auth-max-ttl", "anon-ttl", "invite-ttl",
+	{"Security", []string{"secret-file", "secret", "auth-audience", "auth-issuer", "auth-max-ttl", "anon-ttl", "invite-ttl",
 		"allowed-hosts", "trusted-proxies", "allow-executables"}},
 	{"Logging and diagnostics", []string{"log-level", "log-format", "cpuprofile"}},
 }
@@ -212,11 +219,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := os.MkdirAll(f.data, 0o755); err != nil {
 		return fmt.Errorf("data folder: %w", err)
 	}
-	anonKey, err := loadKey(filepath.Join(f.data, ".ferry", "anon.key"))
-	if err != nil {
-		return err
-	}
-	n, err := newNode(ctx, &f, log, anonKey)
+	n, err := newNode(ctx, &f, log)
 	if err != nil {
 		return err
 	}

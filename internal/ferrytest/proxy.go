@@ -97,6 +97,15 @@ func (p *Proxy) Resume() {
 	p.mu.Unlock()
 }
 
+// Retarget sends the connections from now on to target (host:port), as
+// a load balancer moving clients to another server; Cut moves the open
+// ones.
+func (p *Proxy) Retarget(target string) {
+	p.mu.Lock()
+	p.target = target
+	p.mu.Unlock()
+}
+
 func (p *Proxy) accept() {
 	defer p.wg.Done()
 	for {
@@ -104,7 +113,10 @@ func (p *Proxy) accept() {
 		if err != nil {
 			return
 		}
-		out, err := net.Dial("tcp", p.target)
+		p.mu.Lock()
+		target := p.target
+		p.mu.Unlock()
+		out, err := net.Dial("tcp", target)
 		if err != nil {
 			in.Close()
 			continue
