@@ -290,8 +290,10 @@ func TestDeadNodeLockExpires(t *testing.T) {
 	g2, refusals := resume(t, b.m, g.Upload, sb, 3*ttl)
 	took := time.Since(killed)
 	t.Logf("B took over %v after A died (%d busy answers)", took, refusals)
-	if took > ttl+2*time.Second || refusals == 0 {
-		t.Fatalf("B took over after %v and %d refusals, want within about the TTL (%v)", took, refusals, ttl)
+	// A renewed its lock at most TTL/3 before it died, so the lock lived
+	// at least 2/3 of the TTL after.
+	if took < ttl*2/3 || refusals == 0 {
+		t.Fatalf("B took over after %v and %d refusals, before A's lock (TTL %v) could expire", took, refusals, ttl)
 	}
 	// A counted its lock lost (2/3 of the TTL without renewal) and let go.
 	sa.wait(t, "A hears the upload moved", func() bool {
@@ -358,6 +360,29 @@ func TestLocksAreExclusive(t *testing.T) {
 		cancel()
 		if err != nil {
 			t.Fatalf("round %d: the released lock cannot be taken: %v", round, err)
+		}
+		le.Release()
+	}
+}
+
+// BenchmarkLockRelease measures what a lock adds to opening an upload and
+// to its end: one Create, and one Delete done by the lease's goroutine.
+func BenchmarkLockRelease(b *testing.B) {
+	emb, err := roomsjs.StartEmbeddedConfig(roomsjs.EmbeddedConfig{Dir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = emb.Shutdown(context.Background()) }()
+	l, err := jetstream.New(context.Background(), emb.Conn(), jetstream.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = l.Close() }()
+	ctx := context.Background()
+	for i := 0; b.Loop(); i++ {
+		le, err := l.Lock(ctx, fmt.Sprintf("up_bench%d", i), func() {})
+		if err != nil {
+			b.Fatal(err)
 		}
 		le.Release()
 	}
