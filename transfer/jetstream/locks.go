@@ -96,7 +96,10 @@ type Locks struct {
 	closed bool
 }
 
-var _ transfer.Locker = (*Locks)(nil)
+var (
+	_ transfer.Locker = (*Locks)(nil)
+	_ Yielder         = (*transfer.Manager)(nil)
+)
 
 // New opens (creating it if needed) the bucket of upload locks on nc and
 // listens for other nodes asking this one to let go of an upload. Notify
