@@ -78,3 +78,18 @@ type UploadState struct {
 	// Error is the code that ended the upload when Status is UploadFailed.
 	Error string `json:"error,omitempty"`
 }
+
+// RoomFiles is the ack data of files: a page of the files announced to a
+// room, newest first, each with fresh links. Next, when set, is the
+// Before of the next (older) page; it is an opaque cursor.
+type RoomFiles struct {
+	Room  string `json:"room"`
+	Files []File `json:"files"`
+	Next  string `json:"next,omitempty"`
+}
+
+// Pages of files listings.
+const (
+	DefaultFilesPage = 50
+	MaxFilesPage     = 200
+)

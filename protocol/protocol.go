@@ -33,6 +33,7 @@ const (
 	TypeUploadProgress = "upload.progress"
 	TypeUploadDone     = "upload.done"
 	TypeFileLink       = "file.link"
+	TypeFiles          = "files"
 
 	TypeGap      = "gap"
 	TypeReceived = "received"
@@ -73,6 +74,9 @@ type Request struct {
 	// at most Limit of them.
 	After string `json:"after,omitempty"`
 	Limit int    `json:"limit,omitempty"`
+	// Before pages a files listing: the files older than this cursor,
+	// the Next of the previous page.
+	Before string `json:"before,omitempty"`
 	// Token, on join, is a room token: it grants the room to a user whose
 	// connection token does not (see docs/protocol.md, "Who may join").
 	Token string `json:"token,omitempty"`

@@ -50,6 +50,11 @@ const (
 	// DefaultDownloadIdle cuts a download whose client reads nothing for
 	// that long.
 	DefaultDownloadIdle = 30 * time.Second
+	// DefaultFilesPerRoom is how many files a room's listing keeps, the
+	// newest; DefaultFilesBytes, how many bytes the in-memory file index
+	// takes in all (about a hundred thousand files).
+	DefaultFilesPerRoom = 1000
+	DefaultFilesBytes   = 64 << 20
 	// DefaultShutdownGrace is how long connections get to close on
 	// shutdown.
 	DefaultShutdownGrace = 10 * time.Second

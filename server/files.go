@@ -76,8 +76,10 @@ func (s *Server) linkSig(what, id string, exp int64) string {
 
 // Announce publishes a finished file to its room as an event "file" that
 // asks for receipts, so the uploader sees who has it. It implements
-// transfer.Events.
+// transfer.Events. The file enters the room's file index first, so that a
+// member who hears of it finds it in a listing.
 func (s *Server) Announce(ctx context.Context, f transfer.File) {
+	s.indexFile(ctx, f)
 	data, err := json.Marshal(s.wireFile(f))
 	if err != nil {
 		s.cfg.Log.Error("encode announcement", "err", err)

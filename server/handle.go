@@ -192,7 +192,7 @@ func (c *conn) dispatch(req *protocol.Request) (any, error) {
 		return nil, c.s.hub.Received(c, req.Room, req.Seq)
 	case protocol.TypeReceipts:
 		return c.s.hub.Receipts(c, req.Room, req.Seq)
-	case protocol.TypeUploadOpen, protocol.TypeUploadChunk, protocol.TypeUploadStatus, protocol.TypeUploadFinish, protocol.TypeUploadCancel, protocol.TypeFileLink:
+	case protocol.TypeUploadOpen, protocol.TypeUploadChunk, protocol.TypeUploadStatus, protocol.TypeUploadFinish, protocol.TypeUploadCancel, protocol.TypeFileLink, protocol.TypeFiles:
 		return c.dispatchUpload(req)
 	}
 	return nil, protocol.Errorf(protocol.CodeUnknownType, "unknown frame type %q", req.T)

@@ -88,7 +88,7 @@ var requestTypes = map[string]bool{
 	protocol.TypeJoin: true, protocol.TypeLeave: true, protocol.TypeRooms: true, protocol.TypeMembers: true,
 	protocol.TypeEmit: true, protocol.TypeReceipts: true, protocol.TypeInvite: true, protocol.TypePing: true,
 	protocol.TypeUploadOpen: true, protocol.TypeUploadStatus: true, protocol.TypeUploadFinish: true,
-	protocol.TypeUploadCancel: true, protocol.TypeFileLink: true,
+	protocol.TypeUploadCancel: true, protocol.TypeFileLink: true, protocol.TypeFiles: true,
 }
 
 // observeRequest records a request of type t that arrived at start.

@@ -10,14 +10,15 @@ import (
 const maxStorageRequests = 8
 
 // needsStorage reports whether a request of type t makes storage calls
-// (upload.open, status, finish, cancel, file.link). Those run off the
+// (upload.open, status, finish, cancel, file.link) or reads the file index
+// (files). Those run off the
 // connection's reader, so that chat and heartbeats on the connection never
 // wait for storage. Chunks stay on the reader: they are read from the
 // socket straight into part buffers and never wait for storage.
 func needsStorage(t string) bool {
 	switch t {
 	case protocol.TypeUploadOpen, protocol.TypeUploadStatus, protocol.TypeUploadFinish,
-		protocol.TypeUploadCancel, protocol.TypeFileLink:
+		protocol.TypeUploadCancel, protocol.TypeFileLink, protocol.TypeFiles:
 		return true
 	}
 	return false

@@ -114,6 +114,14 @@ type Config struct {
 	MaxUploads int
 	// LinkTTL is how long a signed download link stays valid. Default 24h.
 	LinkTTL time.Duration
+	// Files keeps the files announced to each room for the files
+	// request. Nil: a MemoryFileIndex of FilesPerRoom files per room and
+	// FilesBytes in all.
+	Files FileIndex
+	// FilesPerRoom and FilesBytes bound the in-memory file index.
+	// Defaults DefaultFilesPerRoom and DefaultFilesBytes.
+	FilesPerRoom int
+	FilesBytes   int64
 	// DownloadIdle is how long a download waits for its client to take
 	// the next piece before it is cut off. Default 30s.
 	DownloadIdle time.Duration
@@ -179,6 +187,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.DownloadIdle <= 0 {
 		c.DownloadIdle = DefaultDownloadIdle
+	}
+	if c.Files == nil {
+		c.Files = NewMemoryFileIndex(c.FilesPerRoom, c.FilesBytes)
 	}
 }
 

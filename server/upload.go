@@ -92,6 +92,8 @@ func (c *conn) dispatchUpload(req *protocol.Request) (any, error) {
 			return nil, protocol.Errorf(protocol.CodeNotFound, "no file %q", req.File)
 		}
 		return c.s.wireFile(f), nil
+	case protocol.TypeFiles:
+		return c.listFiles(ctx, req)
 	}
 	return nil, protocol.Errorf(protocol.CodeUnknownType, "unknown frame type %q", req.T)
 }

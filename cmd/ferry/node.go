@@ -81,7 +81,7 @@ func newNode(ctx context.Context, f *serveFlags, log *slog.Logger) (n *node, err
 	if err != nil {
 		return nil, err
 	}
-	n.state, cfg.History.Journal, cfg.History.Mailboxes = st.closer, st.journal, st.mail
+	n.state, cfg.History.Journal, cfg.History.Mailboxes, cfg.Files = st.closer, st.journal, st.mail, st.files
 	if cfg.AnonKey, err = nodeKey(ctx, f, log, st.nc); err != nil {
 		return nil, err
 	}
@@ -254,6 +254,7 @@ const stateSetupTimeout = time.Minute
 type sharedState struct {
 	journal rooms.Journal
 	mail    rooms.Mailboxes
+	files   server.FileIndex
 	nc      *nats.Conn
 	closer  io.Closer
 }
@@ -285,6 +286,7 @@ func openState(ctx context.Context, f *serveFlags, log *slog.Logger) (sharedStat
 		Replicas:   f.nats.replicas,
 		Log:        log,
 	}
+	fcfg := jetstream.FilesConfig{MaxPerRoom: f.filesPerRoom, MaxBytes: f.filesBytes, Log: log}
 	mcfg := jetstream.MailConfig{MaxAge: f.offlineTTL, Replicas: f.nats.replicas, Log: log}
 	var (
 		st  sharedState
@@ -315,6 +317,9 @@ func openState(ctx context.Context, f *serveFlags, log *slog.Logger) (sharedStat
 		if st.journal, err = jetstream.New(ctx, st.nc, jcfg); err == nil {
 			st.mail, err = jetstream.NewMailboxes(ctx, st.nc, mcfg)
 		}
+		if err == nil {
+			st.files, err = jetstream.NewFileIndex(ctx, st.nc, fcfg)
+		}
 		return err
 	})
 	if err != nil {
@@ -336,6 +341,8 @@ func openLocks(ctx context.Context, f *serveFlags, log *slog.Logger, nc *nats.Co
 	}
 	return locks, nil
 }
+
+var _ server.FileIndex = (*jetstream.FileIndex)(nil)
 
 type closerFunc func() error
 

@@ -52,6 +52,8 @@ type serveFlags struct {
 	natsURL        string
 	nats           natsFlags
 	historyDisk    int64
+	filesPerRoom   int
+	filesBytes     int64
 	presenceLimit  int
 	historyUser    int
 	historyMemory  int
@@ -135,6 +137,8 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.natsURL, "nats", "", "with --state jetstream: NATS server URLs (comma-separated, nats://host:4222) to keep history in, instead of the embedded server; ferry nodes on the same NATS share their rooms")
 	f.nats.register(fs)
 	sizeVar(fs, &f.historyDisk, "history-disk", jetstream.DefaultMaxBytes, "with --state jetstream: bytes all rooms' history may take on disk; past it the oldest events go")
+	fs.IntVar(&f.filesPerRoom, "files-per-room", server.DefaultFilesPerRoom, "files a room lists (the files request), the newest; older ones stay downloadable by their links")
+	sizeVar(fs, &f.filesBytes, "files-bytes", 0, "bytes the file listings of all rooms may take, past which the oldest go (default 64 MiB in memory, 256 MiB on disk with --state jetstream)")
 	sizeVar(fs, &f.historyUser, "history-per-user", 64<<20, "bytes one user's events may take in all rooms' history; past it the user's emits are refused (over_quota) until some expire")
 	sizeVar(fs, &f.historyMemory, "history-memory", 1<<30, "bytes all rooms' history may hold; past it, users holding over an eighth of --history-per-user are refused")
 	fs.IntVar(&f.offlineSize, "offline-size", 100, "direct messages kept for a user with no connection (-1: none)")
@@ -184,6 +188,7 @@ var serveGroups = []flagGroup{
 		"upload-idle", "upload-ttl", "upload-lock-ttl", "thumbnails", "thumbnail-max-pixels", "strip-exif"}},
 	{"Rooms and history", []string{"state", "nats",
 		"history-size", "history-ttl", "history-disk", "history-per-user", "history-memory",
+		"files-per-room", "files-bytes",
 		"offline-size", "offline-ttl", "offline-per-sender", "max-rooms", "presence-limit"}},
 	natsGroup,
 	{"Connections and limits", []string{"max-conns", "max-conns-per-ip", "max-conns-per-user",
@@ -247,6 +252,8 @@ func (f *serveFlags) serverConfig(log *slog.Logger, anonKey []byte) (server.Conf
 		Rate:         f.rate,
 		RateBurst:    f.rateBurst,
 		MaxRooms:     f.maxRooms,
+		FilesPerRoom: f.filesPerRoom,
+		FilesBytes:   f.filesBytes,
 		History: rooms.Config{
 			HistorySize:        f.historySize,
 			HistoryTTL:         f.historyTTL,

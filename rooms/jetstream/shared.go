@@ -131,9 +131,6 @@ func (j *Journal) batchGet(ctx context.Context, subject string, from uint64, bat
 	}
 }
 
-// numPendingHeader is, on a batch's end, how many messages are left.
-const numPendingHeader = "Nats-Num-Pending"
-
 // batchBytes bounds one batch's size: a room's history is at most a few
 // MiB (the hub's HistoryBytes); a longer one takes a few round trips.
 const batchBytes = 8 << 20

@@ -1,0 +1,225 @@
+package jetstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ferryhq/ferry/transfer"
+)
+
+// Defaults of FilesConfig.
+const (
+	DefaultFilesStream        = "FERRY_FILES"
+	DefaultFilesSubjectPrefix = "ferry.files"
+	// DefaultFilesPerRoom matches server.DefaultFilesPerRoom.
+	DefaultFilesPerRoom = 1000
+	// DefaultFilesMaxBytes bounds the index of all rooms on disk: about
+	// 300,000 files.
+	DefaultFilesMaxBytes = 256 << 20
+)
+
+// FilesConfig configures a FileIndex. Zero values mean the documented
+// defaults.
+type FilesConfig struct {
+	// Stream names the JetStream stream. Default DefaultFilesStream.
+	Stream string
+	// SubjectPrefix starts every room's subject. Default
+	// DefaultFilesSubjectPrefix.
+	SubjectPrefix string
+	// MaxPerRoom is how many files a room's listing keeps, the newest.
+	// Default DefaultFilesPerRoom.
+	MaxPerRoom int
+	// MaxBytes bounds the stream, all rooms together; past it the oldest
+	// entries go, whatever their room. Default DefaultFilesMaxBytes.
+	MaxBytes int64
+	// MaxAge is how long a file stays listed. Default 0: as long as the
+	// bounds above allow, since ferry keeps the files themselves.
+	MaxAge time.Duration
+	// Replicas is the stream's replication in a cluster. Default 1.
+	Replicas int
+	// Log receives the index's diagnostics. Default: discard.
+	Log *slog.Logger
+}
+
+func (c *FilesConfig) applyDefaults() {
+	if c.Stream == "" {
+		c.Stream = DefaultFilesStream
+	}
+	if c.SubjectPrefix == "" {
+		c.SubjectPrefix = DefaultFilesSubjectPrefix
+	}
+	if c.MaxPerRoom <= 0 {
+		c.MaxPerRoom = DefaultFilesPerRoom
+	}
+	if c.MaxBytes <= 0 {
+		c.MaxBytes = DefaultFilesMaxBytes
+	}
+	if c.Replicas <= 0 {
+		c.Replicas = 1
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+}
+
+// FileIndex keeps the files announced to rooms in a JetStream stream, one
+// subject per room (the room's events' encoding), a message per file: its
+// record as JSON. Every node on the same NATS shares it. A file's position
+// is its message's stream sequence. Its methods are safe for concurrent
+// use; it does not own the connection it was given.
+//
+// It implements server.FileIndex (checked where it is wired, in
+// cmd/ferry, as this package does not know the server).
+type FileIndex struct {
+	cfg    FilesConfig
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	direct string // the direct get subject of the stream
+}
+
+// NewFileIndex returns a FileIndex over nc, creating the stream, or
+// updating its limits to cfg's.
+func NewFileIndex(ctx context.Context, nc *nats.Conn, cfg FilesConfig) (*FileIndex, error) {
+	cfg.applyDefaults()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:              cfg.Stream,
+		Description:       "ferry: the files announced to named rooms, for listing",
+		Subjects:          []string{cfg.SubjectPrefix + ".*"},
+		Retention:         jetstream.LimitsPolicy,
+		Discard:           jetstream.DiscardOld,
+		MaxAge:            cfg.MaxAge,
+		MaxMsgsPerSubject: int64(cfg.MaxPerRoom),
+		MaxBytes:          cfg.MaxBytes,
+		Storage:           jetstream.FileStorage,
+		Replicas:          cfg.Replicas,
+		// Listings are batched direct gets.
+		AllowDirect: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: stream %s: %w", cfg.Stream, err)
+	}
+	return &FileIndex{cfg: cfg, nc: nc, js: js, direct: "$JS.API.DIRECT.GET." + cfg.Stream}, nil
+}
+
+// Add stores f as its room's newest file and returns once JetStream has
+// it. The file id is the message id: a file announced twice within the
+// stream's duplicate window (two minutes) is stored once.
+func (x *FileIndex) Add(ctx context.Context, f transfer.File) error {
+	data, err := json.Marshal(f)
+	if err != nil {
+		return err
+	}
+	msg := &nats.Msg{Subject: x.subject(f.Room), Header: nats.Header{jetstream.MsgIDHeader: {f.ID}}, Data: data}
+	if _, err := x.js.PublishMsg(ctx, msg); err != nil {
+		return fmt.Errorf("jetstream: index file %s of %s: %w", f.ID, f.Room, err)
+	}
+	return nil
+}
+
+// listBatch is how many entries one direct get asks for.
+const listBatch = 256
+
+// numPendingHeader, on each message of a batched direct get and on its
+// end, counts the subject's messages after it.
+const numPendingHeader = "Nats-Num-Pending"
+
+// List returns up to limit of room's files with a stream sequence below
+// before (0: any), newest first, and the sequence of the oldest one
+// returned when there are older ones.
+//
+// JetStream reads a subject forward only (a direct get's last_by_subj
+// ignores up_to_seq), so a page reads the room's entries from its oldest
+// up to before, in batches, keeping the last limit+1: a read of at most
+// MaxPerRoom entries, each a few hundred bytes. Batched direct gets need
+// nats-server 2.11 or later.
+func (x *FileIndex) List(ctx context.Context, room string, before uint64, limit int) ([]transfer.File, uint64, error) {
+	if limit <= 0 {
+		return nil, 0, nil
+	}
+	subject := x.subject(room)
+	inbox := x.nc.NewRespInbox()
+	sub, err := x.nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, 0, fmt.Errorf("jetstream: list %s: %w", room, err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+
+	type entry struct {
+		seq uint64
+		f   transfer.File
+	}
+	// The newest limit+1 entries seen, as a ring: one more than a page
+	// tells whether there is a next page.
+	ring := make([]entry, limit+1)
+	n := 0
+	from := uint64(1)
+read:
+	for {
+		req, _ := json.Marshal(map[string]any{"seq": from, "next_by_subj": subject, "batch": listBatch})
+		if err := x.nc.PublishRequest(x.direct, inbox, req); err != nil {
+			return nil, 0, fmt.Errorf("jetstream: list %s: %w", room, err)
+		}
+		for {
+			msg, err := sub.NextMsgWithContext(ctx)
+			if err != nil {
+				return nil, 0, fmt.Errorf("jetstream: list %s: %w", room, err)
+			}
+			switch msg.Header.Get("Status") {
+			case "404": // nothing (more) in the room
+				break read
+			case "204": // the batch's end: more to read, or none
+				if msg.Header.Get(numPendingHeader) == "0" {
+					break read
+				}
+				continue read
+			case "":
+			default:
+				return nil, 0, fmt.Errorf("jetstream: list %s: %s %s", room, msg.Header.Get("Status"), msg.Header.Get("Description"))
+			}
+			if msg.Header.Get(numPendingHeader) == "" {
+				return nil, 0, errors.New("jetstream: the NATS server answers no batched direct get: it needs to be 2.11 or later")
+			}
+			seq, err := strconv.ParseUint(msg.Header.Get(jetstream.SequenceHeader), 10, 64)
+			if err != nil {
+				return nil, 0, fmt.Errorf("jetstream: list %s: a message without its sequence", room)
+			}
+			if before > 0 && seq >= before {
+				break read // the rest of the batch goes with the subscription
+			}
+			from = seq + 1
+			e := entry{seq: seq}
+			if err := json.Unmarshal(msg.Data, &e.f); err != nil {
+				x.cfg.Log.Warn("jetstream: skip an entry that is not a ferry file", "room", room, "seq", seq, "err", err)
+				continue
+			}
+			ring[n%len(ring)] = e
+			n++
+		}
+	}
+	keep := min(n, limit)
+	out := make([]transfer.File, keep)
+	for i := range keep {
+		out[i] = ring[(n-1-i)%len(ring)].f
+	}
+	var next uint64
+	if n > limit {
+		next = ring[(n-limit)%len(ring)].seq
+	}
+	return out, next, nil
+}
+
+func (x *FileIndex) subject(room string) string {
+	return x.cfg.SubjectPrefix + "." + encodeRoom(room)
+}
