@@ -74,6 +74,38 @@ func ExampleClient_Upload() {
 	// Output: hello.txt 13 text/plain true
 }
 
+// List a room's files, newest first, a page at a time: what a client
+// shows of a room whose announcements have left its history.
+func ExampleClient_Files() {
+	url, stop := startFileServer()
+	defer stop()
+	ctx := context.Background()
+	c := dialJoin(ctx, client.Config{URL: url}, "share")
+	defer c.Close()
+	for _, name := range []string{"a.txt", "b.txt", "c.txt"} {
+		if _, err := c.Upload(ctx, "share", bytes.NewReader([]byte(name)), int64(len(name)), client.UploadOptions{Name: name}); err != nil {
+			log.Fatal(err)
+		}
+	}
+	for before := ""; ; {
+		page, err := c.Files(ctx, "share", before, 2)
+		if err != nil {
+			log.Fatal(err)
+		}
+		for _, f := range page.Files {
+			fmt.Println(f.Name, f.Size)
+		}
+		if page.Next == "" {
+			break
+		}
+		before = page.Next
+	}
+	// Output:
+	// c.txt 5
+	// b.txt 5
+	// a.txt 5
+}
+
 // An app that may die in the middle of an upload saves the upload's id
 // when the server grants it (with the client's token, when the app has no
 // token of its own: uploads belong to users), and keeps the upload on the

@@ -37,6 +37,24 @@ func (c *Client) FileLink(ctx context.Context, id string) (File, error) {
 	return f, nil
 }
 
+// Files lists one page of the files announced to a room this client is
+// in, newest first, with fresh download links: up to limit
+// (protocol.DefaultFilesPage when 0, at most protocol.MaxFilesPage)
+// older than before ("" for the newest). The page's Next, when set, is
+// the before of the next page. A room's files stay listed after their
+// announcements left its history.
+func (c *Client) Files(ctx context.Context, room, before string, limit int) (protocol.RoomFiles, error) {
+	var page protocol.RoomFiles
+	data, err := c.request(ctx, protocol.Request{T: protocol.TypeFiles, Room: room, Before: before, Limit: limit}, nil)
+	if err != nil {
+		return page, err
+	}
+	if err := json.Unmarshal(data, &page); err != nil {
+		return page, errDecode("files", err)
+	}
+	return page, nil
+}
+
 // DownloadError reports a download the server refused.
 type DownloadError struct {
 	StatusCode int
