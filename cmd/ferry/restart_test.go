@@ -91,7 +91,8 @@ func (w *wire) request(req map[string]any) (before []map[string]any, data map[st
 // A server killed with SIGKILL keeps its rooms' history (the default,
 // --state jetstream, in an embedded NATS server under --data): a client
 // that saw events up to 400 gets exactly the rest after the restart, in
-// the same epoch, and the files shared before it. It keeps the direct
+// the same epoch, and the files shared before it, which the room also
+// lists (files) with fresh links. It keeps the direct
 // messages waiting for a user who is away too: the user, back with its
 // token after the restart, gets the message once.
 //
@@ -202,6 +203,22 @@ func testRestartKeepsHistory(t *testing.T, extra []string) {
 		d := f["data"].(map[string]any)
 		if d["id"] != files[i].ID {
 			t.Errorf("file %d replayed as %v, want %s", i, d["id"], files[i].ID)
+		}
+	}
+	// The room lists its files, newest first, with links signed anew.
+	_, listed := r.request(map[string]any{"t": "files", "room": "lobby", "limit": 3})
+	_, rest := r.request(map[string]any{"t": "files", "room": "lobby", "before": listed["next"]})
+	all := append(listed["files"].([]any), rest["files"].([]any)...)
+	if len(all) != len(files) || rest["next"] != nil {
+		t.Fatalf("files after the restart: %v then %v, want %d files in two pages", listed, rest, len(files))
+	}
+	for i, v := range all {
+		f, want := v.(map[string]any), files[len(files)-1-i]
+		if f["id"] != want.ID || f["name"] != want.Name {
+			t.Errorf("listed file %d is %v %v, want %s %s", i, f["id"], f["name"], want.ID, want.Name)
+		}
+		if body := get(t, "http://"+addr+f["url"].(string)); len(body) != int(want.Size) {
+			t.Errorf("%s by its listed link: %d bytes, want %d", want.Name, len(body), want.Size)
 		}
 	}
 	// A resend of an emit from before the restart is still a duplicate.
