@@ -8,6 +8,7 @@ import {
   clearUploads, dropRoomUploads, PENDING_RECHECK_MS, renderUploads, setRoomSelector, showPending,
 } from './uploads.js';
 import { sentence } from './words.js';
+import { fileAnnounced, loadFiles, renderFiles } from './roomfiles.js';
 
 const KEY_NAME = 'ferry.name';
 const KEY_ROOMS = 'ferry.rooms';
@@ -131,6 +132,7 @@ function connect(name, token) {
     if (w.name) store.set(KEY_NAME, w.name);
   });
   client.on('event', onEvent);
+  client.on('event:file', (file, ev) => fileAnnounced(ev.room, file));
   client.on('presence', onPresence);
   client.on('gap', onGap);
   client.on('receipt', onReceipt);
@@ -320,6 +322,7 @@ async function onConnect() {
     } catch (err) {
       console.warn('ferry: members', name, err.code);
     }
+    loadFiles(name);
     refreshInvite(name);
   }
 }
@@ -403,6 +406,7 @@ async function joinRoom(name, { quiet = false, via = 'saved' } = {}) {
     r.count = members.count;
     if (!quiet) notice(name, `You joined ${roomLabel(name)}`);
     if (name === S.current) renderRoom();
+    loadFiles(name);
     refreshInvite(name);
     showPending(name);
     // Right after a reload the page before may still hold its uploads'
@@ -497,6 +501,7 @@ function renderRoom() {
   if (el.invitePanel.dataset.room !== (S.current || '')) closeInvite();
   document.title = r ? `${roomLabel(r.name)} · ferry` : 'ferry';
   renderMembers();
+  renderFiles();
 }
 
 function renderMembers() {

@@ -40,6 +40,7 @@ export const el = {
   inviteClose: $('#invite-close'),
   toggleMembers: $('#toggle-members'), memberCount: $('#member-count'),
   membersPanel: $('#members-panel'), members: $('#members'), closeMembers: $('#close-members'), scrim: $('#scrim'),
+  roomFiles: $('#room-files'), noFiles: $('#no-files'), olderFiles: $('#older-files'),
   messages: $('#messages'), newBelow: $('#new-below'), uploads: $('#uploads'),
   composer: $('#composer'), message: $('#message'), send: $('#send'),
   attach: $('#attach'), fileInput: $('#file-input'), dropOverlay: $('#drop-overlay'),
@@ -51,6 +52,6 @@ export const el = {
 
 // The page's state shared by its modules: the client, the room shown, and
 // every room the page is in (name → {name, list, item, button, badge,
-// unread, members, mids, files}).
+// unread, members, mids, files, roomFiles, filesNext}).
 export const S = { client: null, current: null };
 export const rooms = new Map();

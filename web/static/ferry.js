@@ -373,6 +373,18 @@ export class Ferry extends Emitter {
   /** Resolves with a file's record and a fresh signed url (links expire). */
   fileLink(fileId) { return this._request({ t: 'file.link', file: fileId }); }
 
+  /**
+   * Resolves with one page of the files announced to a room this
+   * connection is in, newest first, with fresh signed urls: {files, next};
+   * pass next as before for the older page ('' on the last one; limit: 1
+   * to 200, default 50). A room's files stay listed after their
+   * announcements left its history.
+   */
+  async files(room, { before = '', limit = 50 } = {}) {
+    const data = await this._request({ t: 'files', room, before: before || undefined, limit });
+    return { files: data?.files || [], next: data?.next || '' };
+  }
+
   /** Resolves with the names of the rooms the server has this connection in. */
   async rooms() {
     const data = await this._request({ t: 'rooms' });
