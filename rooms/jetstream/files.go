@@ -156,9 +156,10 @@ func (x *FileIndex) List(ctx context.Context, room string, before uint64, limit 
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 
+	// Entries are decoded once they are known to be on the page.
 	type entry struct {
-		seq uint64
-		f   transfer.File
+		seq  uint64
+		data []byte
 	}
 	// The newest limit+1 entries seen, as a ring: one more than a page
 	// tells whether there is a next page.
@@ -199,19 +200,20 @@ read:
 				break read // the rest of the batch goes with the subscription
 			}
 			from = seq + 1
-			e := entry{seq: seq}
-			if err := json.Unmarshal(msg.Data, &e.f); err != nil {
-				x.cfg.Log.Warn("jetstream: skip an entry that is not a ferry file", "room", room, "seq", seq, "err", err)
-				continue
-			}
-			ring[n%len(ring)] = e
+			ring[n%len(ring)] = entry{seq: seq, data: msg.Data}
 			n++
 		}
 	}
 	keep := min(n, limit)
-	out := make([]transfer.File, keep)
+	out := make([]transfer.File, 0, keep)
 	for i := range keep {
-		out[i] = ring[(n-1-i)%len(ring)].f
+		e := ring[(n-1-i)%len(ring)]
+		var f transfer.File
+		if err := json.Unmarshal(e.data, &f); err != nil {
+			x.cfg.Log.Warn("jetstream: skip an entry that is not a ferry file", "room", room, "seq", e.seq, "err", err)
+			continue
+		}
+		out = append(out, f)
 	}
 	var next uint64
 	if n > limit {

@@ -2,6 +2,7 @@ package jetstream
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/ferryhq/ferry/server"
@@ -67,5 +68,48 @@ func TestFileIndexRestart(t *testing.T) {
 	}
 	if got[0] != fileindextest.File("lobby", 400).ID || got[299] != fileindextest.File("lobby", 101).ID {
 		t.Fatalf("after a restart: %s to %s; want 400 to 101", got[0], got[299])
+	}
+}
+
+// BenchmarkFileList lists the newest page of 50 of a room of 1000 files
+// (the most a room keeps by default), among 20 rooms, and the last page.
+func BenchmarkFileList(b *testing.B) {
+	ctx := context.Background()
+	_, x := startFiles(b, b.TempDir(), FilesConfig{})
+	for i := 1; i <= 1000; i++ {
+		for r := range 20 {
+			if err := x.Add(ctx, fileindextest.File(fmt.Sprintf("room%d", r), i)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.Run("newest", func(b *testing.B) {
+		for b.Loop() {
+			if files, _, err := x.List(ctx, "room7", 0, 50); err != nil || len(files) != 50 {
+				b.Fatal(len(files), err)
+			}
+		}
+	})
+	_, next, _ := x.List(ctx, "room7", 0, 950)
+	b.Run("oldest", func(b *testing.B) {
+		for b.Loop() {
+			if files, _, err := x.List(ctx, "room7", next, 50); err != nil || len(files) != 50 {
+				b.Fatal(len(files), err)
+			}
+		}
+	})
+}
+
+// BenchmarkFileAdd adds a file to the index: what an announcement costs
+// more with --state jetstream.
+func BenchmarkFileAdd(b *testing.B) {
+	ctx := context.Background()
+	_, x := startFiles(b, b.TempDir(), FilesConfig{})
+	i := 0
+	for b.Loop() {
+		i++
+		if err := x.Add(ctx, fileindextest.File("lobby", i)); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
