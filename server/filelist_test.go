@@ -36,6 +36,13 @@ func TestFilesRequest(t *testing.T) {
 	p := dial(t, e.WS)
 	p.mustAck(frame{"t": "join", "room": "r"})
 	p.mustAck(frame{"t": "join", "room": "other"})
+	// An upload under way is not listed: a file is, once announced.
+	if cut, errf := p.upload("r", randomBytes(100_000), uploadOpts{name: "partial.bin", cutAfter: 1000}); errf != nil || cut == nil {
+		t.Fatalf("a partial upload: %v", errf)
+	}
+	if names, next, _ := listNames(p, frame{"room": "r"}); len(names) != 0 || next != "" {
+		t.Fatalf("files before any finished: %v, next %q", names, next)
+	}
 	contents := map[string][]byte{}
 	var announced string
 	for i := 1; i <= 5; i++ {

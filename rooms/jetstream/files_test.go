@@ -71,6 +71,45 @@ func TestFileIndexRestart(t *testing.T) {
 	}
 }
 
+// Two nodes on one NATS server share the index: what one adds, the
+// other lists, over its own connection.
+func TestFileIndexShared(t *testing.T) {
+	ctx := context.Background()
+	emb, err := StartEmbeddedConfig(EmbeddedConfig{Dir: t.TempDir(), Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { shutdown(t, emb) })
+	nc, err := Connect(emb.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	a, err := NewFileIndex(ctx, emb.Conn(), FilesConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewFileIndex(ctx, nc, FilesConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 3; i++ {
+		x := a
+		if i == 2 {
+			x = b
+		}
+		if err := x.Add(ctx, fileindextest.File("lobby", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, x := range map[string]*FileIndex{"a": a, "b": b} {
+		files, _, err := x.List(ctx, "lobby", 0, 10)
+		if err != nil || len(files) != 3 || files[0].ID != fileindextest.File("lobby", 3).ID || files[1].ID != fileindextest.File("lobby", 2).ID {
+			t.Errorf("node %s lists %d files (%v); want 3, newest first", name, len(files), err)
+		}
+	}
+}
+
 // BenchmarkFileList lists the newest page of 50 of a room of 1000 files
 // (the most a room keeps by default), among 20 rooms, and the last page.
 func BenchmarkFileList(b *testing.B) {
