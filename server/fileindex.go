@@ -107,6 +107,9 @@ func (x *MemoryFileIndex) dropOldest(room string) {
 
 // List implements FileIndex.
 func (x *MemoryFileIndex) List(_ context.Context, room string, before uint64, limit int) ([]transfer.File, uint64, error) {
+	if limit <= 0 {
+		return nil, 0, nil
+	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	es := x.rooms[room]
