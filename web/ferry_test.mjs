@@ -1171,3 +1171,29 @@ test('page: error sentences, with the numbers the server gives', () => {
     assert.doesNotMatch(s, /[a-z]_[a-z]/, code);
   }
 });
+
+test('files: pages of a room\'s files, the cursor sent back as it came, errors with codes', async () => {
+  const srv = new FakeServer();
+  const all = [{ id: 'f_3', name: 'c.txt' }, { id: 'f_2', name: 'b.txt' }, { id: 'f_1', name: 'a.txt' }];
+  // As docs/protocol.md: newest first, next is the before of the older page.
+  srv.hooks.files = (ws, f) => {
+    if (f.room !== 'lobby') srv.push(ws, { t: 'error', id: f.id, code: 'not_member', message: 'not in room' });
+    else {
+      const from = f.before ? Number(f.before) : 0;
+      const files = all.slice(from, from + f.limit);
+      srv.push(ws, { t: 'ack', id: f.id, data: { room: f.room, files, ...(from + f.limit < all.length ? { next: String(from + f.limit) } : {}) } });
+    }
+    return true;
+  };
+  const c = client(srv);
+  c.connect();
+  const first = await c.files('lobby', { limit: 2 });
+  assert.deepEqual(first, { files: all.slice(0, 2), next: '2' });
+  assert.deepEqual(srv.frames.at(-1), { t: 'files', id: srv.frames.at(-1).id, room: 'lobby', limit: 2 });
+  const second = await c.files('lobby', { before: first.next, limit: 2 });
+  assert.deepEqual(second, { files: all.slice(2), next: '' });
+  assert.equal(srv.frames.at(-1).before, '2');
+  await assert.rejects(c.files('elsewhere'), (err) => err instanceof FerryError && err.code === 'not_member');
+  assert.equal(srv.frames.at(-1).limit, 50);
+  c.close();
+});
