@@ -80,7 +80,7 @@ func TestFileIndexShared(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { shutdown(t, emb) })
-	nc, err := Connect(emb.ClientURL())
+	nc, err := Connect(ConnConfig{URLs: emb.ClientURL()})
 	if err != nil {
 		t.Fatal(err)
 	}
