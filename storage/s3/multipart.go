@@ -273,13 +273,28 @@ func crc32cOf(rs io.ReadSeeker, size int64) (string, error) {
 		return "", err
 	}
 	h := minio.ChecksumCRC32C.Hasher()
-	if _, err := io.CopyN(h, rs, size); err != nil {
+	// A reader holding exactly the part (ferry's part buffers come as a
+	// bytes.Reader) hands its bytes to the hash as they are; io.CopyN
+	// would copy them all through a buffer first.
+	if held, ok := rs.(heldBytes); ok && int64(held.Len()) == size {
+		_, err = held.WriteTo(h)
+	} else {
+		_, err = io.CopyN(h, rs, size)
+	}
+	if err != nil {
 		return "", err
 	}
 	if _, err := rs.Seek(start, io.SeekStart); err != nil {
 		return "", err
 	}
 	return base64.StdEncoding.EncodeToString(h.Sum(nil)), nil
+}
+
+// heldBytes is a reader of bytes in memory, such as bytes.Reader: Len is
+// what is left to read.
+type heldBytes interface {
+	io.WriterTo
+	Len() int
 }
 
 // trailingCRC reads the next left bytes of r, computing their CRC32C, and
