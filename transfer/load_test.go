@@ -166,6 +166,30 @@ func TestBigPartsWhileMemoryAllows(t *testing.T) {
 	}
 }
 
+// With BigParts, an upload given big parts holds that many of them: its
+// window is BigParts × BigPartSize, and no more buffers than that are
+// taken. Uploads with PartSize parts
+// keep Parts buffers.
+func TestBigPartsHaveTheirOwnCount(t *testing.T) {
+	const big = 2 * partSize
+	f := newFixture(t, func(c *Config) { c.BigPartSize, c.BigParts, c.BigPartMemory = big, 4, 4*big })
+	sink := newSink()
+	data := payload(9*big + 1000)
+	var grants []Grant
+	for _, want := range []int64{4 * big, 2 * partSize} {
+		g := f.open(f.m, sink, OpenRequest{Name: "f.bin", Size: int64(len(data)), ChunkSize: 64 << 10})
+		if g.Window != want {
+			t.Fatalf("upload %d: window %d, want %d", len(grants)+1, g.Window, want)
+		}
+		grants = append(grants, g)
+	}
+	send(t, f.m, sink, grants[0], "alice", data, 0, int64(len(data)), 64<<10)
+	f.checkStored(sink.waitCompleted(t, grants[0].Upload), data, "application/octet-stream")
+	if n := f.m.bigPool.peak.Load(); n < 2 || n > 4 {
+		t.Errorf("%d big buffers in use at most, want 2-4", n)
+	}
+}
+
 // Uploads opened at the same moment do not all find the memory free.
 func TestBigPartsReservedWhileOpening(t *testing.T) {
 	const big = 2 * partSize

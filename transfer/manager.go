@@ -76,7 +76,7 @@ type Config struct {
 	// PartSize (one size).
 	BigPartSize int
 	// PartMemory is a hard cap on the part buffers of all uploads
-	// together. An upload holds its window (Parts × its part size) of it
+	// together. An upload holds its window (its part buffers × its part size) of it
 	// from Open until it leaves memory: it ends, it is paused for
 	// idleness, or its paused bytes are reclaimed for another upload. An
 	// Open that finds no room is refused with CodeBusy. Default 256 MiB.
@@ -108,6 +108,11 @@ type Config struct {
 	// Default 2: 16 busy uploads hold at most PartMemory + 15*2*PartSize
 	// (304 MiB) of buffers.
 	Parts int
+	// BigParts is Parts for an upload given BigPartSize parts: its window
+	// is BigParts × BigPartSize. More, smaller parts keep more requests in
+	// flight within the same memory, as minio-go's PutObject stores four
+	// 16 MiB parts at once. Default Parts.
+	BigParts int
 	// ChunkSize is the chunk size granted when the client asks for none.
 	// Default 256 KiB.
 	ChunkSize int
@@ -179,6 +184,7 @@ type Manager struct {
 	store          storage.Store
 	partSize       int
 	bigPartSize    int
+	bigParts       int
 	partMemory     int64
 	bigMemory      int64
 	idle           time.Duration
@@ -287,6 +293,7 @@ func New(cfg Config) (*Manager, error) {
 		closing:        make(chan struct{}),
 	}
 	m.bigPartSize = orDefault(cfg.BigPartSize, m.partSize)
+	m.bigParts = orDefault(cfg.BigParts, m.parts)
 	m.bigMemory = orDefault(cfg.BigPartMemory, m.partMemory/4)
 	m.userMemory = orDefault(cfg.PartMemoryPerUser, m.partMemory/4)
 	m.quota.limit = cfg.Quota
@@ -297,8 +304,8 @@ func New(cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("transfer: PartSize %d is outside [%d, %d]", m.partSize, storage.MinPartSize, maxPartSize)
 	case m.bigPartSize < m.partSize || m.bigPartSize > maxPartSize:
 		return nil, fmt.Errorf("transfer: BigPartSize %d is outside [PartSize, %d]", m.bigPartSize, maxPartSize)
-	case m.parts < 1:
-		return nil, fmt.Errorf("transfer: Parts %d is below 1", m.parts)
+	case m.parts < 1 || m.bigParts < 1:
+		return nil, fmt.Errorf("transfer: Parts %d or BigParts %d is below 1", m.parts, m.bigParts)
 	case m.window(m.partSize) > m.partMemory:
 		return nil, fmt.Errorf("transfer: PartMemory %d is too small for one upload of Parts × PartSize (%d)", m.partMemory, m.window(m.partSize))
 	case m.idle < 0, m.storageWait < 0, m.slowStorage < 0:
@@ -348,7 +355,12 @@ func orDefault[T int | int64 | time.Duration](v, def T) T {
 
 // window is how far past its durable offset a client may send: the part
 // buffers of an upload with parts of partSize.
-func (m *Manager) window(partSize int) int64 { return int64(m.parts) * int64(partSize) }
+func (m *Manager) window(partSize int) int64 {
+	if partSize == m.bigPartSize && partSize != m.partSize {
+		return int64(m.bigParts) * int64(partSize)
+	}
+	return int64(m.parts) * int64(partSize)
+}
 
 // poolFor returns the pool of buffers of partSize.
 func (m *Manager) poolFor(partSize int) *bufPool {

@@ -101,6 +101,7 @@ func newNode(ctx context.Context, f *serveFlags, log *slog.Logger) (n *node, err
 		PartSize:          f.partSize,
 		Parts:             f.partBuffers,
 		BigPartSize:       max(f.bigPartSize, f.partSize),
+		BigParts:          f.bigPartBuffers,
 		PartMemory:        f.partMemory,
 		PartMemoryPerUser: f.partMemoryUser,
 		Quota:             f.quota,

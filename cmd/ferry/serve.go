@@ -73,6 +73,7 @@ type serveFlags struct {
 	partSize       int
 	partBuffers    int
 	bigPartSize    int
+	bigPartBuffers int
 	partMemory     int64
 	partMemoryUser int64
 	quota          int64
@@ -155,7 +156,8 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.maxUploads, "max-uploads", server.DefaultMaxUploads, "uploads one connection may run at once")
 	fs.IntVar(&f.maxUserUploads, "max-uploads-per-user", transfer.DefaultMaxUploadsPerUser, "uploads one user may have in memory at once (running, or waiting for a client that dropped), over all its connections")
 	sizeVar(fs, &f.partSize, "part-size", transfer.DefaultPartSize, "bytes buffered per part before it is stored (at least 5 MiB)")
-	sizeVar(fs, &f.bigPartSize, "big-part-size", 32<<20, "part size of new uploads while all uploads' part buffers fit in --part-memory (fewer, larger requests store a lone upload faster); --part-size beyond that")
+	sizeVar(fs, &f.bigPartSize, "big-part-size", 16<<20, "part size of new uploads while all uploads' part buffers fit in a quarter of --part-memory (fewer, larger requests store a lone upload faster); --part-size beyond that")
+	fs.IntVar(&f.bigPartBuffers, "big-part-buffers", 4, "parts an upload with --big-part-size parts may buffer: one filling, the others being stored at once, as minio-go's PutObject stores four 16 MiB parts at once")
 	sizeVar(fs, &f.partMemory, "part-memory", transfer.DefaultPartMemory, "hard cap on the part buffers of all uploads together, in bytes; an upload holds its window of it, and new uploads get --big-part-size parts while a quarter of it is free")
 	sizeVar(fs, &f.quota, "quota", 0, "bytes one user may upload per UTC day, counted when an upload opens (0: no quota)")
 	sizeVar(fs, &f.partMemoryUser, "part-memory-per-user", 0, "cap on the part buffers of one user's uploads together, in bytes (default: a quarter of --part-memory)")
@@ -184,7 +186,7 @@ var serveGroups = []flagGroup{
 		"tls-cert", "tls-key", "auth-secret", "allowed-origins"}},
 	{"Storage", []string{"s3-public-endpoint", "storage-timeout", "link-ttl"}},
 	{"Uploads", []string{"max-file-size", "quota", "max-uploads", "max-uploads-per-user", "max-chunk",
-		"part-size", "big-part-size", "part-buffers", "part-memory", "part-memory-per-user",
+		"part-size", "big-part-size", "big-part-buffers", "part-buffers", "part-memory", "part-memory-per-user",
 		"upload-idle", "upload-ttl", "upload-lock-ttl", "thumbnails", "thumbnail-max-pixels", "strip-exif"}},
 	{"Rooms and history", []string{"state", "nats",
 		"history-size", "history-ttl", "history-disk", "history-per-user", "history-memory",
