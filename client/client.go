@@ -579,9 +579,9 @@ func (c *Client) Limits() protocol.Limits {
 
 // writeBufferSize is gorilla's write buffer: a message larger than it goes
 // out as several frames, one per buffer, each its own system call and for
-// the server its own header. It holds a whole 1 MiB chunk with its header,
-// so a chunk is one frame. The buffers are shared through writeBuffers,
-// held only while a message is written.
+// the server its own header. It holds a large message whole, so that it is
+// one frame (upload chunks do not use it: see maskFrame). The buffers are
+// shared through writeBuffers, held only while a message is written.
 const writeBufferSize = 1<<20 + 4<<10
 
 var writeBuffers sync.Pool

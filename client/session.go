@@ -77,6 +77,9 @@ type session struct {
 type outFrame struct {
 	typ  int
 	data []byte
+	// raw: data is a whole frame, masked (see maskFrame), written to the
+	// socket as it is.
+	raw bool
 	// written, if set, is called once data is written and no longer
 	// needed, so that its buffer can be used again.
 	written func()
@@ -359,8 +362,7 @@ func (s *session) writeLoop() {
 		case <-s.done:
 			return
 		}
-		_ = s.ws.SetWriteDeadline(time.Now().Add(s.c.cfg.WriteTimeout))
-		err := s.ws.WriteMessage(f.typ, f.data)
+		err := s.write(f)
 		if f.written != nil {
 			f.written()
 		}

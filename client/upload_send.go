@@ -108,11 +108,12 @@ func (u *upload) sendChunk(ctx context.Context, s *session, id string, off, n in
 	if err := u.hashTo(ctx, off); err != nil {
 		return err
 	}
-	frame := chunkFrames.get(128 + len(id) + base64.StdEncoding.EncodedLen(int(n)))
-	typ := websocket.BinaryMessage
+	frame := chunkFrames.get(maxFrameHeader + 128 + len(id) + base64.StdEncoding.EncodedLen(int(n)))
+	frame.b = frame.b[:maxFrameHeader]
+	op := byte(websocket.BinaryMessage)
 	var b []byte
 	if u.opts.Base64 {
-		typ = websocket.TextMessage
+		op = websocket.TextMessage
 		b = u.buf[:n]
 	} else {
 		// The file is read straight into the frame, after its header:
@@ -132,7 +133,7 @@ func (u *upload) sendChunk(ctx context.Context, s *session, id string, off, n in
 		if u.opts.Base64 {
 			frame.b = protocol.AppendTextChunk(frame.b, id, off, b)
 		}
-		err = s.enqueueFrame(ctx, outFrame{typ: typ, data: frame.b, written: frame.release})
+		err = s.enqueueFrame(ctx, outFrame{raw: true, data: maskFrame(frame.b, op), written: frame.release})
 	}
 	if err != nil {
 		frame.release()

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"crypto/subtle"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -291,7 +290,7 @@ func (m *message) Read(p []byte) (int, error) {
 		p = p[:m.remaining]
 	}
 	n, err := m.rd.payload(p)
-	m.pos = unmask(m.mask, m.pos, p[:n])
+	m.pos = protocol.MaskBytes(m.mask, m.pos, p[:n])
 	m.remaining -= int64(n)
 	if err != nil {
 		return n, m.fail(err)
@@ -393,7 +392,7 @@ func (rd *wsReader) control(h frameHeader) error {
 	if _, err := io.ReadFull(readerFunc(rd.payload), b); err != nil {
 		return err
 	}
-	unmask(h.mask, 0, b)
+	protocol.MaskBytes(h.mask, 0, b)
 	switch h.op {
 	case opPing:
 		rd.c.pong(b)
@@ -462,48 +461,3 @@ var errClientClosed = errors.New("client closed the connection")
 type readerFunc func([]byte) (int, error)
 
 func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
-
-// unmask XORs b with the mask starting at position pos and returns the next
-// position. Long payloads go through crypto/subtle.XORBytes, whose vector
-// code unmasks about three times as fast as eight bytes at a time: every
-// byte of an upload passes here, on the same cores as its SHA-256.
-func unmask(key [4]byte, pos int, b []byte) int {
-	next := (pos + len(b)) & 3
-	if len(b) >= maskPatternLen {
-		var pat [maskPatternLen]byte
-		for i := range 4 {
-			pat[i] = key[(pos+i)&3]
-		}
-		for n := 4; n < maskPatternLen; n *= 2 {
-			copy(pat[n:], pat[:n])
-		}
-		// The pattern's length is a multiple of 4, so every block starts
-		// at the same position in the mask.
-		for len(b) >= maskPatternLen {
-			subtle.XORBytes(b[:maskPatternLen], b[:maskPatternLen], pat[:])
-			b = b[maskPatternLen:]
-		}
-		subtle.XORBytes(b, b, pat[:len(b)])
-		return next
-	}
-	i := 0
-	// Byte by byte up to a multiple of 8, then eight bytes at a time.
-	for ; i < len(b) && (pos+i)&3 != 0; i++ {
-		b[i] ^= key[(pos+i)&3]
-	}
-	if len(b)-i >= 8 {
-		k := uint64(binary.LittleEndian.Uint32(key[:]))
-		k |= k << 32
-		for ; len(b)-i >= 8; i += 8 {
-			binary.LittleEndian.PutUint64(b[i:], binary.LittleEndian.Uint64(b[i:])^k)
-		}
-	}
-	for ; i < len(b); i++ {
-		b[i] ^= key[(pos+i)&3]
-	}
-	return next
-}
-
-// maskPatternLen is the block unmask XORs at once: a multiple of 4, large
-// enough that a call per block costs little, small enough for the stack.
-const maskPatternLen = 512

@@ -17,6 +17,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/ferryhq/ferry/protocol"
 )
 
 // TestReaderMatchesGorilla feeds the same client byte streams, frame
@@ -391,7 +393,7 @@ func (f WireFrame) Append(b []byte) []byte {
 	b = append(b, f.Key[:]...)
 	start := len(b)
 	b = append(b, f.Payload...)
-	unmask(f.Key, 0, b[start:])
+	protocol.MaskBytes(f.Key, 0, b[start:])
 	return b
 }
 

@@ -1,4 +1,4 @@
-package server
+package protocol
 
 import (
 	"bytes"
@@ -6,10 +6,10 @@ import (
 	"testing"
 )
 
-// unmask agrees with the RFC's definition, byte by byte, for every start
+// MaskBytes agrees with the RFC's definition, byte by byte, for every start
 // position and lengths around its block size, whole or in pieces as a
 // payload arrives.
-func TestUnmaskMatchesRFC(t *testing.T) {
+func TestMaskBytesMatchesRFC(t *testing.T) {
 	r := rand.New(rand.NewPCG(6455, 3))
 	key := [4]byte{0x9a, 0x17, 0xc3, 0x5e}
 	data := make([]byte, 3*maskPatternLen+7)
@@ -26,7 +26,7 @@ func TestUnmaskMatchesRFC(t *testing.T) {
 	for _, n := range []int{0, 1, 7, 8, 63, maskPatternLen - 1, maskPatternLen, maskPatternLen + 1, 2*maskPatternLen + 3, len(data)} {
 		for pos := range 4 {
 			b := bytes.Clone(data[:n])
-			if next := unmask(key, pos, b); next != (pos+n)%4 {
+			if next := MaskBytes(key, pos, b); next != (pos+n)%4 {
 				t.Fatalf("n=%d pos=%d: next position %d, want %d", n, pos, next, (pos+n)%4)
 			}
 			if want := rfc(pos, data[:n]); !bytes.Equal(b, want) {
@@ -39,7 +39,7 @@ func TestUnmaskMatchesRFC(t *testing.T) {
 		pos := 0
 		for rest := b; len(rest) > 0; {
 			k := min(len(rest), 1+r.IntN(2*maskPatternLen))
-			pos = unmask(key, pos, rest[:k])
+			pos = MaskBytes(key, pos, rest[:k])
 			rest = rest[k:]
 		}
 		if !bytes.Equal(b, rfc(0, data)) {
@@ -48,10 +48,10 @@ func TestUnmaskMatchesRFC(t *testing.T) {
 	}
 }
 
-func BenchmarkUnmask(b *testing.B) {
+func BenchmarkMaskBytes(b *testing.B) {
 	buf := make([]byte, 1<<20)
 	b.SetBytes(int64(len(buf)))
 	for b.Loop() {
-		unmask([4]byte{1, 2, 3, 4}, 1, buf)
+		MaskBytes([4]byte{1, 2, 3, 4}, 1, buf)
 	}
 }
