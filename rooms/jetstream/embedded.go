@@ -90,6 +90,11 @@ func StartEmbeddedConfig(cfg EmbeddedConfig) (*Embedded, error) {
 		if opts.Port, err = strconv.Atoi(port); err != nil {
 			return nil, fmt.Errorf("jetstream: listen port: %w", err)
 		}
+		if opts.Port == 0 {
+			// Port 0 is NATS's 4222 to nats-server; here, as for net.Listen,
+			// any free port.
+			opts.Port = server.RANDOM_PORT
+		}
 		opts.Host = host
 	}
 	srv, err := server.NewServer(opts)
