@@ -3,10 +3,8 @@ package jetstream
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -79,10 +77,9 @@ func (c *FilesConfig) applyDefaults() {
 // It implements server.FileIndex (checked where it is wired, in
 // cmd/ferry, as this package does not know the server).
 type FileIndex struct {
-	cfg    FilesConfig
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	direct string // the direct get subject of the stream
+	cfg FilesConfig
+	nc  *nats.Conn
+	js  jetstream.JetStream
 }
 
 // NewFileIndex returns a FileIndex over nc, creating the stream, or
@@ -110,7 +107,7 @@ func NewFileIndex(ctx context.Context, nc *nats.Conn, cfg FilesConfig) (*FileInd
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: stream %s: %w", cfg.Stream, err)
 	}
-	return &FileIndex{cfg: cfg, nc: nc, js: js, direct: "$JS.API.DIRECT.GET." + cfg.Stream}, nil
+	return &FileIndex{cfg: cfg, nc: nc, js: js}, nil
 }
 
 // Add stores f as its room's newest file and returns once JetStream has
@@ -131,10 +128,6 @@ func (x *FileIndex) Add(ctx context.Context, f transfer.File) error {
 // listBatch is how many entries one direct get asks for.
 const listBatch = 256
 
-// numPendingHeader, on each message of a batched direct get and on its
-// end, counts the subject's messages after it.
-const numPendingHeader = "Nats-Num-Pending"
-
 // List returns up to limit of room's files with a stream sequence below
 // before (0: any), newest first, and the sequence of the oldest one
 // returned when there are older ones.
@@ -149,13 +142,6 @@ func (x *FileIndex) List(ctx context.Context, room string, before uint64, limit 
 		return nil, 0, nil
 	}
 	subject := x.subject(room)
-	inbox := x.nc.NewRespInbox()
-	sub, err := x.nc.SubscribeSync(inbox)
-	if err != nil {
-		return nil, 0, fmt.Errorf("jetstream: list %s: %w", room, err)
-	}
-	defer func() { _ = sub.Unsubscribe() }()
-
 	// Entries are decoded once they are known to be on the page.
 	type entry struct {
 		seq  uint64
@@ -165,44 +151,16 @@ func (x *FileIndex) List(ctx context.Context, room string, before uint64, limit 
 	// tells whether there is a next page.
 	ring := make([]entry, limit+1)
 	n := 0
-	from := uint64(1)
-read:
-	for {
-		req, _ := json.Marshal(map[string]any{"seq": from, "next_by_subj": subject, "batch": listBatch})
-		if err := x.nc.PublishRequest(x.direct, inbox, req); err != nil {
-			return nil, 0, fmt.Errorf("jetstream: list %s: %w", room, err)
+	err := readForward(ctx, x.nc, x.cfg.Stream, subject, 1, listBatch, func(seq uint64, msg *nats.Msg) bool {
+		if before > 0 && seq >= before {
+			return false
 		}
-		for {
-			msg, err := sub.NextMsgWithContext(ctx)
-			if err != nil {
-				return nil, 0, fmt.Errorf("jetstream: list %s: %w", room, err)
-			}
-			switch msg.Header.Get("Status") {
-			case "404": // nothing (more) in the room
-				break read
-			case "204": // the batch's end: more to read, or none
-				if msg.Header.Get(numPendingHeader) == "0" {
-					break read
-				}
-				continue read
-			case "":
-			default:
-				return nil, 0, fmt.Errorf("jetstream: list %s: %s %s", room, msg.Header.Get("Status"), msg.Header.Get("Description"))
-			}
-			if msg.Header.Get(numPendingHeader) == "" {
-				return nil, 0, errors.New("jetstream: the NATS server answers no batched direct get: it needs to be 2.11 or later")
-			}
-			seq, err := strconv.ParseUint(msg.Header.Get(jetstream.SequenceHeader), 10, 64)
-			if err != nil {
-				return nil, 0, fmt.Errorf("jetstream: list %s: a message without its sequence", room)
-			}
-			if before > 0 && seq >= before {
-				break read // the rest of the batch goes with the subscription
-			}
-			from = seq + 1
-			ring[n%len(ring)] = entry{seq: seq, data: msg.Data}
-			n++
-		}
+		ring[n%len(ring)] = entry{seq: seq, data: msg.Data}
+		n++
+		return true
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("jetstream: list %s: %w", room, err)
 	}
 	keep := min(n, limit)
 	out := make([]transfer.File, 0, keep)

@@ -2,10 +2,8 @@ package jetstream
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/nats-io/nats.go"
@@ -51,28 +49,18 @@ func isWrongLastSeq(err error) bool {
 func (j *Journal) Since(ctx context.Context, room string, after uint64) ([]rooms.Record, uint64, error) {
 	subject := j.subject(room)
 	var recs []rooms.Record
-	for from := after + 1; len(recs) < j.cfg.MaxPerRoom; {
-		msgs, pending, err := j.batchGet(ctx, subject, from, j.cfg.MaxPerRoom-len(recs))
+	err := readForward(ctx, j.nc, j.cfg.Stream, subject, after+1, j.cfg.MaxPerRoom, func(pos uint64, msg *nats.Msg) bool {
+		rec, err := decode(msg.Header, msg.Data)
 		if err != nil {
-			return nil, 0, fmt.Errorf("jetstream: read %s: %w", room, err)
+			j.cfg.Log.Warn("jetstream: skip a message that is not a ferry event", "room", room, "err", err)
+			return true
 		}
-		for _, msg := range msgs {
-			pos, err := strconv.ParseUint(msg.Header.Get(jetstream.SequenceHeader), 10, 64)
-			if err != nil {
-				return nil, 0, fmt.Errorf("jetstream: read %s: %s: %w", room, jetstream.SequenceHeader, err)
-			}
-			from = pos + 1
-			rec, err := decode(msg.Header, msg.Data)
-			if err != nil {
-				j.cfg.Log.Warn("jetstream: skip a message that is not a ferry event", "room", room, "err", err)
-				continue
-			}
-			rec.Pos = pos
-			recs = append(recs, rec)
-		}
-		if pending == 0 || len(msgs) == 0 {
-			break
-		}
+		rec.Pos = pos
+		recs = append(recs, rec)
+		return len(recs) < j.cfg.MaxPerRoom
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("jetstream: read %s: %w", room, err)
 	}
 	if n := len(recs); n > 0 {
 		return recs, recs[n-1].Pos, nil
@@ -88,52 +76,6 @@ func (j *Journal) Since(ctx context.Context, room string, after uint64) ([]rooms
 	}
 	return nil, last.Sequence, nil
 }
-
-// batchGet asks the stream for up to batch messages on subject from
-// stream sequence from, in one direct get (NATS 2.11 and later), and
-// returns them with how many more there are.
-func (j *Journal) batchGet(ctx context.Context, subject string, from uint64, batch int) ([]*nats.Msg, uint64, error) {
-	req, err := json.Marshal(struct {
-		Seq      uint64 `json:"seq"`
-		NextFor  string `json:"next_by_subj"`
-		Batch    int    `json:"batch"`
-		MaxBytes int    `json:"max_bytes"`
-	}{from, subject, batch, batchBytes})
-	if err != nil {
-		return nil, 0, err
-	}
-	inbox := j.nc.NewRespInbox()
-	sub, err := j.nc.SubscribeSync(inbox)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer sub.Unsubscribe() //nolint:errcheck // the inbox is ours alone
-	if err := j.nc.PublishRequest("$JS.API.DIRECT.GET."+j.cfg.Stream, inbox, req); err != nil {
-		return nil, 0, err
-	}
-	var msgs []*nats.Msg
-	for {
-		msg, err := sub.NextMsgWithContext(ctx)
-		if err != nil {
-			return nil, 0, err
-		}
-		switch status := msg.Header.Get("Status"); status {
-		case "":
-			msgs = append(msgs, msg)
-		case "204": // end of batch
-			pending, _ := strconv.ParseUint(msg.Header.Get(numPendingHeader), 10, 64)
-			return msgs, pending, nil
-		case "404":
-			return msgs, 0, nil
-		default:
-			return nil, 0, fmt.Errorf("direct get: status %s %s", status, msg.Header.Get("Description"))
-		}
-	}
-}
-
-// batchBytes bounds one batch's size: a room's history is at most a few
-// MiB (the hub's HistoryBytes); a longer one takes a few round trips.
-const batchBytes = 8 << 20
 
 // Follow calls apply with every event appended to the stream from now on,
 // by any node, in the stream's order, until ctx ends; a node gives it its

@@ -1,0 +1,81 @@
+package jetstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// numPendingHeader, on each message of a batched direct get and on its
+// end, counts the subject's messages after it.
+const numPendingHeader = "Nats-Num-Pending"
+
+// errNoBatch is what a NATS server older than 2.11 earns.
+var errNoBatch = errors.New("jetstream: the NATS server answers no batched direct get: it needs to be 2.11 or later")
+
+// readForward reads stream's messages on subject from stream sequence from
+// on, oldest first, in batched direct gets of up to batch messages: one
+// round trip per batch, however many messages there are, where nats.go's
+// GetMsg takes one per message. each gets every message with its stream
+// sequence, and returns false to stop.
+func readForward(ctx context.Context, nc *nats.Conn, stream, subject string, from uint64, batch int, each func(seq uint64, msg *nats.Msg) bool) error {
+	inbox := nc.NewRespInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return err
+	}
+	// What is left of a batch abandoned by each goes with the subscription.
+	defer func() { _ = sub.Unsubscribe() }()
+	for {
+		req, err := json.Marshal(struct {
+			Seq     uint64 `json:"seq"`
+			NextFor string `json:"next_by_subj"`
+			Batch   int    `json:"batch"`
+		}{from, subject, batch})
+		if err != nil {
+			return err
+		}
+		if err := nc.PublishRequest("$JS.API.DIRECT.GET."+stream, inbox, req); err != nil {
+			return err
+		}
+		if done, err := readBatch(ctx, sub, &from, each); done || err != nil {
+			return err
+		}
+	}
+}
+
+// readBatch reads one batch's answer, moving from past each message, and
+// reports whether the reading is over.
+func readBatch(ctx context.Context, sub *nats.Subscription, from *uint64, each func(uint64, *nats.Msg) bool) (bool, error) {
+	for {
+		msg, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return true, err
+		}
+		switch status := msg.Header.Get("Status"); status {
+		case "404": // nothing (more) on the subject
+			return true, nil
+		case "204": // the batch's end: more to read, or none
+			return msg.Header.Get(numPendingHeader) == "0", nil
+		case "":
+		default:
+			return true, fmt.Errorf("direct get: %s %s", status, msg.Header.Get("Description"))
+		}
+		if msg.Header.Get(numPendingHeader) == "" {
+			return true, errNoBatch
+		}
+		seq, err := strconv.ParseUint(msg.Header.Get(jetstream.SequenceHeader), 10, 64)
+		if err != nil {
+			return true, errors.New("direct get: a message without its sequence")
+		}
+		*from = seq + 1
+		if !each(seq, msg) {
+			return true, nil
+		}
+	}
+}
