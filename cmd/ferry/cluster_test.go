@@ -128,29 +128,39 @@ func (c *ferryCluster) restart(i int) {
 }
 
 // emitRetrying emits an event through w until it is acknowledged or a
-// deadline passes, with the same msg_id each time (a resend is safe): while
-// NATS elects a new leader, the journal's appends fail for a moment, and
-// the client is told so with an error frame.
+// deadline passes, with the same msg_id each time (a resend is safe).
 func emitRetrying(t *testing.T, w *wire, room, msgID string, data any) map[string]any {
+	t.Helper()
+	_, d := requestRetrying(t, w, map[string]any{"t": "emit", "room": room, "event": "chat", "data": data, "msg_id": msgID})
+	return d
+}
+
+// requestRetrying sends req through w until it is answered without an
+// error or a deadline passes, and returns the frames that came before the
+// answer and its data: while NATS elects a leader (a cluster starting, a
+// server killed), the journal's calls fail for a moment, and the client
+// is told so with an error frame.
+func requestRetrying(t *testing.T, w *wire, req map[string]any) (before []map[string]any, data map[string]any) {
 	t.Helper()
 	deadline := time.Now().Add(45 * time.Second)
 	for {
 		w.id++
-		req := map[string]any{"t": "emit", "room": room, "event": "chat", "data": data, "msg_id": msgID, "id": w.id}
+		req["id"] = w.id
 		if err := w.ws.WriteJSON(req); err != nil {
 			t.Fatal(err)
 		}
 		for {
 			f := w.next()
 			if id, _ := f["id"].(float64); uint64(id) != w.id {
+				before = append(before, f)
 				continue
 			}
 			if f["t"] != protocol.TypeError {
 				d, _ := f["data"].(map[string]any)
-				return d
+				return before, d
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("emit %s still refused: %v", msgID, f)
+				t.Fatalf("%v still refused: %v", req, f)
 			}
 			break
 		}
@@ -190,7 +200,7 @@ func TestClusterNodesServe(t *testing.T) {
 	replayedOn := func(node int, epoch string, want int) {
 		t.Helper()
 		b := dialWire(t, c.nodes[node].addr, "")
-		before, ack := b.request(map[string]any{"t": "join", "room": "lobby",
+		before, ack := requestRetrying(t, b, map[string]any{"t": "join", "room": "lobby",
 			"since": map[string]any{"epoch": epoch, "seq": 0}})
 		if ack["recovery"] != "ok" || ack["epoch"] != epoch {
 			t.Fatalf("join on node %d since the start: %v, want recovery ok in epoch %s", node, ack, epoch)
