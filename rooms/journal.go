@@ -52,6 +52,10 @@ type Record struct {
 	MsgID string
 	// JSON is the event frame exactly as members received it; nil for an
 	// event too large to keep (see JournalLimit), which holds its seq.
+	// A record with Seq 0 (and no JSON) is a room's start: a
+	// SharedJournal's room whose stream begins in Epoch, written by the
+	// first join of a room the journal has nothing of, so that every node
+	// answers joins in the same epoch before the room's first event.
 	JSON []byte
 	// Pos is the record's place in the journal, increasing with each
 	// record of the room (not contiguously: a journal may number all
@@ -101,6 +105,8 @@ func (r *room) loadLocked(h *Hub) error {
 		var prev uint64
 		for _, rec := range recs {
 			switch {
+			case rec.Seq == 0:
+				continue // the room's start: its epoch is last's
 			case rec.Epoch != last.Epoch || rec.Seq > last.Seq:
 				continue // the journal broke its contract; keep what is consistent
 			case rec.Seq <= prev:
@@ -122,7 +128,7 @@ func (r *room) loadLocked(h *Hub) error {
 		}
 		// A stream none of whose events is within the history TTL has
 		// ended, as it would have in memory: the room starts a new epoch.
-		if prev > 0 {
+		if prev > 0 || (last.Seq == 0 && !last.At.Before(expired)) {
 			st.epoch, st.seq = last.Epoch, last.Seq
 		}
 		r.jpos = last.Pos

@@ -66,6 +66,9 @@ func (r *room) add(h *Hub, m Member, presence func(int) *Message, since *protoco
 	if err := r.loadLocked(h); err != nil {
 		return "", 0, err
 	}
+	if err := r.startLocked(h); err != nil {
+		return "", 0, err
+	}
 	if since != nil {
 		recovery, replayed = r.replayLocked(m, since)
 	}

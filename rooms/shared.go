@@ -122,3 +122,31 @@ func (r *room) catchUpLocked(h *Hub, sj SharedJournal, user, msgID string) (*pro
 	r.jpos = newest
 	return dup, nil
 }
+
+// startLocked makes the room's epoch the journal's before a join is
+// answered in it, when the journal has nothing of the room yet: each node
+// gives a room it creates an epoch of its own, and without a start record
+// members joining on different nodes would be told different epochs, one
+// of which the room's first event then ends, though nothing was lost. The
+// first node to write the start wins; the others adopt its epoch (or
+// whatever the room has by then) by catching up.
+func (r *room) startLocked(h *Hub) error {
+	sj, ok := h.journal.(SharedJournal)
+	if !ok || !r.durable || r.jpos != 0 || r.st.seq != 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.JournalTimeout)
+	defer cancel()
+	pos, err := sj.AppendAfter(ctx, r.name, Record{Epoch: r.st.epoch, At: h.cfg.Now()}, 0)
+	switch {
+	case err == nil:
+		r.jpos = pos
+		return nil
+	case errors.Is(err, ErrJournalConflict):
+		_, err := r.catchUpLocked(h, sj, "", "")
+		return err
+	default:
+		h.cfg.Log.Warn("journal: start room", "room", r.name, "err", err)
+		return journalError("room %q cannot be started now; try again", r.name)
+	}
+}

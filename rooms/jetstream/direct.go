@@ -79,3 +79,42 @@ func readBatch(ctx context.Context, sub *nats.Subscription, from *uint64, each f
 		}
 	}
 }
+
+// lastSeq returns the stream sequence of subject's newest message, 0 if it
+// has none, read from the stream's leader. A direct get may be answered by
+// any replica of a replicated stream, and one that is a few messages
+// behind would say a room is older (or newer than nothing) than it is: a
+// room loaded from it would miss events the feed already passed, and a
+// catch-up believing it would skip them.
+func lastSeq(ctx context.Context, nc *nats.Conn, stream, subject string) (uint64, error) {
+	req, err := json.Marshal(struct {
+		LastFor string `json:"last_by_subj"`
+	}{subject})
+	if err != nil {
+		return 0, err
+	}
+	msg, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream, req)
+	if err != nil {
+		return 0, err
+	}
+	var res struct {
+		Message struct {
+			Seq uint64 `json:"seq"`
+		} `json:"message"`
+		Error *struct {
+			Code        int    `json:"code"`
+			ErrCode     int    `json:"err_code"`
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(msg.Data, &res); err != nil {
+		return 0, fmt.Errorf("stream message get: %w", err)
+	}
+	if res.Error != nil {
+		if res.Error.ErrCode == int(jetstream.JSErrCodeMessageNotFound) {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("stream message get: %d %s", res.Error.Code, res.Error.Description)
+	}
+	return res.Message.Seq, nil
+}

@@ -130,8 +130,7 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Journal, error) {
 		MaxBytes:          cfg.MaxBytes,
 		Storage:           jetstream.FileStorage,
 		Replicas:          cfg.Replicas,
-		// A room's newest event answers "is there anything?" in one
-		// round trip, served without the JetStream API's queue.
+		// Catching up reads in batched direct gets (see Since).
 		AllowDirect: true,
 	})
 	if err != nil {
@@ -186,12 +185,13 @@ const loadBatch = 1000
 func (j *Journal) Load(ctx context.Context, room string) ([]rooms.Record, error) {
 	subject := j.subject(room)
 	// Most rooms touched are new or expired: one direct get says so.
-	last, err := j.stream.GetLastMsgForSubject(ctx, subject)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil, nil
-	}
+	// From the leader: a replica behind it would miss the newest.
+	last, err := lastSeq(ctx, j.nc, j.cfg.Stream, subject)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: load %s: %w", room, err)
+	}
+	if last == 0 {
+		return nil, nil
 	}
 	cons, err := j.stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
 		FilterSubject: subject,
@@ -224,7 +224,7 @@ func (j *Journal) Load(ctx context.Context, room string) ([]rooms.Record, error)
 		for msg := range batch.Messages() {
 			n++
 			md, err := msg.Metadata()
-			if err == nil && md.Sequence.Stream >= last.Sequence {
+			if err == nil && md.Sequence.Stream >= last {
 				stop = true
 			}
 			rec, err := decode(msg.Headers(), msg.Data())
@@ -273,7 +273,7 @@ func decode(h nats.Header, data []byte) (rooms.Record, error) {
 		return rooms.Record{}, fmt.Errorf("%s: %w", hdrAt, err)
 	}
 	epoch := h.Get(hdrEpoch)
-	if epoch == "" || seq == 0 {
+	if epoch == "" || (seq == 0 && len(data) > 0) {
 		return rooms.Record{}, errors.New("no position")
 	}
 	if len(data) == 0 {

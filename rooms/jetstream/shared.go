@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -48,33 +49,40 @@ func isWrongLastSeq(err error) bool {
 // every race after).
 func (j *Journal) Since(ctx context.Context, room string, after uint64) ([]rooms.Record, uint64, error) {
 	subject := j.subject(room)
-	var recs []rooms.Record
-	err := readForward(ctx, j.nc, j.cfg.Stream, subject, after+1, j.cfg.MaxPerRoom, func(pos uint64, msg *nats.Msg) bool {
-		rec, err := decode(msg.Header, msg.Data)
+	for {
+		var recs []rooms.Record
+		err := readForward(ctx, j.nc, j.cfg.Stream, subject, after+1, j.cfg.MaxPerRoom, func(pos uint64, msg *nats.Msg) bool {
+			rec, err := decode(msg.Header, msg.Data)
+			if err != nil {
+				j.cfg.Log.Warn("jetstream: skip a message that is not a ferry event", "room", room, "err", err)
+				return true
+			}
+			rec.Pos = pos
+			recs = append(recs, rec)
+			return len(recs) < j.cfg.MaxPerRoom
+		})
 		if err != nil {
-			j.cfg.Log.Warn("jetstream: skip a message that is not a ferry event", "room", room, "err", err)
-			return true
+			return nil, 0, fmt.Errorf("jetstream: read %s: %w", room, err)
 		}
-		rec.Pos = pos
-		recs = append(recs, rec)
-		return len(recs) < j.cfg.MaxPerRoom
-	})
-	if err != nil {
-		return nil, 0, fmt.Errorf("jetstream: read %s: %w", room, err)
+		if n := len(recs); n > 0 {
+			return recs, recs[n-1].Pos, nil
+		}
+		// Nothing after: the room's newest is older (its newer records
+		// expired), or there is none, or the replica that answered is
+		// behind the leader, which says so.
+		last, err := lastSeq(ctx, j.nc, j.cfg.Stream, subject)
+		if err != nil {
+			return nil, 0, fmt.Errorf("jetstream: read %s: %w", room, err)
+		}
+		if last <= after {
+			return nil, last, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, 0, fmt.Errorf("jetstream: read %s: the replicas are behind: %w", room, ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
 	}
-	if n := len(recs); n > 0 {
-		return recs, recs[n-1].Pos, nil
-	}
-	// Nothing after: the room's newest is older (its newer records
-	// expired), or there is none.
-	last, err := j.stream.GetLastMsgForSubject(ctx, subject)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil, 0, nil
-	}
-	if err != nil {
-		return nil, 0, fmt.Errorf("jetstream: read %s: %w", room, err)
-	}
-	return nil, last.Sequence, nil
 }
 
 // Follow calls apply with every event appended to the stream from now on,

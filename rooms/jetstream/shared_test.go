@@ -165,3 +165,51 @@ func TestDecodeRoom(t *testing.T) {
 		}
 	}
 }
+
+// A room nobody wrote to yet has one epoch on every hub: members joining
+// on different hubs are told the same one, and the room's first event,
+// sent through any hub, comes in it. A hub that loads the room later (a
+// restart) answers in it too.
+func TestEmptyRoomHasOneEpoch(t *testing.T) {
+	n := start(t, t.TempDir(), Config{}, rooms.Config{})
+	follow(t, n.j, n.hub)
+	hubs := []*rooms.Hub{n.hub, peer(t, n), peer(t, n)}
+	members := make([]*member, len(hubs))
+	joined := make([]protocol.Joined, len(hubs))
+	var wg sync.WaitGroup
+	for i, h := range hubs {
+		members[i] = &member{conn: fmt.Sprintf("c%d", i), user: fmt.Sprintf("u%d", i)}
+		wg.Add(1)
+		go func() { defer wg.Done(); joined[i] = join(t, h, members[i], "new", nil) }()
+	}
+	wg.Wait()
+	for i, j := range joined {
+		if j.Epoch != joined[0].Epoch || j.Seq != 0 {
+			t.Fatalf("hub %d answered the join at %s/%d, hub 0 at %s/0", i, j.Epoch, j.Seq, joined[0].Epoch)
+		}
+	}
+	d := emit(t, hubs[2], members[2], "new", 1)
+	if d.Epoch != joined[0].Epoch || d.Seq != 1 {
+		t.Fatalf("the first event went to %s/%d, want %s/1", d.Epoch, d.Seq, joined[0].Epoch)
+	}
+	for i, m := range members {
+		deadline := time.Now().Add(5 * time.Second)
+		for len(m.got(t)) == 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if got := m.got(t); len(got) != 1 || got[0].T != protocol.TypeEvent || got[0].Epoch != d.Epoch || got[0].Seq != 1 {
+			t.Fatalf("member on hub %d got %+v, want the event at %s/1", i, got, d.Epoch)
+		}
+	}
+	// A fourth hub, as a node started later, loads the room at its start.
+	late := &member{conn: "late", user: "late"}
+	if j := join(t, peer(t, n), late, "new", &protocol.Position{Epoch: d.Epoch, Seq: 0}); j.Epoch != d.Epoch || j.Seq != 1 || j.Recovery != "ok" {
+		t.Fatalf("a later hub answered %+v, want recovery ok at %s/1", j, d.Epoch)
+	}
+	// And a room that only started (no event yet) too.
+	first := &member{conn: "f", user: "f"}
+	started := join(t, hubs[0], first, "quiet", nil)
+	if j := join(t, peer(t, n), &member{conn: "g", user: "g"}, "quiet", &protocol.Position{Epoch: started.Epoch}); j.Epoch != started.Epoch || j.Recovery != "ok" {
+		t.Fatalf("a later hub answered %+v in a started room, want recovery ok at %s/0", j, started.Epoch)
+	}
+}
