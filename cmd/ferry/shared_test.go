@@ -71,9 +71,18 @@ func TestServersShareKeysAndUploads(t *testing.T) {
 		t.Fatalf("a new anonymous user on B got A's user's id %s", other.user)
 	}
 
+	linkAndMovedUpload(t, addrA, addrB, addrC)
+}
+
+// linkAndMovedUpload checks that servers at addrA, addrB and addrC (with
+// 5 MiB parts) are one service for files: a link signed by A downloads
+// from C, an altered one does not; an upload whose connection a balancer
+// moves from A to B once a part is stored on A completes on B, the same
+// file, from where A stopped.
+func linkAndMovedUpload(t *testing.T, addrA, addrB, addrC string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	// A link signed by A downloads from C; a link altered does not.
 	ca, err := client.Dial(ctx, client.Config{URL: "http://" + addrA})
 	if err != nil {
 		t.Fatal(err)
