@@ -45,7 +45,9 @@ type Config struct {
 	// the rooms someone is in (HistoryUserBytes and HistoryTotalBytes
 	// bound that memory; the journal bounds its own storage). When an
 	// append fails, the emit fails with storage_unavailable and the room
-	// starts a new epoch. Ignored when HistorySize is negative. Default
+	// starts a new epoch; a SharedJournal's append is first made again
+	// for up to three times JournalTimeout, and stored once (see
+	// publish). Ignored when HistorySize is negative. Default
 	// nil: history in memory only, lost with the process.
 	Journal Journal
 	// JournalTimeout bounds each call to the Journal; a room waits for

@@ -137,11 +137,10 @@ func (r *room) loadLocked(h *Hub) error {
 	return nil
 }
 
-// appendLocked journals rec, the room's next event. On an error the room
-// starts a new epoch: the record may or may not have been stored (a
-// timeout), so its seq can neither go to the next event (the journal may
-// hold it) nor be skipped (a stream has no holes). A new epoch is the
-// protocol's honest answer; a client resuming from the old one gets a gap.
+// appendLocked journals rec, the room's next event. It returns nil, an
+// error matching ErrJournalConflict (a SharedJournal's room has newer
+// records), or errAppendUnknown: the record may or may not have been
+// stored (a timeout).
 func (r *room) appendLocked(h *Hub, rec Record) error {
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.JournalTimeout)
 	defer cancel()
@@ -158,6 +157,30 @@ func (r *room) appendLocked(h *Hub, rec Record) error {
 		return err
 	}
 	h.cfg.Log.Warn("journal: append", "room", r.name, "seq", rec.Seq, "err", err)
+	return errAppendUnknown
+}
+
+// errAppendUnknown is an append whose outcome is unknown.
+var errAppendUnknown = errors.New("rooms: the journal's append failed")
+
+// How long and how often an append whose outcome is unknown is made again
+// with a SharedJournal: a NATS cluster electing a stream's leader after a
+// server died refuses appends for a few seconds. Made again, an append is
+// still conditional on the room's newest record: if the first got in, the
+// second is refused, and the catch-up finds the first (publish's mine)
+// instead of the record being stored twice. A plain Journal cannot tell,
+// and its room starts a new epoch at once.
+const (
+	unknownRetry = 3 // times JournalTimeout, since the emit began
+	unknownPause = 100 * time.Millisecond
+)
+
+// abandonLocked gives up an event whose append's outcome stayed unknown:
+// the room starts a new epoch, since the record's seq can neither go to
+// the next event (the journal may hold it) nor be skipped (a stream has no
+// holes). A new epoch is the protocol's honest answer; a client resuming
+// from the old one gets a gap.
+func (r *room) abandonLocked(h *Hub) error {
 	r.st.clear()
 	r.st = newStream(h.cfg.Now(), h.hist)
 	return journalError("the event could not be stored; try again")

@@ -124,58 +124,83 @@ func (r *room) replayLocked(m Member, since *protocol.Position) (string, int) {
 // ("Durable state") has the numbers and the alternative. With a
 // SharedJournal another node may have taken the position: the room catches
 // up and tries the next one; dup is then set if that node had published
-// this very event (the same user and msgID).
+// this very event (the same user and msgID). And an append whose outcome is
+// unknown is made again, as it was, for up to unknownRetry times
+// JournalTimeout: the journal stores it once (see retriesLocked).
 func (r *room) publish(h *Hub, user, msgID string, build func(seq uint64, epoch string) *Message, numbered func(seq uint64, epoch string), except string) (d protocol.Delivered, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := r.loadLocked(h); err != nil {
 		return d, err
 	}
+	_, shared := h.journal.(SharedJournal)
+	var (
+		msg *Message
+		rec Record
+		// unknown: rec's last append may or may not have been stored (a
+		// NATS leader changing); it is made again as it was.
+		unknown bool
+	)
 	for start := time.Now(); ; {
-		if msgID != "" && h.cfg.Journal != nil {
-			// Applied from the journal's feed since the emit began.
-			if d, ok := h.dedup.elsewhere(user, msgID); ok {
-				d.Duplicate = true
-				return d, nil
+		if !unknown {
+			if msgID != "" && h.cfg.Journal != nil {
+				// Applied from the journal's feed since the emit began.
+				if d, ok := h.dedup.elsewhere(user, msgID); ok {
+					d.Duplicate = true
+					return d, nil
+				}
 			}
+			seq, epoch := r.st.seq+1, r.st.epoch
+			msg = build(seq, epoch)
+			rec = Record{Epoch: epoch, Seq: seq, At: h.cfg.Now(), User: user, Conn: msg.Sender, MsgID: msgID}
 		}
-		seq, epoch := r.st.seq+1, r.st.epoch
-		msg := build(seq, epoch)
-		at := h.cfg.Now()
 		keep := len(msg.JSON) <= h.maxKeep
 		if h.journal != nil {
-			rec := Record{Epoch: epoch, Seq: seq, At: at, User: user, Conn: msg.Sender, MsgID: msgID}
 			if keep {
 				rec.JSON = msg.JSON
 			}
 			err := r.appendLocked(h, rec)
-			if errors.Is(err, ErrJournalConflict) && time.Since(start) < h.cfg.JournalTimeout {
-				dup, err := r.catchUpLocked(h, h.journal.(SharedJournal), user, msgID)
+			switch {
+			case err == nil:
+			case errors.Is(err, ErrJournalConflict) && time.Since(start) < h.cfg.JournalTimeout:
+				var mine *Record
+				if unknown {
+					mine = &rec
+				}
+				dup, ours, err := r.catchUpLocked(h, h.journal.(SharedJournal), user, msgID, mine)
 				if err != nil {
 					return d, err
 				}
 				if dup != nil {
 					return *dup, nil
 				}
+				if !ours {
+					unknown = false
+					continue
+				}
+			case errors.Is(err, errAppendUnknown) && shared && time.Since(start) < unknownRetry*h.cfg.JournalTimeout:
+				unknown = true
+				time.Sleep(unknownPause)
 				continue
-			}
-			if err != nil {
+			case errors.Is(err, errAppendUnknown):
+				return d, r.abandonLocked(h)
+			default:
 				return d, err
 			}
 		}
 		if numbered != nil {
-			numbered(seq, epoch)
+			numbered(rec.Seq, rec.Epoch)
 		}
-		r.st.seq = seq
+		r.st.seq = rec.Seq
 		if keep {
-			r.st.append(&entry{seq: seq, msg: msg, at: at, user: user}, h.cfg.HistorySize, h.cfg.HistoryBytes)
+			r.st.append(&entry{seq: rec.Seq, msg: msg, at: rec.At, user: user}, h.cfg.HistorySize, h.cfg.HistoryBytes)
 		} else {
 			// Not kept, and neither is what came before: a replay cannot
 			// step over the event, it has a gap.
 			r.st.clear()
-			r.st.last = at
+			r.st.last = rec.At
 		}
-		return protocol.Delivered{Seq: seq, Epoch: epoch, Delivered: r.deliverLocked(msg, except)}, nil
+		return protocol.Delivered{Seq: rec.Seq, Epoch: rec.Epoch, Delivered: r.deliverLocked(msg, except)}, nil
 	}
 }
 

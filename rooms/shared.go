@@ -1,6 +1,7 @@
 package rooms
 
 import (
+	"bytes"
 	"context"
 	"errors"
 
@@ -98,19 +99,26 @@ func (r *room) applyLocked(h *Hub, rec Record) {
 // the hub does not, after an append lost the race for the next position.
 // When one of them is the event (user, msgID) being published, another
 // node published it first (a resend through another node): its position
-// is returned, and the caller does not publish it again.
-func (r *room) catchUpLocked(h *Hub, sj SharedJournal, user, msgID string) (*protocol.Delivered, error) {
+// is returned, and the caller does not publish it again. When the first is
+// mine, an earlier append of the record being published whose outcome was
+// unknown, it was stored: ours says so, the room is at it, and the caller
+// goes on as after a successful append (records after it come with the
+// feed, which a room sharing its journal follows).
+func (r *room) catchUpLocked(h *Hub, sj SharedJournal, user, msgID string, mine *Record) (dup *protocol.Delivered, ours bool, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.JournalTimeout)
 	defer cancel()
 	recs, newest, err := sj.Since(ctx, r.name, r.jpos)
 	if err != nil {
 		h.cfg.Log.Warn("journal: catch up", "room", r.name, "err", err)
-		return nil, journalError("the history of room %q cannot be read now; try again", r.name)
+		return nil, false, journalError("the history of room %q cannot be read now; try again", r.name)
 	}
-	var dup *protocol.Delivered
 	for _, rec := range recs {
 		if rec.Pos <= r.jpos {
 			continue
+		}
+		if mine != nil && sameRecord(rec, *mine) {
+			r.jpos = rec.Pos
+			return nil, true, nil
 		}
 		r.applyLocked(h, rec)
 		if msgID != "" && rec.MsgID == msgID && rec.User == user {
@@ -120,7 +128,14 @@ func (r *room) catchUpLocked(h *Hub, sj SharedJournal, user, msgID string) (*pro
 	// The journal's newest may be older than what the hub knew: records
 	// expired or were purged. The next append goes after what is there.
 	r.jpos = newest
-	return dup, nil
+	return dup, false, nil
+}
+
+// sameRecord reports whether a and b are one record: what the journal
+// read back of an append is what was appended.
+func sameRecord(a, b Record) bool {
+	return a.Epoch == b.Epoch && a.Seq == b.Seq && a.At.Equal(b.At) && a.User == b.User &&
+		a.Conn == b.Conn && a.MsgID == b.MsgID && bytes.Equal(a.JSON, b.JSON)
 }
 
 // startLocked makes the room's epoch the journal's before a join is
@@ -143,7 +158,7 @@ func (r *room) startLocked(h *Hub) error {
 		r.jpos = pos
 		return nil
 	case errors.Is(err, ErrJournalConflict):
-		_, err := r.catchUpLocked(h, sj, "", "")
+		_, _, err := r.catchUpLocked(h, sj, "", "", nil)
 		return err
 	default:
 		h.cfg.Log.Warn("journal: start room", "room", r.name, "err", err)

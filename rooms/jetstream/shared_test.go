@@ -213,3 +213,88 @@ func TestEmptyRoomHasOneEpoch(t *testing.T) {
 		t.Fatalf("a later hub answered %+v in a started room, want recovery ok at %s/0", j, started.Epoch)
 	}
 }
+
+// flaky is the journal as a NATS cluster electing a leader serves it: the
+// appends it is told to fail are answered with an error, stored or not.
+type flaky struct {
+	*Journal
+	mu   sync.Mutex
+	fail []bool // per append to come: true stores it first, false does not
+}
+
+func (f *flaky) AppendAfter(ctx context.Context, room string, rec rooms.Record, after uint64) (uint64, error) {
+	f.mu.Lock()
+	var next []bool
+	if len(f.fail) > 0 {
+		next, f.fail = f.fail[:1], f.fail[1:]
+	}
+	f.mu.Unlock()
+	if len(next) == 0 {
+		return f.Journal.AppendAfter(ctx, room, rec, after)
+	}
+	if next[0] {
+		if _, err := f.Journal.AppendAfter(ctx, room, rec, after); err != nil {
+			return 0, err
+		}
+	}
+	return 0, context.DeadlineExceeded
+}
+
+// An append whose outcome is unknown (stored but unanswered, or not
+// stored) is made again and the event is stored once, at its position, in
+// the room's epoch: the epoch ends only when history is lost. Another hub
+// on the stream gets each event once, and a join replays them.
+func TestUnknownAppendKeepsEpoch(t *testing.T) {
+	n := start(t, t.TempDir(), Config{}, rooms.Config{})
+	fl := &flaky{Journal: n.j}
+	h := rooms.New(rooms.Config{Journal: fl, JournalTimeout: time.Second})
+	follow(t, n.j, h)
+	other := peer(t, n)
+	alice := &member{conn: "a", user: "alice"}
+	joined := join(t, h, alice, "r", nil)
+	bob := &member{conn: "b", user: "bob"}
+	join(t, other, bob, "r", nil)
+
+	fl.mu.Lock()
+	// Event 1 stored but unanswered twice in a row; event 2 not stored,
+	// then stored unanswered; event 3 as usual.
+	fl.fail = []bool{true, true}
+	fl.mu.Unlock()
+	for i := 1; i <= 3; i++ {
+		if i == 2 {
+			fl.mu.Lock()
+			fl.fail = []bool{false, true}
+			fl.mu.Unlock()
+		}
+		d, err := h.Emit(alice, rooms.Target{Room: "r"}, "chat", json.RawMessage(fmt.Sprintf(`{"n":%d}`, i)), rooms.EmitOptions{MsgID: fmt.Sprintf("m%d", i)})
+		if err != nil || d.Epoch != joined.Epoch || d.Seq != uint64(i) || d.Duplicate {
+			t.Fatalf("emit %d: %+v, %v; want seq %d of epoch %s, not a duplicate", i, d, err, i, joined.Epoch)
+		}
+	}
+	for _, m := range []*member{alice, bob} {
+		deadline := time.Now().Add(5 * time.Second)
+		for len(m.got(t)) < 3 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		got := m.got(t)
+		if len(got) != 3 {
+			t.Fatalf("%s got %+v, want 3 events", m.user, got)
+		}
+		for i, f := range got {
+			if f.T != protocol.TypeEvent || f.Epoch != joined.Epoch || f.Seq != uint64(i+1) {
+				t.Fatalf("%s's frame %d: %+v", m.user, i, f)
+			}
+		}
+	}
+	recs, err := n.j.Load(context.Background(), "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seqs []uint64
+	for _, r := range recs {
+		seqs = append(seqs, r.Seq)
+	}
+	if fmt.Sprint(seqs) != "[0 1 2 3]" {
+		t.Fatalf("the stream holds seqs %v, want the start and 1, 2, 3 once each", seqs)
+	}
+}
