@@ -72,7 +72,7 @@ func (h *Hub) emit(m Member, kind, name string, exceptSelf bool, event string, d
 		return h.direct(kind, name, m.UserID(), opt.MsgID, except, func(seq uint64) *Message {
 			if opt.Receipt {
 				// Tracked as long as the message may wait for its user.
-				h.track.add(trackKey{kind + name, h.epoch, seq}, from, h.cfg.Now().Add(h.cfg.OfflineTTL))
+				h.track.add(trackKey{kind + name, h.epoch, seq}, from, h.cfg.Now().Add(h.cfg.OfflineTTL), true)
 			}
 			return h.event(kind+name, event, data, from, seq, h.epoch, opt)
 		})
@@ -91,7 +91,7 @@ func (h *Hub) emit(m Member, kind, name string, exceptSelf bool, event string, d
 	}
 	return r.publish(h, m.UserID(), opt.MsgID, func(seq uint64, epoch string) *Message {
 		return h.event(name, event, data, from, seq, epoch, opt)
-	}, h.tracked(name, from, opt.Receipt), except)
+	}, receiptSender(from, opt.Receipt), except)
 }
 
 // envelopeBytes is about what an event frame adds to its name and data.
@@ -116,7 +116,7 @@ func (h *Hub) Publish(roomName, event string, data json.RawMessage, from protoco
 	opt := EmitOptions{Receipt: receipt}
 	d, err := r.publish(h, from.User, "", func(seq uint64, epoch string) *Message {
 		return h.event(roomName, event, data, from, seq, epoch, opt)
-	}, h.tracked(roomName, from, receipt), "")
+	}, receiptSender(from, receipt), "")
 	if err != nil {
 		h.cfg.Log.Error("publish to room", "room", roomName, "event", event, "err", err)
 		return protocol.Delivered{}, false
@@ -124,15 +124,13 @@ func (h *Hub) Publish(roomName, event string, data json.RawMessage, from protoco
 	return d, true
 }
 
-// tracked returns what a room's event does once numbered: with receipt,
-// the hub tracks it for the sender's receipts.
-func (h *Hub) tracked(room string, from protocol.From, receipt bool) func(seq uint64, epoch string) {
+// receiptSender is the sender a room's event is tracked for, for its receipts:
+// nil without.
+func receiptSender(from protocol.From, receipt bool) *protocol.From {
 	if !receipt {
 		return nil
 	}
-	return func(seq uint64, epoch string) {
-		h.track.add(trackKey{room, epoch, seq}, from, h.cfg.Now().Add(h.cfg.HistoryTTL))
-	}
+	return &from
 }
 
 // direct delivers to every connection of a user, or to one connection. A

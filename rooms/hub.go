@@ -58,6 +58,12 @@ type Config struct {
 	// Default DefaultJournalTimeout.
 	JournalTimeout time.Duration
 
+	// Receipts, when set with a Journal, keeps the receipts of named
+	// rooms' events beyond the process and shares them with the other
+	// nodes on the journal (see ReceiptLog). Default nil: in memory only,
+	// this node's own.
+	Receipts ReceiptLog
+
 	// Mailboxes, when set, keeps the direct messages waiting for users who
 	// are not connected beyond the process, with their message ids, and
 	// the direct-message stream's epoch and seq: LoadMailboxes restores
@@ -200,11 +206,12 @@ type Hub struct {
 	// per user (direct messages are not replayed, only receipted). With a
 	// Mailboxes store, seqs go up to dmCeiling, which the store has saved
 	// (see reserveSeqs), so that a restart never hands one out again.
-	dmSeq     atomic.Uint64
-	dmCeiling atomic.Uint64
-	reserving atomic.Bool
-	dedup     dedup
-	track     tracker
+	dmSeq      atomic.Uint64
+	dmCeiling  atomic.Uint64
+	reserving  atomic.Bool
+	dedup      dedup
+	track      tracker
+	receiptLog ReceiptLog // nil without a Journal
 	// epoch is the direct-message stream's: set by New, or by
 	// LoadMailboxes before the hub is used.
 	epoch string
@@ -232,7 +239,7 @@ type memberState struct {
 // receipts to expire.
 func New(cfg Config) *Hub {
 	cfg.applyDefaults()
-	return &Hub{
+	h := &Hub{
 		cfg:          cfg,
 		rooms:        make(map[string]*room),
 		members:      make(map[string]*memberState),
@@ -248,6 +255,10 @@ func New(cfg Config) *Hub {
 		mailStore:    cfg.Mailboxes,
 		mailKick:     make(chan struct{}, 1),
 	}
+	if h.journal != nil {
+		h.receiptLog = cfg.Receipts
+	}
+	return h
 }
 
 func maxKeep(cfg Config) int {

@@ -50,6 +50,9 @@ type Record struct {
 	// MsgID is the sender's id for the event, if it gave one: a resend
 	// after a restart is then still recognised (see EmitOptions.MsgID).
 	MsgID string
+	// Receipt: the sender asked for receipts. A hub restoring the record
+	// (a load, another node's record applied) tracks the event for them.
+	Receipt bool
 	// JSON is the event frame exactly as members received it; nil for an
 	// event too large to keep (see JournalLimit), which holds its seq.
 	// A record with Seq 0 (and no JSON) is a room's start: a
@@ -119,6 +122,7 @@ func (r *room) loadLocked(h *Hub) error {
 			if rec.MsgID != "" {
 				h.dedup.restore(rec.User, rec.MsgID, protocol.Delivered{Seq: rec.Seq, Epoch: rec.Epoch}, rec.At)
 			}
+			h.restoreTracking(r.name, rec)
 			if rec.JSON == nil { // too large to keep: so is what came before
 				st.clear()
 				continue

@@ -1,6 +1,7 @@
 package rooms
 
 import (
+	"context"
 	"encoding/json"
 	"sort"
 	"strings"
@@ -28,6 +29,10 @@ type tracking struct {
 	from  protocol.From
 	until time.Time // forgotten after this
 	users map[string]protocol.ReceiptUser
+	// loaded: users holds every confirmation the ReceiptLog has (an event
+	// this hub published, or one whose confirmations it read); otherwise
+	// the log is read at the first use.
+	loaded bool
 }
 
 func newTracker(perUser, max int) tracker {
@@ -36,13 +41,16 @@ func newTracker(perUser, max int) tracker {
 
 // add tracks an event until the given time: as long as it can still be
 // delivered (from the history, or from a mailbox).
-func (t *tracker) add(k trackKey, from protocol.From, until time.Time) {
+func (t *tracker) add(k trackKey, from protocol.From, until time.Time, loaded bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.events[k] != nil {
+		return // restored twice (a load, then the feed): the first stays
+	}
 	for _, old := range t.bound.add(from.User, k) {
 		delete(t.events, old)
 	}
-	t.events[k] = &tracking{from: from, until: until, users: make(map[string]protocol.ReceiptUser)}
+	t.events[k] = &tracking{from: from, until: until, users: make(map[string]protocol.ReceiptUser), loaded: loaded}
 }
 
 func (t *tracker) expire(now time.Time) {
@@ -59,7 +67,7 @@ func (t *tracker) expire(now time.Time) {
 
 // trackKey returns the key of event seq of room in the room's current epoch.
 func (h *Hub) trackKey(room string, seq uint64) trackKey {
-	if strings.HasPrefix(room, UserPrefix) || strings.HasPrefix(room, ConnPrefix) {
+	if builtIn(room) {
 		return trackKey{room, h.epoch, seq}
 	}
 	h.mu.RLock()
@@ -84,43 +92,61 @@ func (h *Hub) Received(m Member, room string, seq uint64) error {
 	if err := h.mayRead(m, room); err != nil {
 		return err
 	}
-	now := h.cfg.Now()
 	k := h.trackKey(room, seq)
+	h.loadConfirmed(k)
+	u := protocol.ReceiptUser{User: m.UserID(), Name: m.UserName(), At: h.cfg.Now().UnixMilli()}
+	if !h.confirmed(k, u, m.ConnID()) || h.receiptLog == nil || builtIn(room) {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.JournalTimeout)
+	defer cancel()
+	if err := h.receiptLog.Confirm(ctx, k.room, k.epoch, k.seq, u, m.ConnID()); err != nil {
+		// Its sender has it from this node; other nodes and a restart
+		// will not.
+		h.cfg.Log.Warn("receipts: store", "room", room, "seq", seq, "err", err)
+	}
+	return nil
+}
+
+// confirmed records that u received the tracked event k and, when u is
+// new to it, tells the sender: its connection if it is on this hub, else
+// the sending user's connections here. conn is the confirming connection.
+// It reports whether u was new.
+func (h *Hub) confirmed(k trackKey, u protocol.ReceiptUser, conn string) bool {
 	h.track.mu.Lock()
 	e := h.track.events[k]
 	if e == nil {
 		h.track.mu.Unlock()
-		return nil
+		return false
 	}
-	if _, dup := e.users[m.UserID()]; dup || m.UserID() == e.from.User {
+	if _, dup := e.users[u.User]; dup || u.User == e.from.User {
 		h.track.mu.Unlock()
-		return nil
+		return false
 	}
-	e.users[m.UserID()] = protocol.ReceiptUser{User: m.UserID(), Name: m.UserName(), At: now.UnixMilli()}
+	e.users[u.User] = u
 	count, from := len(e.users), e.from
 	h.track.mu.Unlock()
 
-	b, _ := json.Marshal(protocol.Receipt{T: protocol.TypeReceipt, Room: room, Seq: seq,
-		User: m.UserID(), Name: m.UserName(), Conn: m.ConnID(), Count: count})
-	msg := NewMessage(b, m.ConnID())
+	b, _ := json.Marshal(protocol.Receipt{T: protocol.TypeReceipt, Room: k.room, Seq: k.seq,
+		User: u.User, Name: u.Name, Conn: conn, Count: count})
+	msg := NewMessage(b, conn)
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	// The sending connection if it is still there, else every connection
-	// of the sending user.
 	if st := h.members[from.Conn]; st != nil {
 		st.m.Deliver(msg)
-		return nil
+		return true
 	}
 	for _, st := range h.users[from.User] {
 		st.m.Deliver(msg)
 	}
-	return nil
+	return true
 }
 
 // Receipts lists the users that confirmed an event, for its sender or a
 // member of its room.
 func (h *Hub) Receipts(m Member, room string, seq uint64) (protocol.Receipts, error) {
 	k := h.trackKey(room, seq)
+	h.loadConfirmed(k)
 	h.track.mu.Lock()
 	e := h.track.events[k]
 	var out protocol.Receipts

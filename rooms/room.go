@@ -114,8 +114,9 @@ func (r *room) replayLocked(m Member, since *protocol.Position) (string, int) {
 
 // publish numbers the message build makes, journals it, keeps it in the
 // history and delivers it to every member but except. user is the sending
-// user, msgID its id for the event ("" if none). numbered, if not nil, runs
-// once the event has its position for good, before any member sees it.
+// user, msgID its id for the event ("" if none). track, if not nil, is the
+// sender for whom the event is tracked for receipts once it has its
+// position for good, before any member sees it.
 //
 // The journal's append is synchronous and comes before the fan-out: once a
 // member has seen a seq, the event survives a crash, so a restarted room
@@ -127,7 +128,7 @@ func (r *room) replayLocked(m Member, since *protocol.Position) (string, int) {
 // this very event (the same user and msgID). And an append whose outcome is
 // unknown is made again, as it was, for up to unknownRetry times
 // JournalTimeout: the journal stores it once (see retriesLocked).
-func (r *room) publish(h *Hub, user, msgID string, build func(seq uint64, epoch string) *Message, numbered func(seq uint64, epoch string), except string) (d protocol.Delivered, err error) {
+func (r *room) publish(h *Hub, user, msgID string, build func(seq uint64, epoch string) *Message, track *protocol.From, except string) (d protocol.Delivered, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := r.loadLocked(h); err != nil {
@@ -152,7 +153,7 @@ func (r *room) publish(h *Hub, user, msgID string, build func(seq uint64, epoch 
 			}
 			seq, epoch := r.st.seq+1, r.st.epoch
 			msg = build(seq, epoch)
-			rec = Record{Epoch: epoch, Seq: seq, At: h.cfg.Now(), User: user, Conn: msg.Sender, MsgID: msgID}
+			rec = Record{Epoch: epoch, Seq: seq, At: h.cfg.Now(), User: user, Conn: msg.Sender, MsgID: msgID, Receipt: track != nil}
 		}
 		keep := len(msg.JSON) <= h.maxKeep
 		if h.journal != nil {
@@ -188,8 +189,9 @@ func (r *room) publish(h *Hub, user, msgID string, build func(seq uint64, epoch 
 				return d, err
 			}
 		}
-		if numbered != nil {
-			numbered(rec.Seq, rec.Epoch)
+		if track != nil {
+			// Before any member sees it, so before any can confirm it.
+			h.track.add(trackKey{r.name, rec.Epoch, rec.Seq}, *track, rec.At.Add(h.cfg.HistoryTTL), true)
 		}
 		r.st.seq = rec.Seq
 		if keep {

@@ -80,6 +80,7 @@ func (r *room) applyLocked(h *Hub, rec Record) {
 	if rec.MsgID != "" {
 		h.dedup.restore(rec.User, rec.MsgID, protocol.Delivered{Seq: rec.Seq, Epoch: rec.Epoch}, rec.At)
 	}
+	h.restoreTracking(r.name, rec)
 	if rec.JSON == nil {
 		r.st.clear()
 		r.st.last = rec.At

@@ -43,9 +43,10 @@ type node struct {
 	// state is where rooms' history and waiting direct messages are kept:
 	// closed after the server.
 	state io.Closer
-	// follow, with --nats, feeds the hub the events other nodes append to
-	// the rooms' journal (see rooms.SharedJournal).
-	follow func(context.Context, func(string, rooms.Record)) error
+	// feeds, with --nats, give the hub what other nodes write: the events
+	// they append to the rooms' journal (see rooms.SharedJournal), the
+	// receipts they take.
+	feeds []feed
 
 	// The parts' loops, ended by Shutdown after the connections.
 	stopLoops context.CancelFunc
@@ -82,6 +83,7 @@ func newNode(ctx context.Context, f *serveFlags, log *slog.Logger) (n *node, err
 		return nil, err
 	}
 	n.state, cfg.History.Journal, cfg.History.Mailboxes, cfg.Files = st.closer, st.journal, st.mail, st.files
+	cfg.History.Receipts = st.receipts
 	if cfg.AnonKey, err = nodeKey(ctx, f, log, st.nc); err != nil {
 		return nil, err
 	}
@@ -128,7 +130,14 @@ func newNode(ctx context.Context, f *serveFlags, log *slog.Logger) (n *node, err
 	}
 	n.hub = server.NewHub(cfg)
 	if j, ok := cfg.History.Journal.(*jetstream.Journal); ok && f.natsURL != "" {
-		n.follow = j.Follow
+		n.feeds = append(n.feeds, feed{"the other nodes' events", func(ctx context.Context) error {
+			return j.Follow(ctx, n.hub.Apply)
+		}})
+	}
+	if r, ok := cfg.History.Receipts.(*jetstream.Receipts); ok && f.natsURL != "" {
+		n.feeds = append(n.feeds, feed{"the other nodes' receipts", func(ctx context.Context) error {
+			return r.Follow(ctx, n.hub.ApplyReceipt)
+		}})
 	}
 	if err := n.hub.LoadMailboxes(ctx); err != nil {
 		return nil, err
@@ -171,8 +180,8 @@ func (n *node) Run(ctx context.Context) error {
 	n.stopLoops = stop
 	n.loops.Go(func() { _ = n.hub.Run(lctx) })
 	n.loops.Go(func() { _ = n.tm.Run(lctx) })
-	if n.follow != nil {
-		n.loops.Go(func() { n.followJournal(lctx) })
+	for _, fd := range n.feeds {
+		n.loops.Go(func() { n.follow(lctx, fd) })
 	}
 	if n.certs != nil {
 		n.loops.Go(func() { n.certs.watch(lctx) })
@@ -190,16 +199,21 @@ func (n *node) Run(ctx context.Context) error {
 	}
 }
 
-// followJournal feeds the hub the other nodes' events until ctx ends,
-// starting again a second after the feed fails (NATS unreachable at
-// start; the feed itself rides out reconnections).
-func (n *node) followJournal(ctx context.Context) {
+// feed is a NATS stream a node follows, and what it is, for the log.
+type feed struct {
+	what   string
+	follow func(context.Context) error
+}
+
+// follow runs fd until ctx ends, starting again a second after it fails
+// (NATS unreachable at start; a feed itself rides out reconnections).
+func (n *node) follow(ctx context.Context, fd feed) {
 	for {
-		err := n.follow(ctx, n.hub.Apply)
+		err := fd.follow(ctx)
 		if ctx.Err() != nil {
 			return
 		}
-		n.log.Warn("journal: following the other nodes' events", "err", err)
+		n.log.Warn("following "+fd.what, "err", err)
 		select {
 		case <-ctx.Done():
 			return
@@ -253,11 +267,12 @@ const stateSetupTimeout = time.Minute
 // NATS connection the nodes share (all nil in memory); closer ends what
 // was opened.
 type sharedState struct {
-	journal rooms.Journal
-	mail    rooms.Mailboxes
-	files   server.FileIndex
-	nc      *nats.Conn
-	closer  io.Closer
+	journal  rooms.Journal
+	mail     rooms.Mailboxes
+	files    server.FileIndex
+	receipts rooms.ReceiptLog
+	nc       *nats.Conn
+	closer   io.Closer
 }
 
 // openState opens where rooms' history and the direct messages waiting
@@ -289,6 +304,7 @@ func openState(ctx context.Context, f *serveFlags, log *slog.Logger) (sharedStat
 	}
 	fcfg := jetstream.FilesConfig{MaxPerRoom: f.filesPerRoom, MaxBytes: f.filesBytes, Log: log}
 	mcfg := jetstream.MailConfig{MaxAge: f.offlineTTL, Replicas: f.nats.replicas, Log: log}
+	rcfg := jetstream.ReceiptsConfig{MaxAge: f.historyTTL, Replicas: f.nats.replicas, Log: log}
 	var (
 		st  sharedState
 		err error
@@ -320,6 +336,9 @@ func openState(ctx context.Context, f *serveFlags, log *slog.Logger) (sharedStat
 		}
 		if err == nil {
 			st.files, err = jetstream.NewFileIndex(ctx, st.nc, fcfg)
+		}
+		if err == nil {
+			st.receipts, err = jetstream.NewReceipts(ctx, st.nc, rcfg)
 		}
 		return err
 	})

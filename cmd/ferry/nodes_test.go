@@ -104,6 +104,44 @@ func TestTwoNodesShareRooms(t *testing.T) {
 			}
 		}
 	}
+	// A receipt crosses nodes: bob, on B, confirms an event alice sent
+	// through A asking for receipts, and alice gets the receipt on A.
+	before, rack := alice.request(map[string]any{"t": "emit", "room": "lobby", "event": "chat",
+		"data": map[string]any{"text": "r0"}, "msg_id": "r0", "receipt": true})
+	stash[alice] = append(stash[alice], before...)
+	rseq := rack["seq"].(float64)
+	events(bob, 1)
+	if err := bob.ws.WriteJSON(map[string]any{"t": "received", "room": "lobby", "seq": rseq}); err != nil {
+		t.Fatal(err)
+	}
+	var other []map[string]any
+	for {
+		var f map[string]any
+		if len(stash[alice]) > 0 {
+			f, stash[alice] = stash[alice][0], stash[alice][1:]
+		} else {
+			f = alice.next()
+		}
+		if f["t"] != protocol.TypeReceipt {
+			other = append(other, f)
+			continue
+		}
+		if f["seq"] != rseq || f["user"] != bob.user || f["count"] != float64(1) {
+			t.Fatalf("alice's receipt: %v, want bob's for seq %v", f, rseq)
+		}
+		break
+	}
+	stash[alice] = append(other, stash[alice]...)
+	events(alice, 1) // her own r0
+	// ... and receipts lists it on either node.
+	for _, w := range []*wire{alice, bob} {
+		before, rs := w.request(map[string]any{"t": "receipts", "room": "lobby", "seq": rseq})
+		stash[w] = append(stash[w], before...)
+		if rs["count"] != float64(1) {
+			t.Fatalf("receipts on %s's node: %v", w.user, rs)
+		}
+	}
+
 	// alice's resend of a0 through node B is the same event.
 	alice2 := dialWire(t, b.addr, alice.token)
 	alice2.request(map[string]any{"t": "join", "room": "lobby"})
@@ -122,9 +160,9 @@ func TestTwoNodesShareRooms(t *testing.T) {
 	start(b)
 	back := dialWire(t, b.addr, bob.token)
 	before, ack := back.request(map[string]any{"t": "join", "room": "lobby",
-		"since": map[string]any{"epoch": epoch, "seq": 2 * rounds}})
-	if ack["recovery"] != "ok" || ack["seq"] != float64(2*rounds+10) {
-		t.Fatalf("bob back on node B: %v, want recovery ok at seq %d", ack, 2*rounds+10)
+		"since": map[string]any{"epoch": epoch, "seq": 2*rounds + 1}})
+	if ack["recovery"] != "ok" || ack["seq"] != float64(2*rounds+11) {
+		t.Fatalf("bob back on node B: %v, want recovery ok at seq %d", ack, 2*rounds+11)
 	}
 	var replayed []uint64
 	for _, f := range before {
@@ -132,13 +170,17 @@ func TestTwoNodesShareRooms(t *testing.T) {
 			replayed = append(replayed, uint64(f["seq"].(float64)))
 		}
 	}
-	if fmt.Sprint(replayed) != fmt.Sprint(seqRange(2*rounds+1, 2*rounds+10)) {
-		t.Fatalf("bob replayed %v, want %d..%d", replayed, 2*rounds+1, 2*rounds+10)
+	if fmt.Sprint(replayed) != fmt.Sprint(seqRange(2*rounds+2, 2*rounds+11)) {
+		t.Fatalf("bob replayed %v, want %d..%d", replayed, 2*rounds+2, 2*rounds+11)
 	}
 	// And live again: alice's next event reaches bob on B.
 	emit(alice, "d0")
-	if seqs, texts := events(back, 1); seqs[0] != 2*rounds+11 || texts[0] != "d0" {
-		t.Fatalf("bob got %v %v after coming back, want d0 at %d", seqs, texts, 2*rounds+11)
+	if seqs, texts := events(back, 1); seqs[0] != 2*rounds+12 || texts[0] != "d0" {
+		t.Fatalf("bob got %v %v after coming back, want d0 at %d", seqs, texts, 2*rounds+12)
+	}
+	// The restarted B still knows bob's receipt.
+	if _, rs := back.request(map[string]any{"t": "receipts", "room": "lobby", "seq": rseq}); rs["count"] != float64(1) {
+		t.Fatalf("receipts on the restarted node: %v", rs)
 	}
 }
 

@@ -98,6 +98,8 @@ const (
 	hdrUser  = "Ferry-User"
 	hdrConn  = "Ferry-Conn"
 	hdrMsgID = "Ferry-Msg-Id"
+	// hdrReceipt, "1", marks an event whose sender asked for receipts.
+	hdrReceipt = "Ferry-Receipt"
 )
 
 // Journal keeps rooms' events in a JetStream stream. Its methods are safe
@@ -173,6 +175,9 @@ func (j *Journal) message(room string, rec rooms.Record) *nats.Msg {
 	}
 	if rec.MsgID != "" {
 		h[hdrMsgID] = []string{rec.MsgID}
+	}
+	if rec.Receipt {
+		h[hdrReceipt] = []string{"1"}
 	}
 	return &nats.Msg{Subject: j.subject(room), Header: h, Data: rec.JSON}
 }
@@ -280,7 +285,7 @@ func decode(h nats.Header, data []byte) (rooms.Record, error) {
 		data = nil // a position only: the event was too large to keep
 	}
 	return rooms.Record{Epoch: epoch, Seq: seq, At: time.Unix(0, at), User: h.Get(hdrUser),
-		Conn: h.Get(hdrConn), MsgID: h.Get(hdrMsgID), JSON: data}, nil
+		Conn: h.Get(hdrConn), MsgID: h.Get(hdrMsgID), Receipt: h.Get(hdrReceipt) == "1", JSON: data}, nil
 }
 
 func (j *Journal) subject(room string) string {
