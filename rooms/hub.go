@@ -113,6 +113,15 @@ type Config struct {
 	PresenceLimit int
 	// PresenceInterval: default DefaultPresenceInterval.
 	PresenceInterval time.Duration
+
+	// Roster, when set, shares presence with the other nodes on the same
+	// rooms (see roster.go): it learns this node's figures, and hands the
+	// others' to ApplyPresence. Default nil: this node's presence only.
+	Roster Roster
+	// RemotePresence bounds the (node, user, room) figures kept from other
+	// nodes, RemotePresencePerRoom those of one room. Defaults
+	// DefaultRemotePresence and DefaultRemotePresencePerRoom.
+	RemotePresence, RemotePresencePerRoom int
 }
 
 func (c *Config) applyDefaults() {
@@ -179,6 +188,7 @@ func (c *Config) applyDefaults() {
 	if c.PresenceInterval <= 0 {
 		c.PresenceInterval = DefaultPresenceInterval
 	}
+	c.applyRosterDefaults()
 	if c.Dedup <= 0 {
 		c.Dedup = 100000
 	}
@@ -228,6 +238,9 @@ type Hub struct {
 	// maxKeep is the largest event frame kept for replay: HistoryBytes,
 	// or less if the journal stores less (JournalLimit).
 	maxKeep int
+	// remoteEntries counts the other nodes' figures all rooms keep (see
+	// roster.go).
+	remoteEntries atomic.Int64
 }
 
 type memberState struct {

@@ -57,7 +57,7 @@ func (h *Hub) sendCounts() {
 		r.mu.Lock()
 		if r.counted.Swap(false) {
 			b, _ := json.Marshal(protocol.Presence{T: protocol.TypePresence, Room: r.name, Action: protocol.PresenceCount,
-				Users: len(r.users), Connections: len(r.members)})
+				Users: len(r.users), Connections: r.connsLocked()})
 			r.deliverLocked(NewMessage(b, ""), "")
 		}
 		r.mu.Unlock()
@@ -90,7 +90,7 @@ func (r *room) page(after string, limit int) protocol.RoomMembers {
 	}
 	ids := []string(*h)
 	sort.Strings(ids)
-	out := protocol.RoomMembers{Room: r.name, Count: len(r.users), Connections: len(r.members)}
+	out := protocol.RoomMembers{Room: r.name, Count: len(r.users), Connections: r.connsLocked()}
 	if len(ids) > limit {
 		ids = ids[:limit]
 		out.Next = ids[limit-1]
@@ -98,7 +98,7 @@ func (r *room) page(after string, limit int) protocol.RoomMembers {
 	out.Members = make([]protocol.Member, len(ids))
 	for i, id := range ids {
 		c := r.users[id]
-		out.Members[i] = protocol.Member{User: id, Name: c.name, Connections: c.n}
+		out.Members[i] = protocol.Member{User: id, Name: c.name, Connections: c.n + c.rn}
 	}
 	return out
 }

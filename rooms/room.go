@@ -29,7 +29,7 @@ type room struct {
 	mu      sync.Mutex
 	members []Member          // dense, for a fast fan-out loop
 	index   map[string]int    // connection id → position in members
-	users   map[string]*count // user id → connections in this room
+	users   map[string]*count // user id → connections in this room, on all nodes
 	st      stream
 	// loaded is false until st is restored from the journal: a room is
 	// created under the hub's lock, which must not wait for the journal.
@@ -41,11 +41,15 @@ type room struct {
 	// durable means the room's history lives in the journal, so the room
 	// may leave memory once nobody is in it.
 	durable bool
+	// remote is the other nodes' connections in the room (see roster.go).
+	remote remoteRoom
 }
 
+// count is a user's connections in a room: n on this node, rn on others.
 type count struct {
 	name string
 	n    int
+	rn   int
 }
 
 func newRoom(name string, now time.Time, acct *histAccount, durable bool) *room {
@@ -83,7 +87,8 @@ func (r *room) add(h *Hub, m Member, presence func(int) *Message, since *protoco
 		r.users[m.UserID()] = c
 	}
 	c.n++
-	r.presenceLocked(h, presence, c.n, m.ConnID())
+	r.shareLocked(h, m.UserID(), m.UserName(), c.n)
+	r.presenceLocked(h, presence, c.n+c.rn, m.ConnID())
 	return recovery, replayed, nil
 }
 
@@ -243,12 +248,13 @@ func (r *room) tryIdle() bool {
 }
 
 func (r *room) endIfIdleLocked() bool {
-	if len(r.members) > 0 || r.pins.Load() > 0 || (!r.durable && r.st.n > 0) {
+	if len(r.members) > 0 || r.pins.Load() > 0 || (!r.durable && (r.st.n > 0 || r.remote.entries > 0)) {
 		return false
 	}
 	r.st.clear()
 	r.loaded, r.jpos = !r.durable, 0
-	return true
+	// Users on other nodes keep the room (its numbers, not its history).
+	return r.remote.entries == 0
 }
 
 // remove takes m out of the room and tells the others.
@@ -268,8 +274,9 @@ func (r *room) remove(h *Hub, m Member, presence func(int) *Message) {
 	n := 0
 	if c := r.users[m.UserID()]; c != nil {
 		c.n--
-		n = c.n
-		if c.n <= 0 {
+		r.shareLocked(h, m.UserID(), m.UserName(), c.n)
+		n = c.n + c.rn
+		if n <= 0 {
 			delete(r.users, m.UserID())
 		}
 	}
