@@ -64,12 +64,7 @@ func (h *Hub) ApplyPresence(node, room, user, name string, conns int) {
 	if node == "" || user == "" || conns < 0 || conns > maxRemoteConns || ValidRoom(room) != nil {
 		return
 	}
-	h.mu.RLock()
-	r := h.rooms[room]
-	if r != nil {
-		r.pins.Add(1)
-	}
-	h.mu.RUnlock()
+	r := h.pinRoom(room)
 	if r == nil {
 		if conns == 0 {
 			return // nothing of it here to forget
@@ -88,6 +83,18 @@ func (h *Hub) ApplyPresence(node, room, user, name string, conns int) {
 	if h.rooms[room] == r && r.tryIdle() {
 		delete(h.rooms, room)
 	}
+}
+
+// pinRoom returns the named room, pinned, if it is in memory; the caller
+// unpins it.
+func (h *Hub) pinRoom(name string) *room {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	r := h.rooms[name]
+	if r != nil {
+		r.pins.Add(1)
+	}
+	return r
 }
 
 // setRemoteLocked records node's figure for user and tells the members

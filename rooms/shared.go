@@ -42,12 +42,7 @@ var ErrJournalConflict = errors.New("rooms: the room has newer records in the jo
 // Records must come in the journal's order per room; older and repeated
 // ones are ignored, so a feed may overlap what the hub already knows.
 func (h *Hub) Apply(room string, rec Record) {
-	h.mu.RLock()
-	r := h.rooms[room]
-	if r != nil {
-		r.pins.Add(1)
-	}
-	h.mu.RUnlock()
+	r := h.pinRoom(room)
 	if r == nil {
 		return
 	}

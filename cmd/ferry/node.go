@@ -47,6 +47,8 @@ type node struct {
 	// they append to the rooms' journal (see rooms.SharedJournal), the
 	// receipts they take.
 	feeds []feed
+	// roster, with --nats, shares presence with the other nodes.
+	roster *jetstream.Roster
 
 	// The parts' loops, ended by Shutdown after the connections.
 	stopLoops context.CancelFunc
@@ -128,6 +130,12 @@ func newNode(ctx context.Context, f *serveFlags, log *slog.Logger) (n *node, err
 		// Another node asking for an upload: the manager decides.
 		locks.Notify(n.tm)
 	}
+	if n.roster, err = openRoster(ctx, f, log, st.nc); err != nil {
+		return nil, err
+	}
+	if n.roster != nil {
+		cfg.History.Roster = n.roster
+	}
 	n.hub = server.NewHub(cfg)
 	if j, ok := cfg.History.Journal.(*jetstream.Journal); ok && f.natsURL != "" {
 		n.feeds = append(n.feeds, feed{"the other nodes' events", func(ctx context.Context) error {
@@ -182,6 +190,9 @@ func (n *node) Run(ctx context.Context) error {
 	n.loops.Go(func() { _ = n.tm.Run(lctx) })
 	for _, fd := range n.feeds {
 		n.loops.Go(func() { n.follow(lctx, fd) })
+	}
+	if n.roster != nil {
+		n.loops.Go(func() { _ = n.roster.Run(lctx, n.hub) })
 	}
 	if n.certs != nil {
 		n.loops.Go(func() { n.certs.watch(lctx) })
