@@ -106,6 +106,9 @@ func (r *room) setRemoteLocked(h *Hub, node, user, name string, conns int) {
 	users := r.remote.byNode[node]
 	old := users[user]
 	if conns == old {
+		if c := r.users[user]; c != nil && c.n == 0 && name != "" {
+			c.name = name // renamed
+		}
 		return
 	}
 	if old == 0 {

@@ -121,6 +121,8 @@ var (
 type Roster struct {
 	cfg RosterConfig
 	kv  jetstream.KeyValue
+	// purgeOpts give purge markers a TTL (empty before NATS 2.11).
+	purgeOpts []jetstream.KVDeleteOpt
 
 	mu      sync.Mutex
 	local   map[string]entry // key → this node's figure, conns > 0
@@ -148,22 +150,39 @@ func NewRoster(ctx context.Context, nc *nats.Conn, cfg RosterConfig) (*Roster, e
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kcfg := jetstream.KeyValueConfig{
 		Bucket:      cfg.Bucket,
 		Description: "ferry: who is in each room, per node",
 		History:     1,
 		// A purged key's marker goes after a while, so that keys of
 		// nodes long gone do not pile up.
-		LimitMarkerTTL: time.Minute,
+		LimitMarkerTTL: markerTTL,
 		MaxValueSize:   1024,
 		Storage:        jetstream.MemoryStorage,
 		Replicas:       cfg.Replicas,
-	})
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, kcfg)
+	var purge []jetstream.KVDeleteOpt
+	if errors.Is(err, jetstream.ErrLimitMarkerTTLNotSupported) {
+		// NATS before 2.11: markers stay, one per key a node had.
+		kcfg.LimitMarkerTTL = 0
+		kv, err = js.CreateOrUpdateKeyValue(ctx, kcfg)
+	} else {
+		purge = []jetstream.KVDeleteOpt{jetstream.PurgeTTL(markerTTL)}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: bucket %s: %w", cfg.Bucket, err)
 	}
-	return &Roster{cfg: cfg, kv: kv, local: make(map[string]entry), pending: make(map[string]entry),
+	return &Roster{cfg: cfg, kv: kv, purgeOpts: purge, local: make(map[string]entry), pending: make(map[string]entry),
 		kick: make(chan struct{}, 1)}, nil
+}
+
+// markerTTL is how long a purged key's marker stays in the bucket.
+const markerTTL = time.Minute
+
+// purge purges key, its marker to go after markerTTL where NATS can.
+func (r *Roster) purge(ctx context.Context, key string) error {
+	return r.kv.Purge(ctx, key, r.purgeOpts...)
 }
 
 // Node is this node's name in the bucket.
@@ -347,7 +366,7 @@ func (r *Roster) write(ctx context.Context, batch map[string]entry) (map[string]
 				b, _ := json.Marshal(e)
 				_, err = r.kv.Put(wctx, k, b)
 			} else {
-				err = r.kv.Purge(wctx, k, jetstream.PurgeTTL(time.Minute))
+				err = r.purge(wctx, k)
 			}
 			if err != nil {
 				mu.Lock()
@@ -374,7 +393,7 @@ func (r *Roster) leave(ctx context.Context) error {
 		batch[k] = entry{}
 	}
 	_, err = r.write(ctx, batch)
-	return errors.Join(err, r.kv.Purge(ctx, "n."+r.cfg.Node, jetstream.PurgeTTL(time.Minute)))
+	return errors.Join(err, r.purge(ctx, "n."+r.cfg.Node))
 }
 
 // entryKey is the key of node's figure for user in room: names may hold

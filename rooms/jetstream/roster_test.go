@@ -25,9 +25,13 @@ type rosterNode struct {
 	stop   func()
 }
 
-const testHeartbeat = 100 * time.Millisecond
+const testHeartbeat = 200 * time.Millisecond
 
 func startRosterNode(t *testing.T, emb *Embedded, hcfg rooms.Config) *rosterNode {
+	return startRosterNodeBeat(t, emb, hcfg, testHeartbeat)
+}
+
+func startRosterNodeBeat(t *testing.T, emb *Embedded, hcfg rooms.Config, beat time.Duration) *rosterNode {
 	t.Helper()
 	nc, err := nats.Connect("", nats.InProcessServer(emb.srv))
 	if err != nil {
@@ -38,7 +42,7 @@ func startRosterNode(t *testing.T, emb *Embedded, hcfg rooms.Config) *rosterNode
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := NewRoster(context.Background(), nc, RosterConfig{Heartbeat: testHeartbeat})
+	r, err := NewRoster(context.Background(), nc, RosterConfig{Heartbeat: beat})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,29 +209,38 @@ func TestRosterSharesPresence(t *testing.T) {
 	})
 }
 
-// A node stopping in order purges its keys: its users leave the others'
-// rooms at once, not after the heartbeat timeout.
-func TestRosterLeavesOnStop(t *testing.T) {
+// twoRosterNodes starts nodes a, with user r, and b, with user s, in room
+// lobby, and waits until a counts both; count(n) checks a's count.
+func twoRosterNodes(t *testing.T, beat time.Duration) (a, b *rosterNode, count func(int) func() (bool, string)) {
+	t.Helper()
 	emb, err := StartEmbedded(t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { shutdown(t, emb) })
-	a := startRosterNode(t, emb, rooms.Config{})
-	b := startRosterNode(t, emb, rooms.Config{})
+	a = startRosterNodeBeat(t, emb, rooms.Config{}, beat)
+	b = startRosterNodeBeat(t, emb, rooms.Config{}, beat)
 	r := &member{conn: "r", user: "r"}
 	join(t, a.hub, r, "lobby", nil)
 	join(t, b.hub, &member{conn: "s", user: "s"}, "lobby", nil)
-	count := func(want int) func() (bool, string) {
+	count = func(want int) func() (bool, string) {
 		return func() (bool, string) {
 			_, c, _ := allMembers(t, a.hub, r, "lobby")
 			return c == want, fmt.Sprintf("count %d", c)
 		}
 	}
 	eventually(t, 5*time.Second, "s on hub a", count(2))
+	return a, b, count
+}
+
+// A node stopping in order purges its keys: its users leave the others'
+// rooms at once, not after the heartbeat timeout.
+func TestRosterLeavesOnStop(t *testing.T) {
+	const beat = time.Second
+	_, b, count := twoRosterNodes(t, beat)
 	b.stop()
 	// Well before the timeout: the purge, not the heartbeat, said so.
-	eventually(t, 2*testHeartbeat, "s gone from hub a", count(1))
+	eventually(t, beat, "s gone from hub a", count(1))
 }
 
 func TestEntryKey(t *testing.T) {
@@ -243,5 +256,36 @@ func TestEntryKey(t *testing.T) {
 		if _, _, ok := parseKey(bad); ok {
 			t.Errorf("parseKey(%q) accepted", bad)
 		}
+	}
+}
+
+// A node another took for dead (its keys purged while it was only cut
+// off) writes its keys again when it sees its heartbeat purged, and the
+// others count its users again.
+func TestRosterRewritesPurgedKeys(t *testing.T) {
+	a, b, count := twoRosterNodes(t, testHeartbeat)
+	ownKeys := func() []string {
+		keys, err := b.roster.ownKeys(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return keys
+	}
+	keys := ownKeys()
+	if len(keys) != 1 {
+		t.Fatalf("node b has keys %v, want one", keys)
+	}
+	// What the live node with the smallest name does to a gone one.
+	ctx := context.Background()
+	if err := a.roster.purge(ctx, keys[0]); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "s gone from hub a", count(1))
+	if err := a.roster.purge(ctx, "n."+b.roster.Node()); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "s back on hub a", count(2))
+	if keys := ownKeys(); len(keys) != 1 {
+		t.Fatalf("node b has keys %v after writing them again, want one", keys)
 	}
 }

@@ -257,7 +257,7 @@ func (w *watch) cleanLoop(ctx context.Context) {
 			}
 			_, err := w.r.write(ctx, figures)
 			if err == nil {
-				err = w.r.kv.Purge(ctx, keys[len(keys)-1], jetstream.PurgeTTL(time.Minute))
+				err = w.r.purge(ctx, keys[len(keys)-1])
 			}
 			if err != nil && ctx.Err() == nil {
 				w.r.cfg.Log.Warn("presence: purge a gone node's keys", "err", err)
