@@ -12,7 +12,8 @@ import (
 )
 
 // Three ferry nodes on one NATS server, one room filled with connections
-// spread over them: each join's answer lists one page of members at most,
+// spread over them: the first members are told of each other's arrival
+// across nodes; each join's answer lists one page of members at most,
 // the frames it costs in all are bounded (counts once a second past the
 // presence limit, not one frame to every member on every node), and once
 // the nodes have told each other (within a second), every node's count is
@@ -69,6 +70,16 @@ func TestPresenceAcrossNodes(t *testing.T) {
 			t.Fatalf("join %d answered %d members", i+1, len(m))
 		}
 		wires[i] = w
+		if i == 1 {
+			// The room is small: the first member, on node 0, is told of
+			// the second's arrival on node 1.
+			for {
+				f := wires[0].next()
+				if f["t"] == "presence" && f["action"] == "join" && f["user"] == w.user {
+					break
+				}
+			}
+		}
 	}
 	took := time.Since(start)
 	sent := frames(nodes) - before
