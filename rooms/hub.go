@@ -238,9 +238,9 @@ type Hub struct {
 	// maxKeep is the largest event frame kept for replay: HistoryBytes,
 	// or less if the journal stores less (JournalLimit).
 	maxKeep int
-	// remoteEntries counts the other nodes' figures all rooms keep (see
+	// remote counts the other nodes' figures all rooms keep (see
 	// roster.go).
-	remoteEntries atomic.Int64
+	remote remoteAccount
 }
 
 type memberState struct {

@@ -2,6 +2,9 @@ package rooms
 
 import (
 	"encoding/json"
+	"log/slog"
+	"sync/atomic"
+	"time"
 
 	"github.com/ferryhq/ferry/protocol"
 )
@@ -45,6 +48,23 @@ func (c *Config) applyRosterDefaults() {
 	if c.RemotePresencePerRoom <= 0 {
 		c.RemotePresencePerRoom = DefaultRemotePresencePerRoom
 	}
+}
+
+// remoteAccount is the hub's count of the other nodes' figures.
+type remoteAccount struct {
+	entries atomic.Int64
+	warned  atomic.Int64 // unix nanoseconds of the last warning
+}
+
+// warn says figures are being ignored, at most once a minute: a node
+// flooding the roster does not flood the log too.
+func (a *remoteAccount) warn(log *slog.Logger, room, node string) {
+	now := time.Now().UnixNano()
+	last := a.warned.Load()
+	if now-last < int64(time.Minute) || !a.warned.CompareAndSwap(last, now) {
+		return
+	}
+	log.Warn("presence: too many users on other nodes; ignoring more", "room", room, "node", node)
 }
 
 // remoteRoom is what a room knows of the other nodes' connections in it.
@@ -112,8 +132,8 @@ func (r *room) setRemoteLocked(h *Hub, node, user, name string, conns int) {
 		return
 	}
 	if old == 0 {
-		if r.remote.entries >= h.cfg.RemotePresencePerRoom || h.remoteEntries.Load() >= int64(h.cfg.RemotePresence) {
-			h.cfg.Log.Warn("presence: too many users on other nodes; ignoring more", "room", r.name, "node", node)
+		if r.remote.entries >= h.cfg.RemotePresencePerRoom || h.remote.entries.Load() >= int64(h.cfg.RemotePresence) {
+			h.remote.warn(h.cfg.Log, r.name, node)
 			return
 		}
 		if users == nil {
@@ -121,7 +141,7 @@ func (r *room) setRemoteLocked(h *Hub, node, user, name string, conns int) {
 			r.remote.byNode[node] = users
 		}
 		r.remote.entries++
-		h.remoteEntries.Add(1)
+		h.remote.entries.Add(1)
 	}
 	if conns == 0 {
 		delete(users, user)
@@ -129,7 +149,7 @@ func (r *room) setRemoteLocked(h *Hub, node, user, name string, conns int) {
 			delete(r.remote.byNode, node)
 		}
 		r.remote.entries--
-		h.remoteEntries.Add(-1)
+		h.remote.entries.Add(-1)
 	} else {
 		users[user] = conns
 	}

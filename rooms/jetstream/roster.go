@@ -346,7 +346,9 @@ func (r *Roster) ownKeys(ctx context.Context) ([]string, error) {
 }
 
 // write puts or purges each key of batch, Writes at once, and returns
-// those that failed and the first error.
+// those that failed or were not tried and the first error. After a
+// failure it tries no more: with NATS out of reach, each write would wait
+// its whole timeout.
 func (r *Roster) write(ctx context.Context, batch map[string]entry) (map[string]entry, error) {
 	var (
 		mu       sync.Mutex
@@ -357,9 +359,19 @@ func (r *Roster) write(ctx context.Context, batch map[string]entry) (map[string]
 	)
 	for k, e := range batch {
 		slots <- struct{}{}
+		mu.Lock()
+		stop := firstErr != nil
+		if stop {
+			failed[k] = e
+		}
+		mu.Unlock()
+		if stop {
+			<-slots
+			continue
+		}
 		wg.Go(func() {
 			defer func() { <-slots }()
-			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			wctx, cancel := context.WithTimeout(ctx, writeTimeout)
 			defer cancel()
 			var err error
 			if e.Conns > 0 {
@@ -381,6 +393,9 @@ func (r *Roster) write(ctx context.Context, batch map[string]entry) (map[string]
 	wg.Wait()
 	return failed, firstErr
 }
+
+// writeTimeout bounds one write to the bucket.
+const writeTimeout = 5 * time.Second
 
 // leave purges this node's keys and then its heartbeat.
 func (r *Roster) leave(ctx context.Context) error {

@@ -289,3 +289,53 @@ func TestRosterRewritesPurgedKeys(t *testing.T) {
 		t.Fatalf("node b has keys %v after writing them again, want one", keys)
 	}
 }
+
+// With NATS out of reach, Set still returns at once; a flush fails after
+// its first write and keeps every figure pending; past MaxPending the
+// roster gives them up for one rewrite of all its keys.
+func TestRosterKeepsFiguresWhileNATSIsAway(t *testing.T) {
+	emb, err := StartEmbedded(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { shutdown(t, emb) })
+	nc, err := nats.Connect("", nats.InProcessServer(emb.srv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewRoster(context.Background(), nc, RosterConfig{MaxPending: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.Close()
+	start := time.Now()
+	for i := range 40 {
+		r.Set("lobby", fmt.Sprintf("u%d", i), "u", 1)
+	}
+	if d := time.Since(start); d > 100*time.Millisecond {
+		t.Fatalf("40 Sets took %v with NATS away", d)
+	}
+	start = time.Now()
+	if err := r.flush(context.Background()); err == nil {
+		t.Fatal("flush with NATS away succeeded")
+	}
+	if d := time.Since(start); d > writeTimeout {
+		t.Fatalf("the failing flush took %v", d)
+	}
+	r.mu.Lock()
+	pending, resync := len(r.pending), r.resync
+	r.mu.Unlock()
+	if pending != 40 || resync {
+		t.Fatalf("%d figures pending (resync %v) after the failed flush, want 40", pending, resync)
+	}
+	for i := 40; i < 60; i++ {
+		r.Set("lobby", fmt.Sprintf("u%d", i), "u", 1)
+	}
+	r.mu.Lock()
+	pending, resync = len(r.pending), r.resync
+	local := len(r.local)
+	r.mu.Unlock()
+	if !resync || pending > 50 || local != 60 {
+		t.Fatalf("past MaxPending: %d pending, resync %v, %d local; want a resync of all 60", pending, resync, local)
+	}
+}
