@@ -127,7 +127,7 @@ func TestPresenceAcrossNodes(t *testing.T) {
 	}
 	filled := time.Now()
 	for i := range nodes {
-		d := settle(i, n, filled, 5*time.Second)
+		d := settle(i, n, filled, 10*time.Second)
 		t.Logf("node %d lists all %d users (%v after the last join's ack)", i, n, d)
 	}
 
