@@ -225,7 +225,8 @@ func clusterEvents() int {
 // to the others, as a load balancer would move them, and back once it is
 // restarted. Every receiver gets all 10,000 events exactly once, in one
 // order, each sender's in its order, and every sender's ack names the
-// position its event has. Then a link signed by node 0 downloads from
+// position its event has. Every node then lists the same members, paged,
+// with the exact count. Then a link signed by node 0 downloads from
 // node 2, and a file uploaded through node 0, its connection moved to
 // node 1 halfway, completes identical.
 func TestClusterRoomUnderCuts(t *testing.T) {
@@ -359,7 +360,57 @@ field:
 		}
 	}
 
+	// Presence: every node lists the same members, exactly: the three
+	// receivers and a checker per node (the senders have left).
+	want := map[string]bool{}
+	for _, r := range rs {
+		want[r.user] = true
+	}
+	var checkers []*wire
+	for i := range c.nodes {
+		w := dialWire(t, c.nodes[i].addr, "")
+		requestRetrying(t, w, map[string]any{"t": "join", "room": clusterRoom})
+		checkers = append(checkers, w)
+		want[w.user] = true
+	}
+	membersAgree(t, checkers, clusterRoom, want)
+
 	linkAndMovedUpload(t, c.nodes[0].addr, c.nodes[1].addr, c.nodes[2].addr)
+}
+
+// membersAgree waits until the members listing of room, asked through
+// each of ws (one per node), is want on every node, with its exact count.
+func membersAgree(t *testing.T, ws []*wire, room string, want map[string]bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for i, w := range ws {
+		for {
+			got := map[string]bool{}
+			count := -1
+			after := ""
+			for {
+				_, d := requestRetrying(t, w, map[string]any{"t": "members", "room": room, "after": after, "limit": 2})
+				if count < 0 {
+					count = int(d["count"].(float64))
+				}
+				for _, m := range d["members"].([]any) {
+					got[m.(map[string]any)["user"].(string)] = true
+				}
+				next, _ := d["next"].(string)
+				if next == "" {
+					break
+				}
+				after = next
+			}
+			if fmt.Sprint(got) == fmt.Sprint(want) && count == len(want) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("node %d lists %d members %v, want %d: %v", i, count, got, len(want), want)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
 }
 
 // sendEvents sends perSender events of sender k, each until acknowledged, with
