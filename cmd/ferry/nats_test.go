@@ -55,8 +55,9 @@ func TestServeNATSAuthAndTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if recs, err := j.Load(ctx, "lobby"); err != nil || len(recs) != 1 {
-		t.Errorf("the lobby's journal over ferry's NATS: %d records, %v; want the one event", len(recs), err)
+	// The room's start record (seq 0), written by the join, and the event.
+	if recs, err := j.Load(ctx, "lobby"); err != nil || len(recs) != 2 || recs[0].Seq != 0 || recs[1].Seq != 1 {
+		t.Errorf("the lobby's journal over ferry's NATS: %+v, %v; want its start and the one event", recs, err)
 	}
 }
 
