@@ -69,8 +69,9 @@ func (h *Hub) emit(m Member, kind, name string, exceptSelf bool, event string, d
 	}
 	from := protocol.From{Conn: m.ConnID(), User: m.UserID(), Name: m.UserName()}
 	if kind != "" {
-		return h.direct(kind, name, m.UserID(), opt.MsgID, except, func(seq uint64) *Message {
-			if opt.Receipt {
+		return h.direct(kind, name, m.UserID(), opt.MsgID, except, false, func(seq uint64) *Message {
+			// Seq 0: a frame routed to another hub, which numbers it.
+			if opt.Receipt && seq != 0 {
 				// Tracked as long as the message may wait for its user.
 				h.track.add(trackKey{kind + name, h.epoch, seq}, from, h.cfg.Now().Add(h.cfg.OfflineTTL), true)
 			}
@@ -134,25 +135,43 @@ func receiptSender(from protocol.From, receipt bool) *protocol.From {
 }
 
 // direct delivers to every connection of a user, or to one connection. A
-// user without connections gets the message in their mailbox, and with a
+// user without connections here goes to the other hubs through the Router
+// (not when routed: the message came from one); a user without
+// connections anywhere gets the message in their mailbox, and with a
 // Mailboxes store, the sender's ack waits until the store has it.
-func (h *Hub) direct(kind, id, sender, msgID, except string, build func(seq uint64) *Message) (protocol.Delivered, error) {
-	d, err := h.directOnce(kind, id, sender, msgID, except, build)
+func (h *Hub) direct(kind, id, sender, msgID, except string, routed bool, build func(seq uint64) *Message) (protocol.Delivered, error) {
+	d, err := h.directOnce(kind, id, sender, msgID, except, routed, build)
 	// errNoSeq itself, not any storage_unavailable (errors.Is matches codes).
 	if h.reserveSeqs() && err == errNoSeq {
 		// Past the saved seqs, which could not be saved in time: now
 		// they are.
-		d, err = h.directOnce(kind, id, sender, msgID, except, build)
+		d, err = h.directOnce(kind, id, sender, msgID, except, routed, build)
 	}
 	return d, err
 }
 
-func (h *Hub) directOnce(kind, id, sender, msgID, except string, build func(seq uint64) *Message) (protocol.Delivered, error) {
+func (h *Hub) directOnce(kind, id, sender, msgID, except string, routed bool, build func(seq uint64) *Message) (protocol.Delivered, error) {
+	route := h.cfg.Router != nil && kind == UserPrefix && !routed
 	h.mu.RLock()
 	d, online, err := h.deliverDirectLocked(kind, id, except, build)
+	var msg *Message
+	if online && err == nil && route {
+		// The user may have connections on other hubs too: they get a
+		// copy, numbered there. Built under the lock, as the hub's epoch
+		// is read.
+		msg = build(0)
+	}
 	h.mu.RUnlock()
+	if msg != nil {
+		h.cfg.Router.Publish(id, msg.JSON)
+	}
 	if online || err != nil {
 		return d, err
+	}
+	if route {
+		if d, ok, err := h.routeSend(id, build); ok {
+			return d, err
+		}
 	}
 	if kind != UserPrefix || h.cfg.OfflineSize <= 0 {
 		return protocol.Delivered{}, protocol.Errorf(protocol.CodeUnknownTarget, "%s%s is not connected", kind, id)

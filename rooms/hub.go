@@ -73,6 +73,11 @@ type Config struct {
 	// deleted from it by Run. Default nil: in memory only, lost with the
 	// process.
 	Mailboxes Mailboxes
+	// Router, when set, carries direct messages to and from the other
+	// hubs (ferry nodes) with connections of the same users (see Router).
+	// Default nil: a user's direct messages reach its connections on this
+	// hub only, and wait here for the others.
+	Router Router
 
 	// OfflineSize is how many direct messages wait for a user who is not
 	// connected. Default 100; negative keeps none.
@@ -232,6 +237,7 @@ type Hub struct {
 	mailLoaded bool
 	ops        mailOps
 	mailKick   chan struct{}
+	route      routing
 	hist       *histAccount
 	// journal is cfg.Journal: nil keeps rooms' history in memory only.
 	journal Journal
@@ -267,6 +273,7 @@ func New(cfg Config) *Hub {
 		maxKeep:      maxKeep(cfg),
 		mailStore:    cfg.Mailboxes,
 		mailKick:     make(chan struct{}, 1),
+		route:        newRouting(),
 	}
 	if h.journal != nil {
 		h.receiptLog = cfg.Receipts
@@ -308,6 +315,7 @@ func (h *Hub) Register(m Member) {
 	if conns == nil {
 		conns = make(map[string]*memberState)
 		h.users[m.UserID()] = conns
+		h.onlineLocked(m.UserID())
 	}
 	conns[m.ConnID()] = st
 	if box := h.mail[m.UserID()]; box != nil {
@@ -333,6 +341,7 @@ func (h *Hub) Unregister(m Member) {
 		delete(conns, m.ConnID())
 		if len(conns) == 0 {
 			delete(h.users, m.UserID())
+			h.offlineLocked(m.UserID())
 		}
 	}
 	h.mu.Unlock()

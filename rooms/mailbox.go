@@ -72,12 +72,18 @@ func (h *Hub) mailFreed(gone []mailed) {
 // unqueueLocked takes back the message whose place in the store is st, if
 // it still waits for user: the store failed to keep it.
 func (h *Hub) unqueueLocked(user string, st *letterState) {
+	h.removeMailedLocked(user, func(x mailed) bool { return x.st == st })
+}
+
+// removeMailedLocked takes the first message waiting for user that match
+// accepts out of its mailbox, and reports whether there was one.
+func (h *Hub) removeMailedLocked(user string, match func(mailed) bool) bool {
 	box := h.mail[user]
 	if box == nil {
-		return
+		return false
 	}
 	for i, x := range box.msgs {
-		if x.st != st {
+		if !match(x) {
 			continue
 		}
 		copy(box.msgs[i:], box.msgs[i+1:])
@@ -88,8 +94,9 @@ func (h *Hub) unqueueLocked(user string, st *letterState) {
 		if len(box.msgs) == 0 {
 			delete(h.mail, user)
 		}
-		return
+		return true
 	}
+	return false
 }
 
 // dropHeaviest removes the oldest message of the sender with the most

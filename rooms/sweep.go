@@ -9,8 +9,17 @@ import (
 // receipts, and sends large rooms' presence counts, until ctx ends. With
 // Config.Mailboxes, it also deletes from the store the messages delivered
 // or pushed out (retrying those that fail at the next tick), and tries once
-// more when ctx ends.
+// more when ctx ends. With Config.Router, it forwards the messages waiting
+// here to the hubs their users are connected to.
 func (h *Hub) Run(ctx context.Context) error {
+	if h.cfg.Router != nil {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			h.handOverLoop(ctx)
+		}()
+		defer func() { <-done }()
+	}
 	every := min(h.cfg.HistoryTTL/4, 30*time.Second)
 	t := time.NewTicker(max(every, 10*time.Millisecond))
 	defer t.Stop()

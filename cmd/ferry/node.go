@@ -49,6 +49,9 @@ type node struct {
 	feeds []feed
 	// roster, with --nats, shares presence with the other nodes.
 	roster *jetstream.Roster
+	// router, with --nats, carries direct messages to and from the other
+	// nodes (see rooms.Router).
+	router *jetstream.Router
 
 	// The parts' loops, ended by Shutdown after the connections.
 	stopLoops context.CancelFunc
@@ -86,6 +89,9 @@ func newNode(ctx context.Context, f *serveFlags, log *slog.Logger) (n *node, err
 	}
 	n.state, cfg.History.Journal, cfg.History.Mailboxes, cfg.Files = st.closer, st.journal, st.mail, st.files
 	cfg.History.Receipts = st.receipts
+	if st.router != nil {
+		cfg.History.Router, n.router = st.router, st.router
+	}
 	if cfg.AnonKey, err = nodeKey(ctx, f, log, st.nc); err != nil {
 		return nil, err
 	}
@@ -194,6 +200,13 @@ func (n *node) Run(ctx context.Context) error {
 	if n.roster != nil {
 		n.loops.Go(func() { _ = n.roster.Run(lctx, n.hub) })
 	}
+	if n.router != nil {
+		n.loops.Go(func() {
+			if err := n.router.Run(lctx, n.hub); lctx.Err() == nil {
+				n.log.Error("direct messages from other nodes are not received", "err", err)
+			}
+		})
+	}
 	if n.certs != nil {
 		n.loops.Go(func() { n.certs.watch(lctx) })
 	}
@@ -282,6 +295,7 @@ type sharedState struct {
 	mail     rooms.Mailboxes
 	files    server.FileIndex
 	receipts rooms.ReceiptLog
+	router   *jetstream.Router // with --nats
 	nc       *nats.Conn
 	closer   io.Closer
 }
@@ -322,6 +336,10 @@ func openState(ctx context.Context, f *serveFlags, log *slog.Logger) (sharedStat
 	)
 	// Both over one connection (whose type only rooms/jetstream names).
 	if f.natsURL != "" {
+		// Each node its own letters and direct-message position.
+		if mcfg.Node, err = nodeName(f); err != nil {
+			return sharedState{}, err
+		}
 		conn := f.nats.conn
 		conn.URLs, conn.Log = f.natsURL, log
 		if st.nc, err = jetstream.Connect(conn); err != nil {
@@ -356,6 +374,9 @@ func openState(ctx context.Context, f *serveFlags, log *slog.Logger) (sharedStat
 	if err != nil {
 		_ = st.closer.Close()
 		return sharedState{}, fmt.Errorf("rooms' state in JetStream: %w", err)
+	}
+	if f.natsURL != "" {
+		st.router = jetstream.NewRouter(st.nc, jetstream.RouteConfig{Log: log})
 	}
 	return st, nil
 }

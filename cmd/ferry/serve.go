@@ -50,6 +50,7 @@ type serveFlags struct {
 	historyTTL     time.Duration
 	state          string
 	natsURL        string
+	node           string
 	nats           natsFlags
 	historyDisk    int64
 	filesPerRoom   int
@@ -136,6 +137,7 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.presenceLimit, "presence-limit", rooms.DefaultPresenceLimit, "rooms with more users than this tell their members their numbers once a second instead of each join and leave (-1: always each)")
 	fs.StringVar(&f.state, "state", stateJetStream, "where rooms' history and the direct messages waiting for users live: jetstream (kept across restarts, in an embedded NATS server under --data, or the one --nats names) or memory (lost at each restart)")
 	fs.StringVar(&f.natsURL, "nats", "", "with --state jetstream: NATS server URLs (comma-separated, nats://host:4222) to keep history in, instead of the embedded server; ferry nodes on the same NATS share their rooms")
+	fs.StringVar(&f.node, "node", "", "with --nats: this node's name among the nodes on that NATS (letters, digits, - and _), under which it keeps the direct messages waiting with it and its user rooms' epoch; default: one made at the first start and kept in <data>/.ferry/node")
 	f.nats.register(fs)
 	sizeVar(fs, &f.historyDisk, "history-disk", jetstream.DefaultMaxBytes, "with --state jetstream: bytes all rooms' history may take on disk; past it the oldest events go")
 	fs.IntVar(&f.filesPerRoom, "files-per-room", server.DefaultFilesPerRoom, "files a room lists (the files request), the newest; older ones stay downloadable by their links")
@@ -188,7 +190,7 @@ var serveGroups = []flagGroup{
 	{"Uploads", []string{"max-file-size", "quota", "max-uploads", "max-uploads-per-user", "max-chunk",
 		"part-size", "big-part-size", "big-part-buffers", "part-buffers", "part-memory", "part-memory-per-user",
 		"upload-idle", "upload-ttl", "upload-lock-ttl", "thumbnails", "thumbnail-max-pixels", "strip-exif"}},
-	{"Rooms and history", []string{"state", "nats",
+	{"Rooms and history", []string{"state", "nats", "node",
 		"history-size", "history-ttl", "history-disk", "history-per-user", "history-memory",
 		"files-per-room", "files-bytes",
 		"offline-size", "offline-ttl", "offline-per-sender", "max-rooms", "presence-limit"}},

@@ -54,6 +54,14 @@ type MailConfig struct {
 	// Replicas is the stream's and the bucket's replication in a cluster.
 	// Default 1.
 	Replicas int
+	// Node names this process among the ferry nodes sharing the stream
+	// and the bucket: its letters go on subjects of its own
+	// (SubjectPrefix.<node>.<user>) and its direct-message position under
+	// a key of its own, so that nodes never write each other's and each
+	// loads its own letters only. "" is the layout of a single node
+	// (SubjectPrefix.<user>, one key): a named node that finds that layout
+	// not yet adopted adopts it, once, for all nodes (see LoadMail).
+	Node string
 	// Log receives the store's diagnostics. Default: discard.
 	Log *slog.Logger
 }
@@ -86,7 +94,9 @@ func (c *MailConfig) applyDefaults() {
 // hdrMsgID; hdrUser is the sender).
 const hdrTo = "Ferry-To"
 
-// positionKey is the bucket's key of the direct-message position.
+// positionKey is the bucket's key of the direct-message position of a
+// single node (MailConfig.Node ""); a named node's is
+// positionKey.<node>.
 const positionKey = "position"
 
 // Mailboxes keeps the letters waiting for users in a JetStream stream, one
@@ -100,6 +110,11 @@ type Mailboxes struct {
 	kv     jetstream.KeyValue
 
 	id string // random, for position.By
+	// key is this process's position key, and subjects the subjects of
+	// the letters it loads: its own, and the single-node layout's once it
+	// adopted it (legacy).
+	key    string
+	legacy bool
 
 	mu sync.Mutex
 	// rev is the position's revision as this process last read or wrote
@@ -123,8 +138,9 @@ func NewMailboxes(ctx context.Context, nc *nats.Conn, cfg MailConfig) (*Mailboxe
 	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        cfg.Stream,
 		Description: "ferry: direct messages waiting for users who are not connected",
-		Subjects:    []string{cfg.SubjectPrefix + ".*"},
-		Retention:   jetstream.LimitsPolicy,
+		// A single node's letters, and named nodes' (see MailConfig.Node).
+		Subjects:  []string{cfg.SubjectPrefix + ".*", cfg.SubjectPrefix + ".*.*"},
+		Retention: jetstream.LimitsPolicy,
 		// The hub decides which letters go (its fair eviction) and deletes
 		// them: the stream never drops one by itself but by age, and
 		// refuses a letter rather than drop another when full.
@@ -148,7 +164,11 @@ func NewMailboxes(ctx context.Context, nc *nats.Conn, cfg MailConfig) (*Mailboxe
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: bucket %s: %w", cfg.Bucket, err)
 	}
-	return &Mailboxes{cfg: cfg, js: js, stream: stream, kv: kv, id: rand.Text()}, nil
+	m := &Mailboxes{cfg: cfg, js: js, stream: stream, kv: kv, id: rand.Text(), key: positionKey}
+	if cfg.Node != "" {
+		m.key = positionKey + "." + encodeRoom(cfg.Node)
+	}
+	return m, nil
 }
 
 // position is the bucket's value.
@@ -159,31 +179,88 @@ type position struct {
 	// reserving the same block do not take each other's write for their
 	// own.
 	By string `json:"by"`
+	// AdoptedBy, in the single-node layout's key, names the node that
+	// took that layout's position and letters over.
+	AdoptedBy string `json:"adopted_by,omitempty"`
 }
 
-// LoadMail returns every letter in the stream, oldest first, and the
-// position saved last.
+// LoadMail returns this node's letters, oldest first, and the position it
+// saved last. A named node without a position of its own adopts the
+// single-node layout's, if nobody did (a compare-and-set marks it adopted,
+// so one node only does): its epoch and seqs go on, and its letters are
+// loaded and taken by this node from then on.
 func (m *Mailboxes) LoadMail(ctx context.Context) (rooms.Mail, error) {
 	var mail rooms.Mail
-	entry, err := m.kv.Get(ctx, positionKey)
-	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound):
-	case err != nil:
-		return rooms.Mail{}, fmt.Errorf("jetstream: load the direct-message position: %w", err)
-	default:
-		var p position
-		if err := json.Unmarshal(entry.Value(), &p); err != nil {
-			return rooms.Mail{}, fmt.Errorf("jetstream: the direct-message position %q: %w", entry.Value(), err)
-		}
-		mail.Epoch, mail.Ceiling = p.Epoch, p.Through
+	own, rev, err := m.readPosition(ctx, m.key)
+	if err != nil {
+		return rooms.Mail{}, err
+	}
+	if own != nil {
+		mail.Epoch, mail.Ceiling = own.Epoch, own.Through
 		m.mu.Lock()
-		m.rev = entry.Revision()
+		m.rev = rev
 		m.mu.Unlock()
+	}
+	if m.cfg.Node != "" {
+		old, err := m.adopt(ctx, own == nil)
+		if err != nil {
+			return rooms.Mail{}, err
+		}
+		if old != nil && own == nil {
+			mail.Epoch, mail.Ceiling = old.Epoch, old.Through
+		}
 	}
 	if mail.Letters, err = m.letters(ctx); err != nil {
 		return rooms.Mail{}, err
 	}
 	return mail, nil
+}
+
+// readPosition returns the position under key, nil if there is none.
+func (m *Mailboxes) readPosition(ctx context.Context, key string) (*position, uint64, error) {
+	entry, err := m.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("jetstream: load the direct-message position: %w", err)
+	}
+	var p position
+	if err := json.Unmarshal(entry.Value(), &p); err != nil {
+		return nil, 0, fmt.Errorf("jetstream: the direct-message position %q: %w", entry.Value(), err)
+	}
+	return &p, entry.Revision(), nil
+}
+
+// adopt finds whether this node holds the single-node layout (m.legacy),
+// taking it over when take and nobody has, and returns its position when
+// this node holds it.
+func (m *Mailboxes) adopt(ctx context.Context, take bool) (*position, error) {
+	old, rev, err := m.readPosition(ctx, positionKey)
+	if err != nil || old == nil {
+		return nil, err
+	}
+	switch {
+	case old.AdoptedBy == m.cfg.Node:
+	case old.AdoptedBy != "" || !take:
+		return nil, nil
+	default:
+		mine := *old
+		mine.AdoptedBy = m.cfg.Node
+		value, err := json.Marshal(mine)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := m.kv.Update(ctx, positionKey, value, rev); err != nil {
+			if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+				return nil, nil // another node adopted it first
+			}
+			return nil, fmt.Errorf("jetstream: adopt the single-node direct-message position: %w", err)
+		}
+		m.cfg.Log.Info("jetstream: this node takes over the direct messages of the single-node layout", "node", m.cfg.Node, "epoch", old.Epoch)
+	}
+	m.legacy = true
+	return old, nil
 }
 
 // letters reads the whole stream with an ephemeral consumer, as a room's
@@ -197,7 +274,12 @@ func (m *Mailboxes) letters(ctx context.Context) ([]rooms.Letter, error) {
 		return nil, nil
 	}
 	last := info.State.LastSeq
+	filter := []string{m.subject("*")}
+	if m.legacy && m.cfg.Node != "" {
+		filter = append(filter, m.cfg.SubjectPrefix+".*")
+	}
 	cons, err := m.stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		FilterSubjects:    filter,
 		DeliverPolicy:     jetstream.DeliverAllPolicy,
 		AckPolicy:         jetstream.AckNonePolicy,
 		MemoryStorage:     true,
@@ -272,7 +354,7 @@ func (m *Mailboxes) PutLetter(ctx context.Context, l rooms.Letter) (rooms.MailRe
 	if l.MsgID != "" {
 		h[hdrMsgID] = []string{l.MsgID}
 	}
-	ack, err := m.js.PublishMsg(ctx, &nats.Msg{Subject: m.subject(l.User), Header: h, Data: l.JSON},
+	ack, err := m.js.PublishMsg(ctx, &nats.Msg{Subject: m.subject(encodeRoom(l.User)), Header: h, Data: l.JSON},
 		jetstream.WithExpectStream(m.cfg.Stream))
 	if err != nil {
 		return 0, fmt.Errorf("jetstream: put a letter for %s: %w", l.User, err)
@@ -289,11 +371,18 @@ func (m *Mailboxes) DropLetter(ctx context.Context, user string, ref rooms.MailR
 	return nil
 }
 
-// TakeLetters purges user's subject up to through, in one request.
+// TakeLetters purges user's subject up to through, in one request (two
+// for a node that adopted the single-node layout).
 func (m *Mailboxes) TakeLetters(ctx context.Context, user string, through rooms.MailRef) error {
-	err := m.stream.Purge(ctx, jetstream.WithPurgeSubject(m.subject(user)), jetstream.WithPurgeSequence(uint64(through)+1))
-	if err != nil {
-		return fmt.Errorf("jetstream: take the letters of %s: %w", user, err)
+	subjects := []string{m.subject(encodeRoom(user))}
+	if m.legacy && m.cfg.Node != "" {
+		subjects = append(subjects, m.cfg.SubjectPrefix+"."+encodeRoom(user))
+	}
+	for _, subject := range subjects {
+		err := m.stream.Purge(ctx, jetstream.WithPurgeSubject(subject), jetstream.WithPurgeSequence(uint64(through)+1))
+		if err != nil {
+			return fmt.Errorf("jetstream: take the letters of %s: %w", user, err)
+		}
 	}
 	return nil
 }
@@ -312,9 +401,9 @@ func (m *Mailboxes) ReserveSeqs(ctx context.Context, epoch string, through uint6
 	for try := 0; ; try++ {
 		var rev uint64
 		if m.rev == 0 {
-			rev, err = m.kv.Create(ctx, positionKey, value)
+			rev, err = m.kv.Create(ctx, m.key, value)
 		} else {
-			rev, err = m.kv.Update(ctx, positionKey, value, m.rev)
+			rev, err = m.kv.Update(ctx, m.key, value, m.rev)
 		}
 		if err == nil {
 			m.rev = rev
@@ -326,7 +415,7 @@ func (m *Mailboxes) ReserveSeqs(ctx context.Context, epoch string, through uint6
 		// A write whose answer was lost (a timeout) may have landed: then
 		// the stored value is one this process tried, and its revision
 		// this process's.
-		entry, gerr := m.kv.Get(ctx, positionKey)
+		entry, gerr := m.kv.Get(ctx, m.key)
 		if gerr != nil || !bytes.Equal(entry.Value(), prev) && !bytes.Equal(entry.Value(), value) {
 			return fmt.Errorf("jetstream: the direct-message position was written by another process (is a second ferry using this NATS?): %w", err)
 		}
@@ -334,8 +423,11 @@ func (m *Mailboxes) ReserveSeqs(ctx context.Context, epoch string, through uint6
 	}
 }
 
-func (m *Mailboxes) subject(user string) string {
-	// User ids are printable ASCII: the rooms' encoding makes them one
-	// token too.
-	return m.cfg.SubjectPrefix + "." + encodeRoom(user)
+// subject is the subject of the letters for token, an encoded user id (or
+// a wildcard), in this node's layout.
+func (m *Mailboxes) subject(token string) string {
+	if m.cfg.Node != "" {
+		return m.cfg.SubjectPrefix + "." + encodeRoom(m.cfg.Node) + "." + token
+	}
+	return m.cfg.SubjectPrefix + "." + token
 }
