@@ -194,6 +194,9 @@ func (h *Hub) directOnce(kind, id, sender, msgID, except string, routed bool, bu
 		st = &letterState{}
 	}
 	err = h.queueLocked(id, sender, msg, at, st)
+	if err == nil && h.cfg.Router != nil {
+		h.recheckLocked(id)
+	}
 	h.mu.Unlock()
 	if err != nil {
 		return protocol.Delivered{}, err

@@ -123,6 +123,15 @@ func (h *Hub) HandOver(user string) {
 	if h.cfg.Router == nil || h.mail[user] == nil || len(h.users[user]) > 0 {
 		return
 	}
+	h.recheckLocked(user)
+}
+
+// recheckLocked marks user's mailbox for the hand-over loop. A message
+// just queued because no hub had user is marked too: user may have
+// connected elsewhere between the Router's answer and the queueing, and
+// been announced before there was anything to hand over; by now its
+// hub's subscription is in place, so the loop's try finds it.
+func (h *Hub) recheckLocked(user string) {
 	h.route.pending[user] = struct{}{}
 	select {
 	case h.route.kick <- struct{}{}:
