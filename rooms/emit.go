@@ -152,17 +152,17 @@ func (h *Hub) direct(kind, id, sender, msgID, except string, routed bool, build 
 
 func (h *Hub) directOnce(kind, id, sender, msgID, except string, routed bool, build func(seq uint64) *Message) (protocol.Delivered, error) {
 	route := h.cfg.Router != nil && kind == UserPrefix && !routed
-	h.mu.RLock()
-	d, online, err := h.deliverDirectLocked(kind, id, except, build)
+	deliver := build
 	var msg *Message
+	if route {
+		deliver = func(seq uint64) *Message { msg = build(seq); return msg }
+	}
+	h.mu.RLock()
+	d, online, err := h.deliverDirectLocked(kind, id, except, deliver)
+	h.mu.RUnlock()
 	if online && err == nil && route {
 		// The user may have connections on other hubs too: they get a
-		// copy, numbered there. Built under the lock, as the hub's epoch
-		// is read.
-		msg = build(0)
-	}
-	h.mu.RUnlock()
-	if msg != nil {
+		// copy, which they number themselves.
 		h.cfg.Router.Publish(id, msg.JSON)
 	}
 	if online || err != nil {
