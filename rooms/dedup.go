@@ -55,6 +55,39 @@ func (d *dedup) begin(user, id string, now time.Time) (protocol.Delivered, bool)
 		d.mu.Lock() // the first emit failed and was forgotten, or has its ack
 	}
 	defer d.mu.Unlock()
+	d.reserveLocked(user, k, now)
+	return protocol.Delivered{}, false
+}
+
+// tryBegin is begin for a direct message another hub sent (see
+// Hub.Receive), which does not wait for an emit of the id still running
+// here: that emit may be the one waiting for this message's answer. It
+// then reserves nothing (reserved false), and the message is not
+// deduplicated.
+func (d *dedup) tryBegin(user, id string, now time.Time) (del protocol.Delivered, seen, reserved bool) {
+	k := dedupKey{user, id}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if e := d.seen[k]; e != nil {
+		select {
+		case <-e.done:
+			return e.d, true, false
+		default:
+			return protocol.Delivered{}, false, false
+		}
+	}
+	d.reserveLocked(user, k, now)
+	return protocol.Delivered{}, false, true
+}
+
+func (d *dedup) reserveLocked(user string, k dedupKey, now time.Time) {
+	d.boundLocked(user, k)
+	d.seen[k] = &dedupEntry{at: now, done: make(chan struct{})}
+}
+
+// boundLocked counts k against user's share and the table's bound,
+// dropping what they push out.
+func (d *dedup) boundLocked(user string, k dedupKey) {
 	for _, old := range d.bound.add(user, k) {
 		// An emit still running keeps its entry until it ends (its resends
 		// wait on it); expire takes it then.
@@ -64,8 +97,6 @@ func (d *dedup) begin(user, id string, now time.Time) (protocol.Delivered, bool)
 		default:
 		}
 	}
-	d.seen[k] = &dedupEntry{at: now, done: make(chan struct{})}
-	return protocol.Delivered{}, false
 }
 
 // end records the ack of a reserved id, or forgets it when the emit failed
@@ -123,13 +154,7 @@ func (d *dedup) restore(user, id string, del protocol.Delivered, at time.Time) {
 		}
 		return
 	}
-	for _, old := range d.bound.add(user, k) {
-		select {
-		case <-d.seen[old].done:
-			delete(d.seen, old)
-		default:
-		}
-	}
+	d.boundLocked(user, k)
 	done := make(chan struct{})
 	close(done)
 	d.seen[k] = &dedupEntry{d: del, at: at, done: done}

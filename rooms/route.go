@@ -72,13 +72,33 @@ func (h *Hub) offlineLocked(user string) {
 // in this hub's user-room epoch. With queue, a user who has no connection
 // here any more (they left meanwhile) gets it in its mailbox here, and the
 // ack says queued; without (a copy of a message delivered elsewhere too),
-// nothing more happens. The sender's dedup happened on its own hub.
+// nothing more happens. A message with a msg_id this hub has seen from
+// the same sender is not delivered again, and its ack is the first one's
+// with duplicate: a message handed over again after its answer was lost,
+// or resent through a third node, reaches the user once.
 func (h *Hub) Receive(user string, frame []byte, queue bool) (protocol.Delivered, error) {
 	var ev protocol.Event
 	if err := json.Unmarshal(frame, &ev); err != nil || ev.T != protocol.TypeEvent ||
-		ev.Room != UserPrefix+user || !validID(user) || ev.From.User == "" {
+		ev.Room != UserPrefix+user || !validID(user) || ev.From.User == "" || validMsgID(ev.MsgID) != nil {
 		return protocol.Delivered{}, protocol.Errorf(protocol.CodeBadFrame, "not a direct message to user:%s", user)
 	}
+	if ev.MsgID == "" {
+		return h.receive(user, ev, queue)
+	}
+	d, seen, reserved := h.dedup.tryBegin(ev.From.User, ev.MsgID, h.cfg.Now())
+	if seen {
+		d.Duplicate = true
+		return d, nil
+	}
+	d, err := h.receive(user, ev, queue)
+	if reserved {
+		// A copy not delivered (the user left) is not seen here.
+		h.dedup.end(ev.From.User, ev.MsgID, d, err == nil && (queue || d.Delivered > 0))
+	}
+	return d, err
+}
+
+func (h *Hub) receive(user string, ev protocol.Event, queue bool) (protocol.Delivered, error) {
 	build := func(seq uint64) *Message {
 		ev.Seq, ev.Epoch = seq, h.epoch
 		b, err := json.Marshal(ev)

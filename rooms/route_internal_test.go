@@ -3,6 +3,7 @@ package rooms
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -164,5 +165,32 @@ func TestRouteQueuedWhileConnectingElsewhere(t *testing.T) {
 	}
 	if got := carolA.texts(); len(got) != 1 || got[0] != `"both"` {
 		t.Fatalf("carol on A got %v", got)
+	}
+}
+
+// A message with a msg_id that reaches a hub twice (handed over again
+// after its answer was lost) is delivered once; the second answer is the
+// first's, marked duplicate.
+func TestReceiveTwice(t *testing.T) {
+	net := &fakeNet{hubs: make(map[*Hub]map[string]bool)}
+	h := net.join(Config{})
+	bob := &recorder{seqMember: seqMember{"bob"}}
+	h.Register(bob)
+	frame := []byte(`{"t":"event","room":"user:bob","event":"dm","data":"hi","from":{"user":"alice"},"msg_id":"m1"}`)
+	first, err := h.Receive("bob", frame, true)
+	if err != nil || first.Delivered != 1 || first.Seq == 0 {
+		t.Fatalf("%+v, %v", first, err)
+	}
+	again, err := h.Receive("bob", frame, true)
+	if err != nil || !again.Duplicate || again.Seq != first.Seq {
+		t.Fatalf("again: %+v, %v; want the duplicate of %+v", again, err, first)
+	}
+	if got := bob.texts(); len(got) != 1 {
+		t.Fatalf("bob got %v", got)
+	}
+	for _, bad := range []string{`{"t":"event","room":"user:carol","from":{"user":"alice"}}`, `{"t":"event","room":"user:bob"}`, `[]`} {
+		if _, err := h.Receive("bob", []byte(bad), true); !errors.Is(err, &protocol.Error{Code: protocol.CodeBadFrame}) {
+			t.Errorf("%s: %v, want bad_frame", bad, err)
+		}
 	}
 }

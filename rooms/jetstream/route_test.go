@@ -134,16 +134,23 @@ func TestDirectMessagesAcrossNodes(t *testing.T) {
 	}
 	epochB := local.Epoch
 	last := local.Seq
+	var acked []uint64
 	for i := range 5 {
 		d, err := dm(a.hub, alice, "bob", fmt.Sprintf("hi %d", i), fmt.Sprintf("m%d", i))
 		if err != nil || d.Queued || d.Delivered != 1 || d.Epoch != epochB || d.Seq <= last {
 			t.Fatalf("message %d from A to bob on B: %+v, %v; want delivered in %s past %d", i, d, err, epochB, last)
 		}
 		last = d.Seq
+		acked = append(acked, d.Seq)
 	}
-	// A resend is a duplicate on the sender's node.
+	// A resend is a duplicate on the sender's node, and on the node that
+	// delivered it: alice, now on B too, resends there.
 	if d, err := dm(a.hub, alice, "bob", "hi 4", "m4"); err != nil || !d.Duplicate || d.Seq != last {
 		t.Fatalf("resend: %+v, %v", d, err)
+	}
+	aliceB := b.connect(t, "b9", "alice")
+	if d, err := dm(b.hub, aliceB, "bob", "hi 3", "m3"); err != nil || !d.Duplicate || d.Seq != acked[3] || d.Epoch != epochB {
+		t.Fatalf("resend through B: %+v, %v; want the duplicate of seq %d", d, err, acked[3])
 	}
 	got := bob.dms(t)
 	if len(got) != 6 {
