@@ -129,7 +129,7 @@ func (h *Hub) routeSend(user string, build func(seq uint64) *Message) (d protoco
 	var perr *protocol.Error
 	if err != nil && !errors.As(err, &perr) {
 		h.cfg.Log.Warn("route a direct message", "user", user, "err", err)
-		err = journalError("user:%s is connected to another node, which did not answer in time; try again", user)
+		err = journalError("user:%s is connected to another node, and the message could not be handed to it; try again", user)
 	}
 	return d, true, err
 }
