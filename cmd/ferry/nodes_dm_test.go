@@ -14,7 +14,9 @@ import (
 
 // Two ferry nodes on one NATS server, started at once, carry direct
 // messages to each other's users: alice on node A reaches bob on node B
-// (acked delivered, numbered in B's user-room epoch, increasing); a message
+// (acked delivered, numbered in B's user-room epoch, increasing), her
+// resend through B is a duplicate, and bob on both nodes gets a message on
+// both; a message
 // to carol, connected nowhere, waits on A and reaches her when she
 // connects to B, once; node A killed with SIGKILL and restarted keeps its
 // epoch and the message waiting with it for dave, which dave gets when he
@@ -99,13 +101,32 @@ func TestTwoNodesDirectMessages(t *testing.T) {
 		}
 	}
 
+	// A resend through B is recognised there, by the node that delivered
+	// it.
+	aliceB := dial(b, "alice")
+	if ack := send(aliceB, "bob", "hi-2"); ack["duplicate"] != true || ack["seq"] != last || ack["epoch"] != epochB {
+		t.Fatalf("resend of hi-2 through B: %v, want the duplicate of seq %v", ack, last)
+	}
+	// bob on both nodes gets it on both, each numbered by its node.
+	bobA := dial(a, "bob")
+	if ack := send(alice, "bob", "both"); ack["delivered"] != float64(1) || ack["queued"] == true {
+		t.Fatalf("to bob on both nodes: %v", ack)
+	}
+	if f := dms(bob, 1)[0]; text(f) != "both" || f["epoch"] != epochB || f["seq"].(float64) <= last {
+		t.Fatalf("bob on B got %v", f)
+	}
+	fA := dms(bobA, 1)[0]
+	if text(fA) != "both" || fA["epoch"] == epochB {
+		t.Fatalf("bob on A got %v", fA)
+	}
+
 	// carol is connected nowhere: it waits on A, and reaches her on B.
 	ack := send(alice, "carol", "waiting")
 	if ack["queued"] != true {
 		t.Fatalf("to carol, connected nowhere: %v, want queued", ack)
 	}
 	epochA, _ := ack["epoch"].(string)
-	if epochA == "" || epochA == epochB {
+	if epochA == "" || epochA == epochB || epochA != fA["epoch"] {
 		t.Fatalf("A's epoch %q, B's %q", epochA, epochB)
 	}
 	carol := dial(b, "carol")
