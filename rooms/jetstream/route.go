@@ -160,6 +160,10 @@ func (r *Router) receive(hub Receiver, m *nats.Msg) {
 // Online subscribes to user's direct messages and announces user to the
 // other nodes. Publishing after subscribing on one connection, the
 // subscription is in place before any node hears of the announcement.
+// Neither waits for NATS: the client buffers both (and, disconnected,
+// sends them once it is back, subscriptions first); it writes to the
+// socket inline only when its 32 KiB buffer is full, as every NATS write
+// of the node does.
 func (r *Router) Online(user string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -25,7 +25,7 @@ func BenchmarkDMAcrossNodes(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { shutdown(b, emb) })
-	a, other := startDMHub(b, emb, "a"), startDMHub(b, emb, "b")
+	a, other := startDMHub(b, emb, "a", rooms.Config{}), startDMHub(b, emb, "b", rooms.Config{})
 	sender := &counter{id: "sender"}
 	a.hub.Register(sender)
 	near, far := &counter{id: "near"}, &counter{id: "far"}

@@ -2,6 +2,7 @@ package jetstream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ferryhq/ferry/protocol"
 	"github.com/ferryhq/ferry/rooms"
 )
 
@@ -23,7 +25,7 @@ type dmHub struct {
 	stop func() // idempotent
 }
 
-func startDMHub(t testing.TB, emb *Embedded, node string) *dmHub {
+func startDMHub(t testing.TB, emb *Embedded, node string, hcfg rooms.Config) *dmHub {
 	t.Helper()
 	nc, err := nats.Connect("", nats.InProcessServer(emb.srv))
 	if err != nil {
@@ -35,7 +37,8 @@ func startDMHub(t testing.TB, emb *Embedded, node string) *dmHub {
 		t.Fatal(err)
 	}
 	router := NewRouter(nc, RouteConfig{})
-	h := rooms.New(rooms.Config{Mailboxes: mail, Router: router})
+	hcfg.Mailboxes, hcfg.Router = mail, router
+	h := rooms.New(hcfg)
 	if err := h.LoadMailboxes(context.Background()); err != nil {
 		nc.Close()
 		t.Fatalf("node %s: %v", node, err)
@@ -117,8 +120,8 @@ func TestDirectMessagesAcrossNodes(t *testing.T) {
 	t.Cleanup(func() { shutdown(t, emb) })
 	var a, b *dmHub
 	var wg sync.WaitGroup
-	wg.Go(func() { a = startDMHub(t, emb, "a") })
-	wg.Go(func() { b = startDMHub(t, emb, "b") })
+	wg.Go(func() { a = startDMHub(t, emb, "a", rooms.Config{}) })
+	wg.Go(func() { b = startDMHub(t, emb, "b", rooms.Config{}) })
 	wg.Wait()
 	if a == nil || b == nil {
 		t.FailNow()
@@ -204,7 +207,7 @@ func TestDirectMessagesAcrossNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.stop()
-	a = startDMHub(t, emb, "a")
+	a = startDMHub(t, emb, "a", rooms.Config{})
 	if n := a.letters(t); n != 1 {
 		t.Fatalf("A keeps %d letters after its restart, want dave's", n)
 	}
@@ -246,8 +249,8 @@ func TestMailNodeAdoptsSingleLayout(t *testing.T) {
 	}
 
 	// b starts first: it adopts the layout, a does not.
-	b := startDMHub(t, emb, "b")
-	a := startDMHub(t, emb, "a")
+	b := startDMHub(t, emb, "b", rooms.Config{})
+	a := startDMHub(t, emb, "a", rooms.Config{})
 	other := a.connect(t, "a1", "olga")
 	if d, err := dm(a.hub, other, "zed", "elsewhere", ""); err != nil || !d.Queued || d.Epoch == first.Epoch {
 		t.Fatalf("on the node that did not adopt: %+v, %v; want its own epoch", d, err)
@@ -265,4 +268,44 @@ func TestMailNodeAdoptsSingleLayout(t *testing.T) {
 	waitFor(t, "the single-node letter to go", func() bool {
 		return lettersOn(t, b.mail, DefaultMailSubjectPrefix+".*") == 0
 	})
+}
+
+// A node that has the user but does not answer (stalled) makes the emit
+// fail with storage_unavailable within JournalTimeout; nothing waits on
+// the sender's node, so the client's resend is the only copy.
+func TestDirectMessageToStalledNode(t *testing.T) {
+	emb, err := StartEmbedded(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { shutdown(t, emb) })
+	a := startDMHub(t, emb, "a", rooms.Config{JournalTimeout: 200 * time.Millisecond})
+	stalled, err := emb.Conn().Subscribe(DefaultRouteSubjectPrefix+".user.bob", func(*nats.Msg) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = stalled.Unsubscribe() }()
+	if err := emb.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	alice := a.connect(t, "a1", "alice")
+	start := time.Now()
+	d, err := dm(a.hub, alice, "bob", "hello", "m1")
+	if !errors.Is(err, &protocol.Error{Code: protocol.CodeStorageUnavailable}) {
+		t.Fatalf("%+v, %v; want storage_unavailable", d, err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("took %v", took)
+	}
+	if n := a.letters(t); n != 0 {
+		t.Fatalf("A keeps %d letters", n)
+	}
+	// The resend, once the stalled node is gone, waits on A.
+	_ = stalled.Unsubscribe()
+	if err := emb.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := dm(a.hub, alice, "bob", "hello", "m1"); err != nil || !d.Queued || d.Duplicate {
+		t.Fatalf("resend: %+v, %v; want queued", d, err)
+	}
 }
