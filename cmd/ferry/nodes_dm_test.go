@@ -40,35 +40,52 @@ func TestTwoNodesDirectMessages(t *testing.T) {
 	}
 	a := &ferryNode{addr: freePort(t), data: t.TempDir()}
 	b := &ferryNode{addr: freePort(t), data: t.TempDir()}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("node A said:\n%s\nnode B said:\n%s", a.p.stderr.String(), b.p.stderr.String())
+		}
+	})
 	// At once: each keeps its own direct-message position.
 	start(a)
 	start(b)
 	waitOutput(t, &a.p.stderr, "listening")
 	waitOutput(t, &b.p.stderr, "listening")
 
+	// stash keeps the frames that came before a request's answer.
+	stash := make(map[*wire][]map[string]any)
 	dial := func(n *ferryNode, user string) *wire {
 		tok, err := server.SignToken([]byte(secret), user, user, time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}
 		w := dialWire(t, n.addr, tok)
-		// A round trip: the node has registered the connection.
-		w.request(map[string]any{"t": "rooms"})
+		// A round trip: the node has registered the connection. What
+		// came before its answer (messages that waited) is read later.
+		stash[w], _ = w.request(map[string]any{"t": "rooms"})
 		return w
 	}
 	// dms reads w's frames until it has n direct messages.
 	dms := func(w *wire, n int) []map[string]any {
+		t.Helper()
+		t.Logf("%s waits for %d direct messages", w.user, n)
 		var out []map[string]any
 		for len(out) < n {
-			if f := w.next(); f["t"] == protocol.TypeEvent && f["event"] == "dm" {
+			var f map[string]any
+			if len(stash[w]) > 0 {
+				f, stash[w] = stash[w][0], stash[w][1:]
+			} else {
+				f = w.next()
+			}
+			if f["t"] == protocol.TypeEvent && f["event"] == "dm" {
 				out = append(out, f)
 			}
 		}
 		return out
 	}
 	send := func(w *wire, to, text string) map[string]any {
-		_, ack := w.request(map[string]any{"t": "emit", "user": to, "event": "dm",
+		before, ack := w.request(map[string]any{"t": "emit", "user": to, "event": "dm",
 			"data": map[string]any{"text": text}, "msg_id": text})
+		stash[w] = append(stash[w], before...)
 		return ack
 	}
 	text := func(f map[string]any) string {
@@ -157,7 +174,7 @@ func TestTwoNodesDirectMessages(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	for _, w := range []*wire{carol, dave} {
 		before, _ := w.request(map[string]any{"t": "rooms"})
-		for _, f := range before {
+		for _, f := range append(stash[w], before...) {
 			if f["t"] == protocol.TypeEvent {
 				t.Errorf("%s got %v again", w.user, f)
 			}
