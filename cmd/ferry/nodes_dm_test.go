@@ -16,11 +16,10 @@ import (
 // messages to each other's users: alice on node A reaches bob on node B
 // (acked delivered, numbered in B's user-room epoch, increasing), her
 // resend through B is a duplicate, and bob on both nodes gets a message on
-// both; a message
-// to carol, connected nowhere, waits on A and reaches her when she
-// connects to B, once; node A killed with SIGKILL and restarted keeps its
-// epoch and the message waiting with it for dave, which dave gets when he
-// connects to B. Clients are the wire client, written from
+// both; a message to carol, connected nowhere, waits on A and reaches her
+// when she connects to B, once; node A killed with SIGKILL and restarted
+// keeps its epoch and the message waiting with it for dave, which dave
+// gets when he connects to B. Clients are the wire client, written from
 // docs/protocol.md.
 func TestTwoNodesDirectMessages(t *testing.T) {
 	port := freePort(t)
