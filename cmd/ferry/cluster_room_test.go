@@ -226,7 +226,8 @@ func clusterEvents() int {
 // restarted. Every receiver gets all 10,000 events exactly once, in one
 // order, each sender's in its order, and every sender's ack names the
 // position its event has. Every node then lists the same members, paged,
-// with the exact count. Then a link signed by node 0 downloads from
+// with the exact count; a direct message to a user on another node
+// arrives once. Then a link signed by node 0 downloads from
 // node 2, and a file uploaded through node 0, its connection moved to
 // node 1 halfway, completes identical.
 func TestClusterRoomUnderCuts(t *testing.T) {
@@ -374,6 +375,30 @@ field:
 		want[w.user] = true
 	}
 	membersAgree(t, checkers, clusterRoom, want)
+
+	// A direct message from a user on node 0 to one on node 2 arrives, once,
+	// in node 2's user room; the sender's ack says delivered, not queued.
+	to := checkers[2]
+	_, ack := requestRetrying(t, checkers[0], map[string]any{"t": "emit", "user": to.user, "event": "dm",
+		"data": map[string]any{"text": "across"}, "msg_id": "dm-1"})
+	if ack["queued"] == true || ack["seq"] == nil {
+		t.Fatalf("a direct message to a user on another node acked %v, want delivered", ack)
+	}
+	for {
+		f := to.next()
+		if f["t"] != protocol.TypeEvent || f["room"] != "user:"+to.user {
+			continue
+		}
+		if d, _ := f["data"].(map[string]any); f["event"] != "dm" || d["text"] != "across" || f["seq"] != ack["seq"] || f["epoch"] != ack["epoch"] {
+			t.Fatalf("%s got %v, want the direct message at %v/%v", to.user, f, ack["epoch"], ack["seq"])
+		}
+		break
+	}
+	// Sent again (its ack lost), it is a duplicate and not delivered twice.
+	if _, again := requestRetrying(t, checkers[0], map[string]any{"t": "emit", "user": to.user, "event": "dm",
+		"data": map[string]any{"text": "across"}, "msg_id": "dm-1"}); again["duplicate"] != true {
+		t.Fatalf("the direct message resent acked %v, want a duplicate", again)
+	}
 
 	linkAndMovedUpload(t, c.nodes[0].addr, c.nodes[1].addr, c.nodes[2].addr)
 }

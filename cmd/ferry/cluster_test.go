@@ -53,11 +53,12 @@ func startFerryCluster(t *testing.T, n int, extra ...string) *ferryCluster {
 			"--rate", "100000", "--rate-burst", "100000"}, extra...)
 		c.nodes = append(c.nodes, node)
 	}
-	// One after the other: a node takes a block of direct-message seqs at
-	// its start by a compare-and-set on one key (rooms/jetstream
-	// Mailboxes), and of nodes starting together all but one are refused.
+	// All at once, as a deployment starts them: each node keeps its own
+	// direct-message position and letters, so none is refused.
 	for i := range c.nodes {
 		c.spawn(i)
+	}
+	for i := range c.nodes {
 		c.waitReady(i)
 	}
 	t.Cleanup(func() {
