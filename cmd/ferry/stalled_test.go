@@ -159,7 +159,7 @@ func TestStalledUploadsStayWithinPartMemory(t *testing.T) {
 		partMemory     = 64 << 20
 	)
 	srv := startServedFerry(t, testenv.Ferry(t), "--part-memory", strconv.Itoa(partMemory),
-		"--upload-idle", "2s", "--max-uploads", strconv.Itoa(perConn), "--rate", "1000", "--rate-burst", "1000")
+		"--upload-idle", "5s", "--max-uploads", strconv.Itoa(perConn), "--rate", "1000", "--rate-burst", "1000")
 	base := srv.rss(t)
 	data := randomData(size)
 
