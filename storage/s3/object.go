@@ -128,6 +128,18 @@ func (s *sectionSeeker) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// WriteTo writes what is left of the section. When rs holds exactly that in
+// memory (a part buffer, as a bytes.Reader), it goes in one Write, which
+// sendConn passes to the socket whole.
+func (s *sectionSeeker) WriteTo(w io.Writer) (int64, error) {
+	if held, ok := s.rs.(heldBytes); ok && int64(held.Len()) == s.size-s.off {
+		n, err := held.WriteTo(w)
+		s.off += n
+		return n, err
+	}
+	return io.Copy(w, struct{ io.Reader }{s})
+}
+
 func (s *sectionSeeker) Seek(offset int64, whence int) (int64, error) {
 	switch whence {
 	case io.SeekStart:

@@ -178,7 +178,7 @@ func (s *Store) client(cfg Config, endpoint string) (*minio.Core, error) {
 		if err != nil {
 			return nil, fmt.Errorf("storage/s3: %w", err)
 		}
-		t.DialContext = (&net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}).DialContext
+		t.DialContext = sendDialer((&net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}).DialContext)
 		t.TLSHandshakeTimeout = cfg.Timeout
 		t.ResponseHeaderTimeout = cfg.Timeout
 		s.transports = append(s.transports, t)
