@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -61,9 +62,11 @@ type UploadResult struct {
 	ConcurrentMBps      float64 `json:"concurrent_mb_s"`
 	ConcurrentPeakRSSMB float64 `json:"concurrent_peak_rss_mib"`
 	OpenDataFiles       int     `json:"open_data_files"`
-	ChatSamples         int     `json:"chat_samples"`
-	ChatP50ms           float64 `json:"chat_p50_ms"`
-	ChatP99ms           float64 `json:"chat_p99_ms"`
+	// ConcurrentBusy counts the opens answered busy, then tried again.
+	ConcurrentBusy int64   `json:"concurrent_busy"`
+	ChatSamples    int     `json:"chat_samples"`
+	ChatP50ms      float64 `json:"chat_p50_ms"`
+	ChatP99ms      float64 `json:"chat_p99_ms"`
 }
 
 func (c *UploadConfig) defaults() {
@@ -163,8 +166,8 @@ func Upload(ctx context.Context, cfg UploadConfig) (UploadResult, error) {
 	if err := concurrentUploads(ctx, cfg, srv, &res); err != nil {
 		return res, err
 	}
-	say("%d concurrent uploads of %d MiB: %.0f MB/s in all, server peak RSS %.0f MiB, %d data files open",
-		cfg.Concurrent, cfg.ConcurrentSize>>20, res.ConcurrentMBps, res.ConcurrentPeakRSSMB, res.OpenDataFiles)
+	say("%d concurrent uploads of %d MiB: %.0f MB/s in all, server peak RSS %.0f MiB, %d data files open, %d opens told busy (and retried)",
+		cfg.Concurrent, cfg.ConcurrentSize>>20, res.ConcurrentMBps, res.ConcurrentPeakRSSMB, res.OpenDataFiles, res.ConcurrentBusy)
 
 	if err := chatWhileUploading(ctx, cfg, srv, &res); err != nil {
 		return res, err
@@ -201,6 +204,7 @@ func concurrentUploads(ctx context.Context, cfg UploadConfig, srv *Server, res *
 		sums[i] = patternSHA(cfg.ConcurrentSize, uint64(10+i))
 	}
 	start := time.Now()
+	var busy atomic.Int64
 	errs := make(chan error, cfg.Concurrent)
 	for i := 0; i < cfg.Concurrent; i++ {
 		go func() {
@@ -210,7 +214,9 @@ func concurrentUploads(ctx context.Context, cfg UploadConfig, srv *Server, res *
 				return
 			}
 			defer c.close()
-			errs <- c.upload(ctx, "bench", fmt.Sprintf("part-%02d.bin", i), newPattern(cfg.ConcurrentSize, uint64(10+i)), cfg.ConcurrentSize, sums[i], cfg.Chunk, false)
+			err = c.upload(ctx, "bench", fmt.Sprintf("part-%02d.bin", i), newPattern(cfg.ConcurrentSize, uint64(10+i)), cfg.ConcurrentSize, sums[i], cfg.Chunk, false)
+			busy.Add(c.busy.Load())
+			errs <- err
 		}()
 	}
 	var first error
@@ -231,6 +237,7 @@ func concurrentUploads(ctx context.Context, cfg UploadConfig, srv *Server, res *
 	res.ConcurrentMBps = mbps(int64(cfg.Concurrent)*cfg.ConcurrentSize, d)
 	res.ConcurrentPeakRSSMB = float64(peak) / (1 << 20)
 	res.OpenDataFiles = openFiles
+	res.ConcurrentBusy = busy.Load()
 	return nil
 }
 
@@ -351,6 +358,8 @@ type uploader struct {
 	lat      []time.Duration
 	readErr  error
 	done     chan struct{}
+	// busy counts the upload.open answered busy.
+	busy atomic.Int64
 }
 
 // progressChan carries an upload's frames to its uploader; gone is closed
@@ -367,14 +376,16 @@ type upEvent struct {
 }
 
 type wireFrame struct {
-	T       string          `json:"t"`
-	ID      uint64          `json:"id"`
-	Upload  string          `json:"upload"`
-	Offset  int64           `json:"offset"`
-	Code    string          `json:"code"`
-	Message string          `json:"message"`
-	Data    json.RawMessage `json:"data"`
-	Event   string          `json:"event"`
+	T       string `json:"t"`
+	ID      uint64 `json:"id"`
+	Upload  string `json:"upload"`
+	Offset  int64  `json:"offset"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	// RetryAfterMS comes with busy.
+	RetryAfterMS int64           `json:"retry_after_ms"`
+	Data         json.RawMessage `json:"data"`
+	Event        string          `json:"event"`
 }
 
 func dialUploader(ctx context.Context, url, name string) (*uploader, error) {
@@ -463,7 +474,7 @@ func (u *uploader) request(ctx context.Context, frame map[string]any) (json.RawM
 	select {
 	case f := <-ch:
 		if f.T == protocol.TypeError {
-			return nil, &protocol.Error{Code: f.Code, Message: f.Message}
+			return nil, &protocol.Error{Code: f.Code, Message: f.Message, RetryAfter: f.RetryAfterMS}
 		}
 		return f.Data, nil
 	case <-u.done:
@@ -490,7 +501,7 @@ func (u *uploader) chatLatencies() []time.Duration {
 // The file's SHA-256 is declared, as `ferry send` does: sum is computed by
 // the caller before the clock starts.
 func (u *uploader) upload(ctx context.Context, room, name string, r io.Reader, size int64, sum string, chunk int, b64 bool) error {
-	d, err := u.request(ctx, map[string]any{"t": "upload.open", "room": room, "name": name, "size": size, "sha256": sum, "chunk_size": chunk})
+	d, err := u.open(ctx, map[string]any{"t": "upload.open", "room": room, "name": name, "size": size, "sha256": sum, "chunk_size": chunk})
 	if err != nil {
 		return err
 	}
@@ -583,6 +594,33 @@ func (u *uploader) upload(ctx context.Context, room, name string, r io.Reader, s
 		}
 	}
 	return nil
+}
+
+// Bounds of the wait after busy, whatever retry_after_ms says.
+const (
+	busyWaitMin = 10 * time.Millisecond
+	busyWaitMax = time.Second
+)
+
+// open sends upload.open until the server has part memory for the upload:
+// it answers busy, with when to try again, while other uploads hold it all
+// (--part-memory), as ferry's client expects.
+func (u *uploader) open(ctx context.Context, frame map[string]any) (json.RawMessage, error) {
+	for {
+		d, err := u.request(ctx, frame)
+		var perr *protocol.Error
+		if !errors.As(err, &perr) || perr.Code != protocol.CodeBusy {
+			return d, err
+		}
+		u.busy.Add(1)
+		t := time.NewTimer(min(max(time.Duration(perr.RetryAfter)*time.Millisecond, busyWaitMin), busyWaitMax))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		}
+	}
 }
 
 func (u *uploader) close() {

@@ -526,8 +526,8 @@ func runBenchUploadClient(ctx context.Context, cfg bench.UploadConfig, asJSON bo
 	fmt.Fprintf(stdout, "direct minio-go    %.0f MB/s (%d MiB, one PUT of known size)\n", res.DirectMBps, res.Size>>20)
 	fmt.Fprintf(stdout, "binary frames      %.0f MB/s = %.0f%% of direct\n", res.BinaryMBps, 100*res.BinaryRatio)
 	fmt.Fprintf(stdout, "base64 frames      %.0f MB/s = %.0f%% of direct\n", res.Base64MBps, 100*res.Base64Ratio)
-	fmt.Fprintf(stdout, "%d × %d MiB        %.0f MB/s in all; server peak RSS %.0f MiB (target < 512 MiB); %d data files open\n",
-		res.Concurrent, res.ConcurrentSize>>20, res.ConcurrentMBps, res.ConcurrentPeakRSSMB, res.OpenDataFiles)
+	fmt.Fprintf(stdout, "%d × %d MiB        %.0f MB/s in all; server peak RSS %.0f MiB (target < 512 MiB); %d data files open; %d opens told busy, then retried\n",
+		res.Concurrent, res.ConcurrentSize>>20, res.ConcurrentMBps, res.ConcurrentPeakRSSMB, res.OpenDataFiles, res.ConcurrentBusy)
 	fmt.Fprintf(stdout, "chat while upload  %d events: p50 %.1f ms, p99 %.1f ms (target < 50 ms)\n", res.ChatSamples, res.ChatP50ms, res.ChatP99ms)
 	return nil
 }
