@@ -115,6 +115,14 @@ type Multipart interface {
 	Abort(ctx context.Context) error
 }
 
+// CRC32CPartPutter is an optional capability of a Multipart: it takes a
+// part's CRC32C (Castagnoli) from the caller, who computed it as the bytes
+// arrived, instead of reading the part once more to compute it. The service
+// checks the part against it as it would against its own.
+type CRC32CPartPutter interface {
+	PutPartCRC32C(ctx context.Context, n int, r io.Reader, size int64, crc uint32) error
+}
+
 // Object is an opened object.
 type Object interface {
 	io.ReadSeekCloser

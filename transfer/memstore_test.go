@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"slices"
 	"strings"
@@ -48,15 +49,17 @@ type memStore struct {
 	unhang chan struct{}
 
 	putParts  int // successful PutPart calls
+	crcParts  int // successful PutPartCRC32C calls (counted in putParts too)
 	completes int
 	aborts    int
 }
 
 var (
-	_ storage.Store           = (*memStore)(nil)
-	_ storage.MultipartLister = (*memStore)(nil)
-	_ storage.Multipart       = (*memMultipart)(nil)
-	_ storage.Object          = (*memReader)(nil)
+	_ storage.Store            = (*memStore)(nil)
+	_ storage.MultipartLister  = (*memStore)(nil)
+	_ storage.Multipart        = (*memMultipart)(nil)
+	_ storage.CRC32CPartPutter = (*memMultipart)(nil)
+	_ storage.Object           = (*memReader)(nil)
 )
 
 var errDown = errors.New("memstore: storage is down")
@@ -288,8 +291,17 @@ func (s *memStore) ListMultipart(ctx context.Context, prefix string, fn func(key
 func (mp *memMultipart) ID() string { return mp.id }
 
 func (mp *memMultipart) PutPart(ctx context.Context, n int, r io.Reader, size int64) error {
+	data, err := mp.read(ctx, n, r)
+	if err != nil {
+		return err
+	}
+	return mp.store(ctx, n, data, size)
+}
+
+// read reads part n, once the store's hold lets it.
+func (mp *memMultipart) read(ctx context.Context, n int, r io.Reader) ([]byte, error) {
 	if n < 1 || n > storage.MaxParts {
-		return fmt.Errorf("memstore: part number %d", n)
+		return nil, fmt.Errorf("memstore: part number %d", n)
 	}
 	mp.s.mu.Lock()
 	hold := mp.s.hold
@@ -298,13 +310,14 @@ func (mp *memMultipart) PutPart(ctx context.Context, n int, r io.Reader, size in
 		select {
 		case <-hold:
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil, ctx.Err()
 		}
 	}
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
+	return io.ReadAll(r)
+}
+
+// store keeps part n, once read.
+func (mp *memMultipart) store(ctx context.Context, n int, data []byte, size int64) error {
 	if int64(len(data)) != size {
 		return fmt.Errorf("memstore: part %d: %d bytes, size %d", n, len(data), size)
 	}
@@ -326,6 +339,22 @@ func (mp *memMultipart) PutPart(ctx context.Context, n int, r io.Reader, size in
 	}
 	mp.parts[n] = data
 	s.putParts++
+	return nil
+}
+
+// PutPartCRC32C checks the part's bytes against crc, as S3 does.
+func (mp *memMultipart) PutPartCRC32C(ctx context.Context, n int, r io.Reader, size int64, crc uint32) error {
+	data, err := mp.read(ctx, n, r)
+	if err != nil {
+		return err
+	}
+	if got := crc32.Checksum(data, crc32.MakeTable(crc32.Castagnoli)); got != crc {
+		return fmt.Errorf("memstore: part %d: CRC32C %08x, the bytes' is %08x", n, crc, got)
+	}
+	if err := mp.store(ctx, n, data, size); err != nil {
+		return err
+	}
+	mp.s.set(func(s *memStore) { s.crcParts++ })
 	return nil
 }
 

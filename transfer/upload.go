@@ -87,6 +87,11 @@ type part struct {
 	num    int // 1-based part number
 	buf    []byte
 	sealed bool
+	// crc is the CRC32C of buf's first crcLen bytes, computed as they
+	// arrived, for storage that takes it (storage.CRC32CPartPutter). It is
+	// used only while crcLen is len(buf).
+	crc    uint32
+	crcLen int
 	// early, when set, carries the result of storing this part ahead of
 	// the worker (see storeAheadLocked).
 	early chan stored
@@ -193,10 +198,13 @@ func (u *upload) write(offset int64, r io.Reader) (int64, error) {
 	var segs [][]byte
 	var tail *part
 	var tailLen int
+	var tailCRC uint32
+	tailKnown := false
 	need := limit
 	if k := len(u.parts); k > 0 && !u.parts[k-1].sealed {
 		tail = u.parts[k-1]
 		tailLen = len(tail.buf)
+		tailCRC, tailKnown = tail.crc, tail.crcLen == tailLen
 		take := min(int64(u.partLen(tail.num)-tailLen), need)
 		segs = append(segs, tail.buf[tailLen:tailLen+int(take)])
 		need -= take
@@ -215,6 +223,7 @@ func (u *upload) write(offset int64, r io.Reader) (int64, error) {
 	u.mu.Unlock()
 
 	n, lens, over, rerr := readChunk(r, segs)
+	crcs := chunkCRCs(segs, lens, tailCRC)
 
 	u.mu.Lock()
 	u.writing = false
@@ -247,6 +256,9 @@ func (u *upload) write(offset int64, r io.Reader) (int64, error) {
 	i := 0
 	if tail != nil {
 		tail.buf = tail.buf[:tailLen+lens[0]]
+		if tailKnown {
+			tail.crc, tail.crcLen = crcs[0], len(tail.buf)
+		}
 		i = 1
 	}
 	for _, p := range added {
@@ -254,6 +266,7 @@ func (u *upload) write(offset int64, r io.Reader) (int64, error) {
 			u.putBuf(p.buf)
 		} else {
 			p.buf = p.buf[:lens[i]]
+			p.crc, p.crcLen = crcs[i], lens[i]
 			u.parts = append(u.parts, p)
 		}
 		i++

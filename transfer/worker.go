@@ -324,7 +324,7 @@ func (u *upload) storeAheadLocked() {
 		q.early = make(chan stored, 1)
 		go func(q *part, done chan stored) {
 			done <- stored{err: u.retry("store part", true, func(ctx context.Context) error {
-				return u.timedPutPart(ctx, q.num, q.buf, int64(len(q.buf)))
+				return u.timedPutPart(ctx, q)
 			})}
 		}(q, q.early)
 	}
@@ -377,7 +377,6 @@ func (u *upload) hashAfter(p *part, base []byte) chan stored {
 // putPart stores p and returns the file's hash state after it, computed from
 // base while the part is sent.
 func (u *upload) putPart(p *part, base []byte) stored {
-	size := int64(len(p.buf))
 	hc := make(chan stored, 1)
 	go func() {
 		h, err := restoreHash(base)
@@ -389,7 +388,7 @@ func (u *upload) putPart(p *part, base []byte) stored {
 		hc <- stored{state: marshalHash(h)}
 	}()
 	err := u.retry("store part", true, func(ctx context.Context) error {
-		return u.timedPutPart(ctx, p.num, p.buf, size)
+		return u.timedPutPart(ctx, p)
 	})
 	hr := <-hc
 	if err != nil {
@@ -417,11 +416,17 @@ func marshalHash(h hash.Hash) []byte {
 	return b
 }
 
-// timedPutPart stores part num, size bytes of buf, and reports how long
-// the store took (Events.PartStored).
-func (u *upload) timedPutPart(ctx context.Context, num int, buf []byte, size int64) error {
+// timedPutPart stores part p, with the CRC32C computed as its bytes
+// arrived where storage takes it, and reports how long the store took
+// (Events.PartStored).
+func (u *upload) timedPutPart(ctx context.Context, p *part) error {
 	start := time.Now()
-	err := u.mp.PutPart(ctx, num, bytes.NewReader(buf), size)
+	var err error
+	if cp, ok := u.mp.(storage.CRC32CPartPutter); ok && p.crcLen == len(p.buf) {
+		err = cp.PutPartCRC32C(ctx, p.num, bytes.NewReader(p.buf), int64(len(p.buf)), p.crc)
+	} else {
+		err = u.mp.PutPart(ctx, p.num, bytes.NewReader(p.buf), int64(len(p.buf)))
+	}
 	if err == nil {
 		u.m.events.PartStored(time.Since(start))
 	}

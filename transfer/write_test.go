@@ -150,3 +150,26 @@ func TestConcurrentWritesToOneUpload(t *testing.T) {
 		t.Fatalf("first Write = %d, %v", n, err)
 	}
 }
+
+// Parts go to storage with the CRC32C computed as their bytes arrived, in
+// chunks that straddle parts and after chunks refused halfway; the store
+// checks each part against its bytes, as S3 does.
+func TestPartsCarryTheirCRC32C(t *testing.T) {
+	f := newFixture(t, nil)
+	sink := newSink()
+	size := 2*partSize + 100_000
+	data := payload(size)
+	g := f.open(f.m, sink, OpenRequest{Name: "c.bin", Size: int64(size), SHA256: sum(data)})
+	send(t, f.m, sink, g, "alice", data, 0, 1000, 1000)
+	// A chunk cut short leaves bytes past the part's length: they must not
+	// count in its checksum.
+	_, err := f.m.Write(g.Upload, "alice", 1000, &brokenReader{data: bytes.Repeat([]byte{0xee}, 5000), err: errors.New("connection reset")})
+	wantCode(t, err, CodeBadRequest)
+	send(t, f.m, sink, g, "alice", data, 1000, int64(size), 300_001)
+	f.checkStored(sink.waitCompleted(t, g.Upload), data, octetStream)
+	var puts, crcs int
+	f.store.set(func(s *memStore) { puts, crcs = s.putParts, s.crcParts })
+	if puts != 3 || crcs != puts {
+		t.Errorf("%d parts stored, %d of them with their CRC32C; want 3 and 3", puts, crcs)
+	}
+}

@@ -3,6 +3,7 @@ package s3
 import (
 	"context"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash"
@@ -21,7 +22,10 @@ import (
 // maximum.
 const listPage = 1000
 
-var _ storage.Multipart = (*multipart)(nil)
+var (
+	_ storage.Multipart        = (*multipart)(nil)
+	_ storage.CRC32CPartPutter = (*multipart)(nil)
+)
 
 // multipart is a handle on an S3 multipart upload. Everything about it lives
 // in S3, so it holds only names.
@@ -120,6 +124,16 @@ func (m *multipart) ID() string { return m.id }
 // for the same reason: the CPU computes it at many GB/s, MD5 at about
 // 500 MB/s.
 func (m *multipart) PutPart(ctx context.Context, n int, r io.Reader, size int64) error {
+	return m.putPart(ctx, n, r, size, nil)
+}
+
+// PutPartCRC32C is PutPart with the part's CRC32C given: the part is not
+// read to compute it.
+func (m *multipart) PutPartCRC32C(ctx context.Context, n int, r io.Reader, size int64, crc uint32) error {
+	return m.putPart(ctx, n, r, size, &crc)
+}
+
+func (m *multipart) putPart(ctx context.Context, n int, r io.Reader, size int64, crc *uint32) error {
 	if n < 1 || n > storage.MaxParts {
 		return fmt.Errorf("storage/s3: put part %d of %q: part number out of range 1-%d", n, m.key, storage.MaxParts)
 	}
@@ -127,7 +141,10 @@ func (m *multipart) PutPart(ctx context.Context, n int, r io.Reader, size int64)
 		return fmt.Errorf("storage/s3: put part %d of %q: size %d: the size must be known", n, m.key, size)
 	}
 	opts := minio.PutObjectPartOptions{DisableContentSha256: true}
-	if rs, ok := r.(io.ReadSeeker); ok {
+	if crc != nil {
+		opts.CustomHeader = http.Header{}
+		opts.CustomHeader.Set(minio.ChecksumCRC32C.Key(), base64.StdEncoding.EncodeToString(binary.BigEndian.AppendUint32(nil, *crc)))
+	} else if rs, ok := r.(io.ReadSeeker); ok {
 		sum, err := crc32cOf(rs, size)
 		if err != nil {
 			return fmt.Errorf("storage/s3: put part %d of %q: %w", n, m.key, err)

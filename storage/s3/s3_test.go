@@ -3,6 +3,7 @@ package s3_test
 import (
 	"bytes"
 	"context"
+	"hash/crc32"
 	"io"
 	"net/url"
 	"strings"
@@ -139,5 +140,32 @@ func TestCorruptedPartRefused(t *testing.T) {
 	got, err := io.ReadAll(obj)
 	if err != nil || !bytes.Equal(got, append(bytes.Clone(data), "end"...)) {
 		t.Fatalf("object differs from what was sent (%d bytes, %v)", len(got), err)
+	}
+}
+
+// A part whose CRC32C the caller gives is checked by S3 against it: a wrong
+// one is refused, the right one stores the part.
+func TestGivenPartChecksumChecked(t *testing.T) {
+	s := newStore(t, "checksums")
+	ctx := context.Background()
+	data := bytes.Repeat([]byte("ferry "), storage.MinPartSize/6+1)
+	mp, err := s.NewMultipart(ctx, "rooms/r/given.bin", storage.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mp.Abort(ctx)
+	cp, ok := mp.(storage.CRC32CPartPutter)
+	if !ok {
+		t.Fatal("an S3 multipart does not take its parts' CRC32C")
+	}
+	crc := crc32.Checksum(data, crc32.MakeTable(crc32.Castagnoli))
+	if err := cp.PutPartCRC32C(ctx, 1, bytes.NewReader(data), int64(len(data)), crc+1); err == nil {
+		t.Fatal("a part stored with a CRC32C that is not its bytes'")
+	}
+	if err := cp.PutPartCRC32C(ctx, 1, bytes.NewReader(data), int64(len(data)), crc); err != nil {
+		t.Fatalf("the part with its CRC32C: %v", err)
+	}
+	if parts, err := mp.Parts(ctx); err != nil || len(parts) != 1 || parts[0].Size != int64(len(data)) {
+		t.Fatalf("parts: %v, %v", parts, err)
 	}
 }
