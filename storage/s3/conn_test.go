@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // countingConn counts the writes of the bytes that follow the request's
@@ -113,5 +114,50 @@ func TestSendConnBodies(t *testing.T) {
 				t.Errorf("sent %q (n = %d), want %q", d, n, tt.want)
 			}
 		})
+	}
+}
+
+// gate is a writer that blocks until released.
+type gate struct {
+	entered, release chan struct{}
+}
+
+func (g gate) Write(p []byte) (int, error) {
+	close(g.entered)
+	<-g.release
+	return len(p), nil
+}
+
+// Once its call returned, a body is not read any more, whatever net/http
+// does: done waits for the read under way, and later reads fail.
+func TestBodyDone(t *testing.T) {
+	b := body(bytes.NewReader([]byte("part")), 4)
+	g := gate{entered: make(chan struct{}), release: make(chan struct{})}
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := b.(io.WriterTo).WriteTo(g)
+		wrote <- err
+	}()
+	<-g.entered
+	ended := make(chan struct{})
+	go func() {
+		done(b)
+		close(ended)
+	}()
+	select {
+	case <-ended:
+		t.Fatal("done returned while the body was being written")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(g.release)
+	<-ended
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Read(make([]byte, 4)); !errors.Is(err, errBodyDone) {
+		t.Errorf("Read after done: %v", err)
+	}
+	if _, err := b.(io.Seeker).Seek(0, io.SeekStart); !errors.Is(err, errBodyDone) {
+		t.Errorf("Seek after done: %v", err)
 	}
 }

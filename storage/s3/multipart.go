@@ -159,7 +159,9 @@ func (m *multipart) putPart(ctx context.Context, n int, r io.Reader, size int64,
 		opts.Trailer.Set(minio.ChecksumCRC32C.Key(), "AAAAAA==")
 		r = &trailingCRC{r: r, left: size, crc: minio.ChecksumCRC32C.Hasher(), trailer: opts.Trailer}
 	}
-	_, err := m.s.api.PutObjectPart(ctx, m.s.bucket, m.key, m.id, n, body(r, size), size, opts)
+	b := body(r, size)
+	_, err := m.s.api.PutObjectPart(ctx, m.s.bucket, m.key, m.id, n, b, size, opts)
+	done(b)
 	return m.wrap(fmt.Sprintf("put part %d", n), err)
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/minio/minio-go/v7"
 
@@ -112,11 +113,40 @@ func body(r io.Reader, size int64) io.Reader {
 
 // sectionSeeker is bytes [start, start+size) of rs, seekable within them.
 type sectionSeeker struct {
+	// mu is held while rs is read or moved. net/http may still read a
+	// request's body after RoundTrip returned (its Transport's
+	// documentation says so), when a call's reader is its caller's again,
+	// and minio-go seeks it back for its next try meanwhile: done waits
+	// for the read under way to end and refuses those after.
+	mu               sync.Mutex
+	closed           bool
 	rs               io.ReadSeeker
 	start, size, off int64
 }
 
+// errBodyDone is what reading a body gets once its call returned.
+var errBodyDone = errors.New("storage/s3: the request's body is read after its call returned")
+
+// done ends the reading of b, if it is a sectionSeeker, once the call it is
+// the body of returned.
+func done(b io.Reader) {
+	if s, ok := b.(*sectionSeeker); ok {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+	}
+}
+
 func (s *sectionSeeker) Read(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, errBodyDone
+	}
+	return s.read(p)
+}
+
+func (s *sectionSeeker) read(p []byte) (int, error) {
 	if s.off >= s.size {
 		return 0, io.EOF
 	}
@@ -132,15 +162,30 @@ func (s *sectionSeeker) Read(p []byte) (int, error) {
 // memory (a part buffer, as a bytes.Reader), it goes in one Write, which
 // sendConn passes to the socket whole.
 func (s *sectionSeeker) WriteTo(w io.Writer) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, errBodyDone
+	}
 	if held, ok := s.rs.(heldBytes); ok && int64(held.Len()) == s.size-s.off {
 		n, err := held.WriteTo(w)
 		s.off += n
 		return n, err
 	}
-	return io.Copy(w, struct{ io.Reader }{s})
+	return io.Copy(w, readFunc(s.read))
 }
 
+// readFunc is a Read method.
+type readFunc func([]byte) (int, error)
+
+func (f readFunc) Read(p []byte) (int, error) { return f(p) }
+
 func (s *sectionSeeker) Seek(offset int64, whence int) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, errBodyDone
+	}
 	switch whence {
 	case io.SeekStart:
 	case io.SeekCurrent:

@@ -236,7 +236,9 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, me
 	if size < 0 {
 		return fmt.Errorf("storage/s3: put %q: size %d: the size must be known", key, size)
 	}
-	_, err := s.api.PutObject(ctx, s.bucket, key, body(r, size), size, "", "", putOptions(meta))
+	b := body(r, size)
+	_, err := s.api.PutObject(ctx, s.bucket, key, b, size, "", "", putOptions(meta))
+	done(b)
 	return wrap("put", key, err)
 }
 
