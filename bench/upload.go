@@ -242,7 +242,8 @@ func concurrentUploads(ctx context.Context, cfg UploadConfig, srv *Server, res *
 }
 
 // openDataFiles counts the regular files the server holds open, besides its
-// log: uploads must not need temporary files.
+// log and the store of its embedded NATS server (the message blocks of its
+// streams, rooms' state): uploads must not need temporary files.
 func openDataFiles(pid int) int {
 	dir := fmt.Sprintf("/proc/%d/fd", pid)
 	ents, err := os.ReadDir(dir)
@@ -258,6 +259,9 @@ func openDataFiles(pid int) int {
 		if filepath.Base(target) == "server.log" || strings.HasPrefix(target, "/dev/") ||
 			strings.HasPrefix(target, "/sys/") || strings.HasPrefix(target, "/proc/") {
 			continue // the log, terminals, and the runtime's cgroup files
+		}
+		if strings.Contains(target, "/.ferry/nats/") {
+			continue
 		}
 		n++
 	}

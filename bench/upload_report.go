@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 )
 
@@ -28,6 +29,40 @@ func (r *SendResult) summarize() {
 	r.Direct, r.Binary, r.Base64 = pick(speed(KindDirect)), pick(speed(KindBinary)), pick(speed(KindBase64))
 	r.BinaryRatio = pick(func(rd SendRound) float64 { return rd.BinaryRatio })
 	r.Base64Ratio = pick(func(rd SendRound) float64 { return rd.Base64Ratio })
+	r.BinaryCPURatio = spreadOf(cpuRatios(r.Rounds, KindBinary))
+	r.Base64CPURatio = spreadOf(cpuRatios(r.Rounds, KindBase64))
+}
+
+// cpuRatios returns, for each round whose CPU figures are all known, the
+// CPU of its direct run over that of its run of kind.
+func cpuRatios(rounds []SendRound, kind string) []float64 {
+	var v []float64
+	for _, rd := range rounds {
+		var direct, ferry float64
+		for _, run := range rd.Runs {
+			cpu := []float64{run.ClientCPU, run.MinIOCPU}
+			if run.Kind != KindDirect {
+				cpu = append(cpu, run.ServerCPU)
+			}
+			total := 0.0
+			for _, c := range cpu {
+				if c < 0 {
+					total = math.NaN()
+				}
+				total += c
+			}
+			switch run.Kind {
+			case KindDirect:
+				direct = total
+			case kind:
+				ferry = total
+			}
+		}
+		if direct > 0 && ferry > 0 {
+			v = append(v, direct/ferry)
+		}
+	}
+	return v
 }
 
 func spreadOf(v []float64) Spread {
@@ -81,6 +116,8 @@ func (r SendResult) Report(w io.Writer) error {
 	sp("ferry send --base64 (MB/s)", r.Base64, "")
 	sp("ratio ferry send / direct", r.BinaryRatio, fmt.Sprintf("  (target ≥ %.2f)", BinaryTarget))
 	sp("ratio ferry send --base64 / direct", r.Base64Ratio, fmt.Sprintf("  (target ≥ %.2f)", Base64Target))
+	sp("CPU ratio direct / ferry send", r.BinaryCPURatio, "  (CPU of all processes per byte)")
+	sp("CPU ratio direct / ferry send --base64", r.Base64CPURatio, "")
 	return errors.Join(errs...)
 }
 

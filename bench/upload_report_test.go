@@ -40,8 +40,8 @@ func TestReportNotesBusyMachine(t *testing.T) {
 		{-1, false}, // unknown
 	} {
 		r := SendResult{CPUs: 2, Size: 1 << 20, Rounds: []SendRound{{Runs: []SendRun{
-			{Kind: KindDirect, Seconds: 1, MBps: 100, OtherCPU: 0},
-			{Kind: KindBinary, Seconds: 1, MBps: 90, OtherCPU: tc.other},
+			{Kind: KindDirect, Seconds: 1, MBps: 100, OtherCPU: 0, ClientCPU: 1.5, MinIOCPU: 6},
+			{Kind: KindBinary, Seconds: 1, MBps: 90, OtherCPU: tc.other, ClientCPU: 1.5, ServerCPU: 1.5, MinIOCPU: 5.5},
 		}, BinaryRatio: 0.9}}}
 		r.summarize()
 		var b bytes.Buffer
@@ -54,5 +54,21 @@ func TestReportNotesBusyMachine(t *testing.T) {
 		if !strings.Contains(b.String(), "ratio ferry send / direct                min   0.90") {
 			t.Errorf("no binary ratio line of 0.90:\n%s", b.String())
 		}
+		// 7.5 s of CPU for the direct run, 8.5 s for ferry's.
+		if !strings.Contains(b.String(), "CPU ratio direct / ferry send            min   0.88") {
+			t.Errorf("no CPU ratio line of 0.88:\n%s", b.String())
+		}
+	}
+}
+
+// A round whose CPU figures are not all known has no CPU ratio.
+func TestCPURatiosSkipUnknown(t *testing.T) {
+	rounds := []SendRound{
+		{Runs: []SendRun{{Kind: KindDirect, ClientCPU: 1, MinIOCPU: 3}, {Kind: KindBinary, ClientCPU: 1, ServerCPU: 1, MinIOCPU: 3}}},
+		{Runs: []SendRun{{Kind: KindDirect, ClientCPU: 1, MinIOCPU: 3}, {Kind: KindBinary, ClientCPU: 1, ServerCPU: -1, MinIOCPU: 3}}},
+		{Runs: []SendRun{{Kind: KindBinary, ClientCPU: 1, ServerCPU: 1, MinIOCPU: 3}, {Kind: KindDirect, ClientCPU: -1, MinIOCPU: 3}}},
+	}
+	if got := cpuRatios(rounds, KindBinary); len(got) != 1 || got[0] != 0.8 {
+		t.Errorf("cpuRatios = %v, want [0.8]", got)
 	}
 }

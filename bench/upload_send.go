@@ -115,6 +115,12 @@ type SendResult struct {
 	Base64      Spread `json:"base64_mb_s"`
 	BinaryRatio Spread `json:"binary_ratio"`
 	Base64Ratio Spread `json:"base64_ratio"`
+	// The CPU the direct run of a round took (client and MinIO) over what
+	// each of ferry's took (client, server and MinIO): the throughput
+	// ratio the round would have had if both ways kept the machine's CPUs
+	// as busy. Other processes change it less than the throughput ratio.
+	BinaryCPURatio Spread `json:"binary_cpu_ratio"`
+	Base64CPURatio Spread `json:"base64_cpu_ratio"`
 }
 
 // Send measures what a user gets: `ferry send` of a file on disk into MinIO
