@@ -95,6 +95,19 @@ func startServer(t *testing.T, cfg server.Config) bench.Target {
 	return target
 }
 
+// fanout runs a fan-out that must pass its checks.
+func fanout(t *testing.T, cfg bench.FanoutConfig) bench.FanoutResult {
+	t.Helper()
+	res, err := bench.Fanout(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Problems) > 0 {
+		t.Fatalf("problems: %q", res.Problems)
+	}
+	return res
+}
+
 // A server whose metrics cannot be read ends the run with that reason, not
 // with what the publishers saw when the run stopped them.
 func TestFanoutTellsWhyItStopped(t *testing.T) {
@@ -171,7 +184,7 @@ func TestFanout(t *testing.T) {
 	for _, burst := range []int{1, 4} {
 		t.Run(fmt.Sprintf("burst%d", burst), func(t *testing.T) {
 			target := startServer(t, server.Config{Rate: 1e6, RateBurst: 1e6})
-			res, err := bench.Fanout(context.Background(), bench.FanoutConfig{
+			res := fanout(t, bench.FanoutConfig{
 				Target:     target,
 				Members:    20,
 				Publishers: 2,
@@ -181,12 +194,6 @@ func TestFanout(t *testing.T) {
 				Warmup:     200 * time.Millisecond,
 				Duration:   time.Second,
 			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(res.Problems) > 0 {
-				t.Fatalf("problems: %q", res.Problems)
-			}
 			// 200 events/s for 1.2s, on a fixed schedule; about 200 are sent
 			// in the 1s window, fewer if the publisher runs late.
 			if res.PublishedTotal != 240 || res.Published <= 0 || res.Published > 240 {

@@ -31,6 +31,9 @@ type ServerConfig struct {
 	// meant for the bench (FERRY_RATE, ...) do not configure the server:
 	// Args alone do.
 	Args []string
+	// Env is added to the child's environment, after the FERRY_ variables
+	// are taken out (a test running its own binary as ferry says so here).
+	Env []string
 	// StartTimeout bounds the wait for /healthz to answer. Zero means 15s.
 	StartTimeout time.Duration
 }
@@ -104,6 +107,7 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
+	cmd.Env = append(cmd.Env, cfg.Env...)
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		os.RemoveAll(dir)

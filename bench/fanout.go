@@ -52,6 +52,16 @@ type FanoutConfig struct {
 	// Peer is the server's kind: PeerFerry (also when empty) or a peer
 	// measured the same way for comparison, such as PeerCentrifugo.
 	Peer string
+	// Nodes, when set, are the servers the members are spread over, in
+	// place of Target: ferry nodes sharing the room through one NATS.
+	// Member i joins Nodes[i mod len(Nodes)] and the publishers join
+	// Nodes[0], so that the members of the other nodes receive each event
+	// through the shared journal. The result then has each node's figures
+	// too.
+	Nodes []Target
+	// SharedPIDs are processes the servers depend on, such as the NATS
+	// server the nodes share: their CPU time counts as the servers'.
+	SharedPIDs []int
 	// Progress receives a line now and then while the bench runs; nil is silent.
 	Progress io.Writer
 }
@@ -98,8 +108,12 @@ type FanoutResult struct {
 
 	// ServerCPUSeconds is the server's user+system CPU time in the window
 	// (zero without a PID), and CPUPerDeliveryUS that divided by Delivered.
+	// With several nodes it sums theirs and SharedCPUSeconds.
 	ServerCPUSeconds float64 `json:"server_cpu_seconds"`
 	CPUPerDeliveryUS float64 `json:"cpu_per_delivery_us"`
+	// SharedCPUSeconds is the CPU time of FanoutConfig.SharedPIDs in the
+	// window.
+	SharedCPUSeconds float64 `json:"shared_cpu_seconds"`
 	// GeneratorCPUSeconds is this process's CPU time in the window.
 	GeneratorCPUSeconds float64 `json:"generator_cpu_seconds"`
 	// OtherCPUSeconds is the CPU time that neither the server nor the
@@ -114,6 +128,12 @@ type FanoutResult struct {
 	ExpectedTotal  int64 `json:"expected_total"`
 	ReceivedTotal  int64 `json:"received_total"`
 	Lost           int64 `json:"lost"`
+	// Duplicates is how many times a member received an event it already
+	// had; ReceivedTotal counts each event once per member.
+	Duplicates int64 `json:"duplicates"`
+	// Nodes are each server's figures, when the members were spread over
+	// several (FanoutConfig.Nodes).
+	Nodes []NodeFigures `json:"nodes,omitempty"`
 	// Dropped is how many connections the server closed during the bench.
 	Dropped int `json:"dropped"`
 	// ErrorFrames is how many error frames the publishers received.
@@ -132,9 +152,10 @@ type fanoutRun struct {
 	cfg     FanoutConfig
 	dialect dialect
 	epoch   time.Time
-	// The window, as offsets from epoch, set before publishing starts and
+	// The window, as offsets from epoch, and one more than the largest
+	// event number the schedule holds, set before publishing starts and
 	// read by every receiver.
-	winStart, winEnd atomic.Int64
+	winStart, winEnd, seqLimit atomic.Int64
 
 	readers   sync.WaitGroup
 	closing   atomic.Bool
@@ -151,8 +172,10 @@ func (f *fanoutRun) now() time.Duration { return time.Since(f.epoch) }
 // delivery rate, the latency from send to receipt and the server's CPU time
 // per delivery.
 func Fanout(ctx context.Context, cfg FanoutConfig) (FanoutResult, error) {
-	if cfg.Target.TLS() {
-		return FanoutResult{}, errors.New("fanout: its members read raw sockets from epoll loops, which cannot speak TLS; measure TLS with bench idle")
+	for _, t := range cfg.targets() {
+		if t.TLS() {
+			return FanoutResult{}, errors.New("fanout: its members read raw sockets from epoll loops, which cannot speak TLS; measure TLS with bench idle")
+		}
 	}
 	setDefault(&cfg.Members, 1000)
 	setDefault(&cfg.Publishers, 1)
@@ -181,7 +204,8 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (FanoutResult, error) {
 	progress := progressFunc(cfg.Progress)
 	f := &fanoutRun{cfg: cfg, dialect: d, epoch: time.Now()}
 
-	members, err := newMemberSet(f, cfg.ReadLoops)
+	nodes := len(cfg.targets())
+	members, err := newMemberSet(f, cfg.ReadLoops, nodes)
 	if err != nil {
 		return res, err
 	}
@@ -203,7 +227,7 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (FanoutResult, error) {
 		progress("fanout: %d/%d members joined", joined.Load(), cfg.Members)
 	})
 	err = parallel(ctx, cfg.Members, cfg.DialWorkers, func(ctx context.Context, i int) error {
-		if err := members.join("member-" + strconv.Itoa(i)); err != nil {
+		if err := members.join("member-"+strconv.Itoa(i), nodeOf(i, nodes)); err != nil {
 			return fmt.Errorf("member %d: %w", i, err)
 		}
 		joined.Add(1)
@@ -223,6 +247,7 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (FanoutResult, error) {
 	winEnd := winStart + cfg.Duration
 	f.winStart.Store(int64(winStart))
 	f.winEnd.Store(int64(winEnd))
+	f.seqLimit.Store(scheduleLimit(&cfg, start, winEnd))
 	pubCtx := pubs.start(ctx, f, start)
 	defer pubs.stop()
 	// abort stops the publishers and explains why the run ended early: the
@@ -271,15 +296,24 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (FanoutResult, error) {
 	// Stop the loops so that their histograms can be read.
 	f.closing.Store(true)
 	res.ReceivedTotal = members.received()
-	windowReceived, hist := members.close()
+	tallies := members.close()
 	membersOpen = false
-	f.figures(&res, s0, s1, windowReceived, &hist)
+	f.figures(&res, s0, s1, tallies)
 	return res, nil
 }
 
-// figures fills in what the two samples, the receipts and the latency
-// histogram say, and the checks that failed.
-func (f *fanoutRun) figures(res *FanoutResult, s0, s1 fanoutSample, windowReceived int64, hist *histogram) {
+// figures fills in what the two samples and the receipts (by node) say,
+// and the checks that failed.
+func (f *fanoutRun) figures(res *FanoutResult, s0, s1 fanoutSample, tallies []nodeTally) {
+	var (
+		windowReceived int64
+		hist           histogram
+	)
+	for i := range tallies {
+		windowReceived += tallies[i].inWindow
+		res.Duplicates += tallies[i].duplicates
+		hist.merge(&tallies[i].hist)
+	}
 	res.Seconds = (s1.at - s0.at).Seconds()
 	res.Delivered = s1.delivered - s0.delivered
 	res.DeliveriesPerSec = float64(res.Delivered) / res.Seconds
@@ -291,8 +325,9 @@ func (f *fanoutRun) figures(res *FanoutResult, s0, s1 fanoutSample, windowReceiv
 	res.LatencyP90MS = ms(hist.quantile(0.90))
 	res.LatencyP99MS = ms(hist.quantile(0.99))
 	res.LatencyMaxMS = ms(hist.quantile(1))
-	if f.cfg.PID != 0 {
+	if f.measuresCPU() {
 		res.ServerCPUSeconds = (s1.serverCPU - s0.serverCPU).Seconds()
+		res.SharedCPUSeconds = (s1.sharedCPU - s0.sharedCPU).Seconds()
 		if res.Delivered > 0 {
 			res.CPUPerDeliveryUS = res.ServerCPUSeconds * 1e6 / float64(res.Delivered)
 		}
@@ -318,6 +353,19 @@ func (f *fanoutRun) figures(res *FanoutResult, s0, s1 fanoutSample, windowReceiv
 	if res.ErrorFrames > 0 {
 		res.Problems = append(res.Problems, fmt.Sprintf("%d error frames (first: %v)", res.ErrorFrames, f.errFirst.Load()))
 	}
+	f.nodeFigures(res, s0, s1, tallies)
+	res.Problems = append(res.Problems, nodeProblems(res)...)
+}
+
+// measuresCPU reports whether the servers' CPU is read: when every one has
+// a PID.
+func (f *fanoutRun) measuresCPU() bool {
+	for _, t := range f.cfg.targets() {
+		if t.PID == 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func (f *fanoutRun) connEnded(err error) {
@@ -328,50 +376,66 @@ func (f *fanoutRun) connEnded(err error) {
 	f.dropCause.CompareAndSwap(nil, err.Error())
 }
 
-// parseDigits reads the decimal integer at the start of b.
-func parseDigits(b []byte) (time.Duration, bool) {
-	var v int64
-	i := 0
-	for ; i < len(b) && i < 19 && b[i] >= '0' && b[i] <= '9'; i++ {
-		v = v*10 + int64(b[i]-'0')
-	}
-	return time.Duration(v), i > 0
-}
-
+// fanoutSample is the counters at one instant: of every server together
+// (serverCPU includes sharedCPU), and of each in nodes.
 type fanoutSample struct {
 	at          time.Duration
 	delivered   int64
 	serverCPU   time.Duration
+	sharedCPU   time.Duration
 	selfCPU     time.Duration
 	messagesOut float64
 	writes      float64
 	hasOut      bool
 	machine     MachineCPU
+	nodes       []nodeSample
 }
 
 func (f *fanoutRun) sample(ctx context.Context, members *memberSet) (fanoutSample, error) {
-	s := fanoutSample{at: f.now(), delivered: members.received()}
-	if f.cfg.PID != 0 {
-		cpu, err := ReadCPU(f.cfg.PID)
+	s := fanoutSample{at: f.now(), hasOut: true}
+	cpu := f.measuresCPU()
+	// Every node's receipts first, so that they add up to the total at
+	// one instant; then the slower reads.
+	for i := range f.cfg.targets() {
+		s.nodes = append(s.nodes, nodeSample{delivered: members.receivedOn(i)})
+		s.delivered += s.nodes[i].delivered
+	}
+	for i, t := range f.cfg.targets() {
+		n := &s.nodes[i]
+		if cpu {
+			c, err := ReadCPU(t.PID)
+			if err != nil {
+				return s, err
+			}
+			n.cpu = c
+		}
+		m, err := ScrapeMetrics(ctx, httpClient, t.MetricsURL())
+		if err != nil {
+			return s, fmt.Errorf("metrics: %w", err)
+		}
+		var hasWrites bool
+		n.messagesOut, n.hasOut = m.Get("ferry_messages_out_total")
+		n.writes, hasWrites = m.Get("ferry_writes_total")
+		n.hasOut = n.hasOut && hasWrites
+		s.serverCPU += n.cpu
+		s.messagesOut += n.messagesOut
+		s.writes += n.writes
+		s.hasOut = s.hasOut && n.hasOut
+	}
+	for _, pid := range f.cfg.SharedPIDs {
+		c, err := ReadCPU(pid)
 		if err != nil {
 			return s, err
 		}
-		s.serverCPU = cpu
+		s.sharedCPU += c
 	}
-	if cpu, err := ReadCPU(os.Getpid()); err == nil {
-		s.selfCPU = cpu
+	s.serverCPU += s.sharedCPU
+	if c, err := ReadCPU(os.Getpid()); err == nil {
+		s.selfCPU = c
 	}
 	if m, err := ReadMachineCPU(); err == nil {
 		s.machine = m
 	}
-	m, err := ScrapeMetrics(ctx, httpClient, f.cfg.MetricsURL())
-	if err != nil {
-		return s, fmt.Errorf("metrics: %w", err)
-	}
-	s.messagesOut, s.hasOut = m.Get("ferry_messages_out_total")
-	var hasWrites bool
-	s.writes, hasWrites = m.Get("ferry_writes_total")
-	s.hasOut = s.hasOut && hasWrites
 	return s, nil
 }
 

@@ -16,6 +16,7 @@ import (
 // the server on a small machine.
 type memberSet struct {
 	f     *fanoutRun
+	nodes int
 	loops []*epollLoop
 	next  atomic.Uint32
 	wg    sync.WaitGroup
@@ -32,37 +33,50 @@ type epollLoop struct {
 	mu      sync.Mutex
 	pending []*rawConn // added, not yet seen by the loop
 
+	// Owned by the loop goroutine until it ends.
+	conns map[int32]*rawConn
+	// nodes are the receipts of the loop's members, by the node they joined.
+	nodes []loopNode
+}
+
+// loopNode is what one loop's members on one node received.
+type loopNode struct {
+	// received counts first receipts: duplicates apart.
 	received atomic.Int64
 	// Owned by the loop goroutine until it ends.
-	conns    map[int32]*rawConn
-	inWindow int64
-	hist     histogram
+	duplicates int64
+	inWindow   int64
+	hist       histogram
 }
 
 // epollWaitMS bounds each wait so that a loop notices stop.
 const epollWaitMS = 50
 
-func newMemberSet(f *fanoutRun, loops int) (*memberSet, error) {
-	s := &memberSet{f: f}
+// newMemberSet starts loops read loops for members spread over nodes
+// servers.
+func newMemberSet(f *fanoutRun, loops, nodes int) (*memberSet, error) {
+	s := &memberSet{f: f, nodes: nodes}
 	for range loops {
 		epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 		if err != nil {
 			s.close()
 			return nil, fmt.Errorf("epoll: %w", err)
 		}
-		l := &epollLoop{set: s, epfd: epfd, conns: make(map[int32]*rawConn)}
+		l := &epollLoop{set: s, epfd: epfd, conns: make(map[int32]*rawConn), nodes: make([]loopNode, nodes)}
 		s.loops = append(s.loops, l)
 		s.wg.Go(l.run)
 	}
 	return s, nil
 }
 
-// join connects one member, joins the room and hands the socket to a loop.
-func (s *memberSet) join(name string) error {
-	c, err := rawDial(s.f.cfg.URL, name, handshakeTimeout)
+// join connects one member to the node-th server, joins the room and
+// hands the socket to a loop.
+func (s *memberSet) join(name string, node int) error {
+	c, err := rawDial(s.f.cfg.targets()[node].URL, name, handshakeTimeout)
 	if err != nil {
 		return err
 	}
+	c.node = node
 	s.mu.Lock()
 	s.all = append(s.all, c)
 	s.mu.Unlock()
@@ -83,31 +97,50 @@ func (s *memberSet) join(name string) error {
 	return nil
 }
 
-// received is how many events all members have received so far.
+// received is how many events all members have received so far, each
+// counted once per member.
 func (s *memberSet) received() int64 {
 	var n int64
 	for _, l := range s.loops {
-		n += l.received.Load()
+		for i := range l.nodes {
+			n += l.nodes[i].received.Load()
+		}
 	}
 	return n
 }
 
-// close stops the loops and closes every socket. It returns how many
-// events published in the window were received, with their latencies in h.
-func (s *memberSet) close() (inWindow int64, h histogram) {
+// receivedOn is received for the members of one node.
+func (s *memberSet) receivedOn(node int) int64 {
+	var n int64
+	for _, l := range s.loops {
+		n += l.nodes[node].received.Load()
+	}
+	return n
+}
+
+// close stops the loops and closes every socket. It returns, for each node,
+// what its members received: the events published in the window with
+// their latencies, and the duplicates.
+func (s *memberSet) close() []nodeTally {
 	s.stop.Store(true)
 	s.wg.Wait()
+	tallies := make([]nodeTally, s.nodes)
 	for _, l := range s.loops {
 		syscall.Close(l.epfd)
-		inWindow += l.inWindow
-		h.merge(&l.hist)
+		for i := range l.nodes {
+			n, t := &l.nodes[i], &tallies[i]
+			t.received += n.received.Load()
+			t.duplicates += n.duplicates
+			t.inWindow += n.inWindow
+			t.hist.merge(&n.hist)
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, c := range s.all {
 		c.close()
 	}
-	return inWindow, h
+	return tallies
 }
 
 func (l *epollLoop) run() {
@@ -173,7 +206,7 @@ func (l *epollLoop) parse(c *rawConn) {
 		}
 		switch op {
 		case opText:
-			l.events(payload)
+			l.events(c, payload)
 			if a := f.dialect.answer(payload); a != nil {
 				_ = c.writeFrame(opText, a)
 			}
@@ -186,10 +219,11 @@ func (l *epollLoop) parse(c *rawConn) {
 	}
 }
 
-// events records every event in a text frame: one for ferry, possibly
-// several for a server that packs messages into one frame.
-func (l *epollLoop) events(payload []byte) {
+// events records every event in a text frame received by c: one for
+// ferry, possibly several for a server that packs messages into one frame.
+func (l *epollLoop) events(c *rawConn, payload []byte) {
 	f := l.set.f
+	n := &l.nodes[c.node]
 	var now time.Duration
 	for {
 		i := bytes.Index(payload, tsKey)
@@ -197,17 +231,21 @@ func (l *epollLoop) events(payload []byte) {
 			return
 		}
 		payload = payload[i+len(tsKey):]
-		sent, ok := parseDigits(payload)
+		sent, seq, ok := parseStamp(payload)
 		if !ok {
+			continue
+		}
+		if c.seen.add(seq, f.seqLimit.Load()) {
+			n.duplicates++
 			continue
 		}
 		if now == 0 {
 			now = f.now()
 		}
-		l.received.Add(1)
+		n.received.Add(1)
 		if int64(sent) >= f.winStart.Load() && int64(sent) < f.winEnd.Load() {
-			l.inWindow++
-			l.hist.record(now - sent)
+			n.inWindow++
+			n.hist.record(now - sent)
 		}
 	}
 }

@@ -102,8 +102,8 @@ func TestAppendEvent(t *testing.T) {
 				t.Errorf("size %d seq %d: %s decodes to %+v, %v", size, seq, data, v, err)
 			}
 			i := strings.Index(string(data), string(tsKey))
-			if got, ok := parseDigits(data[i+len(tsKey):]); !ok || got != sent {
-				t.Errorf("parseDigits = %v, %v; want %v", got, ok, sent)
+			if got, k, ok := parseStamp(data[i+len(tsKey):]); !ok || got != sent || k != seq {
+				t.Errorf("parseStamp = %v, %d, %v; want %v, %d", got, k, ok, sent, seq)
 			}
 		}
 	}
@@ -117,5 +117,59 @@ func TestParseMachineCPU(t *testing.T) {
 	want := MachineCPU{Busy: 1660 * time.Millisecond, Total: 11710 * time.Millisecond}
 	if got != want {
 		t.Errorf("got %+v, want %+v", got, want)
+	}
+}
+
+func TestSeenSet(t *testing.T) {
+	var s seenSet
+	const limit = 130
+	for _, k := range []int64{0, 63, 64, 129} {
+		if s.add(k, limit) {
+			t.Errorf("first receipt of %d counted as a duplicate", k)
+		}
+		if !s.add(k, limit) {
+			t.Errorf("second receipt of %d not counted as a duplicate", k)
+		}
+	}
+	// Past the schedule's numbers: not tracked, never a duplicate.
+	for _, k := range []int64{-1, limit, 1 << 40} {
+		if s.add(k, limit) || s.add(k, limit) {
+			t.Errorf("event %d beyond the limit counted as a duplicate", k)
+		}
+	}
+	if len(s.bits) != 3 {
+		t.Errorf("%d words for %d events, want 3", len(s.bits), limit)
+	}
+}
+
+func TestMembersOnNodes(t *testing.T) {
+	for _, tc := range []struct{ members, nodes int }{{1000, 2}, {21, 2}, {7, 3}, {1, 2}, {5, 1}} {
+		count := make([]int, tc.nodes)
+		for i := range tc.members {
+			count[nodeOf(i, tc.nodes)]++
+		}
+		for n := range tc.nodes {
+			if got := membersOn(n, tc.members, tc.nodes); got != count[n] {
+				t.Errorf("%d members over %d nodes: membersOn(%d) = %d, %d join it", tc.members, tc.nodes, n, got, count[n])
+			}
+		}
+	}
+}
+
+func TestScheduleLimit(t *testing.T) {
+	// The publishers' event numbers all fall under the limit.
+	cfg := FanoutConfig{Rate: 200, Burst: 4, Publishers: 3}
+	start, end := 100*time.Millisecond, 2100*time.Millisecond
+	limit := scheduleLimit(&cfg, start, end)
+	var last int64 = -1
+	for k := int64(0); ; k++ {
+		due := start + time.Duration((k-k%int64(cfg.Burst))*int64(time.Second)/int64(cfg.Rate))
+		if due >= end {
+			break
+		}
+		last = k
+	}
+	if last < 0 || last >= limit || limit > last+20 {
+		t.Errorf("limit %d for a last event %d: want just above it", limit, last)
 	}
 }

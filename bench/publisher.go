@@ -33,7 +33,7 @@ type publisher struct {
 func (ps *publishers) dial(ctx context.Context, f *fanoutRun) error {
 	d := newDialer(4096, 1024)
 	for i := range ps.list {
-		c, err := f.dialect.dialPublisher(ctx, d, f.cfg.URL, "publisher-"+strconv.Itoa(i), f.cfg.Room)
+		c, err := f.dialect.dialPublisher(ctx, d, f.cfg.targets()[0].URL, "publisher-"+strconv.Itoa(i), f.cfg.Room)
 		if err != nil {
 			return fmt.Errorf("publisher %d: %w", i, err)
 		}

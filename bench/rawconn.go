@@ -18,6 +18,11 @@ type rawConn struct {
 	buf  []byte
 	r, w int // unparsed bytes are buf[r:w]
 	mask [4]byte
+
+	// A fan-out member's: the server it joined (an index into the
+	// fan-out's targets) and the events it received.
+	node int
+	seen seenSet
 }
 
 // rawBufSize is a member's read buffer; one read takes as many queued

@@ -42,8 +42,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return c.run(ctx, args[1:], stdout, stderr)
 		}
 	}
-	if args[0] == referenceServerCommand {
+	switch args[0] {
+	case referenceServerCommand:
 		return runBenchReferenceServer(ctx, args[1:], stdout, stderr)
+	case natsServerCommand:
+		return runBenchNATSServer(ctx, args[1:], stdout, stderr)
 	}
 	benchUsage(stderr)
 	return fmt.Errorf("bench: unknown sub-command %q", args[0])
@@ -91,12 +94,9 @@ type benchTarget struct {
 // inherits it) or the bench refuses to start. The generator's profile, if
 // asked for, starts last.
 func (f *benchTargetFlags) start(ctx context.Context, files int, serveArgs []string) (*benchTarget, error) {
-	limit, err := bench.RaiseOpenFiles()
+	err := raiseOpenFiles(files)
 	if err != nil {
-		return nil, fmt.Errorf("raise the open-files limit: %w", err)
-	}
-	if need := uint64(files) + 256; limit < need {
-		return nil, fmt.Errorf("%d connections need about %d open files, the limit is %d (ulimit -Hn)", files, need, limit)
+		return nil, err
 	}
 	t := &benchTarget{}
 	switch {
@@ -108,7 +108,7 @@ func (f *benchTargetFlags) start(ctx context.Context, files int, serveArgs []str
 		return nil, errors.New("--pid needs --server")
 	default:
 		args := append(serveArgs, strings.Fields(f.serverArgs)...)
-		if t.child, err = bench.StartServer(ctx, bench.ServerConfig{Args: args}); err != nil {
+		if t.child, err = bench.StartServer(ctx, bench.ServerConfig{Args: args, Env: benchChildEnv}); err != nil {
 			return nil, err
 		}
 		t.Target = t.child.Target
@@ -119,6 +119,19 @@ func (f *benchTargetFlags) start(ctx context.Context, files int, serveArgs []str
 		}
 	}
 	return t, nil
+}
+
+// raiseOpenFiles raises the open-files limit for a bench opening files
+// connections (its children inherit it), or says why it cannot.
+func raiseOpenFiles(files int) error {
+	limit, err := bench.RaiseOpenFiles()
+	if err != nil {
+		return fmt.Errorf("raise the open-files limit: %w", err)
+	}
+	if need := uint64(files) + 256; limit < need {
+		return fmt.Errorf("%d connections need about %d open files, the limit is %d (ulimit -Hn)", files, need, limit)
+	}
+	return nil
 }
 
 func (t *benchTarget) startProfile(path string) error {
@@ -274,15 +287,17 @@ func printIdle(w io.Writer, t *benchTarget, r bench.IdleResult) {
 
 func runBenchFanout(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	var (
-		tf  benchTargetFlags
-		cfg bench.FanoutConfig
+		tf       benchTargetFlags
+		cfg      bench.FanoutConfig
+		nodes    int
+		baseline bool
 	)
 	fs := newFlagSet("bench fanout", "bench fanout [flags]", stderr)
 	tf.register(fs)
 	fs.IntVar(&cfg.Members, "members", 1000, "connections in the room receiving every event")
 	fs.IntVar(&cfg.Publishers, "publishers", 1, "connections sharing the publishing")
 	fs.IntVar(&cfg.Size, "size", 100, fmt.Sprintf("bytes of data per event (at least %d)", bench.MinEventSize))
-	fs.IntVar(&cfg.Rate, "rate", 500, "events per second, all publishers together (deliveries/s = rate × members)")
+	fs.IntVar(&cfg.Rate, "rate", 0, fmt.Sprintf("events per second, all publishers together (deliveries/s = rate × members); 0: 500, or %d with --nodes", bench.FanoutNodesRate))
 	fs.IntVar(&cfg.Burst, "burst", 1, "events scheduled at the same instant (rate/burst ticks per second)")
 	fs.DurationVar(&cfg.Warmup, "warmup", 2*time.Second, "events flow this long before the measurement")
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "length of the measurement")
@@ -290,6 +305,8 @@ func runBenchFanout(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.StringVar(&cfg.Room, "room", "bench", "room name")
 	fs.IntVar(&cfg.DialWorkers, "dial-workers", 32, "connections opened at once")
 	fs.IntVar(&cfg.ReadLoops, "read-loops", 2, "epoll loops (goroutines) reading the members' sockets")
+	fs.IntVar(&nodes, "nodes", 1, "ferry nodes sharing the room through one NATS server, all started by the bench: members split evenly, publishers on node 1")
+	fs.BoolVar(&baseline, "baseline", true, "with --nodes: first measure the same load on one node, for the ratios")
 	fs.StringVar(&cfg.Peer, "peer", bench.PeerFerry, fmt.Sprintf("the server's kind, one of %s; a peer needs --server and --pid (see docs/benchmarks.md)", strings.Join(bench.Peers, ", ")))
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -299,6 +316,19 @@ func runBenchFanout(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	if cfg.Peer != bench.PeerFerry && tf.server == "" {
 		return fmt.Errorf("--peer %s measures a server started by hand: give its --server and --pid", cfg.Peer)
+	}
+	switch {
+	case nodes < 1:
+		return fmt.Errorf("--nodes %d: want 1 or more", nodes)
+	case nodes > 1 && (tf.server != "" || cfg.Peer != bench.PeerFerry):
+		return errors.New("--nodes starts its own ferry nodes: it does not go with --server or --peer")
+	case cfg.Rate <= 0 && nodes > 1:
+		cfg.Rate = bench.FanoutNodesRate
+	case cfg.Rate <= 0:
+		cfg.Rate = 500
+	}
+	if nodes > 1 {
+		return fanoutAcrossNodes(ctx, tf, cfg, nodes, baseline, stdout, stderr)
 	}
 	t, res, err := tf.fanout(ctx, cfg, stderr)
 	if err != nil {
@@ -325,9 +355,7 @@ func (f *benchTargetFlags) fanout(ctx context.Context, cfg bench.FanoutConfig, s
 	if want := cfg.ReadLoops + 2; runtime.GOMAXPROCS(0) < want {
 		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(want))
 	}
-	// The publishers emit far above a chat client's rate limit.
-	serveArgs := []string{"--rate", "1000000", "--rate-burst", "1000000"}
-	t, err := f.start(ctx, cfg.Members+cfg.Publishers, serveArgs)
+	t, err := f.start(ctx, cfg.Members+cfg.Publishers, fanoutServeArgs)
 	if err != nil {
 		return nil, bench.FanoutResult{}, err
 	}
@@ -413,7 +441,15 @@ func runBenchReferenceServer(ctx context.Context, args []string, stdout, stderr 
 	if err != nil {
 		return err
 	}
-	hs := &http.Server{Handler: bench.ReferenceHandler(pingInterval), ReadHeaderTimeout: 10 * time.Second}
+	// Hijacked connections are not the http.Server's to close; the process
+	// exits right after and takes them along.
+	return serveUntil(ctx, ln, bench.ReferenceHandler(pingInterval))
+}
+
+// serveUntil serves h on ln until ctx ends or serving fails, then shuts
+// the server down within a second: for the benches' helper servers.
+func serveUntil(ctx context.Context, ln net.Listener, h http.Handler) error {
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {
@@ -421,11 +457,9 @@ func runBenchReferenceServer(ctx context.Context, args []string, stdout, stderr 
 		return err
 	case <-ctx.Done():
 	}
-	// Hijacked connections are not the http.Server's to close; the process
-	// exits right after and takes them along.
 	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	err = hs.Shutdown(sctx)
+	err := hs.Shutdown(sctx)
 	if e := <-errc; !errors.Is(e, http.ErrServerClosed) {
 		err = errors.Join(err, e)
 	}
