@@ -305,7 +305,7 @@ func runBenchFanout(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.StringVar(&cfg.Room, "room", "bench", "room name")
 	fs.IntVar(&cfg.DialWorkers, "dial-workers", 32, "connections opened at once")
 	fs.IntVar(&cfg.ReadLoops, "read-loops", 2, "epoll loops (goroutines) reading the members' sockets")
-	fs.IntVar(&nodes, "nodes", 1, "ferry nodes sharing the room through one NATS server, all started by the bench: members split evenly, publishers on node 1")
+	fs.IntVar(&nodes, "nodes", 1, "ferry nodes sharing the room through one NATS server, all started by the bench: members split evenly, publishers on node 1; {node} in --server-args becomes each node's number (0 for the one-node run)")
 	fs.BoolVar(&baseline, "baseline", true, "with --nodes: first measure the same load on one node, for the ratios")
 	fs.StringVar(&cfg.Peer, "peer", bench.PeerFerry, fmt.Sprintf("the server's kind, one of %s; a peer needs --server and --pid (see docs/benchmarks.md)", strings.Join(bench.Peers, ", ")))
 	if err := parseFlags(fs, args); err != nil {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -44,13 +45,15 @@ func fanoutAcrossNodes(ctx context.Context, tf benchTargetFlags, cfg bench.Fanou
 		oneT *benchTarget
 	)
 	if baseline {
-		t, res, err := tf.fanout(ctx, cfg, stderr)
+		single := tf
+		single.serverArgs = nodeArgs(tf.serverArgs, 0)
+		t, res, err := single.fanout(ctx, cfg, stderr)
 		if err != nil {
 			return fmt.Errorf("one node: %w", err)
 		}
 		one, oneT = &res, t
 	}
-	c, err := startCluster(ctx, nodes, cfg.Members+cfg.Publishers, strings.Fields(tf.serverArgs))
+	c, err := startCluster(ctx, nodes, cfg.Members+cfg.Publishers, tf.serverArgs)
 	if err != nil {
 		return err
 	}
@@ -91,9 +94,9 @@ type cluster struct {
 }
 
 // startCluster starts a NATS server ("bench nats-server") and n ferry
-// nodes on it, each with its own data folder, for a bench opening files
-// connections.
-func startCluster(ctx context.Context, n, files int, serverArgs []string) (c *cluster, err error) {
+// nodes on it, each with its own data folder and serverArgs (see
+// nodeArgs), for a bench opening files connections.
+func startCluster(ctx context.Context, n, files int, serverArgs string) (c *cluster, err error) {
 	if err := raiseOpenFiles(files); err != nil {
 		return nil, err
 	}
@@ -113,7 +116,7 @@ func startCluster(ctx context.Context, n, files int, serverArgs []string) (c *cl
 	}
 	// One after the other: the first creates the streams, the next find them.
 	for i := range n {
-		args := append(append(fanoutServeArgs[:len(fanoutServeArgs):len(fanoutServeArgs)], "--nats", c.natsURL), serverArgs...)
+		args := append(append(fanoutServeArgs[:len(fanoutServeArgs):len(fanoutServeArgs)], "--nats", c.natsURL), strings.Fields(nodeArgs(serverArgs, i+1))...)
 		s, err := bench.StartServer(ctx, bench.ServerConfig{Args: args, Env: benchChildEnv})
 		if err != nil {
 			return c, fmt.Errorf("node %d: %w", i+1, err)
@@ -121,6 +124,12 @@ func startCluster(ctx context.Context, n, files int, serverArgs []string) (c *cl
 		c.nodes = append(c.nodes, &benchTarget{Target: s.Target, child: s})
 	}
 	return c, nil
+}
+
+// nodeArgs are the --server-args of node n (0: the one-node baseline),
+// with {node} replaced by n: each node its own profile, say.
+func nodeArgs(serverArgs string, n int) string {
+	return strings.ReplaceAll(serverArgs, "{node}", strconv.Itoa(n))
 }
 
 func (c *cluster) targets() []bench.Target {

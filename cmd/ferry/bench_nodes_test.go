@@ -67,3 +67,19 @@ func TestBenchFanoutAcrossNodes(t *testing.T) {
 		t.Errorf("ratios CPU %v, p99 %v", out.CPURatio, out.P99Ratio)
 	}
 }
+
+func TestNodeArgs(t *testing.T) {
+	for _, tc := range []struct {
+		args string
+		n    int
+		want string
+	}{
+		{"--cpuprofile /tmp/node{node}.pprof", 2, "--cpuprofile /tmp/node2.pprof"},
+		{"--cpuprofile /tmp/node{node}.pprof", 0, "--cpuprofile /tmp/node0.pprof"},
+		{"--write-delay 5ms", 1, "--write-delay 5ms"},
+	} {
+		if got := nodeArgs(tc.args, tc.n); got != tc.want {
+			t.Errorf("nodeArgs(%q, %d) = %q, want %q", tc.args, tc.n, got, tc.want)
+		}
+	}
+}
