@@ -291,6 +291,7 @@ func runBenchFanout(ctx context.Context, args []string, stdout, stderr io.Writer
 		cfg      bench.FanoutConfig
 		nodes    int
 		baseline bool
+		natsArgs string
 	)
 	fs := newFlagSet("bench fanout", "bench fanout [flags]", stderr)
 	tf.register(fs)
@@ -307,6 +308,7 @@ func runBenchFanout(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.IntVar(&cfg.ReadLoops, "read-loops", 2, "epoll loops (goroutines) reading the members' sockets")
 	fs.IntVar(&nodes, "nodes", 1, "ferry nodes sharing the room through one NATS server, all started by the bench: members split evenly, publishers on node 1; {node} in --server-args becomes each node's number (0 for the one-node run)")
 	fs.BoolVar(&baseline, "baseline", true, "with --nodes: first measure the same load on one node, for the ratios")
+	fs.StringVar(&natsArgs, "nats-args", "", "with --nodes: extra flags for the NATS server the bench starts, e.g. \"--cpuprofile /tmp/nats.pprof\"")
 	fs.StringVar(&cfg.Peer, "peer", bench.PeerFerry, fmt.Sprintf("the server's kind, one of %s; a peer needs --server and --pid (see docs/benchmarks.md)", strings.Join(bench.Peers, ", ")))
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -328,7 +330,7 @@ func runBenchFanout(ctx context.Context, args []string, stdout, stderr io.Writer
 		cfg.Rate = 500
 	}
 	if nodes > 1 {
-		return fanoutAcrossNodes(ctx, tf, cfg, nodes, baseline, stdout, stderr)
+		return fanoutAcrossNodes(ctx, tf, cfg, nodes, baseline, natsArgs, stdout, stderr)
 	}
 	t, res, err := tf.fanout(ctx, cfg, stderr)
 	if err != nil {

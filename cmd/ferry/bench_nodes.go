@@ -30,7 +30,7 @@ var fanoutServeArgs = []string{"--rate", "1000000", "--rate-burst", "1000000"}
 // first (the baseline, unless told not to), then across nodes ferry nodes
 // sharing a NATS server, each a child process, with the same members and
 // rate.
-func fanoutAcrossNodes(ctx context.Context, tf benchTargetFlags, cfg bench.FanoutConfig, nodes int, baseline bool, stdout, stderr io.Writer) (err error) {
+func fanoutAcrossNodes(ctx context.Context, tf benchTargetFlags, cfg bench.FanoutConfig, nodes int, baseline bool, natsArgs string, stdout, stderr io.Writer) (err error) {
 	prof, err := startGenProfile(tf.cpuProfile)
 	if err != nil {
 		return err
@@ -53,7 +53,7 @@ func fanoutAcrossNodes(ctx context.Context, tf benchTargetFlags, cfg bench.Fanou
 		}
 		one, oneT = &res, t
 	}
-	c, err := startCluster(ctx, nodes, cfg.Members+cfg.Publishers, tf.serverArgs)
+	c, err := startCluster(ctx, nodes, cfg.Members+cfg.Publishers, tf.serverArgs, natsArgs)
 	if err != nil {
 		return err
 	}
@@ -95,8 +95,9 @@ type cluster struct {
 
 // startCluster starts a NATS server ("bench nats-server") and n ferry
 // nodes on it, each with its own data folder and serverArgs (see
-// nodeArgs), for a bench opening files connections.
-func startCluster(ctx context.Context, n, files int, serverArgs string) (c *cluster, err error) {
+// nodeArgs), for a bench opening files connections. natsArgs go to the
+// NATS server.
+func startCluster(ctx context.Context, n, files int, serverArgs, natsArgs string) (c *cluster, err error) {
 	if err := raiseOpenFiles(files); err != nil {
 		return nil, err
 	}
@@ -106,7 +107,8 @@ func startCluster(ctx context.Context, n, files int, serverArgs string) (c *clus
 			err = c.finish(err)
 		}
 	}()
-	ns, err := bench.StartServer(ctx, bench.ServerConfig{Command: []string{"bench", natsServerCommand}, Env: benchChildEnv})
+	ns, err := bench.StartServer(ctx, bench.ServerConfig{Command: []string{"bench", natsServerCommand},
+		Args: strings.Fields(natsArgs), Env: benchChildEnv})
 	if err != nil {
 		return c, fmt.Errorf("NATS server: %w", err)
 	}
@@ -236,15 +238,21 @@ func ratio(a, b float64) float64 {
 // measured apart, and needing no nats-server binary.
 const natsServerCommand = "nats-server"
 
-func runBenchNATSServer(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var addr, data, listen string
+func runBenchNATSServer(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
+	var addr, data, listen, cpuProfile string
 	fs := newFlagSet("bench "+natsServerCommand, "bench "+natsServerCommand+" [flags]", stderr)
 	fs.StringVar(&addr, "addr", "127.0.0.1:8080", "HTTP address of /healthz, which answers the NATS client URL")
 	fs.StringVar(&data, "data", "", "folder JetStream keeps its files in")
 	fs.StringVar(&listen, "listen", "127.0.0.1:0", "NATS client address (port 0: a free one)")
+	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the NATS server to this file")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	prof, err := startGenProfile(cpuProfile)
+	if err != nil {
+		return err
+	}
+	defer func() { err = prof.finish(err) }()
 	if data == "" {
 		return errors.New("--data is required")
 	}
