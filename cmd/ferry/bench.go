@@ -7,8 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"runtime"
 	"runtime/pprof"
@@ -287,11 +285,9 @@ func printIdle(w io.Writer, t *benchTarget, r bench.IdleResult) {
 
 func runBenchFanout(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	var (
-		tf       benchTargetFlags
-		cfg      bench.FanoutConfig
-		nodes    int
-		baseline bool
-		natsArgs string
+		tf  benchTargetFlags
+		cfg bench.FanoutConfig
+		nf  fanoutNodesFlags
 	)
 	fs := newFlagSet("bench fanout", "bench fanout [flags]", stderr)
 	tf.register(fs)
@@ -306,9 +302,7 @@ func runBenchFanout(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.StringVar(&cfg.Room, "room", "bench", "room name")
 	fs.IntVar(&cfg.DialWorkers, "dial-workers", 32, "connections opened at once")
 	fs.IntVar(&cfg.ReadLoops, "read-loops", 2, "epoll loops (goroutines) reading the members' sockets")
-	fs.IntVar(&nodes, "nodes", 1, "ferry nodes sharing the room through one NATS server, all started by the bench: members split evenly, publishers on node 1; {node} in --server-args becomes each node's number (0 for the one-node run)")
-	fs.BoolVar(&baseline, "baseline", true, "with --nodes: first measure the same load on one node, for the ratios")
-	fs.StringVar(&natsArgs, "nats-args", "", "with --nodes: extra flags for the NATS server the bench starts, e.g. \"--cpuprofile /tmp/nats.pprof\"")
+	nf.register(fs)
 	fs.StringVar(&cfg.Peer, "peer", bench.PeerFerry, fmt.Sprintf("the server's kind, one of %s; a peer needs --server and --pid (see docs/benchmarks.md)", strings.Join(bench.Peers, ", ")))
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -320,17 +314,17 @@ func runBenchFanout(ctx context.Context, args []string, stdout, stderr io.Writer
 		return fmt.Errorf("--peer %s measures a server started by hand: give its --server and --pid", cfg.Peer)
 	}
 	switch {
-	case nodes < 1:
-		return fmt.Errorf("--nodes %d: want 1 or more", nodes)
-	case nodes > 1 && (tf.server != "" || cfg.Peer != bench.PeerFerry):
+	case nf.nodes < 1:
+		return fmt.Errorf("--nodes %d: want 1 or more", nf.nodes)
+	case nf.nodes > 1 && (tf.server != "" || cfg.Peer != bench.PeerFerry):
 		return errors.New("--nodes starts its own ferry nodes: it does not go with --server or --peer")
-	case cfg.Rate <= 0 && nodes > 1:
+	case cfg.Rate <= 0 && nf.nodes > 1:
 		cfg.Rate = bench.FanoutNodesRate
 	case cfg.Rate <= 0:
 		cfg.Rate = 500
 	}
-	if nodes > 1 {
-		return fanoutAcrossNodes(ctx, tf, cfg, nodes, baseline, natsArgs, stdout, stderr)
+	if nf.nodes > 1 {
+		return nf.fanout(ctx, tf, cfg, stdout, stderr)
 	}
 	t, res, err := tf.fanout(ctx, cfg, stderr)
 	if err != nil {
@@ -421,52 +415,6 @@ func problems(list []string) error {
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
-
-// referenceServerCommand is the hidden sub-command that "bench idle
-// --reference" runs as its comparison server.
-const referenceServerCommand = "reference-server"
-
-func runBenchReferenceServer(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var (
-		addr         string
-		pingInterval time.Duration
-	)
-	fs := newFlagSet("bench "+referenceServerCommand, "bench "+referenceServerCommand+" [flags]", stderr)
-	fs.StringVar(&addr, "addr", "127.0.0.1:8080", "address to listen on")
-	fs.String("data", "", "ignored: accepted like serve's")
-	fs.DurationVar(&pingInterval, "ping-interval", 25*time.Second, "how often each connection is pinged")
-	fs.Duration("ping-timeout", 0, "ignored: a connection is dropped after ping-interval + 10s without a pong")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	// Hijacked connections are not the http.Server's to close; the process
-	// exits right after and takes them along.
-	return serveUntil(ctx, ln, bench.ReferenceHandler(pingInterval))
-}
-
-// serveUntil serves h on ln until ctx ends or serving fails, then shuts
-// the server down within a second: for the benches' helper servers.
-func serveUntil(ctx context.Context, ln net.Listener, h http.Handler) error {
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	err := hs.Shutdown(sctx)
-	if e := <-errc; !errors.Is(e, http.ErrServerClosed) {
-		err = errors.Join(err, e)
-	}
-	return err
-}
 
 func runBenchUpload(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	var (

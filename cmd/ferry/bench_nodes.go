@@ -4,17 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"runtime"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/ferryhq/ferry/bench"
-	"github.com/ferryhq/ferry/rooms/jetstream"
 )
 
 // benchChildEnv is added to the environment of the servers a bench starts
@@ -26,11 +24,24 @@ var benchChildEnv []string
 // publishers emit far above a chat client's rate limit.
 var fanoutServeArgs = []string{"--rate", "1000000", "--rate-burst", "1000000"}
 
-// fanoutAcrossNodes is "bench fanout --nodes N": the fan-out on one node
-// first (the baseline, unless told not to), then across nodes ferry nodes
-// sharing a NATS server, each a child process, with the same members and
-// rate.
-func fanoutAcrossNodes(ctx context.Context, tf benchTargetFlags, cfg bench.FanoutConfig, nodes int, baseline bool, natsArgs string, stdout, stderr io.Writer) (err error) {
+// fanoutNodesFlags are "bench fanout"'s flags for a room served by
+// several nodes.
+type fanoutNodesFlags struct {
+	nodes    int
+	baseline bool
+	natsArgs string
+}
+
+func (f *fanoutNodesFlags) register(fs *flag.FlagSet) {
+	fs.IntVar(&f.nodes, "nodes", 1, "ferry nodes sharing the room through one NATS server, all started by the bench: members split evenly, publishers on node 1; {node} in --server-args becomes each node's number (0 for the one-node run)")
+	fs.BoolVar(&f.baseline, "baseline", true, "with --nodes: first measure the same load on one node, for the ratios")
+	fs.StringVar(&f.natsArgs, "nats-args", "", "with --nodes: extra flags for the NATS server the bench starts, e.g. \"--cpuprofile /tmp/nats.pprof\"")
+}
+
+// fanout is "bench fanout --nodes N": the fan-out on one node first (the
+// baseline, unless told not to), then across N ferry nodes sharing a NATS
+// server, each a child process, with the same members and rate.
+func (f *fanoutNodesFlags) fanout(ctx context.Context, tf benchTargetFlags, cfg bench.FanoutConfig, stdout, stderr io.Writer) (err error) {
 	prof, err := startGenProfile(tf.cpuProfile)
 	if err != nil {
 		return err
@@ -44,7 +55,7 @@ func fanoutAcrossNodes(ctx context.Context, tf benchTargetFlags, cfg bench.Fanou
 		one  *bench.FanoutResult
 		oneT *benchTarget
 	)
-	if baseline {
+	if f.baseline {
 		single := tf
 		single.serverArgs = nodeArgs(tf.serverArgs, 0)
 		t, res, err := single.fanout(ctx, cfg, stderr)
@@ -53,11 +64,11 @@ func fanoutAcrossNodes(ctx context.Context, tf benchTargetFlags, cfg bench.Fanou
 		}
 		one, oneT = &res, t
 	}
-	c, err := startCluster(ctx, nodes, cfg.Members+cfg.Publishers, tf.serverArgs, natsArgs)
+	c, err := startCluster(ctx, f.nodes, cfg.Members+cfg.Publishers, tf.serverArgs, f.natsArgs)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "bench fanout: %d members over %d nodes, %d events/s of %d bytes, publishers on node 1\n", cfg.Members, nodes, cfg.Rate, cfg.Size)
+	fmt.Fprintf(stderr, "bench fanout: %d members over %d nodes, %d events/s of %d bytes, publishers on node 1\n", cfg.Members, f.nodes, cfg.Rate, cfg.Size)
 	cfg.Nodes, cfg.SharedPIDs, cfg.Progress = c.targets(), []int{c.nats.PID}, stderr
 	res, err := bench.Fanout(ctx, cfg)
 	if err = c.finish(err); err != nil {
@@ -71,7 +82,7 @@ func fanoutAcrossNodes(ctx context.Context, tf benchTargetFlags, cfg bench.Fanou
 			printFanout(stdout, oneT, *one)
 			fmt.Fprintln(stdout)
 		}
-		fmt.Fprintf(stdout, "across %d nodes\n", nodes)
+		fmt.Fprintf(stdout, "across %d nodes\n", f.nodes)
 		printFanoutNodes(stdout, c, res, one)
 	}
 	if err != nil {
@@ -230,47 +241,4 @@ func ratio(a, b float64) float64 {
 		return 0
 	}
 	return a / b
-}
-
-// natsServerCommand is the hidden sub-command that "bench fanout --nodes"
-// runs as the NATS server its nodes share: NATS's own server, embedded as
-// `ferry serve` embeds it, in a process of its own so that its CPU is
-// measured apart, and needing no nats-server binary.
-const natsServerCommand = "nats-server"
-
-func runBenchNATSServer(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
-	var addr, data, listen, cpuProfile string
-	fs := newFlagSet("bench "+natsServerCommand, "bench "+natsServerCommand+" [flags]", stderr)
-	fs.StringVar(&addr, "addr", "127.0.0.1:8080", "HTTP address of /healthz, which answers the NATS client URL")
-	fs.StringVar(&data, "data", "", "folder JetStream keeps its files in")
-	fs.StringVar(&listen, "listen", "127.0.0.1:0", "NATS client address (port 0: a free one)")
-	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the NATS server to this file")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	prof, err := startGenProfile(cpuProfile)
-	if err != nil {
-		return err
-	}
-	defer func() { err = prof.finish(err) }()
-	if data == "" {
-		return errors.New("--data is required")
-	}
-	emb, err := jetstream.StartEmbeddedConfig(jetstream.EmbeddedConfig{Dir: data, Listen: listen})
-	if err != nil {
-		return err
-	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = emb.Shutdown(sctx)
-	}()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	url := emb.ClientURL()
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, url) })
-	return serveUntil(ctx, ln, mux)
 }
