@@ -86,26 +86,17 @@ type FileIndex struct {
 // updating its limits to cfg's.
 func NewFileIndex(ctx context.Context, nc *nats.Conn, cfg FilesConfig) (*FileIndex, error) {
 	cfg.applyDefaults()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, fmt.Errorf("jetstream: %w", err)
-	}
-	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:              cfg.Stream,
-		Description:       "ferry: the files announced to named rooms, for listing",
-		Subjects:          []string{cfg.SubjectPrefix + ".*"},
-		Retention:         jetstream.LimitsPolicy,
-		Discard:           jetstream.DiscardOld,
-		MaxAge:            cfg.MaxAge,
-		MaxMsgsPerSubject: int64(cfg.MaxPerRoom),
-		MaxBytes:          cfg.MaxBytes,
-		Storage:           jetstream.FileStorage,
-		Replicas:          cfg.Replicas,
-		// Listings are batched direct gets.
-		AllowDirect: true,
+	js, _, err := openHistory(ctx, nc, history{
+		name:        cfg.Stream,
+		description: "ferry: the files announced to named rooms, for listing",
+		subjects:    []string{cfg.SubjectPrefix + ".*"},
+		maxAge:      cfg.MaxAge,
+		perSubject:  cfg.MaxPerRoom,
+		maxBytes:    cfg.MaxBytes,
+		replicas:    cfg.Replicas,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("jetstream: stream %s: %w", cfg.Stream, err)
+		return nil, err
 	}
 	return &FileIndex{cfg: cfg, nc: nc, js: js}, nil
 }

@@ -117,26 +117,17 @@ var _ rooms.JournalLimit = (*Journal)(nil)
 // limits to cfg's (a changed flag takes effect at the next start).
 func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Journal, error) {
 	cfg.applyDefaults()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, fmt.Errorf("jetstream: %w", err)
-	}
-	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:              cfg.Stream,
-		Description:       "ferry: the events of named rooms, for replay",
-		Subjects:          []string{cfg.SubjectPrefix + ".*"},
-		Retention:         jetstream.LimitsPolicy,
-		Discard:           jetstream.DiscardOld,
-		MaxAge:            cfg.MaxAge,
-		MaxMsgsPerSubject: int64(cfg.MaxPerRoom),
-		MaxBytes:          cfg.MaxBytes,
-		Storage:           jetstream.FileStorage,
-		Replicas:          cfg.Replicas,
-		// Catching up reads in batched direct gets (see Since).
-		AllowDirect: true,
+	js, stream, err := openHistory(ctx, nc, history{
+		name:        cfg.Stream,
+		description: "ferry: the events of named rooms, for replay",
+		subjects:    []string{cfg.SubjectPrefix + ".*"},
+		maxAge:      cfg.MaxAge,
+		perSubject:  cfg.MaxPerRoom,
+		maxBytes:    cfg.MaxBytes,
+		replicas:    cfg.Replicas,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("jetstream: stream %s: %w", cfg.Stream, err)
+		return nil, err
 	}
 	return &Journal{cfg: cfg, nc: nc, js: js, stream: stream}, nil
 }

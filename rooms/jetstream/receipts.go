@@ -91,26 +91,17 @@ var _ rooms.ReceiptLog = (*Receipts)(nil)
 // its limits to cfg's.
 func NewReceipts(ctx context.Context, nc *nats.Conn, cfg ReceiptsConfig) (*Receipts, error) {
 	cfg.applyDefaults()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, fmt.Errorf("jetstream: %w", err)
-	}
-	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:              cfg.Stream,
-		Description:       "ferry: who received the events of named rooms that asked for receipts",
-		Subjects:          []string{cfg.SubjectPrefix + ".*.*.*"},
-		Retention:         jetstream.LimitsPolicy,
-		Discard:           jetstream.DiscardOld,
-		MaxAge:            cfg.MaxAge,
-		MaxMsgsPerSubject: int64(cfg.MaxPerEvent),
-		MaxBytes:          cfg.MaxBytes,
-		Storage:           jetstream.FileStorage,
-		Replicas:          cfg.Replicas,
-		// An event's confirmations are read in batched direct gets.
-		AllowDirect: true,
+	js, stream, err := openHistory(ctx, nc, history{
+		name:        cfg.Stream,
+		description: "ferry: who received the events of named rooms that asked for receipts",
+		subjects:    []string{cfg.SubjectPrefix + ".*.*.*"},
+		maxAge:      cfg.MaxAge,
+		perSubject:  cfg.MaxPerEvent,
+		maxBytes:    cfg.MaxBytes,
+		replicas:    cfg.Replicas,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("jetstream: stream %s: %w", cfg.Stream, err)
+		return nil, err
 	}
 	return &Receipts{cfg: cfg, nc: nc, js: js, stream: stream}, nil
 }
