@@ -22,7 +22,8 @@ type ReceiptLog interface {
 	// through its connection conn.
 	Confirm(ctx context.Context, room, epoch string, seq uint64, u protocol.ReceiptUser, conn string) error
 	// Confirmed returns the confirmations stored for that event, in the
-	// order they were stored; a user may appear more than once.
+	// order they were stored, a bounded number of them (the log's own
+	// bound per event); a user may appear more than once.
 	Confirmed(ctx context.Context, room, epoch string, seq uint64) ([]protocol.ReceiptUser, error)
 }
 
@@ -64,16 +65,12 @@ func (h *Hub) loadConfirmed(k trackKey) {
 		return
 	}
 	for _, u := range users {
-		if _, ok := e.users[u.User]; !ok && u.User != e.from.User && len(e.users) < maxReceiptUsers {
+		if _, ok := e.users[u.User]; !ok && u.User != e.from.User {
 			e.users[u.User] = u
 		}
 	}
 	e.loaded = true
 }
-
-// maxReceiptUsers bounds the confirmations one tracked event keeps in
-// memory, whatever a log holds.
-const maxReceiptUsers = 100_000
 
 // ApplyReceipt gives the hub a confirmation another node took (or this
 // one: those are known already and ignored) of an event of a named room,

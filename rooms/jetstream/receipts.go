@@ -148,15 +148,8 @@ func (r *Receipts) Confirmed(ctx context.Context, room, epoch string, seq uint64
 // node, until ctx ends; a node gives it its hub's ApplyReceipt. It returns
 // ctx's error, or why the stream cannot be followed.
 func (r *Receipts) Follow(ctx context.Context, apply func(room, epoch string, seq uint64, u protocol.ReceiptUser, conn string)) error {
-	cons, err := r.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{r.cfg.SubjectPrefix + ".*.*.*"},
-		DeliverPolicy:  jetstream.DeliverNewPolicy,
-	})
-	if err != nil {
-		return fmt.Errorf("jetstream: follow %s: %w", r.cfg.Stream, err)
-	}
 	prefix := r.cfg.SubjectPrefix + "."
-	cc, err := cons.Consume(func(msg jetstream.Msg) {
+	return consumeNew(ctx, r.stream, prefix+"*.*.*", func(msg jetstream.Msg) {
 		room, epoch, seq, ok := r.parseSubject(strings.TrimPrefix(msg.Subject(), prefix))
 		var c confirmation
 		if !ok || json.Unmarshal(msg.Data(), &c) != nil || c.User == "" {
@@ -164,12 +157,6 @@ func (r *Receipts) Follow(ctx context.Context, apply func(room, epoch string, se
 		}
 		apply(room, epoch, seq, protocol.ReceiptUser{User: c.User, Name: c.Name, At: c.At}, c.Conn)
 	})
-	if err != nil {
-		return fmt.Errorf("jetstream: follow %s: %w", r.cfg.Stream, err)
-	}
-	<-ctx.Done()
-	cc.Stop()
-	return ctx.Err()
 }
 
 func (r *Receipts) subject(room, epoch string, seq uint64) string {

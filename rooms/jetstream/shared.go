@@ -88,19 +88,10 @@ func (j *Journal) Since(ctx context.Context, room string, after uint64) ([]rooms
 // Follow calls apply with every event appended to the stream from now on,
 // by any node, in the stream's order, until ctx ends; a node gives it its
 // hub's Apply. It returns ctx's error, or why the stream cannot be
-// followed. The consumer is an ordered one: ephemeral, recreated by the
-// client where it left off after a reconnection or a missed message, so
-// apply sees no gap and no repeat.
+// followed (see consumeNew).
 func (j *Journal) Follow(ctx context.Context, apply func(room string, rec rooms.Record)) error {
-	cons, err := j.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{j.cfg.SubjectPrefix + ".*"},
-		DeliverPolicy:  jetstream.DeliverNewPolicy,
-	})
-	if err != nil {
-		return fmt.Errorf("jetstream: follow %s: %w", j.cfg.Stream, err)
-	}
 	prefix := j.cfg.SubjectPrefix + "."
-	cc, err := cons.Consume(func(msg jetstream.Msg) {
+	return consumeNew(ctx, j.stream, prefix+"*", func(msg jetstream.Msg) {
 		room, ok := decodeRoom(strings.TrimPrefix(msg.Subject(), prefix))
 		if !ok {
 			return
@@ -115,12 +106,6 @@ func (j *Journal) Follow(ctx context.Context, apply func(room string, rec rooms.
 		}
 		apply(room, rec)
 	})
-	if err != nil {
-		return fmt.Errorf("jetstream: follow %s: %w", j.cfg.Stream, err)
-	}
-	<-ctx.Done()
-	cc.Stop()
-	return ctx.Err()
 }
 
 // decodeRoom undoes encodeRoom.

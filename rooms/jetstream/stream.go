@@ -49,3 +49,25 @@ func openHistory(ctx context.Context, nc *nats.Conn, h history) (jetstream.JetSt
 	}
 	return js, stream, nil
 }
+
+// consumeNew hands each every message stored on stream under filter from
+// now on, by any node, in the stream's order, until ctx ends, and returns
+// ctx's error or why the stream cannot be followed. The consumer is an
+// ordered one: ephemeral, recreated by the client where it left off after
+// a reconnection or a missed message, so each sees no gap and no repeat.
+func consumeNew(ctx context.Context, stream jetstream.Stream, filter string, each func(jetstream.Msg)) error {
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{filter},
+		DeliverPolicy:  jetstream.DeliverNewPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("jetstream: follow %s: %w", stream.CachedInfo().Config.Name, err)
+	}
+	cc, err := cons.Consume(each)
+	if err != nil {
+		return fmt.Errorf("jetstream: follow %s: %w", stream.CachedInfo().Config.Name, err)
+	}
+	<-ctx.Done()
+	cc.Stop()
+	return ctx.Err()
+}
