@@ -14,31 +14,18 @@ import (
 )
 
 // receipts returns the receipt frames m got.
-func (m *member) receipts(t testing.TB) []protocol.Receipt {
-	t.Helper()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []protocol.Receipt
-	for _, s := range m.frames {
-		var r protocol.Receipt
-		if err := json.Unmarshal([]byte(s), &r); err != nil {
-			t.Fatal(err)
-		}
-		if r.T == protocol.TypeReceipt {
-			out = append(out, r)
-		}
-	}
-	return out
+func (m *member) receipts() []protocol.Receipt {
+	return framesOf[protocol.Receipt](m, protocol.TypeReceipt)
 }
 
 // waitReceipts waits until m has n receipt frames.
 func waitReceipts(t testing.TB, m *member, n int) []protocol.Receipt {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for len(m.receipts(t)) < n && time.Now().Before(deadline) {
+	for len(m.receipts()) < n && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	got := m.receipts(t)
+	got := m.receipts()
 	if len(got) != n {
 		t.Fatalf("%s got receipts %+v, want %d", m.user, got, n)
 	}
@@ -184,8 +171,8 @@ func TestReceiptsAcrossHubs(t *testing.T) {
 			t.Fatalf("receipts on hub %s: %v", name, users)
 		}
 	}
-	if len(bob.receipts(t)) != 0 {
-		t.Fatalf("bob got receipts of alice's event: %+v", bob.receipts(t))
+	if len(bob.receipts()) != 0 {
+		t.Fatalf("bob got receipts of alice's event: %+v", bob.receipts())
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -61,15 +60,24 @@ func startRosterNodeBeat(t *testing.T, emb *Embedded, hcfg rooms.Config, beat ti
 
 // presences returns the presence frames m got.
 func (m *member) presences() []protocol.Presence {
+	return framesOf[protocol.Presence](m, protocol.TypePresence)
+}
+
+// framesOf decodes the frames of type typ that m got.
+func framesOf[T any](m *member, typ string) []T {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var out []protocol.Presence
+	var out []T
 	for _, s := range m.frames {
-		if strings.Contains(s, `"t":"presence"`) {
-			var p protocol.Presence
-			_ = json.Unmarshal([]byte(s), &p)
-			out = append(out, p)
+		var head struct {
+			T string `json:"t"`
 		}
+		if json.Unmarshal([]byte(s), &head) != nil || head.T != typ {
+			continue
+		}
+		var f T
+		_ = json.Unmarshal([]byte(s), &f)
+		out = append(out, f)
 	}
 	return out
 }
