@@ -410,23 +410,7 @@ func membersAgree(t *testing.T, ws []*wire, room string, want map[string]bool) {
 	deadline := time.Now().Add(20 * time.Second)
 	for i, w := range ws {
 		for {
-			got := map[string]bool{}
-			count := -1
-			after := ""
-			for {
-				_, d := requestRetrying(t, w, map[string]any{"t": "members", "room": room, "after": after, "limit": 2})
-				if count < 0 {
-					count = int(d["count"].(float64))
-				}
-				for _, m := range d["members"].([]any) {
-					got[m.(map[string]any)["user"].(string)] = true
-				}
-				next, _ := d["next"].(string)
-				if next == "" {
-					break
-				}
-				after = next
-			}
+			got, count, _ := listMembers(w, room, 2)
 			if fmt.Sprint(got) == fmt.Sprint(want) && count == len(want) {
 				break
 			}
@@ -435,6 +419,25 @@ func membersAgree(t *testing.T, ws []*wire, room string, want map[string]bool) {
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
+	}
+}
+
+// listMembers pages through the members of room, limit per page, and
+// returns the users listed and the room's numbers.
+func listMembers(w *wire, room string, limit int) (users map[string]bool, count, conns int) {
+	w.t.Helper()
+	users = make(map[string]bool)
+	for after := ""; ; {
+		_, data := w.request(map[string]any{"t": "members", "room": room, "after": after, "limit": limit})
+		count, conns = int(data["count"].(float64)), int(data["connections"].(float64))
+		for _, m := range data["members"].([]any) {
+			users[m.(map[string]any)["user"].(string)] = true
+		}
+		next, _ := data["next"].(string)
+		if next == "" {
+			return users, count, conns
+		}
+		after = next
 	}
 }
 

@@ -96,26 +96,11 @@ func TestPresenceAcrossNodes(t *testing.T) {
 	}
 
 	// members pages all of a node's view; exact once settled.
-	list := func(w *wire) (users map[string]bool, count, conns int) {
-		users = make(map[string]bool)
-		for after := ""; ; {
-			_, data := w.request(map[string]any{"t": "members", "room": "big", "after": after, "limit": 1000})
-			count, conns = int(data["count"].(float64)), int(data["connections"].(float64))
-			for _, m := range data["members"].([]any) {
-				users[m.(map[string]any)["user"].(string)] = true
-			}
-			next, _ := data["next"].(string)
-			if next == "" {
-				return users, count, conns
-			}
-			after = next
-		}
-	}
 	// settle waits until node lists want users, within of since.
 	settle := func(node, want int, since time.Time, within time.Duration) time.Duration {
 		t.Helper()
 		for {
-			users, count, conns := list(wires[node])
+			users, count, conns := listMembers(wires[node], "big", 1000)
 			if count == want && conns == want && len(users) == want {
 				return time.Since(since)
 			}
