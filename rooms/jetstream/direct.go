@@ -15,6 +15,13 @@ import (
 // end, counts the subject's messages after it.
 const numPendingHeader = "Nats-Num-Pending"
 
+// batchBytes bounds one batch's size: a room's history is at most a few
+// MiB (the hub's HistoryBytes), and a longer read takes a few round trips.
+// Without it the server sends up to its own cap (64 MiB), as much as a
+// subscription's pending limit: a batch past that would be cut, its end
+// lost, and the read would wait for its context.
+const batchBytes = 8 << 20
+
 // errNoBatch is what a NATS server older than 2.11 earns.
 var errNoBatch = errors.New("jetstream: the NATS server answers no batched direct get: it needs to be 2.11 or later")
 
@@ -33,10 +40,11 @@ func readForward(ctx context.Context, nc *nats.Conn, stream, subject string, fro
 	defer func() { _ = sub.Unsubscribe() }()
 	for {
 		req, err := json.Marshal(struct {
-			Seq     uint64 `json:"seq"`
-			NextFor string `json:"next_by_subj"`
-			Batch   int    `json:"batch"`
-		}{from, subject, batch})
+			Seq      uint64 `json:"seq"`
+			NextFor  string `json:"next_by_subj"`
+			Batch    int    `json:"batch"`
+			MaxBytes int    `json:"max_bytes"`
+		}{from, subject, batch, batchBytes})
 		if err != nil {
 			return err
 		}
@@ -101,20 +109,16 @@ func lastSeq(ctx context.Context, nc *nats.Conn, stream, subject string) (uint64
 		Message struct {
 			Seq uint64 `json:"seq"`
 		} `json:"message"`
-		Error *struct {
-			Code        int    `json:"code"`
-			ErrCode     int    `json:"err_code"`
-			Description string `json:"description"`
-		} `json:"error"`
+		Error *jetstream.APIError `json:"error"`
 	}
 	if err := json.Unmarshal(msg.Data, &res); err != nil {
 		return 0, fmt.Errorf("stream message get: %w", err)
 	}
 	if res.Error != nil {
-		if res.Error.ErrCode == int(jetstream.JSErrCodeMessageNotFound) {
+		if res.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound {
 			return 0, nil
 		}
-		return 0, fmt.Errorf("stream message get: %d %s", res.Error.Code, res.Error.Description)
+		return 0, fmt.Errorf("stream message get: %w", res.Error)
 	}
 	return res.Message.Seq, nil
 }

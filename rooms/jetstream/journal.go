@@ -180,8 +180,9 @@ const loadBatch = 1000
 // Load returns the events room keeps in its latest epoch, oldest first.
 func (j *Journal) Load(ctx context.Context, room string) ([]rooms.Record, error) {
 	subject := j.subject(room)
-	// Most rooms touched are new or expired: one direct get says so.
-	// From the leader: a replica behind it would miss the newest.
+	// Most rooms touched are new or expired: one request says so. Asked
+	// of the stream's leader through the JetStream API, not a direct get
+	// any replica may answer: one behind would miss the newest.
 	last, err := lastSeq(ctx, j.nc, j.cfg.Stream, subject)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: load %s: %w", room, err)

@@ -51,7 +51,9 @@ func (j *Journal) Since(ctx context.Context, room string, after uint64) ([]rooms
 	subject := j.subject(room)
 	for {
 		var recs []rooms.Record
+		var read uint64 // the last message read, a ferry event or not
 		err := readForward(ctx, j.nc, j.cfg.Stream, subject, after+1, j.cfg.MaxPerRoom, func(pos uint64, msg *nats.Msg) bool {
+			read = pos
 			rec, err := decode(msg.Header, msg.Data)
 			if err != nil {
 				j.cfg.Log.Warn("jetstream: skip a message that is not a ferry event", "room", room, "err", err)
@@ -66,6 +68,10 @@ func (j *Journal) Since(ctx context.Context, room string, after uint64) ([]rooms
 		}
 		if n := len(recs); n > 0 {
 			return recs, recs[n-1].Pos, nil
+		}
+		if read > 0 {
+			// Only messages that are not ferry's: the room is past them.
+			return nil, read, nil
 		}
 		// Nothing after: the room's newest is older (its newer records
 		// expired), or there is none, or the replica that answered is
