@@ -47,7 +47,9 @@ type Config struct {
 	// append fails, the emit fails with storage_unavailable and the room
 	// starts a new epoch; a SharedJournal's append is first made again
 	// for up to three times JournalTimeout, and stored once (see
-	// publish). Ignored when HistorySize is negative. Default
+	// publish), with the room's lock held: the room's other joins and
+	// emits wait meanwhile, other rooms do not. Ignored when HistorySize
+	// is negative. Default
 	// nil: history in memory only, lost with the process.
 	Journal Journal
 	// JournalTimeout bounds each call to the Journal; a room waits for

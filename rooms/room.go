@@ -168,7 +168,10 @@ func (r *room) publish(h *Hub, user, msgID string, build func(seq uint64, epoch 
 			err := r.appendLocked(h, rec)
 			switch {
 			case err == nil:
-			case errors.Is(err, ErrJournalConflict) && time.Since(start) < h.cfg.JournalTimeout:
+			case errors.Is(err, ErrJournalConflict) && (unknown || time.Since(start) < h.cfg.JournalTimeout):
+				// After an unknown outcome, whatever the time: the refusal
+				// may be of the record's own first append, found by the
+				// catch-up.
 				var mine *Record
 				if unknown {
 					mine = &rec
@@ -190,8 +193,8 @@ func (r *room) publish(h *Hub, user, msgID string, build func(seq uint64, epoch 
 				continue
 			case errors.Is(err, errAppendUnknown):
 				return d, r.abandonLocked(h)
-			default:
-				return d, err
+			default: // lost the race to other nodes for JournalTimeout
+				return d, journalError("room %q is busy with other nodes' events; try again", r.name)
 			}
 		}
 		if track != nil {

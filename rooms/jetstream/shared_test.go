@@ -219,7 +219,8 @@ func TestEmptyRoomHasOneEpoch(t *testing.T) {
 type flaky struct {
 	*Journal
 	mu   sync.Mutex
-	fail []bool // per append to come: true stores it first, false does not
+	fail []bool        // per append to come: true stores it first, false does not
+	slow time.Duration // how long a failing append takes to fail
 }
 
 func (f *flaky) AppendAfter(ctx context.Context, room string, rec rooms.Record, after uint64) (uint64, error) {
@@ -237,6 +238,10 @@ func (f *flaky) AppendAfter(ctx context.Context, room string, rec rooms.Record, 
 			return 0, err
 		}
 	}
+	f.mu.Lock()
+	slow := f.slow
+	f.mu.Unlock()
+	time.Sleep(slow)
 	return 0, context.DeadlineExceeded
 }
 
@@ -257,15 +262,21 @@ func TestUnknownAppendKeepsEpoch(t *testing.T) {
 
 	fl.mu.Lock()
 	// Event 1 stored but unanswered twice in a row; event 2 not stored,
-	// then stored unanswered; event 3 as usual.
+	// then stored unanswered; event 3 as usual; event 4 stored, its
+	// failure slow.
 	fl.fail = []bool{true, true}
 	fl.mu.Unlock()
-	for i := 1; i <= 3; i++ {
-		if i == 2 {
-			fl.mu.Lock()
+	for i := 1; i <= 4; i++ {
+		fl.mu.Lock()
+		switch i {
+		case 2:
 			fl.fail = []bool{false, true}
-			fl.mu.Unlock()
+		case 4:
+			// Stored, answered only after the journal's timeout: the
+			// retry's refusal comes past it, and is still the record's own.
+			fl.fail, fl.slow = []bool{true}, 1100*time.Millisecond
 		}
+		fl.mu.Unlock()
 		d, err := h.Emit(alice, rooms.Target{Room: "r"}, "chat", json.RawMessage(fmt.Sprintf(`{"n":%d}`, i)), rooms.EmitOptions{MsgID: fmt.Sprintf("m%d", i)})
 		if err != nil || d.Epoch != joined.Epoch || d.Seq != uint64(i) || d.Duplicate {
 			t.Fatalf("emit %d: %+v, %v; want seq %d of epoch %s, not a duplicate", i, d, err, i, joined.Epoch)
@@ -273,12 +284,12 @@ func TestUnknownAppendKeepsEpoch(t *testing.T) {
 	}
 	for _, m := range []*member{alice, bob} {
 		deadline := time.Now().Add(5 * time.Second)
-		for len(m.got(t)) < 3 && time.Now().Before(deadline) {
+		for len(m.got(t)) < 4 && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
 		}
 		got := m.got(t)
-		if len(got) != 3 {
-			t.Fatalf("%s got %+v, want 3 events", m.user, got)
+		if len(got) != 4 {
+			t.Fatalf("%s got %+v, want 4 events", m.user, got)
 		}
 		for i, f := range got {
 			if f.T != protocol.TypeEvent || f.Epoch != joined.Epoch || f.Seq != uint64(i+1) {
@@ -294,7 +305,7 @@ func TestUnknownAppendKeepsEpoch(t *testing.T) {
 	for _, r := range recs {
 		seqs = append(seqs, r.Seq)
 	}
-	if fmt.Sprint(seqs) != "[0 1 2 3]" {
-		t.Fatalf("the stream holds seqs %v, want the start and 1, 2, 3 once each", seqs)
+	if fmt.Sprint(seqs) != "[0 1 2 3 4]" {
+		t.Fatalf("the stream holds seqs %v, want the start and 1 to 4 once each", seqs)
 	}
 }
