@@ -82,5 +82,8 @@ func (h *Hub) ApplyReceipt(room, epoch string, seq uint64, u protocol.ReceiptUse
 	if builtIn(room) || u.User == "" {
 		return
 	}
-	h.confirmed(trackKey{room, epoch, seq}, u, conn)
+	k := trackKey{room, epoch, seq}
+	// Counted after the confirmations from before the event was restored.
+	h.loadConfirmed(k)
+	h.confirmed(k, u, conn)
 }

@@ -127,16 +127,23 @@ func (h *Hub) confirmed(k trackKey, u protocol.ReceiptUser, conn string) bool {
 	count, from := len(e.users), e.from
 	h.track.mu.Unlock()
 
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	var to []*memberState
+	if st := h.members[from.Conn]; st != nil {
+		to = []*memberState{st}
+	} else {
+		for _, st := range h.users[from.User] {
+			to = append(to, st)
+		}
+	}
+	if len(to) == 0 {
+		return true // the sender has no connection here (another node's)
+	}
 	b, _ := json.Marshal(protocol.Receipt{T: protocol.TypeReceipt, Room: k.room, Seq: k.seq,
 		User: u.User, Name: u.Name, Conn: conn, Count: count})
 	msg := NewMessage(b, conn)
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	if st := h.members[from.Conn]; st != nil {
-		st.m.Deliver(msg)
-		return true
-	}
-	for _, st := range h.users[from.User] {
+	for _, st := range to {
 		st.m.Deliver(msg)
 	}
 	return true
@@ -146,27 +153,25 @@ func (h *Hub) confirmed(k trackKey, u protocol.ReceiptUser, conn string) bool {
 // member of its room.
 func (h *Hub) Receipts(m Member, room string, seq uint64) (protocol.Receipts, error) {
 	k := h.trackKey(room, seq)
-	h.loadConfirmed(k)
 	h.track.mu.Lock()
 	e := h.track.events[k]
-	var out protocol.Receipts
-	var sender string
-	if e != nil {
-		sender = e.from.User
-		out = protocol.Receipts{Room: room, Seq: seq, Count: len(e.users), Users: make([]protocol.ReceiptUser, 0, len(e.users))}
-		for _, u := range e.users {
-			out.Users = append(out.Users, u)
-		}
-	}
 	h.track.mu.Unlock()
 	if e == nil {
 		return protocol.Receipts{}, protocol.Errorf(protocol.CodeUnknownTarget, "no receipts are tracked for %s seq %d", room, seq)
 	}
-	if sender != m.UserID() {
+	if e.from.User != m.UserID() { // from never changes
 		if err := h.mayRead(m, room); err != nil {
 			return protocol.Receipts{}, err
 		}
 	}
+	// Allowed: now the log may be read.
+	h.loadConfirmed(k)
+	h.track.mu.Lock()
+	out := protocol.Receipts{Room: room, Seq: seq, Count: len(e.users), Users: make([]protocol.ReceiptUser, 0, len(e.users))}
+	for _, u := range e.users {
+		out.Users = append(out.Users, u)
+	}
+	h.track.mu.Unlock()
 	sort.Slice(out.Users, func(i, j int) bool { return out.Users[i].At < out.Users[j].At })
 	return out, nil
 }
