@@ -96,7 +96,14 @@ func (h *Hub) ApplyPresence(node, room, user, name string, conns int) {
 	}
 	r.mu.Lock()
 	r.setRemoteLocked(h, node, user, name, conns)
+	members := len(r.members)
 	r.mu.Unlock()
+	if members > 0 {
+		// The room cannot end: no need of the hub's lock, which every
+		// join and leave of the other nodes would otherwise take here.
+		r.pins.Add(-1)
+		return
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	r.pins.Add(-1)
