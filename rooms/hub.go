@@ -156,6 +156,9 @@ func (c *Config) applyDefaults() {
 	if c.HistorySize < 0 {
 		c.Journal = nil // nothing to keep
 	}
+	if c.Journal == nil {
+		c.Receipts = nil // which events ask for receipts is in the journal
+	}
 	if c.HistoryTTL <= 0 {
 		c.HistoryTTL = 10 * time.Minute
 		if c.Journal != nil {
@@ -223,12 +226,11 @@ type Hub struct {
 	// per user (direct messages are not replayed, only receipted). With a
 	// Mailboxes store, seqs go up to dmCeiling, which the store has saved
 	// (see reserveSeqs), so that a restart never hands one out again.
-	dmSeq      atomic.Uint64
-	dmCeiling  atomic.Uint64
-	reserving  atomic.Bool
-	dedup      dedup
-	track      tracker
-	receiptLog ReceiptLog // nil without a Journal
+	dmSeq     atomic.Uint64
+	dmCeiling atomic.Uint64
+	reserving atomic.Bool
+	dedup     dedup
+	track     tracker
 	// epoch is the direct-message stream's: set by New, or by
 	// LoadMailboxes before the hub is used.
 	epoch string
@@ -260,7 +262,7 @@ type memberState struct {
 // receipts to expire.
 func New(cfg Config) *Hub {
 	cfg.applyDefaults()
-	h := &Hub{
+	return &Hub{
 		cfg:          cfg,
 		rooms:        make(map[string]*room),
 		members:      make(map[string]*memberState),
@@ -277,10 +279,6 @@ func New(cfg Config) *Hub {
 		mailKick:     make(chan struct{}, 1),
 		route:        newRouting(),
 	}
-	if h.journal != nil {
-		h.receiptLog = cfg.Receipts
-	}
-	return h
 }
 
 func maxKeep(cfg Config) int {

@@ -35,14 +35,14 @@ func (h *Hub) restoreTracking(room string, rec Record) {
 		return
 	}
 	h.track.add(trackKey{room, rec.Epoch, rec.Seq}, protocol.From{User: rec.User, Conn: rec.Conn},
-		rec.At.Add(h.cfg.HistoryTTL), h.receiptLog == nil)
+		rec.At.Add(h.cfg.HistoryTTL), h.cfg.Receipts == nil)
 }
 
 // loadConfirmed reads the confirmations of a tracked event from the
 // ReceiptLog if the hub has not yet, outside the tracker's lock. A failed
 // read is logged and tried again at the next use.
 func (h *Hub) loadConfirmed(k trackKey) {
-	if h.receiptLog == nil || builtIn(k.room) {
+	if h.cfg.Receipts == nil || builtIn(k.room) {
 		return
 	}
 	h.track.mu.Lock()
@@ -54,7 +54,7 @@ func (h *Hub) loadConfirmed(k trackKey) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.JournalTimeout)
 	defer cancel()
-	users, err := h.receiptLog.Confirmed(ctx, k.room, k.epoch, k.seq)
+	users, err := h.cfg.Receipts.Confirmed(ctx, k.room, k.epoch, k.seq)
 	if err != nil {
 		h.cfg.Log.Warn("receipts: read", "room", k.room, "seq", k.seq, "err", err)
 		return

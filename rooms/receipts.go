@@ -95,12 +95,12 @@ func (h *Hub) Received(m Member, room string, seq uint64) error {
 	k := h.trackKey(room, seq)
 	h.loadConfirmed(k)
 	u := protocol.ReceiptUser{User: m.UserID(), Name: m.UserName(), At: h.cfg.Now().UnixMilli()}
-	if !h.confirmed(k, u, m.ConnID()) || h.receiptLog == nil || builtIn(room) {
+	if !h.confirmed(k, u, m.ConnID()) || h.cfg.Receipts == nil || builtIn(room) {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.JournalTimeout)
 	defer cancel()
-	if err := h.receiptLog.Confirm(ctx, k.room, k.epoch, k.seq, u, m.ConnID()); err != nil {
+	if err := h.cfg.Receipts.Confirm(ctx, k.room, k.epoch, k.seq, u, m.ConnID()); err != nil {
 		// Its sender has it from this node; other nodes and a restart
 		// will not.
 		h.cfg.Log.Warn("receipts: store", "room", room, "seq", seq, "err", err)
