@@ -58,17 +58,19 @@ func (l *Locks) keep(id string, rev uint64, sent time.Time, lost func()) (transf
 }
 
 // run renews the lock every TTL/3 until it is released or the Locks
-// close, then deletes it. When no renewal succeeded for 2/3 of the TTL,
-// or the lock was taken from it, the lock is lost: the entry may expire a
-// third of the TTL later, and the upload must not be written any more by
-// then. A renewal's time counts from when it was sent, which is before
-// the server wrote it.
+// close, then deletes it. A renewal that fails is tried again soon (every
+// TTL/30), not a third of the TTL later: a NATS leader election refuses
+// requests for a few seconds, and one failure must not lose every upload.
+// When no renewal succeeded for 2/3 of the TTL, or the lock was taken from
+// it, the lock is lost: the entry may expire a third of the TTL later, and
+// the upload must not be written any more by then. A renewal's time counts
+// from when it was sent, which is before the server wrote it.
 func (le *lease) run(rev uint64, sent time.Time) {
 	l := le.l
 	defer l.wg.Done()
 	ttl := l.cfg.TTL
 	deadline := sent.Add(ttl * 2 / 3)
-	t := time.NewTicker(ttl / 3)
+	t := time.NewTimer(ttl / 3)
 	defer t.Stop()
 	lost := false
 	for !lost {
@@ -94,11 +96,13 @@ func (le *lease) run(rev uint64, sent time.Time) {
 		switch {
 		case err == nil:
 			rev, deadline = next, sent.Add(ttl*2/3)
+			t.Reset(ttl / 3)
 		case errors.Is(err, jetstream.ErrKeyRevisionMismatch):
 			lost = true // expired, and maybe taken by another node
 		case l.ctx.Err() == nil:
 			l.cfg.Log.Warn("cannot renew an upload lock", "upload", le.id, "err", err)
 			lost = !time.Now().Before(deadline)
+			t.Reset(ttl / 30)
 		}
 	}
 	l.cfg.Log.Warn("upload lock lost", "upload", le.id)
