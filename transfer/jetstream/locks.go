@@ -135,7 +135,7 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Locks, error) {
 	if err != nil {
 		return nil, fmt.Errorf("upload locks: %w", err)
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      cfg.Bucket,
 		Description: "which ferry node writes each upload",
 		TTL:         cfg.TTL,
@@ -144,6 +144,23 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Locks, error) {
 		Storage:  jetstream.MemoryStorage,
 		Replicas: cfg.Replicas,
 	})
+	if errors.Is(err, jetstream.ErrBucketExists) {
+		// Another node made it: its TTL is every node's, since a lock's
+		// entry expires by the bucket's TTL, and a node renewing by a
+		// longer one of its own would lose its locks between renewals.
+		kv, err = js.KeyValue(ctx, cfg.Bucket)
+		if err == nil {
+			var st jetstream.KeyValueStatus
+			st, err = kv.Status(ctx)
+			if err == nil && st.TTL() < MinTTL {
+				err = fmt.Errorf("its TTL, %v, is below %v", st.TTL(), MinTTL)
+			}
+			if err == nil && st.TTL() != cfg.TTL {
+				cfg.Log.Warn("upload locks: the other nodes' lock TTL is the one used", "ttl", st.TTL(), "flag", cfg.TTL)
+				cfg.TTL = st.TTL()
+			}
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("upload locks: bucket %s: %w", cfg.Bucket, err)
 	}
