@@ -327,7 +327,7 @@ func openState(ctx context.Context, f *serveFlags, log *slog.Logger) (sharedStat
 		Replicas:   f.nats.replicas,
 		Log:        log,
 	}
-	fcfg := jetstream.FilesConfig{MaxPerRoom: f.filesPerRoom, MaxBytes: f.filesBytes, Log: log}
+	fcfg := jetstream.FilesConfig{MaxPerRoom: f.filesPerRoom, MaxBytes: f.filesBytes, Replicas: f.nats.replicas, Log: log}
 	mcfg := jetstream.MailConfig{MaxAge: f.offlineTTL, Replicas: f.nats.replicas, Log: log}
 	rcfg := jetstream.ReceiptsConfig{MaxAge: f.historyTTL, Replicas: f.nats.replicas, Log: log}
 	var (
@@ -382,12 +382,19 @@ func openState(ctx context.Context, f *serveFlags, log *slog.Logger) (sharedStat
 }
 
 // openLocks opens the upload locks of the nodes sharing nc: nil without
-// NATS (--state memory), where no other node can be.
+// --nats (in memory, or an embedded server that does not listen), where no
+// other node can be.
 func openLocks(ctx context.Context, f *serveFlags, log *slog.Logger, nc *nats.Conn) (*transferjs.Locks, error) {
-	if nc == nil {
+	if nc == nil || f.natsURL == "" {
 		return nil, nil
 	}
-	locks, err := transferjs.New(ctx, nc, transferjs.Config{TTL: f.uploadLockTTL, Log: log})
+	ctx, cancel := context.WithTimeout(ctx, stateSetupTimeout)
+	defer cancel()
+	var locks *transferjs.Locks
+	err := setupRetrying(ctx, log, func(ctx context.Context) (err error) {
+		locks, err = transferjs.New(ctx, nc, transferjs.Config{TTL: f.uploadLockTTL, Replicas: f.nats.replicas, Log: log})
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("upload locks in JetStream: %w", err)
 	}

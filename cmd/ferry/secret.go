@@ -47,7 +47,16 @@ func nodeKey(ctx context.Context, f *serveFlags, log *slog.Logger, nc *nats.Conn
 	if err != nil && !errors.Is(err, os.ErrNotExist) || len(local) < secrets.KeySize {
 		local = nil // none worth keeping: loadKey would make a new one
 	}
-	key, created, err := secrets.Shared(ctx, nc, secrets.Config{}, anonKeyName, local)
+	ctx, cancel := context.WithTimeout(ctx, stateSetupTimeout)
+	defer cancel()
+	var (
+		key     []byte
+		created bool
+	)
+	err = setupRetrying(ctx, log, func(ctx context.Context) (err error) {
+		key, created, err = secrets.Shared(ctx, nc, secrets.Config{Replicas: f.nats.replicas}, anonKeyName, local)
+		return err
+	})
 	switch {
 	case err != nil:
 		return nil, fmt.Errorf("the key shared by the servers: %w", err)
