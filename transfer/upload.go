@@ -87,11 +87,10 @@ type part struct {
 	num    int // 1-based part number
 	buf    []byte
 	sealed bool
-	// crc is the CRC32C of buf's first crcLen bytes, computed as they
-	// arrived, for storage that takes it (storage.CRC32CPartPutter). It is
-	// used only while crcLen is len(buf).
-	crc    uint32
-	crcLen int
+	// crc is the CRC32C of buf, computed as its bytes arrived (write is
+	// the only place buf grows), for storage that takes it
+	// (storage.CRC32CPartPutter).
+	crc uint32
 	// early, when set, carries the result of storing this part ahead of
 	// the worker (see storeAheadLocked).
 	early chan stored
@@ -198,13 +197,10 @@ func (u *upload) write(offset int64, r io.Reader) (int64, error) {
 	var segs [][]byte
 	var tail *part
 	var tailLen int
-	var tailCRC uint32
-	tailKnown := false
 	need := limit
 	if k := len(u.parts); k > 0 && !u.parts[k-1].sealed {
 		tail = u.parts[k-1]
 		tailLen = len(tail.buf)
-		tailCRC, tailKnown = tail.crc, tail.crcLen == tailLen
 		take := min(int64(u.partLen(tail.num)-tailLen), need)
 		segs = append(segs, tail.buf[tailLen:tailLen+int(take)])
 		need -= take
@@ -223,7 +219,6 @@ func (u *upload) write(offset int64, r io.Reader) (int64, error) {
 	u.mu.Unlock()
 
 	n, lens, over, rerr := readChunk(r, segs)
-	crcs := chunkCRCs(segs, lens, tailCRC)
 
 	u.mu.Lock()
 	u.writing = false
@@ -253,12 +248,15 @@ func (u *upload) write(offset int64, r io.Reader) (int64, error) {
 	case rerr != nil:
 		return fail(wrapf(rerr, CodeBadRequest, "cannot read the chunk"))
 	}
+	var first uint32
+	if tail != nil {
+		first = tail.crc
+	}
+	crcs := chunkCRCs(segs, lens, first)
 	i := 0
 	if tail != nil {
 		tail.buf = tail.buf[:tailLen+lens[0]]
-		if tailKnown {
-			tail.crc, tail.crcLen = crcs[0], len(tail.buf)
-		}
+		tail.crc = crcs[0]
 		i = 1
 	}
 	for _, p := range added {
@@ -266,7 +264,7 @@ func (u *upload) write(offset int64, r io.Reader) (int64, error) {
 			u.putBuf(p.buf)
 		} else {
 			p.buf = p.buf[:lens[i]]
-			p.crc, p.crcLen = crcs[i], lens[i]
+			p.crc = crcs[i]
 			u.parts = append(u.parts, p)
 		}
 		i++

@@ -422,7 +422,7 @@ func marshalHash(h hash.Hash) []byte {
 func (u *upload) timedPutPart(ctx context.Context, p *part) error {
 	start := time.Now()
 	var err error
-	if cp, ok := u.mp.(storage.CRC32CPartPutter); ok && p.crcLen == len(p.buf) {
+	if cp, ok := u.mp.(storage.CRC32CPartPutter); ok {
 		err = cp.PutPartCRC32C(ctx, p.num, bytes.NewReader(p.buf), int64(len(p.buf)), p.crc)
 	} else {
 		err = u.mp.PutPart(ctx, p.num, bytes.NewReader(p.buf), int64(len(p.buf)))
