@@ -110,9 +110,8 @@ type Mailboxes struct {
 	kv     jetstream.KeyValue
 
 	id string // random, for position.By
-	// key is this process's position key, and subjects the subjects of
-	// the letters it loads: its own, and the single-node layout's once it
-	// adopted it (legacy).
+	// key is this process's position key; legacy: it adopted the
+	// single-node layout, whose letters it loads and takes too (subjects).
 	key    string
 	legacy bool
 
@@ -263,23 +262,11 @@ func (m *Mailboxes) adopt(ctx context.Context, take bool) (*position, error) {
 	return old, nil
 }
 
-// letters reads the whole stream with an ephemeral consumer, as a room's
-// load does.
+// letters reads this node's letters (subjects) with an ephemeral
+// consumer, as a room's load does.
 func (m *Mailboxes) letters(ctx context.Context) ([]rooms.Letter, error) {
-	info, err := m.stream.Info(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("jetstream: load letters: %w", err)
-	}
-	if info.State.Msgs == 0 {
-		return nil, nil
-	}
-	last := info.State.LastSeq
-	filter := []string{m.subject("*")}
-	if m.legacy && m.cfg.Node != "" {
-		filter = append(filter, m.cfg.SubjectPrefix+".*")
-	}
 	cons, err := m.stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
-		FilterSubjects:    filter,
+		FilterSubjects:    m.subjects("*"),
 		DeliverPolicy:     jetstream.DeliverAllPolicy,
 		AckPolicy:         jetstream.AckNonePolicy,
 		MemoryStorage:     true,
@@ -295,21 +282,27 @@ func (m *Mailboxes) letters(ctx context.Context) ([]rooms.Letter, error) {
 			m.cfg.Log.Debug("jetstream: delete the letters' load consumer", "err", err)
 		}
 	}()
-	// Bounded by the stream's MaxBytes.
-	out := make([]rooms.Letter, 0, info.State.Msgs)
+	// This node's letters when the consumer was made (later ones the hub
+	// has already); bounded by the stream's MaxBytes.
+	pending := cons.CachedInfo().NumPending
+	if pending == 0 {
+		return nil, nil
+	}
+	out := make([]rooms.Letter, 0, pending)
+	var read uint64
 	for {
 		batch, err := cons.FetchNoWait(loadBatch)
 		if err != nil {
 			return nil, fmt.Errorf("jetstream: load letters: %w", err)
 		}
-		n, stop := 0, false
+		n := 0
 		for msg := range batch.Messages() {
 			n++
+			read++
 			md, err := msg.Metadata()
 			if err != nil {
 				return nil, fmt.Errorf("jetstream: load letters: %w", err)
 			}
-			stop = md.Sequence.Stream >= last
 			l, err := decodeLetter(msg.Headers(), msg.Data())
 			if err != nil {
 				m.cfg.Log.Warn("jetstream: skip a message that is not a ferry letter", "seq", md.Sequence.Stream, "err", err)
@@ -321,7 +314,7 @@ func (m *Mailboxes) letters(ctx context.Context) ([]rooms.Letter, error) {
 		if err := batch.Error(); err != nil {
 			return nil, fmt.Errorf("jetstream: load letters: %w", err)
 		}
-		if n == 0 || stop {
+		if n == 0 || read >= pending {
 			return out, nil
 		}
 	}
@@ -374,11 +367,7 @@ func (m *Mailboxes) DropLetter(ctx context.Context, user string, ref rooms.MailR
 // TakeLetters purges user's subject up to through, in one request (two
 // for a node that adopted the single-node layout).
 func (m *Mailboxes) TakeLetters(ctx context.Context, user string, through rooms.MailRef) error {
-	subjects := []string{m.subject(encodeRoom(user))}
-	if m.legacy && m.cfg.Node != "" {
-		subjects = append(subjects, m.cfg.SubjectPrefix+"."+encodeRoom(user))
-	}
-	for _, subject := range subjects {
+	for _, subject := range m.subjects(encodeRoom(user)) {
 		err := m.stream.Purge(ctx, jetstream.WithPurgeSubject(subject), jetstream.WithPurgeSequence(uint64(through)+1))
 		if err != nil {
 			return fmt.Errorf("jetstream: take the letters of %s: %w", user, err)
@@ -425,6 +414,15 @@ func (m *Mailboxes) ReserveSeqs(ctx context.Context, epoch string, through uint6
 
 // subject is the subject of the letters for token, an encoded user id (or
 // a wildcard), in this node's layout.
+// subjects are the subjects of the letters for token (a user's, or "*"):
+// this node's, and the single-node layout's once it adopted it.
+func (m *Mailboxes) subjects(token string) []string {
+	if m.legacy {
+		return []string{m.subject(token), m.cfg.SubjectPrefix + "." + token}
+	}
+	return []string{m.subject(token)}
+}
+
 func (m *Mailboxes) subject(token string) string {
 	if m.cfg.Node != "" {
 		return m.cfg.SubjectPrefix + "." + encodeRoom(m.cfg.Node) + "." + token
