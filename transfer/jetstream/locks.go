@@ -205,8 +205,17 @@ func (l *Locks) Lock(ctx context.Context, id string, lost func()) (transfer.Leas
 			return nil, fmt.Errorf("upload locks: lock %s: %w", id, err)
 		}
 		if holder := string(e.Value()); holder == l.cfg.Node {
+			l.mu.Lock()
+			le := l.leases[id]
+			l.mu.Unlock()
+			if le != nil && !le.releasing() {
+				// This node writes it, and goes on.
+				return nil, fmt.Errorf("upload %s: %w", id, transfer.ErrLocked)
+			}
 			// One of this node's leases of it is letting go.
-			l.awaitRelease(ctx, id)
+			wctx, cancel := context.WithTimeout(ctx, l.cfg.YieldWait)
+			l.awaitRelease(wctx, id)
+			cancel()
 		} else if !l.ask(ctx, holder, id) {
 			return nil, fmt.Errorf("upload %s held by node %s: %w", id, holder, transfer.ErrLocked)
 		}
