@@ -429,7 +429,7 @@ func runBenchUpload(ctx context.Context, args []string, stdout, stderr io.Writer
 	)
 	fs := newFlagSet("bench upload", "bench upload [flags]", stderr)
 	sizeVar(fs, &size, "size", size, "bytes of the test file: 1GiB, 512MiB, 16MiB or a number of bytes")
-	fs.IntVar(&cfg.Rounds, "rounds", 3, "rounds of the three runs (direct, ferry send, ferry send --base64), alternating their order")
+	fs.IntVar(&cfg.Rounds, "rounds", 5, "rounds of the three runs (direct, ferry send, ferry send --base64), alternating their order; the figures are their medians")
 	fs.StringVar(&cfg.Dir, "dir", os.TempDir(), "folder for the test file, on disk (not tmpfs)")
 	fs.StringVar(&cfg.Ferry, "ferry", "", "ferry executable run as the server and as 'ferry send' (default: this one)")
 	fs.StringVar(&sendArgs, "send-args", "", "extra flags for every 'ferry send'")
