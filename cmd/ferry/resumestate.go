@@ -15,18 +15,23 @@ import (
 const (
 	resumeTTL        = 24 * time.Hour
 	resumeMaxEntries = 1000
+	resumeLockWait   = 5 * time.Second
 )
 
 // resumeState remembers the uploads "ferry send" left unfinished (stopped,
 // killed, cut off), so that running the same command again resumes them.
 // It is a small JSON file, read and rewritten whole on each change through
 // a temporary file and a rename: a send killed at any moment leaves the
-// old state or the new one, never half of one. Two sends changing it at
-// the same moment may lose one's change; that upload then starts over on
-// its next run instead of resuming. A nil *resumeState remembers nothing.
+// old state or the new one, never half of one. A change is made under a
+// lock (uploads.json.lock), so that two sends changing it at once both
+// keep theirs. A lock held longer than resumeLockWait (a send suspended
+// with Ctrl-Z while writing) is waited for no longer: the change is made
+// anyway, and may lose the other's, whose upload then starts over on its
+// next run instead of resuming. A nil *resumeState remembers nothing.
 type resumeState struct {
-	path string
-	now  func() time.Time
+	path     string
+	now      func() time.Time
+	lockWait time.Duration
 }
 
 // resumeKey names an upload: the same file (by path, size and modification
@@ -66,7 +71,7 @@ func openResumeState(dir string) *resumeState {
 		}
 		dir = filepath.Join(cache, "ferry")
 	}
-	return &resumeState{path: filepath.Join(dir, "uploads.json"), now: time.Now}
+	return &resumeState{path: filepath.Join(dir, "uploads.json"), now: time.Now, lockWait: resumeLockWait}
 }
 
 // find returns the unfinished upload of k, if there is one still fresh.
@@ -124,6 +129,10 @@ func (s *resumeState) load() []resumeEntry {
 // update applies fn to the entries, drops the stale ones and the oldest
 // beyond resumeMaxEntries, and writes the file again.
 func (s *resumeState) update(fn func([]resumeEntry) []resumeEntry) error {
+	if err := os.MkdirAll(filepath.Dir(s.path), 0o700); err != nil {
+		return err
+	}
+	defer s.lock()()
 	es := fn(s.load())
 	es = slices.DeleteFunc(es, func(e resumeEntry) bool { return !s.fresh(e) })
 	if len(es) > resumeMaxEntries {
@@ -138,6 +147,23 @@ func (s *resumeState) update(fn func([]resumeEntry) []resumeEntry) error {
 		return err
 	}
 	return writeAtomic(s.path, append(b, '\n'))
+}
+
+// lock waits up to s.lockWait for the state's lock and returns what
+// lets it go. Without the lock (it could not be had, or the system refused
+// it) the change goes ahead unlocked: the state only ever saves work.
+func (s *resumeState) lock() (unlock func()) {
+	f, err := os.OpenFile(s.path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return func() {}
+	}
+	for deadline := time.Now().Add(s.lockWait); ; {
+		ok, err := tryLock(f)
+		if ok || err != nil || time.Now().After(deadline) {
+			return func() { f.Close() }
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // writeAtomic replaces path with data: written to a temporary file in the

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 )
@@ -78,8 +79,9 @@ func TestResumeState(t *testing.T) {
 			if tt.left == 0 {
 				return
 			}
-			if names := dirNames(t, dir); !slices.Equal(names, []string{"uploads.json"}) {
-				t.Errorf("files in the state folder: %v, want uploads.json alone", names)
+			// No temporary file is left; the lock file stays, empty.
+			if names := dirNames(t, dir); !slices.Equal(names, []string{"uploads.json", "uploads.json.lock"}) {
+				t.Errorf("files in the state folder: %v, want uploads.json and its lock alone", names)
 			}
 			if fi, err := os.Stat(s.path); err != nil || fi.Mode().Perm() != 0o600 {
 				t.Errorf("state file: %v, %v; want mode 0600 (it may hold a token)", fi.Mode(), err)
@@ -104,5 +106,57 @@ func TestResumeStateOff(t *testing.T) {
 	t.Setenv("HOME", "")
 	if s := openResumeState(""); s != nil {
 		t.Errorf("state at %s without a home folder", s.path)
+	}
+}
+
+// Sends changing the state at once each keep their change: each of them
+// opens the lock file of its own, as separate processes do.
+func TestResumeStateConcurrentSends(t *testing.T) {
+	dir := t.TempDir()
+	const sends, files = 8, 25
+	var wg sync.WaitGroup
+	for i := range sends {
+		wg.Go(func() {
+			s := openResumeState(dir)
+			for j := range files {
+				k := resumeKey{Server: "http://s", Room: "r", Path: fmt.Sprintf("/%d/%d", i, j), Size: 1, ModTime: 1}
+				if err := s.put(resumeEntry{resumeKey: k, Upload: "up"}); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if got := len(openResumeState(dir).load()); got != sends*files {
+		t.Fatalf("%d entries in the state, want %d: changes made at once were lost", got, sends*files)
+	}
+}
+
+// A lock held for good (a send suspended while writing) holds a change up
+// for lockWait, not for ever.
+func TestResumeStateLockHeld(t *testing.T) {
+	s := openResumeState(t.TempDir())
+	s.lockWait = 200 * time.Millisecond
+	if err := os.MkdirAll(filepath.Dir(s.path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(s.path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if ok, err := tryLock(f); !ok || err != nil {
+		t.Fatalf("tryLock = %v, %v", ok, err)
+	}
+	k := resumeKey{Server: "http://s", Room: "r", Path: "/a", Size: 1, ModTime: 1}
+	start := time.Now()
+	if err := s.put(resumeEntry{resumeKey: k, Upload: "up_a"}); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < s.lockWait || d > 10*s.lockWait {
+		t.Errorf("put took %v with the lock held elsewhere, want about %v", d, s.lockWait)
+	}
+	if e, ok := s.find(k); !ok || e.Upload != "up_a" {
+		t.Errorf("find = %+v, %v; want up_a", e, ok)
 	}
 }
