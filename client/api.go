@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/gorilla/websocket"
-
 	"github.com/ferryhq/ferry/protocol"
 )
 
@@ -129,24 +127,4 @@ func (c *Client) Ping(ctx context.Context) (rtt time.Duration, err error) {
 		return 0, err
 	}
 	return s.ping(ctx)
-}
-
-// sendChunk queues a binary chunk frame on the current connection. Chunks
-// belong to the connection their upload was opened on, so it fails (rather
-// than waiting for a reconnection) when that connection, conn, is gone.
-func (c *Client) sendChunk(ctx context.Context, conn string, h protocol.ChunkHeader, payload []byte) error {
-	s, err := c.session(ctx)
-	if err != nil {
-		return err
-	}
-	if s.welcome.Conn != conn {
-		return lost(nil)
-	}
-	if limit := s.welcome.Limits.MaxChunk; limit > 0 && len(payload) > limit {
-		return protocol.Errorf(protocol.CodeFrameTooLarge, "chunk of %d bytes; the server accepts at most %d", len(payload), limit)
-	}
-	frame := make([]byte, 0, h.HeaderLen()+len(payload))
-	frame = protocol.AppendChunkHeader(frame, h)
-	frame = append(frame, payload...)
-	return s.enqueue(ctx, websocket.BinaryMessage, frame)
 }

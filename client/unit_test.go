@@ -2,7 +2,6 @@ package client
 
 import (
 	"encoding/json"
-	"errors"
 	"net/http"
 	"testing"
 	"time"
@@ -200,7 +199,12 @@ func TestUploadPlumbing(t *testing.T) {
 	defer c.hookFrames(protocol.TypeUploadProgress, func(b json.RawMessage) { progress <- b })()
 	defer c.hookFrames(protocol.TypeError, func(b json.RawMessage) { uploadErrors <- b })()
 
-	if err := c.sendChunk(ctx, c.ID(), protocol.ChunkHeader{Upload: "up_1", Offset: 10}, []byte("hello")); err != nil {
+	s, err := c.session(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := append(protocol.AppendChunkHeader(nil, protocol.ChunkHeader{Upload: "up_1", Offset: 10}), "hello"...)
+	if err := s.enqueue(ctx, websocket.BinaryMessage, chunk); err != nil {
 		t.Fatal(err)
 	}
 	var p protocol.UploadProgress
@@ -213,13 +217,5 @@ func TestUploadPlumbing(t *testing.T) {
 	}
 	if e := next(t, r.errors); e.Code != protocol.CodeRateLimited || e.Upload != "" {
 		t.Errorf("OnError got %+v, want the error that names no upload", e)
-	}
-
-	err := c.sendChunk(ctx, c.ID(), protocol.ChunkHeader{Upload: "up_1"}, make([]byte, 1025))
-	if !errors.Is(err, &protocol.Error{Code: protocol.CodeFrameTooLarge}) {
-		t.Errorf("chunk over max_chunk: %v", err)
-	}
-	if err := c.sendChunk(ctx, "c_gone", protocol.ChunkHeader{Upload: "up_1"}, nil); !errors.Is(err, ErrConnectionLost) {
-		t.Errorf("chunk for another connection: %v", err)
 	}
 }
