@@ -1,4 +1,4 @@
-//go:build unix
+//go:build unix && !aix
 
 package main
 
@@ -10,7 +10,6 @@ import (
 )
 
 // tryLock takes the exclusive lock of f, if no other open file holds it.
-// Closing f lets it go.
 func tryLock(f *os.File) (bool, error) {
 	err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 	if errors.Is(err, unix.EWOULDBLOCK) {
@@ -18,3 +17,6 @@ func tryLock(f *os.File) (bool, error) {
 	}
 	return err == nil, err
 }
+
+// unlockFile lets f's lock go (closing f would too).
+func unlockFile(f *os.File) { _ = unix.Flock(int(f.Fd()), unix.LOCK_UN) }

@@ -10,7 +10,7 @@ import (
 )
 
 // tryLock takes the exclusive lock of f's first byte, if no other open
-// file holds it. Closing f lets it go.
+// file holds it.
 func tryLock(f *os.File) (bool, error) {
 	var ol windows.Overlapped
 	err := windows.LockFileEx(windows.Handle(f.Fd()),
@@ -19,4 +19,11 @@ func tryLock(f *os.File) (bool, error) {
 		return false, nil
 	}
 	return err == nil, err
+}
+
+// unlockFile lets f's lock go at once: closing f lets it go only when the
+// system gets to it.
+func unlockFile(f *os.File) {
+	var ol windows.Overlapped
+	_ = windows.UnlockFileEx(windows.Handle(f.Fd()), 0, 1, 0, &ol)
 }

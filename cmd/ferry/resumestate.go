@@ -79,6 +79,9 @@ func (s *resumeState) find(k resumeKey) (resumeEntry, bool) {
 	if s == nil {
 		return resumeEntry{}, false
 	}
+	// Read under the lock too: on Windows a file open for reading cannot
+	// be renamed over, and a send's change would fail.
+	defer s.lock()()
 	for _, e := range s.load() {
 		if e.resumeKey == k && s.fresh(e) {
 			return e, true
@@ -151,7 +154,7 @@ func (s *resumeState) update(fn func([]resumeEntry) []resumeEntry) error {
 
 // lock waits up to s.lockWait for the state's lock and returns what
 // lets it go. Without the lock (it could not be had, or the system refused
-// it) the change goes ahead unlocked: the state only ever saves work.
+// it) the work goes ahead unlocked: the state only ever saves work.
 func (s *resumeState) lock() (unlock func()) {
 	f, err := os.OpenFile(s.path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
@@ -159,21 +162,20 @@ func (s *resumeState) lock() (unlock func()) {
 	}
 	for deadline := time.Now().Add(s.lockWait); ; {
 		ok, err := tryLock(f)
-		if ok || err != nil || time.Now().After(deadline) {
+		if ok {
+			return func() { unlockFile(f); f.Close() }
+		}
+		if err != nil || time.Now().After(deadline) {
 			return func() { f.Close() }
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 }
 
-// writeAtomic replaces path with data: written to a temporary file in the
-// same folder, synced, then renamed over it.
+// writeAtomic replaces path, in a folder that exists, with data: written
+// to a temporary file in the same folder, synced, then renamed over it.
 func writeAtomic(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, filepath.Base(path)+".*.tmp") // mode 0600
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp") // mode 0600
 	if err != nil {
 		return err
 	}
