@@ -22,6 +22,7 @@
 package disk
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -124,7 +125,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, me
 		return fmt.Errorf("storage/disk: put %q: negative size %d", key, size)
 	}
 	tmp, err := s.writeTemp("put-", func(f *os.File) error {
-		return copyExactly(f, ctxReader{ctx, r}, size)
+		return copyExactly(ctx, f, r, size)
 	})
 	if err != nil {
 		return fmt.Errorf("storage/disk: put %q: %w", key, noRoom(err))
@@ -430,10 +431,20 @@ func pruneEmptyParents(root, p string) {
 	}
 }
 
-// copyExactly copies exactly n bytes from r to w. A reader that ends early is
-// an error: storing a truncated object as if it were whole would be worse.
-func copyExactly(w io.Writer, r io.Reader, n int64) error {
-	got, err := io.CopyN(w, r, n)
+// copyExactly copies exactly n bytes from r to w, until ctx ends. A reader
+// that ends early is an error: storing a truncated object as if it were
+// whole would be worse. A part held in memory (a *bytes.Reader of n bytes,
+// as uploads hand their parts over) is written in one call: through
+// io.CopyN it would go 32 KiB at a time, a copy and a system call each.
+func copyExactly(ctx context.Context, w io.Writer, r io.Reader, n int64) error {
+	if br, ok := r.(*bytes.Reader); ok && int64(br.Len()) == n {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		_, err := br.WriteTo(w)
+		return err
+	}
+	got, err := io.CopyN(w, ctxReader{ctx, r}, n)
 	if err == io.EOF {
 		return fmt.Errorf("read %d of %d bytes: %w", got, n, io.ErrUnexpectedEOF)
 	}

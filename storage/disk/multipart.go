@@ -170,7 +170,7 @@ func (m *multipart) PutPart(ctx context.Context, n int, r io.Reader, size int64)
 		return fmt.Errorf("storage/disk: put part %d of %q: upload %s is being completed", n, m.key, m.id)
 	}
 	tmp, err := m.s.writeTemp("part-", func(f *os.File) error {
-		return copyExactly(f, ctxReader{ctx, r}, size)
+		return copyExactly(ctx, f, r, size)
 	})
 	if err != nil {
 		return fmt.Errorf("storage/disk: put part %d of %q: %w", n, m.key, noRoom(err))
