@@ -96,6 +96,26 @@ func TestPartMemoryPerUser(t *testing.T) {
 	}
 }
 
+// With the server's defaults, a user whose upload got big parts may still
+// open another beside it, a photo or a file as large: its share holds a
+// window of big parts and an ordinary window. Past that, busy.
+func TestPartMemoryPerUserDefault(t *testing.T) {
+	f := newFixture(t, func(c *Config) {
+		c.PartSize, c.BigPartSize, c.BigParts = DefaultPartSize, 16<<20, 4 // as ferry serve
+	})
+	video := f.open(f.m, newSink(), OpenRequest{Name: "video.mp4", Size: 100 << 20})
+	if n := f.m.PartMemoryInUse(); n != 64<<20 {
+		t.Fatalf("part memory %d after the video, want a window of big parts (64 MiB)", n)
+	}
+	f.open(f.m, newSink(), OpenRequest{Name: "photo.jpg", Size: 3 << 20})
+	_, err := f.m.Open(context.Background(), OpenRequest{Owner: owner("alice"), Room: "lobby", Name: "more.bin", Size: 100 << 20}, newSink())
+	wantCode(t, err, CodeBusy)
+	if err := f.m.Cancel(context.Background(), video.Upload, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	f.open(f.m, newSink(), OpenRequest{Name: "more.bin", Size: 100 << 20})
+}
+
 // With SHA256Later the client gives the digest after the last byte; the
 // upload completes only then, and only if it matches.
 func TestSHA256Later(t *testing.T) {

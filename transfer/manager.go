@@ -83,7 +83,9 @@ type Config struct {
 	PartMemory int64
 	// PartMemoryPerUser caps the part memory of one user's uploads
 	// together, so that one user's many connections cannot take it all.
-	// Default PartMemory/4 (a lone upload's window of big parts fits).
+	// Default PartMemory/4, but at least a window of big parts and a
+	// window of PartSize parts beside it: a user sending a video can send
+	// a photo meanwhile.
 	PartMemoryPerUser int64
 	// BigPartMemory bounds the windows within which new uploads get
 	// BigPartSize parts. Default PartMemory/4: one upload at a time gets
@@ -295,7 +297,7 @@ func New(cfg Config) (*Manager, error) {
 	m.bigPartSize = orDefault(cfg.BigPartSize, m.partSize)
 	m.bigParts = orDefault(cfg.BigParts, m.parts)
 	m.bigMemory = orDefault(cfg.BigPartMemory, m.partMemory/4)
-	m.userMemory = orDefault(cfg.PartMemoryPerUser, m.partMemory/4)
+	m.userMemory = cfg.PartMemoryPerUser
 	m.quota.limit = cfg.Quota
 	m.events = noEvents{}
 	m.byUser = make(map[string]int64)
@@ -331,6 +333,9 @@ func New(cfg Config) (*Manager, error) {
 		m.log.Info("no big parts: their window does not fit in the part memory for them",
 			"big_part_size", m.bigPartSize, "big_part_memory", min(m.bigMemory, m.partMemory))
 		m.bigPartSize = m.partSize
+	}
+	if m.userMemory == 0 {
+		m.userMemory = min(m.partMemory, max(m.partMemory/4, m.window(m.bigPartSize)+m.window(m.partSize)))
 	}
 	if m.now == nil {
 		m.now = time.Now

@@ -162,7 +162,7 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.bigPartBuffers, "big-part-buffers", 4, "parts an upload with --big-part-size parts may buffer: one filling, the others being stored at once, as minio-go's PutObject stores four 16 MiB parts at once")
 	sizeVar(fs, &f.partMemory, "part-memory", transfer.DefaultPartMemory, "hard cap on the part buffers of all uploads together, in bytes; an upload holds its window of it, and new uploads get --big-part-size parts while a quarter of it is free")
 	sizeVar(fs, &f.quota, "quota", 0, "bytes one user may upload per UTC day, counted when an upload opens (0: no quota)")
-	sizeVar(fs, &f.partMemoryUser, "part-memory-per-user", 0, "cap on the part buffers of one user's uploads together, in bytes (default: a quarter of --part-memory)")
+	sizeVar(fs, &f.partMemoryUser, "part-memory-per-user", 0, "cap on the part buffers of one user's uploads together, in bytes (default: a quarter of --part-memory, and at least a window of big parts plus an ordinary window, so that a user can send a photo beside a video: 80 MiB with the defaults)")
 	fs.DurationVar(&f.uploadIdle, "upload-idle", transfer.DefaultIdle, "how long an upload keeps its buffers without a chunk: the bytes received before a dropped connection wait that long for the client, and a silent upload then gives its memory back (it stays resumable from what is stored)")
 	fs.DurationVar(&f.storageTimeout, "storage-timeout", transfer.DefaultStorageTimeout, "deadline of every storage request an upload makes (retried after it)")
 	fs.IntVar(&f.partBuffers, "part-buffers", transfer.DefaultParts, "parts an upload may buffer: one filling, the others being stored; the upload window is part-buffers × part-size")
