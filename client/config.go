@@ -170,6 +170,10 @@ func (c Config) withDefaults() (Config, error) {
 	return c, nil
 }
 
+// ErrBadURL is the error of a Config.URL that names no server: dialing it
+// again cannot help.
+var ErrBadURL = errors.New("client: bad server URL")
+
 // endpoint turns Config.URL into the WebSocket URL of the /ws endpoint.
 func endpoint(raw string) (*url.URL, error) {
 	if !strings.Contains(raw, "://") {
@@ -177,7 +181,7 @@ func endpoint(raw string) (*url.URL, error) {
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("client: bad server URL: %w", err)
+		return nil, fmt.Errorf("%w: %w", ErrBadURL, err)
 	}
 	switch strings.ToLower(u.Scheme) {
 	case "ws", "http":
@@ -185,10 +189,10 @@ func endpoint(raw string) (*url.URL, error) {
 	case "wss", "https":
 		u.Scheme = "wss"
 	default:
-		return nil, fmt.Errorf("client: bad server URL %q: scheme must be ws, wss, http or https", raw)
+		return nil, fmt.Errorf("%w %q: scheme must be ws, wss, http or https", ErrBadURL, raw)
 	}
 	if u.Host == "" {
-		return nil, fmt.Errorf("client: bad server URL %q: no host", raw)
+		return nil, fmt.Errorf("%w %q: no host", ErrBadURL, raw)
 	}
 	if !strings.HasSuffix(u.Path, "/ws") {
 		u.Path = strings.TrimSuffix(u.Path, "/") + "/ws"

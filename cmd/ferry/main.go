@@ -9,10 +9,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+
+	"github.com/ferryhq/ferry/client"
 )
 
 func main() {
@@ -21,6 +24,10 @@ func main() {
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "ferry:", err)
+		var he *client.HandshakeError
+		if errors.As(err, &he) && he.StatusCode == http.StatusUnauthorized {
+			fmt.Fprintln(os.Stderr, "ferry: this server wants a token: pass --token (or FERRY_TOKEN); `ferry token` makes one from the server's --auth-secret")
+		}
 		var ec exitCode
 		if errors.As(err, &ec) {
 			os.Exit(int(ec))

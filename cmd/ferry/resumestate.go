@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io/fs"
@@ -49,11 +51,19 @@ type resumeKey struct {
 // server gave the sender, when it had none of its own: uploads belong to
 // users, and only the same user may resume one. It makes the file a
 // credential, hence its mode 0600.
+//
+// File is set once the upload became that file while other files of the
+// same command were still to go: Batch names that command (its server,
+// room and files), and running it again skips the file instead of sending
+// it twice. Such entries go once the command has been through all its
+// files.
 type resumeEntry struct {
 	resumeKey
 	Upload  string    `json:"upload"`
 	Name    string    `json:"name"`
 	Token   string    `json:"token,omitempty"`
+	File    string    `json:"file,omitempty"`
+	Batch   string    `json:"batch,omitempty"`
 	Updated time.Time `json:"updated"`
 }
 
@@ -107,6 +117,27 @@ func (s *resumeState) remove(k resumeKey) error {
 		return nil
 	}
 	return s.update(func(es []resumeEntry) []resumeEntry { return deleteKey(es, k) })
+}
+
+// removeBatch forgets the files stored by batch, a command that has now
+// been through all its files.
+func (s *resumeState) removeBatch(batch string) error {
+	if s == nil || batch == "" {
+		return nil
+	}
+	return s.update(func(es []resumeEntry) []resumeEntry {
+		return slices.DeleteFunc(es, func(e resumeEntry) bool { return e.Batch == batch && e.File != "" })
+	})
+}
+
+// batchOf names the command that sends files: the same server, room and
+// files (each as fileKey sees it) are the same command.
+func batchOf(files []fileUpload) string {
+	h := sha256.New()
+	for _, u := range files {
+		fmt.Fprintf(h, "%q %q %q %d %d\n", u.key.Server, u.key.Room, u.key.Path, u.key.Size, u.key.ModTime)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:12])
 }
 
 func deleteKey(es []resumeEntry, k resumeKey) []resumeEntry {

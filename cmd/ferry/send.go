@@ -126,6 +126,9 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if len(uploads) > 0 {
 		o := sendOptions{json: *asJSON, base64: *b64, state: state, ownToken: f.token != ""}
+		if len(uploads) > 1 {
+			o.batch = batchOf(uploads)
+		}
 		if err := sendFiles(ctx, c, f.room, uploads, o, stdout, stderr); err != nil {
 			return err
 		}
@@ -153,7 +156,7 @@ func closeClient(c *client.Client) {
 func dialOnceMore(ctx context.Context, cfg client.Config, stderr io.Writer) (*client.Client, error) {
 	c, err := client.Dial(ctx, cfg)
 	var he *client.HandshakeError
-	if err == nil || ctx.Err() != nil || errors.As(err, &he) && he.StatusCode < http.StatusInternalServerError {
+	if err == nil || ctx.Err() != nil || errors.Is(err, client.ErrBadURL) || errors.As(err, &he) && he.StatusCode < http.StatusInternalServerError {
 		return c, err
 	}
 	fmt.Fprintf(stderr, "ferry: %v; trying again in %v\n", err, sendRetryDelay)

@@ -33,6 +33,9 @@ func openFiles(paths []string, server, room string) ([]fileUpload, error) {
 			var fi os.FileInfo
 			if fi, err = f.Stat(); err == nil && !fi.Mode().IsRegular() {
 				err = errors.New("not a regular file")
+				if fi.IsDir() {
+					err = errors.New("is a folder: name the files in it")
+				}
 			}
 			var key resumeKey
 			if err == nil {
@@ -60,6 +63,9 @@ type sendOptions struct {
 	// ownToken: the sender gave a token, so the state need not keep the
 	// anonymous one the server handed out.
 	ownToken bool
+	// batch names this command when it sends several files (batchOf), so
+	// that running it again after a stop skips the files already stored.
+	batch string
 }
 
 // sendFiles uploads files to room over c, one after the other, and reports
@@ -70,7 +76,7 @@ func sendFiles(ctx context.Context, c *client.Client, room string, files []fileU
 	var failed []error
 	for _, u := range files {
 		start := time.Now()
-		f, err := sendFile(ctx, c, room, u, o, stderr)
+		f, earlier, err := sendFile(ctx, c, room, u, o, stderr)
 		if err != nil {
 			if ctx.Err() != nil {
 				return err
@@ -88,10 +94,18 @@ func sendFiles(ctx context.Context, c *client.Client, room string, files []fileU
 			}
 			continue
 		}
-		el := time.Since(start).Round(time.Millisecond)
-		if _, err := fmt.Fprintf(stdout, "%s: stored as %s (%s, %s, sha256 %s) in %v\n", u.path, f.ID, sizeString(f.Size), f.Type, f.SHA256, el); err != nil {
+		when := "in " + time.Since(start).Round(time.Millisecond).String()
+		if earlier {
+			when = "by the run that was stopped"
+		}
+		if _, err := fmt.Fprintf(stdout, "%s: stored as %s (%s, %s, sha256 %s) %s\n", u.path, f.ID, sizeString(f.Size), f.Type, f.SHA256, when); err != nil {
 			return fmt.Errorf("send: writing to stdout: %w", err)
 		}
+	}
+	// Every file had its turn: a run of this command from now on sends
+	// them all again.
+	if err := o.state.removeBatch(o.batch); err != nil {
+		fmt.Fprintf(stderr, "ferry: cannot update the unfinished uploads: %v\n", err)
 	}
 	switch len(failed) {
 	case 0:
@@ -107,10 +121,22 @@ func sendFiles(ctx context.Context, c *client.Client, room string, files []fileU
 // sendFile uploads one file, going on with the upload an earlier run left
 // unfinished if the state knows one, and keeps the state up to date: the
 // upload is remembered once the server grants it, and forgotten once it
-// is over (stored, or refused).
-func sendFile(ctx context.Context, c *client.Client, room string, u fileUpload, o sendOptions, stderr io.Writer) (client.File, error) {
-	bar := newProgress(stderr, u.name, u.size)
+// is over (stored, or refused). In a command of several files, a stored
+// file is remembered until the command is through, and earlier reports
+// that a run of the same command stored it before it was stopped: the
+// file is not sent twice.
+func sendFile(ctx context.Context, c *client.Client, room string, u fileUpload, o sendOptions, stderr io.Writer) (f client.File, earlier bool, err error) {
 	prev, resuming := o.state.find(u.key)
+	if resuming && prev.File != "" {
+		resuming = false
+		if prev.Batch == o.batch {
+			// Still there (and the link fresh), or send it again.
+			if f, err := c.FileLink(ctx, prev.File); err == nil {
+				return f, true, nil
+			}
+		}
+	}
+	bar := newProgress(stderr, u.name, u.size)
 	opts := client.UploadOptions{
 		Name:         u.name,
 		Base64:       o.base64,
@@ -145,18 +171,24 @@ func sendFile(ctx context.Context, c *client.Client, room string, u fileUpload, 
 		resuming = false
 		bar.say("%s: cannot resume the upload (%v); sending it from the start", u.name, reason)
 	}
-	f, err := c.Upload(ctx, room, u.file, u.size, opts)
+	f, err = c.Upload(ctx, room, u.file, u.size, opts)
 	bar.finish()
 	var perr *protocol.Error
-	if err == nil || errors.As(err, &perr) {
+	switch {
+	case err == nil && o.batch != "":
+		e := resumeEntry{resumeKey: u.key, Upload: granted, Name: u.name, File: f.ID, Batch: o.batch}
+		if err := o.state.put(e); err != nil {
+			fmt.Fprintf(stderr, "ferry: %s: cannot update the unfinished uploads: %v\n", u.name, err)
+		}
+	case err == nil || errors.As(err, &perr):
 		if err := o.state.remove(u.key); err != nil {
 			fmt.Fprintf(stderr, "ferry: %s: cannot update the unfinished uploads: %v\n", u.name, err)
 		}
 	}
 	if err != nil && ctx.Err() != nil {
-		return f, stopped(ctx, u, bar.p, granted != "" && opts.KeepOnCancel)
+		return f, false, stopped(ctx, u, bar.p, granted != "" && opts.KeepOnCancel)
 	}
-	return f, told(err, c.Limits())
+	return f, false, told(err, c.Limits())
 }
 
 // stopped is the error of a send whose context ended during u's upload
@@ -164,7 +196,7 @@ func sendFile(ctx context.Context, c *client.Client, room string, u fileUpload, 
 func stopped(ctx context.Context, u fileUpload, p client.Progress, kept bool) error {
 	next := u.path + " not sent"
 	if kept {
-		next = fmt.Sprintf("run the same command again to resume %s (%s of %s received)", u.name, sizeString(p.Received), sizeString(u.size))
+		next = fmt.Sprintf("run the same command again to resume %s (at least %s of %s received)", u.name, sizeString(p.Received), sizeString(u.size))
 	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return fmt.Errorf("send: %s: %w; %s", u.path, ctx.Err(), next)

@@ -96,7 +96,7 @@ func waitCut(t *testing.T, link *ferrytest.Proxy, p *ferryProcess) {
 	}
 }
 
-var interruptHint = regexp.MustCompile(`ferry: interrupted: run the same command again to resume big\.bin \(\d+\.\d MiB of 48\.0 MiB received\)`)
+var interruptHint = regexp.MustCompile(`ferry: interrupted: run the same command again to resume big\.bin \(at least \d+\.\d MiB of 48\.0 MiB received\)`)
 
 // "ferry send" stopped in the middle of a file, by Ctrl-C or by a kill it
 // cannot catch, resumes when run again: it says so, sends again nothing
@@ -178,12 +178,97 @@ func downloadSHA(t *testing.T, c *client.Client, events <-chan client.Event) str
 		if err := e.Decode(&f); err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-		defer cancel()
-		h := sha256.New()
-		if _, err := c.Download(ctx, f, h); err != nil {
+		return fileSHA(t, c, f)
+	}
+}
+
+// fileSHA returns the SHA-256 of f's bytes as c downloads them.
+func fileSHA(t *testing.T, c *client.Client, f client.File) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	h := sha256.New()
+	if _, err := c.Download(ctx, f, h); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// "ferry send" of several files, stopped after storing some, skips those
+// when run again: the room gets every file once. Once the command has been
+// through all its files, running it again sends them all again.
+func TestSendAgainSkipsFilesStored(t *testing.T) {
+	s := ferrytest.Start(t, ferrytest.DiskStore(t), transfer.Config{PartSize: storage.MinPartSize}, server.Config{})
+	link := ferrytest.NewProxy(t, strings.TrimPrefix(s.URL, "http://"))
+	dir := t.TempDir()
+	note := writeFile(t, dir, "note.txt", []byte("sent before the big one\n"))
+	data := randomData(48 << 20)
+	big := writeFile(t, dir, "big.bin", data)
+	cache := t.TempDir()
+	env := []string{"FERRY_CACHE_DIR=" + cache, "FERRY_RESUME=true"}
+	args := []string{"send", "--server", "http://" + link.Addr, "--room", "backup", "--name", "phone", note, big}
+	watcher, events, _ := member(t, s.URL, "backup", "watcher")
+
+	cutAt := int64(4*storage.MinPartSize + storage.MinPartSize/2)
+	link.CutAfterRandom(cutAt, cutAt, 1)
+	first := startFerryProcess(t, env, args...)
+	waitCut(t, link, first)
+	link.Stall()
+	if err := first.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if code := first.exit(t); code != 130 {
+		t.Fatalf("after Ctrl-C: exit code %d\nstderr: %s", code, first.stderr.String())
+	}
+	link.Cut()
+	link.CutAfterRandom(1<<50, 1<<50, 1)
+	link.Resume()
+	stored := regexp.MustCompile(`note\.txt: stored as (f_\w+) `).FindStringSubmatch(first.stdout.String())
+	if stored == nil {
+		t.Fatalf("the first send did not store note.txt; stdout:\n%s", first.stdout.String())
+	}
+
+	second := startFerryProcess(t, env, args...)
+	if code := second.exit(t); code != 0 {
+		t.Fatalf("the second send: exit code %d\nstderr: %s", code, second.stderr.String())
+	}
+	if want := "note.txt: stored as " + stored[1] + " "; !strings.Contains(second.stdout.String(), want) ||
+		!strings.Contains(second.stdout.String(), "by the run that was stopped") {
+		t.Errorf("the second send's stdout:\n%s\nwant note.txt reported as %s, stored by the run that was stopped", second.stdout.String(), stored[1])
+	}
+	if !strings.Contains(second.stderr.String(), "ferry: resuming big.bin at ") {
+		t.Errorf("the second send did not resume big.bin; stderr:\n%s", second.stderr.String())
+	}
+	if es := openResumeState(cache).load(); len(es) != 0 {
+		t.Errorf("still remembered once the command went through: %+v", es)
+	}
+	// The room heard of each file once: note.txt, then big.bin.
+	var names []string
+	for len(names) < 2 {
+		e := receive(t, events)
+		if e.Name != client.FileEvent {
+			continue
+		}
+		var f client.File
+		if err := e.Decode(&f); err != nil {
 			t.Fatal(err)
 		}
-		return hex.EncodeToString(h.Sum(nil))
+		names = append(names, f.Name)
+		if f.Name == "big.bin" {
+			if got := fileSHA(t, watcher, f); got != sha256Hex(data) {
+				t.Errorf("big.bin downloaded with SHA-256 %s, want %s", got, sha256Hex(data))
+			}
+		}
+	}
+	if strings.Join(names, " ") != "note.txt big.bin" {
+		t.Errorf("files announced %v, want note.txt then big.bin, once each", names)
+	}
+
+	third := startFerryProcess(t, env, args...)
+	if code := third.exit(t); code != 0 {
+		t.Fatalf("the third send: exit code %d\nstderr: %s", code, third.stderr.String())
+	}
+	if strings.Contains(third.stdout.String(), stored[1]) || strings.Count(third.stdout.String(), "stored as") != 2 {
+		t.Errorf("the third send's stdout:\n%s\nwant both files sent anew", third.stdout.String())
 	}
 }

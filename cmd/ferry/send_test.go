@@ -136,11 +136,12 @@ func TestSendFails(t *testing.T) {
 		{"nothing to send", []string{"--server", s.URL, "--room", "lobby"}, "nothing to send"},
 		{"bad room", []string{"--server", s.URL, "--room", "no spaces", "--text", "x"}, `cannot join room "no spaces": Room names use letters`},
 		{"missing file", []string{"--server", s.URL, "--room", "lobby", "photo.jpg"}, "photo.jpg: open photo.jpg: no such file"},
-		{"folder", []string{"--server", s.URL, "--room", "lobby", t.TempDir()}, "not a regular file"},
+		{"folder", []string{"--server", s.URL, "--room", "lobby", t.TempDir()}, "is a folder"},
 		{"uploads off", []string{"--server", s.URL, "--room", "lobby", "send_test.go"}, "send_test.go: The server cannot do this yet. [not_implemented]"},
 		{"no token", []string{"--server", authed.URL, "--room", "lobby", "--text", "x"}, "401"},
 		{"no server", []string{"--server", nobody, "--room", "lobby", "--text", "x", "--timeout", "5s"}, "connect"},
 		{"unknown flag", []string{"--bogus"}, "unknown flag --bogus"},
+		{"bad server URL", []string{"--server", "htp://" + strings.TrimPrefix(s.URL, "http://"), "--room", "lobby", "--text", "x"}, "scheme must be ws, wss, http or https"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -151,6 +152,10 @@ func TestSendFails(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error %q, want it to contain %q", err, tt.want)
+			}
+			// What cannot work is not tried again.
+			if tt.name == "bad server URL" && strings.Contains(stderr.String(), "trying again") {
+				t.Errorf("a bad server URL was tried again: %s", stderr.String())
 			}
 		})
 	}
