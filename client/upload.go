@@ -107,6 +107,17 @@ type Progress struct {
 	Durable int64
 }
 
+// CancelUpload ends an upload kept on the server (KeepOnCancel), that its
+// sender will not resume: for instance because the file changed since.
+// Only its owner may; an upload already over is no error.
+func (c *Client) CancelUpload(ctx context.Context, id string) error {
+	_, err := c.request(ctx, protocol.Request{T: protocol.TypeUploadCancel, Upload: id}, nil)
+	if errors.Is(err, &protocol.Error{Code: protocol.CodeUnknownUpload}) {
+		return nil
+	}
+	return err
+}
+
 // Upload uploads size bytes read from r to room, a named room the client is
 // in, and returns the file once the server has stored, verified and
 // announced it to the room (as an event named "file").

@@ -100,6 +100,21 @@ func (s *resumeState) find(k resumeKey) (resumeEntry, bool) {
 	return resumeEntry{}, false
 }
 
+// changed returns the unfinished upload of the file at k's path that is no
+// longer the same file (another size or modification time), if any.
+func (s *resumeState) changed(k resumeKey) (resumeEntry, bool) {
+	if s == nil {
+		return resumeEntry{}, false
+	}
+	defer s.lock()()
+	for _, e := range s.load() {
+		if e.Server == k.Server && e.Room == k.Room && e.Path == k.Path && e.resumeKey != k && e.File == "" && s.fresh(e) {
+			return e, true
+		}
+	}
+	return resumeEntry{}, false
+}
+
 // put records e (stamped now), replacing what was known of its key.
 func (s *resumeState) put(e resumeEntry) error {
 	if s == nil {
@@ -243,6 +258,10 @@ func fileKey(server, room, path string, fi fs.FileInfo) (resumeKey, error) {
 func (s *resumeState) token(files []fileUpload) string {
 	for _, u := range files {
 		if e, ok := s.find(u.key); ok && e.Token != "" {
+			return e.Token
+		}
+		// The same user, to cancel the upload of a file that changed.
+		if e, ok := s.changed(u.key); ok && e.Token != "" {
 			return e.Token
 		}
 	}

@@ -137,6 +137,19 @@ func sendFile(ctx context.Context, c *client.Client, room string, u fileUpload, 
 		}
 	}
 	bar := newProgress(stderr, u.name, u.size)
+	if !resuming {
+		// The file changed since a stopped run began its upload: resuming
+		// that would store old bytes and new ones mixed.
+		if old, ok := o.state.changed(u.key); ok {
+			bar.say("%s changed since the run that was stopped: sending it from the start", u.name)
+			if err := c.CancelUpload(ctx, old.Upload); err != nil && ctx.Err() == nil {
+				bar.say("%s: the earlier upload stays on the server until it expires: %v", u.name, err)
+			}
+			if err := o.state.remove(old.resumeKey); err != nil {
+				bar.say("%s: cannot update the unfinished uploads: %v", u.name, err)
+			}
+		}
+	}
 	opts := client.UploadOptions{
 		Name:         u.name,
 		Base64:       o.base64,

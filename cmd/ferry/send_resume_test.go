@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -96,6 +97,55 @@ func waitCut(t *testing.T, link *ferrytest.Proxy, p *ferryProcess) {
 	}
 }
 
+// sendScene is a server with a disk store behind a link that tests cut,
+// and the "ferry send" command of files to room backup through it, with a
+// resume state of its own.
+type sendScene struct {
+	srv   *ferrytest.Ferry
+	link  *ferrytest.Proxy
+	cache string
+	env   []string
+	args  []string
+}
+
+func newSendScene(t *testing.T, files ...string) *sendScene {
+	t.Helper()
+	srv := ferrytest.Start(t, ferrytest.DiskStore(t), transfer.Config{PartSize: storage.MinPartSize}, server.Config{})
+	sc := &sendScene{srv: srv, link: ferrytest.NewProxy(t, strings.TrimPrefix(srv.URL, "http://")), cache: t.TempDir()}
+	sc.env = []string{"FERRY_CACHE_DIR=" + sc.cache, "FERRY_RESUME=true"}
+	sc.args = append([]string{"send", "--server", "http://" + sc.link.Addr, "--room", "backup", "--name", "phone"}, files...)
+	return sc
+}
+
+// stopped runs the command until the link drops after cutAt bytes and
+// then goes quiet (the phone loses its network, then its app), stops it
+// with sig, and heals the link. It returns the ended process.
+func (sc *sendScene) stopped(t *testing.T, cutAt int64, sig os.Signal) *ferryProcess {
+	t.Helper()
+	sc.link.CutAfterRandom(cutAt, cutAt, 1)
+	p := startFerryProcess(t, sc.env, sc.args...)
+	waitCut(t, sc.link, p)
+	sc.link.Stall()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	p.exit(t)
+	sc.link.Cut()
+	sc.link.CutAfterRandom(1<<50, 1<<50, 1) // no more cuts
+	sc.link.Resume()
+	return p
+}
+
+// again runs the command once more, to its end.
+func (sc *sendScene) again(t *testing.T) *ferryProcess {
+	t.Helper()
+	p := startFerryProcess(t, sc.env, sc.args...)
+	if code := p.exit(t); code != 0 {
+		t.Fatalf("ferry send again: exit code %d\nstderr: %s", code, p.stderr.String())
+	}
+	return p
+}
+
 var interruptHint = regexp.MustCompile(`ferry: interrupted: run the same command again to resume big\.bin \(at least \d+\.\d MiB of 48\.0 MiB received\)`)
 
 // "ferry send" stopped in the middle of a file, by Ctrl-C or by a kill it
@@ -105,45 +155,24 @@ var interruptHint = regexp.MustCompile(`ferry: interrupted: run the same command
 func TestSendResumesAfterBeingStopped(t *testing.T) {
 	for _, sig := range []os.Signal{os.Interrupt, os.Kill} {
 		t.Run(sig.String(), func(t *testing.T) {
-			s := ferrytest.Start(t, ferrytest.DiskStore(t), transfer.Config{PartSize: storage.MinPartSize}, server.Config{})
-			link := ferrytest.NewProxy(t, strings.TrimPrefix(s.URL, "http://"))
 			data := randomData(48 << 20)
-			path := writeFile(t, t.TempDir(), "big.bin", data)
-			cache := t.TempDir()
-			env := []string{"FERRY_CACHE_DIR=" + cache, "FERRY_RESUME=true"}
-			args := []string{"send", "--server", "http://" + link.Addr, "--room", "backup", "--name", "phone", path}
-
-			// Half a part past a part's end the phone loses its network
-			// (what was on its way is lost: the server holds more than it
-			// stored), then its app: the link goes quiet, and the process
-			// stops while it waits to reconnect.
-			cutAt := int64(4*storage.MinPartSize + storage.MinPartSize/2)
-			link.CutAfterRandom(cutAt, cutAt, 1)
-			first := startFerryProcess(t, env, args...)
-			waitCut(t, link, first)
-			link.Stall()
-			if err := first.cmd.Process.Signal(sig); err != nil {
-				t.Fatal(err)
-			}
-			code := first.exit(t)
-			link.Cut()
-			link.CutAfterRandom(1<<50, 1<<50, 1) // no more cuts
-			link.Resume()
+			sc := newSendScene(t, writeFile(t, t.TempDir(), "big.bin", data))
+			// Half a part past a part's end: what was on its way is lost,
+			// the server holds more than it stored.
+			first := sc.stopped(t, int64(4*storage.MinPartSize+storage.MinPartSize/2), sig)
+			code := first.cmd.ProcessState.ExitCode()
 			switch {
 			case sig == os.Interrupt && (code != 130 || !interruptHint.MatchString(first.stderr.String())):
 				t.Errorf("after Ctrl-C: exit code %d, stderr:\n%s\nwant 130 and a line matching %s", code, first.stderr.String(), interruptHint)
 			case sig == os.Kill && code != -1:
 				t.Errorf("after a kill: exit code %d", code)
 			}
-			if es := openResumeState(cache).load(); len(es) != 1 || es[0].Upload == "" || es[0].Name != "big.bin" {
+			if es := openResumeState(sc.cache).load(); len(es) != 1 || es[0].Upload == "" || es[0].Name != "big.bin" {
 				t.Fatalf("unfinished uploads remembered: %+v, want big.bin's", es)
 			}
 
-			watcher, events, _ := member(t, s.URL, "backup", "watcher")
-			second := startFerryProcess(t, env, args...)
-			if code := second.exit(t); code != 0 {
-				t.Fatalf("the second send: exit code %d\nstderr: %s", code, second.stderr.String())
-			}
+			watcher, events, _ := member(t, sc.srv.URL, "backup", "watcher")
+			second := sc.again(t)
 			if !strings.Contains(second.stderr.String(), "ferry: resuming big.bin at ") {
 				t.Errorf("the second send did not say it resumed; stderr:\n%s", second.stderr.String())
 			}
@@ -151,11 +180,11 @@ func TestSendResumesAfterBeingStopped(t *testing.T) {
 			// (docs/protocol.md, "Reconnecting and resuming"): only the one
 			// the stop cut off goes again. Going back to the durable offset
 			// would resend up to a part.
-			if resent := uploadBytes(t, s.URL) - int64(len(data)); resent > transfer.DefaultMaxChunk {
+			if resent := uploadBytes(t, sc.srv.URL) - int64(len(data)); resent > transfer.DefaultMaxChunk {
 				t.Errorf("%d bytes sent again; want at most a chunk (%d), nothing the server had received whole\nthe second send said:\n%s",
 					resent, transfer.DefaultMaxChunk, second.stderr.String())
 			}
-			if es := openResumeState(cache).load(); len(es) != 0 {
+			if es := openResumeState(sc.cache).load(); len(es) != 0 {
 				t.Errorf("still remembered once stored: %+v", es)
 			}
 			if got := downloadSHA(t, watcher, events); got != sha256Hex(data) {
@@ -198,40 +227,21 @@ func fileSHA(t *testing.T, c *client.Client, f client.File) string {
 // when run again: the room gets every file once. Once the command has been
 // through all its files, running it again sends them all again.
 func TestSendAgainSkipsFilesStored(t *testing.T) {
-	s := ferrytest.Start(t, ferrytest.DiskStore(t), transfer.Config{PartSize: storage.MinPartSize}, server.Config{})
-	link := ferrytest.NewProxy(t, strings.TrimPrefix(s.URL, "http://"))
 	dir := t.TempDir()
-	note := writeFile(t, dir, "note.txt", []byte("sent before the big one\n"))
 	data := randomData(48 << 20)
-	big := writeFile(t, dir, "big.bin", data)
-	cache := t.TempDir()
-	env := []string{"FERRY_CACHE_DIR=" + cache, "FERRY_RESUME=true"}
-	args := []string{"send", "--server", "http://" + link.Addr, "--room", "backup", "--name", "phone", note, big}
-	watcher, events, _ := member(t, s.URL, "backup", "watcher")
+	sc := newSendScene(t, writeFile(t, dir, "note.txt", []byte("sent before the big one\n")), writeFile(t, dir, "big.bin", data))
+	watcher, events, _ := member(t, sc.srv.URL, "backup", "watcher")
 
-	cutAt := int64(4*storage.MinPartSize + storage.MinPartSize/2)
-	link.CutAfterRandom(cutAt, cutAt, 1)
-	first := startFerryProcess(t, env, args...)
-	waitCut(t, link, first)
-	link.Stall()
-	if err := first.cmd.Process.Signal(os.Interrupt); err != nil {
-		t.Fatal(err)
-	}
-	if code := first.exit(t); code != 130 {
+	first := sc.stopped(t, int64(4*storage.MinPartSize+storage.MinPartSize/2), os.Interrupt)
+	if code := first.cmd.ProcessState.ExitCode(); code != 130 {
 		t.Fatalf("after Ctrl-C: exit code %d\nstderr: %s", code, first.stderr.String())
 	}
-	link.Cut()
-	link.CutAfterRandom(1<<50, 1<<50, 1)
-	link.Resume()
 	stored := regexp.MustCompile(`note\.txt: stored as (f_\w+) `).FindStringSubmatch(first.stdout.String())
 	if stored == nil {
 		t.Fatalf("the first send did not store note.txt; stdout:\n%s", first.stdout.String())
 	}
 
-	second := startFerryProcess(t, env, args...)
-	if code := second.exit(t); code != 0 {
-		t.Fatalf("the second send: exit code %d\nstderr: %s", code, second.stderr.String())
-	}
+	second := sc.again(t)
 	if want := "note.txt: stored as " + stored[1] + " "; !strings.Contains(second.stdout.String(), want) ||
 		!strings.Contains(second.stdout.String(), "by the run that was stopped") {
 		t.Errorf("the second send's stdout:\n%s\nwant note.txt reported as %s, stored by the run that was stopped", second.stdout.String(), stored[1])
@@ -239,7 +249,7 @@ func TestSendAgainSkipsFilesStored(t *testing.T) {
 	if !strings.Contains(second.stderr.String(), "ferry: resuming big.bin at ") {
 		t.Errorf("the second send did not resume big.bin; stderr:\n%s", second.stderr.String())
 	}
-	if es := openResumeState(cache).load(); len(es) != 0 {
+	if es := openResumeState(sc.cache).load(); len(es) != 0 {
 		t.Errorf("still remembered once the command went through: %+v", es)
 	}
 	// The room heard of each file once: note.txt, then big.bin.
@@ -264,11 +274,35 @@ func TestSendAgainSkipsFilesStored(t *testing.T) {
 		t.Errorf("files announced %v, want note.txt then big.bin, once each", names)
 	}
 
-	third := startFerryProcess(t, env, args...)
-	if code := third.exit(t); code != 0 {
-		t.Fatalf("the third send: exit code %d\nstderr: %s", code, third.stderr.String())
-	}
+	third := sc.again(t)
 	if strings.Contains(third.stdout.String(), stored[1]) || strings.Count(third.stdout.String(), "stored as") != 2 {
 		t.Errorf("the third send's stdout:\n%s\nwant both files sent anew", third.stdout.String())
+	}
+}
+
+// A file changed since the stopped run began its upload is sent from the
+// start, says so, and that upload is canceled on the server.
+func TestSendAgainAfterFileChanged(t *testing.T) {
+	data := randomData(24 << 20)
+	path := writeFile(t, t.TempDir(), "big.bin", data)
+	sc := newSendScene(t, path)
+	sc.stopped(t, int64(2*storage.MinPartSize), os.Kill)
+	if es := openResumeState(sc.cache).load(); len(es) != 1 {
+		t.Fatalf("unfinished uploads remembered: %+v, want big.bin's", es)
+	}
+
+	data = append(data, "and a line more\n"...)
+	writeFile(t, filepath.Dir(path), "big.bin", data)
+	watcher, events, _ := member(t, sc.srv.URL, "backup", "watcher")
+	second := sc.again(t)
+	if out := second.stderr.String(); !strings.Contains(out, "big.bin changed since the run that was stopped: sending it from the start") ||
+		strings.Contains(out, "stays on the server") || strings.Contains(out, "resuming") {
+		t.Errorf("the second send's stderr:\n%s\nwant it to say big.bin changed, and cancel the earlier upload", out)
+	}
+	if got := downloadSHA(t, watcher, events); got != sha256Hex(data) {
+		t.Errorf("downloaded SHA-256 %s, want the changed file's %s", got, sha256Hex(data))
+	}
+	if es := openResumeState(sc.cache).load(); len(es) != 0 {
+		t.Errorf("still remembered once stored: %+v", es)
 	}
 }
