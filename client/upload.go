@@ -109,7 +109,8 @@ type Progress struct {
 
 // CancelUpload ends an upload kept on the server (KeepOnCancel), that its
 // sender will not resume: for instance because the file changed since.
-// Only its owner may; an upload already over is no error.
+// Only its owner may. An upload that failed or is gone is no error; one
+// already complete is bad_request (its file stays).
 func (c *Client) CancelUpload(ctx context.Context, id string) error {
 	_, err := c.request(ctx, protocol.Request{T: protocol.TypeUploadCancel, Upload: id}, nil)
 	if errors.Is(err, &protocol.Error{Code: protocol.CodeUnknownUpload}) {

@@ -26,7 +26,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "ferry:", err)
 		var he *client.HandshakeError
 		if errors.As(err, &he) && he.StatusCode == http.StatusUnauthorized {
-			fmt.Fprintln(os.Stderr, "ferry: this server wants a token: pass --token (or FERRY_TOKEN); `ferry token` makes one from the server's --auth-secret")
+			fmt.Fprintln(os.Stderr, "ferry: this server wants a valid token: pass --token (or FERRY_TOKEN); `ferry token` makes one from the server's --auth-secret")
 		}
 		var ec exitCode
 		if errors.As(err, &ec) {

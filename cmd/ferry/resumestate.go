@@ -86,6 +86,25 @@ func openResumeState(dir string) *resumeState {
 
 // find returns the unfinished upload of k, if there is one still fresh.
 func (s *resumeState) find(k resumeKey) (resumeEntry, bool) {
+	return s.first(func(e resumeEntry) bool { return e.resumeKey == k && e.File == "" })
+}
+
+// stored returns the file that batch stored as k, if a run of it did and
+// stopped before its other files.
+func (s *resumeState) stored(k resumeKey, batch string) (resumeEntry, bool) {
+	return s.first(func(e resumeEntry) bool { return e.resumeKey == k && e.File != "" && e.Batch == batch })
+}
+
+// changed returns the unfinished upload of the file at k's path that is no
+// longer the same file (another size or modification time), if any.
+func (s *resumeState) changed(k resumeKey) (resumeEntry, bool) {
+	return s.first(func(e resumeEntry) bool {
+		return e.Server == k.Server && e.Room == k.Room && e.Path == k.Path && e.resumeKey != k && e.File == ""
+	})
+}
+
+// first returns the first fresh entry that match accepts.
+func (s *resumeState) first(match func(resumeEntry) bool) (resumeEntry, bool) {
 	if s == nil {
 		return resumeEntry{}, false
 	}
@@ -93,45 +112,37 @@ func (s *resumeState) find(k resumeKey) (resumeEntry, bool) {
 	// be renamed over, and a send's change would fail.
 	defer s.lock()()
 	for _, e := range s.load() {
-		if e.resumeKey == k && s.fresh(e) {
+		if match(e) && s.fresh(e) {
 			return e, true
 		}
 	}
 	return resumeEntry{}, false
 }
 
-// changed returns the unfinished upload of the file at k's path that is no
-// longer the same file (another size or modification time), if any.
-func (s *resumeState) changed(k resumeKey) (resumeEntry, bool) {
-	if s == nil {
-		return resumeEntry{}, false
-	}
-	defer s.lock()()
-	for _, e := range s.load() {
-		if e.Server == k.Server && e.Room == k.Room && e.Path == k.Path && e.resumeKey != k && e.File == "" && s.fresh(e) {
-			return e, true
-		}
-	}
-	return resumeEntry{}, false
-}
-
-// put records e (stamped now), replacing what was known of its key.
+// put records e (stamped now). It replaces the unfinished upload of its
+// key and, for a stored file, what the same batch knew of it; what other
+// commands stored stays theirs.
 func (s *resumeState) put(e resumeEntry) error {
 	if s == nil {
 		return nil
 	}
 	e.Updated = s.now()
 	return s.update(func(es []resumeEntry) []resumeEntry {
-		return append(deleteKey(es, e.resumeKey), e)
+		es = slices.DeleteFunc(es, func(o resumeEntry) bool {
+			return o.resumeKey == e.resumeKey && (o.File == "" || e.File != "" && o.Batch == e.Batch)
+		})
+		return append(es, e)
 	})
 }
 
-// remove forgets the upload of k.
+// remove forgets the unfinished upload of k.
 func (s *resumeState) remove(k resumeKey) error {
 	if s == nil {
 		return nil
 	}
-	return s.update(func(es []resumeEntry) []resumeEntry { return deleteKey(es, k) })
+	return s.update(func(es []resumeEntry) []resumeEntry {
+		return slices.DeleteFunc(es, func(e resumeEntry) bool { return e.resumeKey == k && e.File == "" })
+	})
 }
 
 // removeBatch forgets the files stored by batch, a command that has now
@@ -153,10 +164,6 @@ func batchOf(files []fileUpload) string {
 		fmt.Fprintf(h, "%q %q %q %d %d\n", u.key.Server, u.key.Room, u.key.Path, u.key.Size, u.key.ModTime)
 	}
 	return hex.EncodeToString(h.Sum(nil)[:12])
-}
-
-func deleteKey(es []resumeEntry, k resumeKey) []resumeEntry {
-	return slices.DeleteFunc(es, func(e resumeEntry) bool { return e.resumeKey == k })
 }
 
 func (s *resumeState) fresh(e resumeEntry) bool { return s.now().Sub(e.Updated) < resumeTTL }
@@ -260,7 +267,9 @@ func (s *resumeState) token(files []fileUpload) string {
 		if e, ok := s.find(u.key); ok && e.Token != "" {
 			return e.Token
 		}
-		// The same user, to cancel the upload of a file that changed.
+	}
+	// Else the same user, to cancel the upload of a file that changed.
+	for _, u := range files {
 		if e, ok := s.changed(u.key); ok && e.Token != "" {
 			return e.Token
 		}

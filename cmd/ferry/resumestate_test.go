@@ -161,3 +161,35 @@ func TestResumeStateLockHeld(t *testing.T) {
 		t.Errorf("find = %+v, %v; want up_a", e, ok)
 	}
 }
+
+// What a stopped command stored stays its own while other commands send
+// the same file, until that command has been through its files.
+func TestResumeStateStoredByBatch(t *testing.T) {
+	s := openResumeState(t.TempDir())
+	k := resumeKey{Server: "http://s", Room: "r", Path: "/a", Size: 1, ModTime: 1}
+	if err := s.put(resumeEntry{resumeKey: k, Upload: "up_1", File: "f_1", Batch: "b1"}); err != nil {
+		t.Fatal(err)
+	}
+	// Another command sends the same file: its upload, then its end.
+	if err := s.put(resumeEntry{resumeKey: k, Upload: "up_2"}); err != nil {
+		t.Fatal(err)
+	}
+	if e, ok := s.find(k); !ok || e.Upload != "up_2" {
+		t.Errorf("find = %+v, %v; want the other command's upload up_2", e, ok)
+	}
+	if err := s.remove(k); err != nil {
+		t.Fatal(err)
+	}
+	if e, ok := s.stored(k, "b1"); !ok || e.File != "f_1" {
+		t.Errorf("stored(b1) = %+v, %v; want f_1, kept through another command's upload", e, ok)
+	}
+	if _, ok := s.stored(k, "b2"); ok {
+		t.Error("another batch finds b1's file")
+	}
+	if err := s.removeBatch("b1"); err != nil {
+		t.Fatal(err)
+	}
+	if es := s.load(); len(es) != 0 {
+		t.Errorf("left after the batch went through: %+v", es)
+	}
+}

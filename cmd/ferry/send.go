@@ -125,7 +125,7 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return interruptedOr(ctx, joinFailed(f.room, err, c.Limits()))
 	}
 	if len(uploads) > 0 {
-		o := sendOptions{json: *asJSON, base64: *b64, state: state, ownToken: f.token != ""}
+		o := sendOptions{json: *asJSON, base64: *b64, state: state, ownToken: f.token != "", start: time.Now()}
 		if len(uploads) > 1 {
 			o.batch = batchOf(uploads)
 		}

@@ -66,6 +66,8 @@ type sendOptions struct {
 	// batch names this command when it sends several files (batchOf), so
 	// that running it again after a stop skips the files already stored.
 	batch string
+	// start is when this run began.
+	start time.Time
 }
 
 // sendFiles uploads files to room over c, one after the other, and reports
@@ -74,6 +76,7 @@ type sendOptions struct {
 // others; the error names every file not sent.
 func sendFiles(ctx context.Context, c *client.Client, room string, files []fileUpload, o sendOptions, stdout, stderr io.Writer) error {
 	var failed []error
+	through := true // every file stored or refused: none left to resume
 	for _, u := range files {
 		start := time.Now()
 		f, earlier, err := sendFile(ctx, c, room, u, o, stderr)
@@ -81,6 +84,8 @@ func sendFiles(ctx context.Context, c *client.Client, room string, files []fileU
 			if ctx.Err() != nil {
 				return err
 			}
+			var perr *protocol.Error
+			through = through && errors.As(err, &perr) && perr.Code != protocol.CodeStorageUnavailable
 			failed = append(failed, fmt.Errorf("%s: %w", u.path, err))
 			continue
 		}
@@ -102,10 +107,13 @@ func sendFiles(ctx context.Context, c *client.Client, room string, files []fileU
 			return fmt.Errorf("send: writing to stdout: %w", err)
 		}
 	}
-	// Every file had its turn: a run of this command from now on sends
-	// them all again.
-	if err := o.state.removeBatch(o.batch); err != nil {
-		fmt.Fprintf(stderr, "ferry: cannot update the unfinished uploads: %v\n", err)
+	// Every file stored or refused: a run of this command from now on
+	// sends them all again. Otherwise (the connection lost for good, a
+	// token gone stale) running it again resumes, and skips what is stored.
+	if through {
+		if err := o.state.removeBatch(o.batch); err != nil {
+			fmt.Fprintf(stderr, "ferry: cannot update the unfinished uploads: %v\n", err)
+		}
 	}
 	switch len(failed) {
 	case 0:
@@ -126,23 +134,28 @@ func sendFiles(ctx context.Context, c *client.Client, room string, files []fileU
 // that a run of the same command stored it before it was stopped: the
 // file is not sent twice.
 func sendFile(ctx context.Context, c *client.Client, room string, u fileUpload, o sendOptions, stderr io.Writer) (f client.File, earlier bool, err error) {
-	prev, resuming := o.state.find(u.key)
-	if resuming && prev.File != "" {
-		resuming = false
-		if prev.Batch == o.batch {
-			// Still there (and the link fresh), or send it again.
-			if f, err := c.FileLink(ctx, prev.File); err == nil {
-				return f, true, nil
+	// Stored by a run of this command before this one (not by this run,
+	// which may name a file twice): still there, with a fresh link, or
+	// gone since, and sent again.
+	if done, ok := o.state.stored(u.key, o.batch); ok && o.batch != "" && done.Updated.Before(o.start) {
+		f, err := c.FileLink(ctx, done.File)
+		if !errors.Is(err, &protocol.Error{Code: protocol.CodeNotFound}) {
+			if err != nil && ctx.Err() != nil {
+				return f, false, interrupted("interrupted: run the same command again to go on")
 			}
+			return f, err == nil, told(err, c.Limits())
 		}
 	}
+	prev, resuming := o.state.find(u.key)
 	bar := newProgress(stderr, u.name, u.size)
 	if !resuming {
 		// The file changed since a stopped run began its upload: resuming
 		// that would store old bytes and new ones mixed.
 		if old, ok := o.state.changed(u.key); ok {
 			bar.say("%s changed since the run that was stopped: sending it from the start", u.name)
-			if err := c.CancelUpload(ctx, old.Upload); err != nil && ctx.Err() == nil {
+			// One already complete (its file stored before the state knew)
+			// answers bad_request: nothing lingers then.
+			if err := c.CancelUpload(ctx, old.Upload); err != nil && ctx.Err() == nil && !errors.Is(err, &protocol.Error{Code: protocol.CodeBadRequest}) {
 				bar.say("%s: the earlier upload stays on the server until it expires: %v", u.name, err)
 			}
 			if err := o.state.remove(old.resumeKey); err != nil {
