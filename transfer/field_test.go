@@ -164,7 +164,10 @@ func TestSHA256Later(t *testing.T) {
 // A store that hangs is told within SlowStorage, each request ends at
 // StorageTimeout, and the upload goes on when the store answers again.
 func TestHungStorageIsTold(t *testing.T) {
-	f := newFixture(t, func(c *Config) { c.SlowStorage, c.StorageTimeout = 50*time.Millisecond, 300*time.Millisecond })
+	// StorageTimeout leaves room for a request on a loaded machine (the
+	// race detector, other test binaries): at 300 ms, requests kept timing
+	// out after the store answered again.
+	f := newFixture(t, func(c *Config) { c.SlowStorage, c.StorageTimeout = 50*time.Millisecond, time.Second })
 	sink := newSink()
 	hold := make(chan struct{})
 	f.store.set(func(s *memStore) { s.hold = hold })
@@ -176,7 +179,7 @@ func TestHungStorageIsTold(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("heard of the hung store after %v", d)
 	}
-	time.Sleep(700 * time.Millisecond) // a few requests time out
+	time.Sleep(2500 * time.Millisecond) // a few requests time out
 	close(hold)
 	send(t, f.m, sink, g, "alice", data, partSize, int64(len(data)), 1<<20)
 	f.checkStored(sink.waitCompleted(t, g.Upload), data, octetStream)

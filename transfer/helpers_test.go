@@ -122,7 +122,10 @@ func (s *testSink) errors(id string) []error {
 
 // await waits until cond holds, or gives up after a while.
 func (s *testSink) await(what string, cond func() bool) error {
-	deadline := time.After(10 * time.Second)
+	// A bound on hangs, not a speed requirement: a loaded machine (make
+	// test runs packages side by side, under the race detector) takes
+	// seconds for what takes milliseconds alone.
+	deadline := time.After(30 * time.Second)
 	for !cond() {
 		select {
 		case <-s.changed:
@@ -218,7 +221,7 @@ func (f *fixture) manager(tweak func(*Config)) *Manager {
 	}
 	m.Notify(f)
 	f.t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
 		if err := m.Shutdown(ctx); err != nil {
 			f.t.Errorf("Shutdown: %v", err)
