@@ -84,37 +84,45 @@ func openResumeState(dir string) *resumeState {
 	return &resumeState{path: filepath.Join(dir, "uploads.json"), now: time.Now, lockWait: resumeLockWait}
 }
 
-// find returns the unfinished upload of k, if there is one still fresh.
-func (s *resumeState) find(k resumeKey) (resumeEntry, bool) {
-	return s.first(func(e resumeEntry) bool { return e.resumeKey == k && e.File == "" })
+// knownFile is what the state knows of a file (a resumeKey) in one read.
+type knownFile struct {
+	// unfinished is the file's unfinished upload.
+	unfinished *resumeEntry
+	// stored is the file as the batch asked about stored it, in a run that
+	// stopped before the batch's other files.
+	stored *resumeEntry
+	// changed is an unfinished upload of the file at the same path that
+	// is no longer the same file (another size or modification time).
+	changed *resumeEntry
 }
 
-// stored returns the file that batch stored as k, if a run of it did and
-// stopped before its other files.
-func (s *resumeState) stored(k resumeKey, batch string) (resumeEntry, bool) {
-	return s.first(func(e resumeEntry) bool { return e.resumeKey == k && e.File != "" && e.Batch == batch })
-}
-
-// changed returns the unfinished upload of the file at k's path that is no
-// longer the same file (another size or modification time), if any.
-func (s *resumeState) changed(k resumeKey) (resumeEntry, bool) {
-	return s.first(func(e resumeEntry) bool {
-		return e.Server == k.Server && e.Room == k.Room && e.Path == k.Path && e.resumeKey != k && e.File == ""
-	})
-}
-
-// first returns the first fresh entry that match accepts.
-func (s *resumeState) first(match func(resumeEntry) bool) (resumeEntry, bool) {
+// known returns, from one read of the state, what it knows of k, stored
+// by batch ("" for none). Only fresh entries count.
+func (s *resumeState) known(k resumeKey, batch string) (kf knownFile) {
 	if s == nil {
-		return resumeEntry{}, false
+		return kf
 	}
 	// Read under the lock too: on Windows a file open for reading cannot
 	// be renamed over, and a send's change would fail.
 	defer s.lock()()
 	for _, e := range s.load() {
-		if match(e) && s.fresh(e) {
-			return e, true
+		switch {
+		case !s.fresh(e):
+		case e.resumeKey == k && e.File == "":
+			kf.unfinished = &e
+		case e.resumeKey == k && batch != "" && e.Batch == batch:
+			kf.stored = &e
+		case e.Server == k.Server && e.Room == k.Room && e.Path == k.Path && e.resumeKey != k && e.File == "":
+			kf.changed = &e
 		}
+	}
+	return kf
+}
+
+// find returns the unfinished upload of k, if there is one still fresh.
+func (s *resumeState) find(k resumeKey) (resumeEntry, bool) {
+	if e := s.known(k, "").unfinished; e != nil {
+		return *e, true
 	}
 	return resumeEntry{}, false
 }
@@ -263,16 +271,15 @@ func fileKey(server, room, path string, fi fs.FileInfo) (resumeKey, error) {
 // token returns the anonymous token kept with the first of files that has
 // an unfinished upload, if any.
 func (s *resumeState) token(files []fileUpload) string {
+	changed := "" // else the same user, to cancel the upload of a file that changed
 	for _, u := range files {
-		if e, ok := s.find(u.key); ok && e.Token != "" {
+		kf := s.known(u.key, "")
+		if e := kf.unfinished; e != nil && e.Token != "" {
 			return e.Token
 		}
-	}
-	// Else the same user, to cancel the upload of a file that changed.
-	for _, u := range files {
-		if e, ok := s.changed(u.key); ok && e.Token != "" {
-			return e.Token
+		if e := kf.changed; e != nil && changed == "" {
+			changed = e.Token
 		}
 	}
-	return ""
+	return changed
 }

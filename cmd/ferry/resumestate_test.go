@@ -180,10 +180,10 @@ func TestResumeStateStoredByBatch(t *testing.T) {
 	if err := s.remove(k); err != nil {
 		t.Fatal(err)
 	}
-	if e, ok := s.stored(k, "b1"); !ok || e.File != "f_1" {
-		t.Errorf("stored(b1) = %+v, %v; want f_1, kept through another command's upload", e, ok)
+	if e := s.known(k, "b1").stored; e == nil || e.File != "f_1" {
+		t.Errorf("stored by b1 = %+v; want f_1, kept through another command's upload", e)
 	}
-	if _, ok := s.stored(k, "b2"); ok {
+	if e := s.known(k, "b2").stored; e != nil {
 		t.Error("another batch finds b1's file")
 	}
 	if err := s.removeBatch("b1"); err != nil {

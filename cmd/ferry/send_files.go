@@ -137,7 +137,8 @@ func sendFile(ctx context.Context, c *client.Client, room string, u fileUpload, 
 	// Stored by a run of this command before this one (not by this run,
 	// which may name a file twice): still there, with a fresh link, or
 	// gone since, and sent again.
-	if done, ok := o.state.stored(u.key, o.batch); ok && o.batch != "" && done.Updated.Before(o.start) {
+	known := o.state.known(u.key, o.batch)
+	if done := known.stored; done != nil && done.Updated.Before(o.start) {
 		f, err := c.FileLink(ctx, done.File)
 		if !errors.Is(err, &protocol.Error{Code: protocol.CodeNotFound}) {
 			if err != nil && ctx.Err() != nil {
@@ -146,12 +147,12 @@ func sendFile(ctx context.Context, c *client.Client, room string, u fileUpload, 
 			return f, err == nil, told(err, c.Limits())
 		}
 	}
-	prev, resuming := o.state.find(u.key)
+	prev, resuming := known.unfinished, known.unfinished != nil
 	bar := newProgress(stderr, u.name, u.size)
 	if !resuming {
 		// The file changed since a stopped run began its upload: resuming
 		// that would store old bytes and new ones mixed.
-		if old, ok := o.state.changed(u.key); ok {
+		if old := known.changed; old != nil {
 			bar.say("%s changed since the run that was stopped: sending it from the start", u.name)
 			// One already complete (its file stored before the state knew)
 			// answers bad_request: nothing lingers then.
