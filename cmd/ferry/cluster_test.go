@@ -55,12 +55,18 @@ func startFerryCluster(t *testing.T, n int, extra ...string) *ferryCluster {
 	}
 	// All at once, as a deployment starts them: each node keeps its own
 	// direct-message position and letters, so none is refused.
+	start := time.Now()
 	for i := range c.nodes {
 		c.spawn(i)
 	}
 	for i := range c.nodes {
 		c.waitReady(i)
 	}
+	retried := 0
+	for _, node := range c.nodes {
+		retried += strings.Count(node.proc.stderr.String(), "streams not set up yet")
+	}
+	t.Logf("%d ferry nodes started together, ready in %v; %d setup attempts went unanswered", n, time.Since(start).Round(time.Millisecond), retried)
 	t.Cleanup(func() {
 		if t.Failed() {
 			for i, node := range c.nodes {

@@ -49,22 +49,29 @@ func (f *natsFlags) check(urls string) error {
 	return nil
 }
 
-// setupAttempt bounds one attempt at creating or updating the streams and
-// buckets on an external NATS. In a cluster a request can go unanswered
-// (several nodes creating the same stream at once, a leader being
-// elected); the next attempt, idempotent, gets an answer.
-const setupAttempt = 10 * time.Second
+// An attempt at creating or updating one stream or bucket on an external
+// NATS is bounded, first by firstSetupAttempt, each next one twice as
+// long up to lastSetupAttempt. In a cluster a request can go unanswered
+// although the stream is made (several nodes creating the same stream at
+// once, a leader being elected); the next attempt, idempotent, gets an
+// answer, so a short first attempt costs nodes started together little
+// (a node opens several streams, one after the other).
+const (
+	firstSetupAttempt = 2 * time.Second
+	lastSetupAttempt  = 10 * time.Second
+)
 
-// setupRetrying runs setup with attempts of setupAttempt until it
-// succeeds, fails otherwise than by a timeout, or ctx ends.
+// setupRetrying runs setup, which opens one stream or bucket, in attempts
+// of growing bounds until it succeeds, fails otherwise than by a timeout,
+// or ctx ends.
 func setupRetrying(ctx context.Context, log *slog.Logger, setup func(context.Context) error) error {
-	for {
-		actx, cancel := context.WithTimeout(ctx, setupAttempt)
+	for bound := firstSetupAttempt; ; bound = min(2*bound, lastSetupAttempt) {
+		actx, cancel := context.WithTimeout(ctx, bound)
 		err := setup(actx)
 		cancel()
 		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
 			return err
 		}
-		log.Warn("NATS: streams not set up yet, trying again", "err", err)
+		log.Warn("NATS: streams not set up yet, trying again", "err", err, "next_wait", min(2*bound, lastSetupAttempt).String())
 	}
 }

@@ -359,18 +359,29 @@ func openState(ctx context.Context, f *serveFlags, log *slog.Logger) (sharedStat
 			return emb.Shutdown(ctx)
 		})
 	}
+	// Each retried alone, so that one lost answer costs one short attempt.
 	err = setupRetrying(ctx, log, func(ctx context.Context) (err error) {
-		if st.journal, err = jetstream.New(ctx, st.nc, jcfg); err == nil {
-			st.mail, err = jetstream.NewMailboxes(ctx, st.nc, mcfg)
-		}
-		if err == nil {
-			st.files, err = jetstream.NewFileIndex(ctx, st.nc, fcfg)
-		}
-		if err == nil {
-			st.receipts, err = jetstream.NewReceipts(ctx, st.nc, rcfg)
-		}
+		st.journal, err = jetstream.New(ctx, st.nc, jcfg)
 		return err
 	})
+	if err == nil {
+		err = setupRetrying(ctx, log, func(ctx context.Context) (err error) {
+			st.mail, err = jetstream.NewMailboxes(ctx, st.nc, mcfg)
+			return err
+		})
+	}
+	if err == nil {
+		err = setupRetrying(ctx, log, func(ctx context.Context) (err error) {
+			st.files, err = jetstream.NewFileIndex(ctx, st.nc, fcfg)
+			return err
+		})
+	}
+	if err == nil {
+		err = setupRetrying(ctx, log, func(ctx context.Context) (err error) {
+			st.receipts, err = jetstream.NewReceipts(ctx, st.nc, rcfg)
+			return err
+		})
+	}
 	if err != nil {
 		_ = st.closer.Close()
 		return sharedState{}, fmt.Errorf("rooms' state in JetStream: %w", err)
