@@ -92,7 +92,11 @@ type Request struct {
 	Resume    string `json:"resume,omitempty"`
 	// SHA256Later, on upload.open, says the client gives the SHA-256 with
 	// upload.finish once it has sent the last byte.
-	SHA256Later bool   `json:"sha256_later,omitempty"`
+	SHA256Later bool `json:"sha256_later,omitempty"`
+	// CRC32CLater, on upload.open, says the client gives the file's CRC32C
+	// (CRC32C, on upload.finish: 8 hex digits) instead.
+	CRC32CLater bool   `json:"crc32c_later,omitempty"`
+	CRC32C      string `json:"crc32c,omitempty"`
 	File        string `json:"file,omitempty"`
 }
 

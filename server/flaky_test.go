@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"net/url"
 	"slices"
 	"testing"
@@ -110,8 +111,10 @@ type flakyStats struct {
 
 // uploadOverLink uploads data over connections to rawURL until it is done,
 // reconnecting after every drop and resuming at the offset the server
-// grants, and returns the file object of upload.done.
-func uploadOverLink(t *testing.T, rawURL string, data []byte, b64 bool) (map[string]any, flakyStats) {
+// grants, and returns the file object of upload.done. It hashes what it
+// sends, a CRC32C when crc (crc32c_later) or else a SHA-256
+// (sha256_later), and gives the server that with upload.finish.
+func uploadOverLink(t *testing.T, rawURL string, data []byte, b64, crc bool) (map[string]any, flakyStats) {
 	t.Helper()
 	var (
 		st       flakyStats
@@ -122,6 +125,10 @@ func uploadOverLink(t *testing.T, rawURL string, data []byte, b64 bool) (map[str
 		h        = sha256.New() // over data[:hashed], as sent the first time
 		hashed   int64
 	)
+	later := "sha256"
+	if crc {
+		h, later = crc32.New(crc32.MakeTable(crc32.Castagnoli)), "crc32c"
+	}
 	deadline := time.Now().Add(3 * time.Minute)
 	for time.Now().Before(deadline) {
 		u := rawURL + "?name=flaky"
@@ -137,7 +144,7 @@ func uploadOverLink(t *testing.T, rawURL string, data []byte, b64 bool) (map[str
 		if p.welcome.Token != "" {
 			token = p.welcome.Token
 		}
-		file, sent, err := p.uploadOnce(&id, data, b64, func(granted int64) {
+		file, sent, err := p.uploadOnce(&id, data, b64, later, func(granted int64) {
 			if lastSent >= 0 {
 				st.resent = append(st.resent, lastSent-granted)
 			}
@@ -168,12 +175,12 @@ func uploadOverLink(t *testing.T, rawURL string, data []byte, b64 bool) (map[str
 // uploadOnce opens or resumes the upload on p and sends until it is done
 // or the link drops. It returns the file, or how far it had sent (-1 if
 // it sent nothing) and why it stopped.
-func (p *linkPeer) uploadOnce(id *string, data []byte, b64 bool, granted func(int64), hashTo func(int64), digest func() string) (map[string]any, int64, error) {
+func (p *linkPeer) uploadOnce(id *string, data []byte, b64 bool, later string, granted func(int64), hashTo func(int64), digest func() string) (map[string]any, int64, error) {
 	size := int64(len(data))
 	if _, err := p.request(frame{"t": "join", "room": "lobby"}, nil); err != nil {
 		return nil, -1, err
 	}
-	open := frame{"t": "upload.open", "room": "lobby", "name": "flaky.bin", "size": size, "sha256_later": true, "chunk_size": 256 << 10}
+	open := frame{"t": "upload.open", "room": "lobby", "name": "flaky.bin", "size": size, later + "_later": true, "chunk_size": 256 << 10}
 	if *id != "" {
 		open = frame{"t": "upload.open", "resume": *id}
 	}
@@ -232,7 +239,7 @@ func (p *linkPeer) uploadOnce(id *string, data []byte, b64 bool, granted func(in
 		}
 		if sent == size && !finished {
 			p.nextID++
-			if err := p.ws.WriteJSON(frame{"t": "upload.finish", "id": p.nextID, "upload": *id, "sha256": digest()}); err != nil {
+			if err := p.ws.WriteJSON(frame{"t": "upload.finish", "id": p.nextID, "upload": *id, later: digest()}); err != nil {
 				return nil, sent, err
 			}
 			finished = true
@@ -269,15 +276,15 @@ func TestUploadsOverFlakyLink(t *testing.T) {
 			link := ferrytest.NewProxy(t, e.URL[len("http://"):])
 			link.CutAfterRandom(1<<20, 6<<20, 42)
 			cases := []struct {
-				size int
-				b64  bool
-			}{{16 << 20, false}, {24<<20 + 12345, true}, {64 << 20, false}}
+				size     int
+				b64, crc bool
+			}{{16 << 20, false, false}, {24<<20 + 12345, true, true}, {64 << 20, false, true}}
 			if name == "minio" {
 				cases = cases[:2]
 			}
 			for _, c := range cases {
 				data := randomBytes(c.size)
-				file, st := uploadOverLink(t, "ws://"+link.Addr+"/ws", data, c.b64)
+				file, st := uploadOverLink(t, "ws://"+link.Addr+"/ws", data, c.b64, c.crc)
 				if file["sha256"] != sha(data) || int(file["size"].(float64)) != c.size {
 					t.Fatalf("stored %v, want %d bytes with SHA-256 %s", file, c.size, sha(data))
 				}
@@ -292,8 +299,8 @@ func TestUploadsOverFlakyLink(t *testing.T) {
 				}
 				// A lone upload gets parts of BigPartSize: the bound
 				// checked, PartSize, is a quarter of its part.
-				t.Logf("%d MiB base64=%v: %d connections, %d drops, bytes re-sent per drop: mean %d KiB, max %d KiB (window %d MiB, parts %d MiB; bound %d MiB)",
-					c.size>>20, c.b64, st.connections, len(st.resent), total/int64(max(1, len(st.resent)))>>10, worst>>10, st.window>>20, bigPartSize>>20, partSize>>20)
+				t.Logf("%d MiB base64=%v crc32c=%v: %d connections, %d drops, bytes re-sent per drop: mean %d KiB, max %d KiB (window %d MiB, parts %d MiB; bound %d MiB)",
+					c.size>>20, c.b64, c.crc, st.connections, len(st.resent), total/int64(max(1, len(st.resent)))>>10, worst>>10, st.window>>20, bigPartSize>>20, partSize>>20)
 				if len(st.resent) == 0 {
 					t.Errorf("no drop happened: the link is not flaky")
 				}

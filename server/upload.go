@@ -52,7 +52,7 @@ func (c *conn) dispatchUpload(req *protocol.Request) (any, error) {
 		g, err := t.Open(ctx, transfer.OpenRequest{
 			Owner: transfer.Owner{User: c.user, Name: c.name, Conn: c.id},
 			Room:  req.Room, Name: req.Name, Size: req.Size, Type: req.Type,
-			SHA256: req.SHA256, SHA256Later: req.SHA256Later, ChunkSize: req.ChunkSize, Resume: req.Resume,
+			SHA256: req.SHA256, SHA256Later: req.SHA256Later, CRC32CLater: req.CRC32CLater, ChunkSize: req.ChunkSize, Resume: req.Resume,
 		}, c)
 		if err != nil {
 			return nil, uploadErr(req.Resume, err)
@@ -72,7 +72,7 @@ func (c *conn) dispatchUpload(req *protocol.Request) (any, error) {
 			Offset: st.Offset, Durable: st.Durable, Status: st.Status, File: c.s.wireFilePtr(st.File),
 			Error: st.Error}, nil
 	case protocol.TypeUploadFinish:
-		if err := t.Finish(ctx, req.Upload, c.user, req.SHA256); err != nil {
+		if err := t.Finish(ctx, req.Upload, c.user, transfer.Digest{SHA256: req.SHA256, CRC32C: req.CRC32C}); err != nil {
 			return nil, uploadErr(req.Upload, err)
 		}
 		return map[string]string{"upload": req.Upload}, nil

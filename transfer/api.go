@@ -28,6 +28,11 @@ type OpenRequest struct {
 	// SHA256Later says the client gives the SHA-256 with Finish once it
 	// has sent the last byte; the upload completes only then.
 	SHA256Later bool
+	// CRC32CLater says the client gives the file's CRC32C with Finish
+	// instead (S3's own end-to-end check, hashed at memory speed); the
+	// upload completes only then, and the server still computes the
+	// SHA-256 the file is known by. At most one of the two Later.
+	CRC32CLater bool
 	// ChunkSize is the chunk size the client would like; the grant may differ.
 	ChunkSize int
 	// Resume is the id of an upload to resume. Its owner must be Owner.User.

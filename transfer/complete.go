@@ -20,7 +20,7 @@ func (u *upload) complete() error {
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
 	u.mu.Lock()
-	declared := u.sha
+	declared, wantCRC, fileCRC := u.sha, u.crc, u.fileCRC
 	meta := u.metaLocked(sum)
 	if u.later {
 		// The object was created without its digest, and S3 changes an
@@ -32,6 +32,9 @@ func (u *upload) complete() error {
 	u.mu.Unlock()
 	if declared != "" && sum != declared {
 		return errorf(CodeChecksumMismatch, "the file's SHA-256 is %s, not %s as declared", sum, declared)
+	}
+	if got := crcHex(fileCRC); wantCRC != "" && got != wantCRC {
+		return errorf(CodeChecksumMismatch, "the file's CRC32C is %s, not %s as given", got, wantCRC)
 	}
 	var earlier *File
 	err = u.retry("complete", false, func(ctx context.Context) error {

@@ -129,9 +129,9 @@ func TestSHA256Later(t *testing.T) {
 	if len(sink.files(g.Upload)) != 0 || len(f.announcedFiles()) != 0 {
 		t.Fatal("completed before the digest was given")
 	}
-	wantCode(t, f.m.Finish(context.Background(), g.Upload, "bob", sum(data)), CodeForbidden)
-	wantCode(t, f.m.Finish(context.Background(), g.Upload, "alice", "nope"), CodeBadRequest)
-	if err := f.m.Finish(context.Background(), g.Upload, "alice", sum(data)); err != nil {
+	wantCode(t, f.m.Finish(context.Background(), g.Upload, "bob", Digest{SHA256: sum(data)}), CodeForbidden)
+	wantCode(t, f.m.Finish(context.Background(), g.Upload, "alice", Digest{SHA256: "nope"}), CodeBadRequest)
+	if err := f.m.Finish(context.Background(), g.Upload, "alice", Digest{SHA256: sum(data)}); err != nil {
 		t.Fatal(err)
 	}
 	file := sink.waitCompleted(t, g.Upload)
@@ -144,14 +144,14 @@ func TestSHA256Later(t *testing.T) {
 		t.Errorf("object metadata sha256 %q: the object was copied to add it", got)
 	}
 	// Again, after completion: the same digest is fine, another is not.
-	if err := f.m.Finish(context.Background(), g.Upload, "alice", sum(data)); err != nil {
+	if err := f.m.Finish(context.Background(), g.Upload, "alice", Digest{SHA256: sum(data)}); err != nil {
 		t.Errorf("Finish again: %v", err)
 	}
-	wantCode(t, f.m.Finish(context.Background(), g.Upload, "alice", sum([]byte("other"))), CodeChecksumMismatch)
+	wantCode(t, f.m.Finish(context.Background(), g.Upload, "alice", Digest{SHA256: sum([]byte("other"))}), CodeChecksumMismatch)
 
 	// A wrong digest ends the upload, and nothing is announced.
 	g2 := f.open(f.m, sink, OpenRequest{Name: "y.bin", Size: int64(len(data)), SHA256Later: true})
-	if err := f.m.Finish(context.Background(), g2.Upload, "alice", sum([]byte("other"))); err != nil {
+	if err := f.m.Finish(context.Background(), g2.Upload, "alice", Digest{SHA256: sum([]byte("other"))}); err != nil {
 		t.Fatal(err) // taken before the bytes: checked at the end
 	}
 	send(t, f.m, sink, g2, "alice", data, 0, int64(len(data)), 1<<20)
@@ -344,7 +344,7 @@ func TestSHA256LaterSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	send(t, m2, sink2, g2, "alice", data, g2.Offset, int64(len(data)), 1<<20)
-	if err := m2.Finish(context.Background(), g.Upload, "alice", sum(data)); err != nil {
+	if err := m2.Finish(context.Background(), g.Upload, "alice", Digest{SHA256: sum(data)}); err != nil {
 		t.Fatalf("Finish after a restart: %v", err)
 	}
 	if f := sink2.waitCompleted(t, g.Upload); f.SHA256 != sum(data) {

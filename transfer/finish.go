@@ -5,18 +5,29 @@ import (
 	"strings"
 )
 
-// Finish gives the SHA-256 of an upload opened with SHA256Later, once the
-// client has sent its last byte (it may come before the bytes are stored).
-// The upload completes, and is verified against it, only then. Giving a
-// digest that differs from one given or declared before is CodeBadRequest;
-// for an upload that completed already, a digest other than the one of
-// the bytes the client sent is CodeChecksumMismatch (the stored bytes may
-// differ: see File.SentSHA256).
-func (m *Manager) Finish(ctx context.Context, uploadID, user, sha string) error {
-	if sha == "" {
-		return errorf(CodeBadRequest, "upload.finish needs the file's sha256")
+// Digest is what upload.finish gives: the SHA-256 of an upload opened with
+// SHA256Later, the CRC32C of one opened with CRC32CLater (8 hex digits),
+// or both.
+type Digest struct {
+	SHA256, CRC32C string
+}
+
+// Finish gives the digest of an upload opened with SHA256Later or
+// CRC32CLater, once the client has sent its last byte (it may come before
+// the bytes are stored). The upload completes, and is verified against it,
+// only then. Giving a digest that differs from one given or declared
+// before is CodeBadRequest; for an upload that completed already, a digest
+// other than the one of the bytes the client sent is CodeChecksumMismatch
+// (the stored bytes may differ: see File.SentSHA256).
+func (m *Manager) Finish(ctx context.Context, uploadID, user string, d Digest) error {
+	if d.SHA256 == "" && d.CRC32C == "" {
+		return errorf(CodeBadRequest, "upload.finish needs the file's sha256 or crc32c")
 	}
-	sum, err := checkSHA256(sha)
+	sum, err := checkSHA256(d.SHA256)
+	if err != nil {
+		return err
+	}
+	crc, err := checkCRC32C(d.CRC32C)
 	if err != nil {
 		return err
 	}
@@ -27,7 +38,7 @@ func (m *Manager) Finish(ctx context.Context, uploadID, user, sha string) error 
 	u := m.uploads[uploadID]
 	m.mu.Unlock()
 	if u == nil {
-		return m.finishStored(ctx, uploadID, user, sum)
+		return m.finishStored(ctx, uploadID, user, sum, crc)
 	}
 	if u.owner.User != user {
 		return errorf(CodeForbidden, "upload %s belongs to someone else", uploadID)
@@ -39,18 +50,35 @@ func (m *Manager) Finish(ctx context.Context, uploadID, user, sha string) error 
 	switch {
 	case u.status == statusFailed:
 		return u.failure
+	case crc != "" && !u.crcLater:
+		return errorf(CodeBadRequest, "upload %s was opened without crc32c_later", uploadID)
 	case u.status == statusComplete:
+		if crc != "" && crc != crcHex(u.fileCRC) {
+			return errorf(CodeChecksumMismatch, "the CRC32C of the file received is %s, not %s", crcHex(u.fileCRC), crc)
+		}
+		if sum == "" {
+			return nil
+		}
 		return checkStoredSum(u.file, sum)
 	case m.uploads[uploadID] != u:
 		return errorf(CodeUnknownUpload, "upload %s changed; give its digest again", uploadID)
-	case u.sha != "" && u.sha != sum:
+	case sum != "" && u.sha != "" && u.sha != sum:
 		return errorf(CodeBadRequest, "upload %s was given another SHA-256 before", uploadID)
+	case crc != "" && u.crc != "" && u.crc != crc:
+		return errorf(CodeBadRequest, "upload %s was given another CRC32C before", uploadID)
+	case u.crcLater && crc == "":
+		return errorf(CodeBadRequest, "upload %s was opened with crc32c_later: upload.finish needs its crc32c", uploadID)
 	case !u.later && u.sha == "":
 		// Its completion does not wait for a digest: it could not be
 		// checked for certain.
 		return errorf(CodeBadRequest, "upload %s was opened without sha256_later", uploadID)
 	}
-	u.sha = sum
+	if sum != "" {
+		u.sha = sum
+	}
+	if crc != "" {
+		u.crc = crc
+	}
 	if !u.working && u.finishableLocked() {
 		u.m.startWorker(u)
 	}
@@ -60,13 +88,21 @@ func (m *Manager) Finish(ctx context.Context, uploadID, user, sha string) error 
 // finishStored answers Finish for an upload that is not in memory: a
 // finished one is checked against its file; one still uploading must be
 // resumed first, and given its digest again.
-func (m *Manager) finishStored(ctx context.Context, uploadID, user, sum string) error {
+func (m *Manager) finishStored(ctx context.Context, uploadID, user, sum, crc string) error {
 	mf, err := m.ownManifest(ctx, uploadID, user)
 	if err != nil {
 		return err
 	}
 	switch mf.Status {
 	case statusComplete:
+		switch {
+		case crc != "" && !mf.CRCLater:
+			return errorf(CodeBadRequest, "upload %s was opened without crc32c_later", uploadID)
+		case crc != "" && crc != crcHex(mf.FileCRC):
+			return errorf(CodeChecksumMismatch, "the CRC32C of the file received is %s, not %s", crcHex(mf.FileCRC), crc)
+		case sum == "":
+			return nil
+		}
 		f, err := m.File(ctx, mf.FileID)
 		if err != nil {
 			return err

@@ -480,6 +480,9 @@ func (m *Manager) newUpload(req OpenRequest) (*upload, error) {
 	if err != nil {
 		return nil, err
 	}
+	if req.SHA256Later && req.CRC32CLater {
+		return nil, errorf(CodeBadRequest, "give sha256_later or crc32c_later, not both")
+	}
 	declared, err := declaredType(req.Type)
 	if err != nil {
 		return nil, err
@@ -497,7 +500,7 @@ func (m *Manager) newUpload(req OpenRequest) (*upload, error) {
 		Version: manifestVersion, ID: newID(uploadPrefix), Status: statusUploading,
 		User: req.Owner.User, UserName: req.Owner.Name, Room: req.Room, Name: req.Name,
 		Size: req.Size, Declared: declared, SHA256: sum, FileID: fileID,
-		Key: key, Later: req.SHA256Later, PartSize: m.partSize, // Open reserves the size it gets
+		Key: key, Later: req.SHA256Later || req.CRC32CLater, CRCLater: req.CRC32CLater, PartSize: m.partSize, // Open reserves the size it gets
 		Created: now, Updated: now,
 	}, req.Owner.Conn), nil
 }

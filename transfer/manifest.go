@@ -43,7 +43,11 @@ type manifest struct {
 	SHA256 string `json:"sha256,omitempty"`
 	// Later says the client gives the digest with upload.finish: the
 	// upload completes only once it did.
-	Later     bool   `json:"sha256_later,omitempty"`
+	Later bool `json:"sha256_later,omitempty"`
+	// CRCLater says the digest upload.finish gives is the CRC32C (Later
+	// is then set too); CRC32C is the one it gave.
+	CRCLater  bool   `json:"crc32c_later,omitempty"`
+	CRC32C    string `json:"crc32c,omitempty"`
 	FileID    string `json:"file"`
 	Key       string `json:"key"`
 	Multipart string `json:"multipart,omitempty"`
@@ -52,7 +56,9 @@ type manifest struct {
 	// Hash is the SHA-256 state after Durable bytes
 	// (encoding.BinaryMarshaler), so that a resumed upload still hashes
 	// the whole file.
-	Hash    []byte    `json:"hash,omitempty"`
+	Hash []byte `json:"hash,omitempty"`
+	// FileCRC is the CRC32C of the Durable bytes, for CRCLater.
+	FileCRC uint32    `json:"crc32c_state,omitempty"`
 	Created time.Time `json:"created"`
 	Updated time.Time `json:"updated"`
 	// Error is set when Status is failed.

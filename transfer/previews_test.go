@@ -174,10 +174,10 @@ func TestJPEGStrippedAndThumbnailed(t *testing.T) {
 		t.Errorf("announced %+v, want %+v", a, file)
 	}
 	// The client's digest is of what it sent: upload.finish still agrees.
-	if err := f.m.Finish(context.Background(), g.Upload, "alice", sum(sent)); err != nil {
+	if err := f.m.Finish(context.Background(), g.Upload, "alice", Digest{SHA256: sum(sent)}); err != nil {
 		t.Errorf("Finish with the sent digest: %v", err)
 	}
-	wantCode(t, f.m.Finish(context.Background(), g.Upload, "alice", sum(stored)), CodeChecksumMismatch)
+	wantCode(t, f.m.Finish(context.Background(), g.Upload, "alice", Digest{SHA256: sum(stored)}), CodeChecksumMismatch)
 }
 
 func TestKeepEXIF(t *testing.T) {

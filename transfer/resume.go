@@ -195,10 +195,10 @@ func (m *Manager) restore(ctx context.Context, mf *manifest, conn string) (*uplo
 	u := m.makeUpload(mf, conn)
 	fresh := func(reason string) {
 		u.log.Warn("resumed upload starts over", "reason", reason, "durable", mf.Durable)
-		u.durable, u.hash = 0, nil
+		u.durable, u.hash, u.fileCRC = 0, nil, 0
 	}
 	u.durable = mf.Durable
-	u.hash = mf.Hash
+	u.hash, u.fileCRC = mf.Hash, mf.FileCRC
 	if mf.Durable > 0 {
 		u.ctype = mf.Type
 	}

@@ -30,8 +30,11 @@ type upload struct {
 	key      string
 	partSize int
 	created  time.Time
-	// later: the client gives the SHA-256 with Finish.
-	later bool
+	// later: the client gives the SHA-256 with Finish, or the CRC32C when
+	// crcLater; crc is the CRC32C it gave (8 lower-case hex digits).
+	later    bool
+	crcLater bool
+	crc      string
 	// reserved is the part memory the upload holds (see need). It is
 	// guarded by m.mu, not mu.
 	reserved int64
@@ -79,8 +82,9 @@ type upload struct {
 	reported   time.Time // when the sink last heard of received bytes
 	file       *File
 
-	mp   storage.Multipart
-	hash []byte // SHA-256 state after durable bytes
+	mp      storage.Multipart
+	hash    []byte // SHA-256 state after durable bytes
+	fileCRC uint32 // CRC32C of the durable bytes
 }
 
 type part struct {
@@ -110,7 +114,7 @@ func (m *Manager) makeUpload(mf *manifest, conn string) *upload {
 		m: m, id: mf.ID, owner: Owner{User: mf.User, Name: mf.UserName, Conn: conn},
 		room: mf.Room, name: mf.Name, size: mf.Size, declared: mf.Declared, sha: mf.SHA256,
 		fileID: mf.FileID, key: mf.Key, partSize: mf.PartSize, created: mf.Created,
-		later: mf.Later, status: statusUploading, touched: m.now(),
+		later: mf.Later, crcLater: mf.CRCLater, crc: mf.CRC32C, status: statusUploading, touched: m.now(),
 	}
 	u.log = m.log.With("upload", u.id, "conn", conn, "user", u.owner.User)
 	u.ctx, u.cancel = context.WithCancel(m.ctx)
@@ -317,7 +321,7 @@ const ProgressInterval = 250 * time.Millisecond
 // completion is left: it waits for the digest when the client gives it
 // with Finish.
 func (u *upload) finishableLocked() bool {
-	return u.received == u.size && u.durable == u.size && len(u.parts) == 0 && !(u.later && u.sha == "")
+	return u.received == u.size && u.durable == u.size && len(u.parts) == 0 && !(u.later && u.sha == "" && u.crc == "")
 }
 
 // readChunk reads r into segs until EOF. It returns the total read, the
@@ -427,8 +431,8 @@ func (u *upload) manifestLocked(durable int64, hash []byte) *manifest {
 	mf := &manifest{
 		Version: manifestVersion, ID: u.id, Status: u.status,
 		User: u.owner.User, UserName: u.owner.Name, Room: u.room, Name: u.name, Size: u.size,
-		Declared: u.declared, Type: u.ctype, SHA256: u.sha, Later: u.later, FileID: u.fileID, Key: u.key,
-		PartSize: u.partSize, Durable: durable, Hash: hash, Created: u.created, Updated: u.m.now(),
+		Declared: u.declared, Type: u.ctype, SHA256: u.sha, Later: u.later, CRCLater: u.crcLater, CRC32C: u.crc, FileID: u.fileID, Key: u.key,
+		PartSize: u.partSize, Durable: durable, Hash: hash, FileCRC: u.fileCRC, Created: u.created, Updated: u.m.now(),
 	}
 	if u.mp != nil {
 		mf.Multipart = u.mp.ID()

@@ -280,7 +280,9 @@ func (u *upload) storePart(p *part) error {
 	}
 
 	u.mu.Lock()
+	crc := crc32Combine(u.fileCRC, p.crc, size)
 	mf := u.manifestLocked(u.durable+size, r.state)
+	mf.FileCRC = crc
 	u.storeAheadLocked()
 	// The next part's hash starts from this one's: it runs while the record
 	// is saved, rather than after, on the way to the next durable offset.
@@ -294,7 +296,7 @@ func (u *upload) storePart(p *part) error {
 
 	u.mu.Lock()
 	u.durable += size
-	u.hash = r.state
+	u.hash, u.fileCRC = r.state, crc
 	n := copy(u.parts, u.parts[1:])
 	u.parts[n] = nil
 	u.parts = u.parts[:n]
