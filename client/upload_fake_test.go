@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash/crc32"
 	"net/http"
 	"sync"
 	"testing"
@@ -35,8 +36,9 @@ type uploadFake struct {
 type fakeUpload struct {
 	size  int64
 	later bool
+	crc   bool // crc32c_later: later, with a CRC32C
 	data  []byte
-	sum   string // from upload.finish
+	sum   string // from upload.finish: the SHA-256, or the CRC32C when crc
 	done  bool
 }
 
@@ -53,7 +55,7 @@ func newUploadFake(t *testing.T) *uploadFake {
 func (u *uploadFake) hold(id string, data []byte, received int) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	u.uploads[id] = &fakeUpload{size: int64(len(data)), later: true, data: append([]byte(nil), data[:received]...)}
+	u.uploads[id] = &fakeUpload{size: int64(len(data)), later: true, crc: true, data: append([]byte(nil), data[:received]...)}
 }
 
 func (u *uploadFake) serve(ws *websocket.Conn) {
@@ -106,7 +108,7 @@ func (u *uploadFake) request(data []byte) []any {
 		id := req.Resume
 		if id == "" {
 			id = fmt.Sprintf("up_%026d", len(u.uploads)+1)
-			u.uploads[id] = &fakeUpload{size: req.Size, later: req.SHA256Later}
+			u.uploads[id] = &fakeUpload{size: req.Size, later: req.SHA256Later || req.CRC32CLater, crc: req.CRC32CLater}
 		}
 		up := u.uploads[id]
 		if up == nil {
@@ -126,6 +128,9 @@ func (u *uploadFake) request(data []byte) []any {
 			return []any{fail(req.ID, req.Upload, protocol.CodeUnknownUpload)}
 		}
 		up.sum = req.SHA256
+		if up.crc {
+			up.sum = req.CRC32C
+		}
 		return append([]any{ack(req.ID, map[string]string{"upload": req.Upload})}, u.complete(req.Upload)...)
 	case protocol.TypeUploadCancel:
 		delete(u.uploads, req.Upload)
@@ -164,7 +169,11 @@ func (u *uploadFake) complete(id string) []any {
 	}
 	s := sha256.Sum256(up.data)
 	sum := hex.EncodeToString(s[:])
-	if up.sum != "" && up.sum != sum {
+	got := sum
+	if up.crc {
+		got = fmt.Sprintf("%08x", crc32.Checksum(up.data, crc32.MakeTable(crc32.Castagnoli)))
+	}
+	if up.sum != "" && up.sum != got {
 		delete(u.uploads, id)
 		return []any{fail(0, id, protocol.CodeChecksumMismatch)}
 	}

@@ -42,7 +42,8 @@ func (u *upload) attempt(ctx context.Context, s *session) (File, error) {
 	}
 	if id == "" {
 		req.Room = u.room
-		req.SHA256Later = u.hash != nil
+		req.SHA256Later = u.hash != nil && !u.crc
+		req.CRC32CLater = u.hash != nil && u.crc
 	}
 	// What the server says now is stored, rather than what an earlier
 	// connection heard: a restarted server may have had to start over.

@@ -26,18 +26,20 @@ func (f *countingFile) ReadAt(p []byte, off int64) (int, error) {
 }
 
 // Without a digest from the caller the file is read once: hashed as it
-// is sent, the digest given with upload.finish, and checked by the server.
+// is sent (a CRC32C unless a SHA-256 is asked for), the checksum given
+// with upload.finish, and checked by the server.
 func TestUploadHashesWhileSending(t *testing.T) {
 	data := randomBytes(20_000)
 	tests := []struct {
-		name      string
-		opts      UploadOptions
-		wantLater bool
-		wantSHA   string
+		name               string
+		opts               UploadOptions
+		wantLater, wantCRC bool
+		wantSHA            string
 	}{
-		{"hashed while sending", UploadOptions{}, true, ""},
-		{"digest given", UploadOptions{SHA256: hexSHA(data)}, false, hexSHA(data)},
-		{"no checksum", UploadOptions{NoChecksum: true}, false, ""},
+		{"CRC32C while sending", UploadOptions{}, false, true, ""},
+		{"SHA-256 while sending", UploadOptions{Checksum: ChecksumSHA256}, true, false, ""},
+		{"digest given", UploadOptions{SHA256: hexSHA(data)}, false, false, hexSHA(data)},
+		{"no checksum", UploadOptions{NoChecksum: true}, false, false, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -52,8 +54,8 @@ func TestUploadHashesWhileSending(t *testing.T) {
 				t.Fatal(err)
 			}
 			opens, chunked := fake.counts()
-			if len(opens) != 1 || opens[0].SHA256Later != tt.wantLater || opens[0].SHA256 != tt.wantSHA {
-				t.Errorf("opens %+v, want one with sha256_later %v, sha256 %q", opens, tt.wantLater, tt.wantSHA)
+			if len(opens) != 1 || opens[0].SHA256Later != tt.wantLater || opens[0].CRC32CLater != tt.wantCRC || opens[0].SHA256 != tt.wantSHA {
+				t.Errorf("opens %+v, want one with sha256_later %v, crc32c_later %v, sha256 %q", opens, tt.wantLater, tt.wantCRC, tt.wantSHA)
 			}
 			if f.SHA256 != hexSHA(data) || chunked != int64(len(data)) {
 				t.Errorf("file %+v after %d chunk bytes", f, chunked)
@@ -174,7 +176,7 @@ func TestUploadResumeOption(t *testing.T) {
 			if len(restarts) != 1 || !errors.Is(restarts[0], &protocol.Error{Code: tt.wantRestart}) {
 				t.Errorf("restarts %v, want one for %s", restarts, tt.wantRestart)
 			}
-			if last := opens[len(opens)-1]; last.Resume != "" || last.Room != "share" || !last.SHA256Later {
+			if last := opens[len(opens)-1]; last.Resume != "" || last.Room != "share" || !last.CRC32CLater {
 				t.Errorf("new upload opened with %+v", last)
 			}
 		})
@@ -182,13 +184,14 @@ func TestUploadResumeOption(t *testing.T) {
 }
 
 // A server that stores a file whose digest is not the one of the bytes
-// read here (one that does not know sha256_later) is caught.
+// read here (one that does not know sha256_later) is caught, when the
+// SHA-256 is computed here.
 func TestUploadChecksStoredDigest(t *testing.T) {
 	fake := newUploadFake(t)
 	fake.storedSHA = strings.Repeat("0", 64)
 	c := dial(t, fake.URL, "x")
 	data := randomBytes(5000)
-	_, err := c.Upload(testContext(t), "share", bytes.NewReader(data), int64(len(data)), UploadOptions{Name: "a.bin"})
+	_, err := c.Upload(testContext(t), "share", bytes.NewReader(data), int64(len(data)), UploadOptions{Name: "a.bin", Checksum: ChecksumSHA256})
 	if !errors.Is(err, &protocol.Error{Code: protocol.CodeChecksumMismatch}) {
 		t.Errorf("Upload = %v, want checksum_mismatch", err)
 	}

@@ -212,7 +212,11 @@ func (u *upload) finish(ctx context.Context, s *session, id string) error {
 		}
 		u.sum = hex.EncodeToString(u.hash.Sum(nil))
 	}
-	_, err := s.send(ctx, protocol.Request{T: protocol.TypeUploadFinish, Upload: id, SHA256: u.sum}, func(_ json.RawMessage, err error) {
+	req := protocol.Request{T: protocol.TypeUploadFinish, Upload: id, SHA256: u.sum}
+	if u.crc {
+		req.SHA256, req.CRC32C = "", u.sum
+	}
+	_, err := s.send(ctx, req, func(_ json.RawMessage, err error) {
 		var perr *protocol.Error
 		// A server older than upload.finish does not know it: it stores
 		// the file unverified, and verify compares the digests here.
@@ -226,12 +230,13 @@ func (u *upload) finish(ctx context.Context, s *session, id string) error {
 
 // verify checks the SHA-256 of what the server received against the
 // digest of the bytes read here, when there is one: a server that ignores
-// sha256_later stores without checking. A server that stored other bytes
+// sha256_later stores without checking. A CRC32C is checked by the server
+// alone (the file is known by its SHA-256). A server that stored other bytes
 // than it received (a JPEG without its metadata) says what it received in
 // SentSHA256.
 func (u *upload) verify(f File) (File, error) {
 	want := u.opts.SHA256
-	if want == "" {
+	if want == "" && !u.crc {
 		want = u.sum
 	}
 	got := f.SHA256

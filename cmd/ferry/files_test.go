@@ -202,11 +202,15 @@ func TestSendBase64AndJSON(t *testing.T) {
 	defer cancel()
 	watcher, events, _ := member(t, s.URL, "share", "watcher")
 
+	// By default the server checks a CRC32C computed while sending; with
+	// --checksum sha256, the SHA-256.
 	for _, b64 := range []bool{false, true} {
 		r := newRelay(t, s.URL)
 		args := []string{"--server", r.URL(), "--room", "share", "--json"}
+		checksum := "crc32c"
 		if b64 {
-			args = append(args, "--base64")
+			args = append(args, "--base64", "--checksum", "sha256")
+			checksum = "sha256"
 		}
 		args = append(args, one, two)
 		stdout, stderr, err := send(t, args...)
@@ -216,6 +220,9 @@ func TestSendBase64AndJSON(t *testing.T) {
 		binary, text, _ := r.counts()
 		if b64 && (binary != 0 || text < 2) || !b64 && (binary < 2 || text != 0) {
 			t.Errorf("base64 %v: %d binary frames, %d upload.chunk text frames", b64, binary, text)
+		}
+		if got := r.finished(); len(got) != 2 || got[0] != checksum || got[1] != checksum {
+			t.Errorf("upload.finish gave %q, want %s for each file", got, checksum)
 		}
 		lines := strings.Split(strings.TrimSpace(stdout), "\n")
 		if len(lines) != 2 {

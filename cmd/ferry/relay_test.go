@@ -22,9 +22,10 @@ type wsRelay struct {
 
 	mu         sync.Mutex
 	conns      []*websocket.Conn
-	binary     int   // binary frames from clients
-	textChunks int   // upload.chunk text frames from clients
-	chunkBytes int64 // chunk payload bytes from clients (binary frames)
+	binary     int      // binary frames from clients
+	textChunks int      // upload.chunk text frames from clients
+	finishes   []string // the digest fields of each upload.finish ("crc32c", "sha256")
+	chunkBytes int64    // chunk payload bytes from clients (binary frames)
 	cutAt      []int64
 	cuts       int
 }
@@ -105,9 +106,22 @@ func (r *wsRelay) count(typ int, data []byte) bool {
 			return true
 		}
 	case websocket.TextMessage:
-		var f struct{ T string }
-		if json.Unmarshal(data, &f) == nil && f.T == "upload.chunk" {
+		var f struct{ T, SHA256, CRC32C string }
+		if json.Unmarshal(data, &f) != nil {
+			break
+		}
+		switch f.T {
+		case "upload.chunk":
 			r.textChunks++
+		case "upload.finish":
+			var given []string
+			if f.CRC32C != "" {
+				given = append(given, "crc32c")
+			}
+			if f.SHA256 != "" {
+				given = append(given, "sha256")
+			}
+			r.finishes = append(r.finishes, strings.Join(given, "+"))
 		}
 	}
 	return false
@@ -122,6 +136,13 @@ func (r *wsRelay) cut() {
 	for _, c := range conns {
 		_ = c.NetConn().Close()
 	}
+}
+
+// finished returns what each upload.finish from the clients gave.
+func (r *wsRelay) finished() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.finishes...)
 }
 
 func (r *wsRelay) counts() (binary, textChunks, cuts int) {

@@ -64,12 +64,16 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	timeout := fs.Duration("timeout", 0, "give up after this long (0: 30s for --text, no limit for files)")
 	asJSON := fs.Bool("json", false, "print each stored file's record as one JSON line")
 	b64 := fs.Bool("base64", false, "send file chunks as base64 in text frames instead of binary frames")
+	checksum := fs.String("checksum", client.ChecksumCRC32C, "what the server checks the file against, computed while sending: crc32c (as S3 clients check uploads) or sha256 (five times the CPU; the SHA-256 the file is known by is then checked here too)")
 	resume := fs.Bool("resume", true, "remember unfinished uploads (interrupted, killed, cut off) so that the same command run again resumes them")
 	cacheDir := fs.String("cache-dir", "", "folder where unfinished uploads are remembered (default: ferry in the user's cache folder)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	files := fs.Args()
+	if *checksum != client.ChecksumCRC32C && *checksum != client.ChecksumSHA256 {
+		return fmt.Errorf("send: --checksum %q is neither %s nor %s", *checksum, client.ChecksumCRC32C, client.ChecksumSHA256)
+	}
 	if f.room == "" {
 		return errors.New("send: --room is required")
 	}
@@ -125,7 +129,7 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return interruptedOr(ctx, joinFailed(f.room, err, c.Limits()))
 	}
 	if len(uploads) > 0 {
-		o := sendOptions{json: *asJSON, base64: *b64, state: state, ownToken: f.token != "", start: time.Now()}
+		o := sendOptions{json: *asJSON, base64: *b64, checksum: *checksum, state: state, ownToken: f.token != "", start: time.Now()}
 		if len(uploads) > 1 {
 			o.batch = batchOf(uploads)
 		}

@@ -56,8 +56,9 @@ func openFiles(paths []string, server, room string) ([]fileUpload, error) {
 }
 
 type sendOptions struct {
-	json   bool
-	base64 bool
+	json     bool
+	base64   bool
+	checksum string // UploadOptions.Checksum
 	// state remembers unfinished uploads; nil when resuming is off.
 	state *resumeState
 	// ownToken: the sender gave a token, so the state need not keep the
@@ -167,6 +168,7 @@ func sendFile(ctx context.Context, c *client.Client, room string, u fileUpload, 
 	opts := client.UploadOptions{
 		Name:         u.name,
 		Base64:       o.base64,
+		Checksum:     o.checksum,
 		KeepOnCancel: o.state != nil,
 		OnProgress:   bar.update,
 		OnWait:       bar.wait,
