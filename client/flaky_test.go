@@ -16,12 +16,15 @@ import (
 // Upload finishes over a link that drops every 1-6 MiB, the stored file
 // is the one sent, and each drop costs only what was in flight: the client
 // resumes at the offset the server grants, right after the last chunk it
-// received whole.
+// received whole. In flight is the client's send queue (outQueueBytes),
+// its socket's send buffer (up to 4 MiB here), the proxy's and the
+// server's socket buffers; never the part being filled, which for a lone
+// upload is one of BigPartSize.
 func TestUploadOverFlakyLink(t *testing.T) {
-	const partSize = 8 << 20
+	const partSize, bigPartSize = 8 << 20, 32 << 20
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	fs := ferrytest.Start(t, ferrytest.DiskStore(t), transfer.Config{PartSize: partSize, BigPartSize: 32 << 20}, server.Config{})
+	fs := ferrytest.Start(t, ferrytest.DiskStore(t), transfer.Config{PartSize: partSize, BigPartSize: bigPartSize}, server.Config{})
 	link := ferrytest.NewProxy(t, strings.TrimPrefix(fs.URL, "http://"))
 	link.CutAfterRandom(1<<20, 6<<20, 7)
 	up := dial(t, "ws://"+link.Addr+"/ws", "mobile", withBackoff(Backoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond}))
@@ -50,11 +53,11 @@ func TestUploadOverFlakyLink(t *testing.T) {
 			t.Fatalf("stored %+v, want SHA-256 %s", f, hexSHA(data))
 		}
 		worst := slices.Max(append(resent, 0))
-		t.Logf("base64=%v: %d drops, at most %d KiB re-sent per drop (part %d MiB)", b64, len(resent), worst>>10, partSize>>20)
+		t.Logf("base64=%v: %d drops, at most %d KiB re-sent per drop (the upload's parts %d MiB, its send queue %d MiB)", b64, len(resent), worst>>10, bigPartSize>>20, outQueueBytes>>20)
 		if len(resent) == 0 {
 			t.Error("no drop: the link is not flaky")
 		}
-		if worst >= partSize {
+		if worst >= bigPartSize {
 			t.Errorf("a drop cost %d bytes: want what was in flight, never a whole part", worst)
 		}
 	}

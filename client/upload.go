@@ -193,10 +193,13 @@ type upload struct {
 	// hash holds the checksum of the file's first hashed bytes, a CRC32C
 	// when crc, else a SHA-256 (nil when the caller gave the digest, or
 	// wants none); sum is the checksum in hex once hashed == size.
-	hash   hash.Hash
-	crc    bool
-	hashed int64
-	sum    string
+	hash hash.Hash
+	crc  bool
+	// localOnly: the server waits for no digest (see follow); the one
+	// computed here is checked here.
+	localOnly bool
+	hashed    int64
+	sum       string
 	// granted: the server granted the upload once (a Resume that failed
 	// after that is an error, not a reason to start over); busy: the last
 	// open was refused with busy.

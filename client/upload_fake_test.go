@@ -31,6 +31,11 @@ type uploadFake struct {
 	// storedSHA, when set, is the digest the server claims for every
 	// stored file, whatever it received.
 	storedSHA string
+	// noCRC makes the fake a server before crc32c_later: it ignores it,
+	// and its grants do not say what digest they wait for.
+	noCRC bool
+	// finishes are the upload.finish requests received.
+	finishes []protocol.Request
 }
 
 type fakeUpload struct {
@@ -51,11 +56,12 @@ func newUploadFake(t *testing.T) *uploadFake {
 	return u
 }
 
-// hold makes the fake hold the first received bytes of data as upload id.
-func (u *uploadFake) hold(id string, data []byte, received int) {
+// hold makes the fake hold the first received bytes of data as upload id,
+// opened with crc32c_later, or sha256_later when sha.
+func (u *uploadFake) hold(id string, data []byte, received int, sha bool) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	u.uploads[id] = &fakeUpload{size: int64(len(data)), later: true, crc: true, data: append([]byte(nil), data[:received]...)}
+	u.uploads[id] = &fakeUpload{size: int64(len(data)), later: true, crc: !sha, data: append([]byte(nil), data[:received]...)}
 }
 
 func (u *uploadFake) serve(ws *websocket.Conn) {
@@ -108,13 +114,21 @@ func (u *uploadFake) request(data []byte) []any {
 		id := req.Resume
 		if id == "" {
 			id = fmt.Sprintf("up_%026d", len(u.uploads)+1)
-			u.uploads[id] = &fakeUpload{size: req.Size, later: req.SHA256Later || req.CRC32CLater, crc: req.CRC32CLater}
+			u.uploads[id] = &fakeUpload{size: req.Size, later: req.SHA256Later || req.CRC32CLater && !u.noCRC, crc: req.CRC32CLater && !u.noCRC}
 		}
 		up := u.uploads[id]
 		if up == nil {
 			return []any{fail(req.ID, id, protocol.CodeUnknownUpload)}
 		}
-		return append([]any{ack(req.ID, grant{Upload: id, Offset: int64(len(up.data)), ChunkSize: 1024, Window: 4096})}, u.complete(id)...)
+		g := grant{Upload: id, Offset: int64(len(up.data)), ChunkSize: 1024, Window: 4096}
+		switch {
+		case u.noCRC:
+		case up.crc:
+			g.Later = protocol.LaterCRC32C
+		case up.later:
+			g.Later = protocol.LaterSHA256
+		}
+		return append([]any{ack(req.ID, g)}, u.complete(id)...)
 	case protocol.TypeUploadStatus:
 		up := u.uploads[req.Upload]
 		if up == nil {
@@ -123,6 +137,7 @@ func (u *uploadFake) request(data []byte) []any {
 		n := int64(len(up.data))
 		return []any{ack(req.ID, status{Size: up.size, Offset: n, Durable: n, Status: "uploading"})}
 	case protocol.TypeUploadFinish:
+		u.finishes = append(u.finishes, req)
 		up := u.uploads[req.Upload]
 		if up == nil {
 			return []any{fail(req.ID, req.Upload, protocol.CodeUnknownUpload)}

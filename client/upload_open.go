@@ -2,9 +2,11 @@ package client
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 
 	"github.com/ferryhq/ferry/protocol"
 )
@@ -73,6 +75,7 @@ func (u *upload) attempt(ctx context.Context, s *session) (File, error) {
 	if g.Upload == "" && g.File == nil {
 		return File{}, errors.New("client: the server granted an upload without an id")
 	}
+	u.follow(g.Later, req.Resume != "")
 	u.granted, u.busy = true, false
 	u.mu.Lock()
 	u.received = max(u.received, g.Offset)
@@ -144,4 +147,34 @@ func (u *upload) chunkWanted(s *session) int {
 		}
 	}
 	return want
+}
+
+// follow makes the checksum this upload computes and gives with
+// upload.finish the one the server waits for, later (the grant's):
+// an upload another run opened, maybe with the other checksum or without
+// one, is finished as it was opened. A new upload opened with
+// crc32c_later whose grant does not say so went to a server that does not
+// know it (before crc32c_later): it waits for no digest, so the SHA-256 is
+// computed and checked here instead, against what the server reports.
+func (u *upload) follow(later string, resumed bool) {
+	var want string
+	switch {
+	case later == protocol.LaterCRC32C || later == protocol.LaterSHA256:
+		want = later
+	case !resumed && u.crc:
+		want, u.localOnly = protocol.LaterSHA256, true
+	default:
+		return // as opened here
+	}
+	if u.hash != nil && (want == protocol.LaterCRC32C) == u.crc {
+		return
+	}
+	// Hashed again from the start: the bytes before the grant's offset
+	// are read from the file when the digest is due (hashTo).
+	u.hashed, u.sum = 0, ""
+	if u.crc = want == protocol.LaterCRC32C; u.crc {
+		u.hash = crc32.New(crc32.MakeTable(crc32.Castagnoli))
+	} else {
+		u.hash = sha256.New()
+	}
 }

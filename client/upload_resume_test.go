@@ -127,19 +127,23 @@ func TestUploadResumeOption(t *testing.T) {
 		name        string
 		held        []byte // what the server holds as up_prev
 		received    int
+		heldSHA     bool // up_prev was opened with sha256_later (else crc32c_later)
 		wantOffset  int64
 		wantRestart string
 	}{
-		{"resumed", data, 13_000, 13_000, ""},
-		{"all received", data, len(data), int64(len(data)), ""},
-		{"unknown", nil, 0, 0, protocol.CodeUnknownUpload},
-		{"another file", data[:15_000], 100, 0, protocol.CodeBadRequest},
+		{"resumed", data, 13_000, false, 13_000, ""},
+		// Another run (or version) opened it with the SHA-256: it is
+		// finished with the SHA-256, as its grant says.
+		{"resumed, opened with SHA-256", data, 13_000, true, 13_000, ""},
+		{"all received", data, len(data), false, int64(len(data)), ""},
+		{"unknown", nil, 0, false, 0, protocol.CodeUnknownUpload},
+		{"another file", data[:15_000], 100, false, 0, protocol.CodeBadRequest},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			fake := newUploadFake(t)
 			if tt.held != nil {
-				fake.hold("up_prev", tt.held, tt.received)
+				fake.hold("up_prev", tt.held, tt.received, tt.heldSHA)
 			}
 			c := dial(t, fake.URL, "x")
 			var opened []int64
@@ -171,6 +175,12 @@ func TestUploadResumeOption(t *testing.T) {
 				if len(restarts) != 0 || len(opens) != 1 || opens[0].Resume != "up_prev" {
 					t.Errorf("restarts %v, opens %+v; want one resume", restarts, opens)
 				}
+				fake.mu.Lock()
+				finishes := fake.finishes
+				fake.mu.Unlock()
+				if tt.received < len(data) && (len(finishes) != 1 || (finishes[0].SHA256 != "") != tt.heldSHA || (finishes[0].CRC32C != "") == tt.heldSHA) {
+					t.Errorf("upload.finish %+v, want one with the held upload's digest (sha256: %v)", finishes, tt.heldSHA)
+				}
 				return
 			}
 			if len(restarts) != 1 || !errors.Is(restarts[0], &protocol.Error{Code: tt.wantRestart}) {
@@ -180,6 +190,33 @@ func TestUploadResumeOption(t *testing.T) {
 				t.Errorf("new upload opened with %+v", last)
 			}
 		})
+	}
+}
+
+// A server before crc32c_later ignores it and waits for no digest: the
+// client then sends no upload.finish, computes the SHA-256 and checks the
+// stored file's against it.
+func TestUploadServerWithoutCRC32C(t *testing.T) {
+	for _, wrong := range []bool{false, true} {
+		fake := newUploadFake(t)
+		fake.noCRC = true
+		if wrong {
+			fake.storedSHA = strings.Repeat("0", 64)
+		}
+		c := dial(t, fake.URL, "x")
+		data := randomBytes(5000)
+		f, err := c.Upload(testContext(t), "share", bytes.NewReader(data), int64(len(data)), UploadOptions{Name: "a.bin"})
+		switch {
+		case wrong && !errors.Is(err, &protocol.Error{Code: protocol.CodeChecksumMismatch}):
+			t.Errorf("stored with another SHA-256: Upload = %v, want checksum_mismatch", err)
+		case !wrong && (err != nil || f.SHA256 != hexSHA(data)):
+			t.Errorf("Upload = %+v, %v", f, err)
+		}
+		fake.mu.Lock()
+		if len(fake.finishes) != 0 {
+			t.Errorf("upload.finish sent to a server that waits for none: %+v", fake.finishes)
+		}
+		fake.mu.Unlock()
 	}
 }
 

@@ -212,6 +212,9 @@ func (u *upload) finish(ctx context.Context, s *session, id string) error {
 		}
 		u.sum = hex.EncodeToString(u.hash.Sum(nil))
 	}
+	if u.localOnly {
+		return nil
+	}
 	req := protocol.Request{T: protocol.TypeUploadFinish, Upload: id, SHA256: u.sum}
 	if u.crc {
 		req.SHA256, req.CRC32C = "", u.sum

@@ -48,11 +48,22 @@ type Grant struct {
 	ChunkSize int    `json:"chunk_size"`
 	Window    int64  `json:"window"`
 	Size      int64  `json:"size"`
+	// Later is the digest the upload waits for with upload.finish:
+	// "sha256" (opened with sha256_later), "crc32c" (crc32c_later), or
+	// none. A client resuming an upload another run opened finishes it
+	// with this one.
+	Later string `json:"later,omitempty"`
 	// File is set when the upload is already complete (an empty file, or a
 	// resumed upload whose completion the client missed): there is nothing
 	// to send.
 	File *File `json:"file,omitempty"`
 }
+
+// Digests an upload waits for (Grant.Later).
+const (
+	LaterSHA256 = "sha256"
+	LaterCRC32C = "crc32c"
+)
 
 // Upload states in UploadState.Status.
 const (

@@ -59,7 +59,7 @@ func (c *conn) dispatchUpload(req *protocol.Request) (any, error) {
 		}
 		c.uploaded.Store(true)
 		return protocol.Grant{Upload: g.Upload, Offset: g.Offset, ChunkSize: g.ChunkSize, Window: g.Window,
-			Size: g.Size, File: c.s.wireFilePtr(g.File)}, nil
+			Size: g.Size, Later: g.Later, File: c.s.wireFilePtr(g.File)}, nil
 	case protocol.TypeUploadChunk:
 		c.writeBase64Request(req)
 		return answeredItself{}, nil

@@ -46,6 +46,9 @@ type Grant struct {
 	ChunkSize int
 	Window    int64
 	Size      int64
+	// Later is the digest the upload waits for with Finish: "sha256",
+	// "crc32c", or "" for none.
+	Later string
 	// File is set when the upload is already complete (an empty file, or a
 	// resumed upload whose completion the client missed): there is nothing
 	// to send.

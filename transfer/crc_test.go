@@ -42,6 +42,9 @@ func TestCRC32CLater(t *testing.T) {
 	wantCode(t, err, CodeBadRequest)
 
 	g := f.open(f.m, sink, OpenRequest{Name: "x.bin", Size: int64(len(data)), CRC32CLater: true})
+	if g.Later != "crc32c" {
+		t.Errorf("grant says it waits for %q, want crc32c", g.Later)
+	}
 	send(t, f.m, sink, g, "alice", data, 0, int64(len(data)), 1<<20)
 	sink.wait(t, "all stored", func() bool { return sink.durable(g.Upload) == int64(len(data)) })
 	time.Sleep(20 * time.Millisecond)
@@ -74,7 +77,20 @@ func TestCRC32CLater(t *testing.T) {
 
 	// An upload opened with sha256_later is not given a CRC32C.
 	g3 := f.open(f.m, sink, OpenRequest{Name: "z.bin", Size: int64(len(data)), SHA256Later: true})
+	if g3.Later != "sha256" {
+		t.Errorf("grant says it waits for %q, want sha256", g3.Later)
+	}
 	wantCode(t, f.m.Finish(context.Background(), g3.Upload, "alice", Digest{CRC32C: crcOf(data)}), CodeBadRequest)
+
+	// A digest may be repeated, not added to, once given.
+	g4 := f.open(f.m, sink, OpenRequest{Name: "w.bin", Size: int64(len(data)), CRC32CLater: true})
+	if err := f.m.Finish(context.Background(), g4.Upload, "alice", Digest{CRC32C: crcOf(data)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.m.Finish(context.Background(), g4.Upload, "alice", Digest{CRC32C: crcOf(data)}); err != nil {
+		t.Errorf("the same CRC32C again: %v", err)
+	}
+	wantCode(t, f.m.Finish(context.Background(), g4.Upload, "alice", Digest{CRC32C: crcOf(data), SHA256: sum(data)}), CodeBadRequest)
 }
 
 // The CRC32C of the stored parts outlives a restart in the manifest: an
@@ -96,6 +112,15 @@ func TestCRC32CLaterSurvivesRestart(t *testing.T) {
 			g := f.open(f.m, sink, OpenRequest{Name: "x.bin", Size: int64(len(data)), CRC32CLater: true})
 			send(t, f.m, sink, g, "alice", sent, 0, partSize, 1<<20)
 			sink.wait(t, "first part", func() bool { return sink.durable(g.Upload) == partSize })
+			// The manifest is of version 2, which servers before
+			// crc32c_later refuse, and holds the first part's CRC32C.
+			mf, err := f.m.loadManifest(context.Background(), g.Upload)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if mf.Version != 2 || !mf.CRCLater || crcHex(mf.FileCRC) != crcOf(sent[:partSize]) {
+				t.Fatalf("manifest version %d, crc32c_later %v, CRC32C %s; want 2, true, %s", mf.Version, mf.CRCLater, crcHex(mf.FileCRC), crcOf(sent[:partSize]))
+			}
 
 			m2 := f.manager(nil)
 			sink2 := newSink()

@@ -52,6 +52,8 @@ func (m *Manager) Finish(ctx context.Context, uploadID, user string, d Digest) e
 		return u.failure
 	case crc != "" && !u.crcLater:
 		return errorf(CodeBadRequest, "upload %s was opened without crc32c_later", uploadID)
+	case u.crcLater && crc == "":
+		return errorf(CodeBadRequest, "upload %s was opened with crc32c_later: upload.finish needs its crc32c", uploadID)
 	case u.status == statusComplete:
 		if crc != "" && crc != crcHex(u.fileCRC) {
 			return errorf(CodeChecksumMismatch, "the CRC32C of the file received is %s, not %s", crcHex(u.fileCRC), crc)
@@ -66,8 +68,9 @@ func (m *Manager) Finish(ctx context.Context, uploadID, user string, d Digest) e
 		return errorf(CodeBadRequest, "upload %s was given another SHA-256 before", uploadID)
 	case crc != "" && u.crc != "" && u.crc != crc:
 		return errorf(CodeBadRequest, "upload %s was given another CRC32C before", uploadID)
-	case u.crcLater && crc == "":
-		return errorf(CodeBadRequest, "upload %s was opened with crc32c_later: upload.finish needs its crc32c", uploadID)
+	case u.finished && (sum != "" && u.sha == "" || crc != "" && u.crc == ""):
+		// Completion may be checking the digests already.
+		return errorf(CodeBadRequest, "upload %s was given its digest already; a second upload.finish may repeat it, not add to it", uploadID)
 	case !u.later && u.sha == "":
 		// Its completion does not wait for a digest: it could not be
 		// checked for certain.
@@ -79,6 +82,7 @@ func (m *Manager) Finish(ctx context.Context, uploadID, user string, d Digest) e
 	if crc != "" {
 		u.crc = crc
 	}
+	u.finished = true
 	if !u.working && u.finishableLocked() {
 		u.m.startWorker(u)
 	}
@@ -98,6 +102,8 @@ func (m *Manager) finishStored(ctx context.Context, uploadID, user, sum, crc str
 		switch {
 		case crc != "" && !mf.CRCLater:
 			return errorf(CodeBadRequest, "upload %s was opened without crc32c_later", uploadID)
+		case mf.CRCLater && crc == "":
+			return errorf(CodeBadRequest, "upload %s was opened with crc32c_later: upload.finish needs its crc32c", uploadID)
 		case crc != "" && crc != crcHex(mf.FileCRC):
 			return errorf(CodeChecksumMismatch, "the CRC32C of the file received is %s, not %s", crcHex(mf.FileCRC), crc)
 		case sum == "":

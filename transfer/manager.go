@@ -388,7 +388,7 @@ func (m *Manager) grantChunk(want int) int {
 }
 
 func (m *Manager) grant(u *upload, offset int64, chunk int) Grant {
-	return Grant{Upload: u.id, Offset: offset, ChunkSize: m.grantChunk(chunk), Window: m.window(u.partSize), Size: u.size}
+	return Grant{Upload: u.id, Offset: offset, ChunkSize: m.grantChunk(chunk), Window: m.window(u.partSize), Size: u.size, Later: u.laterKind()}
 }
 
 // Open starts an upload, or resumes one when req.Resume is set. sink hears
@@ -497,7 +497,7 @@ func (m *Manager) newUpload(req OpenRequest) (*upload, error) {
 		return nil, wrapf(err, CodeBadName, "the file cannot be stored under this name")
 	}
 	return m.makeUpload(&manifest{
-		Version: manifestVersion, ID: newID(uploadPrefix), Status: statusUploading,
+		Version: manifestVersionFor(req.CRC32CLater), ID: newID(uploadPrefix), Status: statusUploading,
 		User: req.Owner.User, UserName: req.Owner.Name, Room: req.Room, Name: req.Name,
 		Size: req.Size, Declared: declared, SHA256: sum, FileID: fileID,
 		Key: key, Later: req.SHA256Later || req.CRC32CLater, CRCLater: req.CRC32CLater, PartSize: m.partSize, // Open reserves the size it gets

@@ -70,7 +70,21 @@ type manifestError struct {
 	Message string `json:"message"`
 }
 
-const manifestVersion = 1
+// Manifest versions: 2 adds crc32c_later. An upload without it is still
+// written as version 1, which servers before 2 read; one with it as 2,
+// which they refuse (unknown_upload) rather than resume without its CRC.
+const (
+	manifestVersion      = 2
+	manifestVersionNoCRC = 1
+)
+
+// manifestVersionFor is the version an upload's manifest is written as.
+func manifestVersionFor(crcLater bool) int {
+	if crcLater {
+		return manifestVersion
+	}
+	return manifestVersionNoCRC
+}
 
 func putJSON(ctx context.Context, s storage.Store, key string, v any) error {
 	b, err := json.Marshal(v)
@@ -111,7 +125,7 @@ func (m *Manager) loadManifest(ctx context.Context, id string) (*manifest, error
 		}
 		return nil, wrapf(err, CodeStorageUnavailable, "cannot read the state of upload %s", id)
 	}
-	if mf.ID != id || mf.Version != manifestVersion {
+	if mf.ID != id || mf.Version < manifestVersionNoCRC || mf.Version > manifestVersion {
 		return nil, errorf(CodeUnknownUpload, "upload %s has an unreadable state", id)
 	}
 	return &mf, nil

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ferryhq/ferry/protocol"
 	"github.com/ferryhq/ferry/storage"
 )
 
@@ -35,6 +36,8 @@ type upload struct {
 	later    bool
 	crcLater bool
 	crc      string
+	// finished: upload.finish was taken (in this process).
+	finished bool
 	// reserved is the part memory the upload holds (see need). It is
 	// guarded by m.mu, not mu.
 	reserved int64
@@ -320,6 +323,17 @@ const ProgressInterval = 250 * time.Millisecond
 // finishableLocked reports whether every byte is stored and only the
 // completion is left: it waits for the digest when the client gives it
 // with Finish.
+// laterKind names the digest the upload waits for, as grants say it.
+func (u *upload) laterKind() string {
+	switch {
+	case u.crcLater:
+		return protocol.LaterCRC32C
+	case u.later:
+		return protocol.LaterSHA256
+	}
+	return ""
+}
+
 func (u *upload) finishableLocked() bool {
 	return u.received == u.size && u.durable == u.size && len(u.parts) == 0 && !(u.later && u.sha == "" && u.crc == "")
 }
@@ -429,7 +443,7 @@ func (u *upload) state() State {
 // hash state is hash.
 func (u *upload) manifestLocked(durable int64, hash []byte) *manifest {
 	mf := &manifest{
-		Version: manifestVersion, ID: u.id, Status: u.status,
+		Version: manifestVersionFor(u.crcLater), ID: u.id, Status: u.status,
 		User: u.owner.User, UserName: u.owner.Name, Room: u.room, Name: u.name, Size: u.size,
 		Declared: u.declared, Type: u.ctype, SHA256: u.sha, Later: u.later, CRCLater: u.crcLater, CRC32C: u.crc, FileID: u.fileID, Key: u.key,
 		PartSize: u.partSize, Durable: durable, Hash: hash, FileCRC: u.fileCRC, Created: u.created, Updated: u.m.now(),
