@@ -196,10 +196,12 @@ type upload struct {
 	hash hash.Hash
 	crc  bool
 	// localOnly: the server waits for no digest (see follow); the one
-	// computed here is checked here.
-	localOnly bool
-	hashed    int64
-	sum       string
+	// computed here is checked here. finishOptional: it may wait for one,
+	// or refuse it as bad_request.
+	localOnly      bool
+	finishOptional bool
+	hashed         int64
+	sum            string
 	// granted: the server granted the upload once (a Resume that failed
 	// after that is an error, not a reason to start over); busy: the last
 	// open was refused with busy.

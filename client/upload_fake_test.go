@@ -57,11 +57,12 @@ func newUploadFake(t *testing.T) *uploadFake {
 }
 
 // hold makes the fake hold the first received bytes of data as upload id,
-// opened with crc32c_later, or sha256_later when sha.
-func (u *uploadFake) hold(id string, data []byte, received int, sha bool) {
+// opened with later (protocol.LaterCRC32C or LaterSHA256) or without a
+// digest to wait for ("").
+func (u *uploadFake) hold(id string, data []byte, received int, later string) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	u.uploads[id] = &fakeUpload{size: int64(len(data)), later: true, crc: !sha, data: append([]byte(nil), data[:received]...)}
+	u.uploads[id] = &fakeUpload{size: int64(len(data)), later: later != "", crc: later == protocol.LaterCRC32C, data: append([]byte(nil), data[:received]...)}
 }
 
 func (u *uploadFake) serve(ws *websocket.Conn) {
@@ -141,6 +142,10 @@ func (u *uploadFake) request(data []byte) []any {
 		up := u.uploads[req.Upload]
 		if up == nil {
 			return []any{fail(req.ID, req.Upload, protocol.CodeUnknownUpload)}
+		}
+		if u.noCRC && (req.SHA256 == "" || !up.later) {
+			// As that server's Finish: a SHA-256, for a sha256_later upload.
+			return []any{fail(req.ID, req.Upload, protocol.CodeBadRequest)}
 		}
 		up.sum = req.SHA256
 		if up.crc {

@@ -152,17 +152,26 @@ func (u *upload) chunkWanted(s *session) int {
 // follow makes the checksum this upload computes and gives with
 // upload.finish the one the server waits for, later (the grant's):
 // an upload another run opened, maybe with the other checksum or without
-// one, is finished as it was opened. A new upload opened with
-// crc32c_later whose grant does not say so went to a server that does not
-// know it (before crc32c_later): it waits for no digest, so the SHA-256 is
-// computed and checked here instead, against what the server reports.
+// one, is finished as it was opened.
+//
+// A grant without later is of an upload that waits for no digest, or
+// from a server before crc32c_later, which never says. A new upload
+// opened here with crc32c_later then went to such a server, which ignored
+// it: the SHA-256 is computed and checked here instead, against what the
+// server reports, and no upload.finish is sent. A resumed one may be
+// that server's sha256_later upload, which waits for its SHA-256: it is
+// given one, and a refusal (bad_request: it waits for none) is no error.
 func (u *upload) follow(later string, resumed bool) {
 	var want string
 	switch {
 	case later == protocol.LaterCRC32C || later == protocol.LaterSHA256:
 		want = later
+	case u.hash == nil:
+		return // nothing to give
 	case !resumed && u.crc:
 		want, u.localOnly = protocol.LaterSHA256, true
+	case resumed:
+		want, u.finishOptional = protocol.LaterSHA256, true
 	default:
 		return // as opened here
 	}

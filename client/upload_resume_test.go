@@ -143,7 +143,11 @@ func TestUploadResumeOption(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			fake := newUploadFake(t)
 			if tt.held != nil {
-				fake.hold("up_prev", tt.held, tt.received, tt.heldSHA)
+				later := protocol.LaterCRC32C
+				if tt.heldSHA {
+					later = protocol.LaterSHA256
+				}
+				fake.hold("up_prev", tt.held, tt.received, later)
 			}
 			c := dial(t, fake.URL, "x")
 			var opened []int64
@@ -217,6 +221,36 @@ func TestUploadServerWithoutCRC32C(t *testing.T) {
 			t.Errorf("upload.finish sent to a server that waits for none: %+v", fake.finishes)
 		}
 		fake.mu.Unlock()
+	}
+
+	// Resuming there (as a re-run of ferry send would) an upload that waits
+	// for its SHA-256, or for nothing: the SHA-256 is given, a refusal is
+	// no error, and the stored file's digest is checked here.
+	data := randomBytes(20_000)
+	for _, tt := range []struct {
+		later string
+		wrong bool
+	}{{protocol.LaterSHA256, false}, {"", false}, {"", true}} {
+		fake := newUploadFake(t)
+		fake.noCRC = true
+		fake.hold("up_prev", data, 13_000, tt.later)
+		if tt.wrong {
+			fake.storedSHA = strings.Repeat("0", 64)
+		}
+		c := dial(t, fake.URL, "x")
+		f, err := c.Upload(testContext(t), "share", bytes.NewReader(data), int64(len(data)), UploadOptions{Name: "a.bin", Resume: "up_prev"})
+		switch {
+		case tt.wrong && !errors.Is(err, &protocol.Error{Code: protocol.CodeChecksumMismatch}):
+			t.Errorf("resumed %q, stored with another SHA-256: Upload = %v, want checksum_mismatch", tt.later, err)
+		case !tt.wrong && (err != nil || f.SHA256 != hexSHA(data)):
+			t.Errorf("resumed %q: Upload = %+v, %v", tt.later, f, err)
+		}
+		fake.mu.Lock()
+		finishes := fake.finishes
+		fake.mu.Unlock()
+		if tt.later != "" && (len(finishes) != 1 || finishes[0].SHA256 != hexSHA(data)) {
+			t.Errorf("resumed %q: upload.finish %+v, want one with the SHA-256", tt.later, finishes)
+		}
 	}
 }
 

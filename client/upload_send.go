@@ -219,11 +219,14 @@ func (u *upload) finish(ctx context.Context, s *session, id string) error {
 	if u.crc {
 		req.SHA256, req.CRC32C = "", u.sum
 	}
+	optional := u.finishOptional
 	_, err := s.send(ctx, req, func(_ json.RawMessage, err error) {
 		var perr *protocol.Error
 		// A server older than upload.finish does not know it: it stores
-		// the file unverified, and verify compares the digests here.
-		if errors.As(err, &perr) && perr.Code != protocol.CodeUnknownType {
+		// the file unverified, and verify compares the digests here. So
+		// it does when an upload that waits for no digest refuses one
+		// (see follow).
+		if errors.As(err, &perr) && perr.Code != protocol.CodeUnknownType && !(optional && perr.Code == protocol.CodeBadRequest) {
 			perr.Upload = id
 			u.fail(perr)
 		}
