@@ -47,19 +47,16 @@ func (m *Manager) Finish(ctx context.Context, uploadID, user string, d Digest) e
 	defer m.mu.Unlock()
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	switch {
-	case u.status == statusFailed:
+	if u.status == statusFailed {
 		return u.failure
-	case crc != "" && !u.crcLater:
-		return errorf(CodeBadRequest, "upload %s was opened without crc32c_later", uploadID)
-	case u.crcLater && crc == "":
-		return errorf(CodeBadRequest, "upload %s was opened with crc32c_later: upload.finish needs its crc32c", uploadID)
+	}
+	if err := checkCRCKind(uploadID, u.crcLater, crc); err != nil {
+		return err
+	}
+	switch {
 	case u.status == statusComplete:
-		if crc != "" && crc != crcHex(u.fileCRC) {
-			return errorf(CodeChecksumMismatch, "the CRC32C of the file received is %s, not %s", crcHex(u.fileCRC), crc)
-		}
-		if sum == "" {
-			return nil
+		if err := checkStoredCRC(u.fileCRC, crc); err != nil || sum == "" {
+			return err
 		}
 		return checkStoredSum(u.file, sum)
 	case m.uploads[uploadID] != u:
@@ -99,15 +96,11 @@ func (m *Manager) finishStored(ctx context.Context, uploadID, user, sum, crc str
 	}
 	switch mf.Status {
 	case statusComplete:
-		switch {
-		case crc != "" && !mf.CRCLater:
-			return errorf(CodeBadRequest, "upload %s was opened without crc32c_later", uploadID)
-		case mf.CRCLater && crc == "":
-			return errorf(CodeBadRequest, "upload %s was opened with crc32c_later: upload.finish needs its crc32c", uploadID)
-		case crc != "" && crc != crcHex(mf.FileCRC):
-			return errorf(CodeChecksumMismatch, "the CRC32C of the file received is %s, not %s", crcHex(mf.FileCRC), crc)
-		case sum == "":
-			return nil
+		if err := checkCRCKind(uploadID, mf.CRCLater, crc); err != nil {
+			return err
+		}
+		if err := checkStoredCRC(mf.FileCRC, crc); err != nil || sum == "" {
+			return err
 		}
 		f, err := m.File(ctx, mf.FileID)
 		if err != nil {
@@ -123,6 +116,27 @@ func (m *Manager) finishStored(ctx context.Context, uploadID, user, sum, crc str
 func checkStoredSum(f *File, sum string) error {
 	if f != nil && !strings.EqualFold(f.sentSHA256(), sum) {
 		return errorf(CodeChecksumMismatch, "the SHA-256 of the file received is %s, not %s", f.sentSHA256(), sum)
+	}
+	return nil
+}
+
+// checkCRCKind refuses a CRC32C for an upload opened without crc32c_later,
+// and a finish without one for an upload opened with it.
+func checkCRCKind(uploadID string, crcLater bool, crc string) error {
+	switch {
+	case crc != "" && !crcLater:
+		return errorf(CodeBadRequest, "upload %s was opened without crc32c_later", uploadID)
+	case crcLater && crc == "":
+		return errorf(CodeBadRequest, "upload %s was opened with crc32c_later: upload.finish needs its crc32c", uploadID)
+	}
+	return nil
+}
+
+// checkStoredCRC checks crc, if given, against fileCRC, a completed
+// upload's.
+func checkStoredCRC(fileCRC uint32, crc string) error {
+	if crc != "" && crc != crcHex(fileCRC) {
+		return errorf(CodeChecksumMismatch, "the CRC32C of the file received is %s, not %s", crcHex(fileCRC), crc)
 	}
 	return nil
 }

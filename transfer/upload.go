@@ -320,9 +320,6 @@ func (u *upload) write(offset int64, r io.Reader) (int64, error) {
 // while chunks arrive.
 const ProgressInterval = 250 * time.Millisecond
 
-// finishableLocked reports whether every byte is stored and only the
-// completion is left: it waits for the digest when the client gives it
-// with Finish.
 // laterKind names the digest the upload waits for, as grants say it.
 func (u *upload) laterKind() string {
 	switch {
@@ -334,6 +331,9 @@ func (u *upload) laterKind() string {
 	return ""
 }
 
+// finishableLocked reports whether every byte is stored and only the
+// completion is left: it waits for the digest when the client gives it
+// with Finish.
 func (u *upload) finishableLocked() bool {
 	return u.received == u.size && u.durable == u.size && len(u.parts) == 0 && !(u.later && u.sha == "" && u.crc == "")
 }
