@@ -117,9 +117,22 @@ type Progress struct {
 
 // Checksums an upload may be checked with (UploadOptions.Checksum).
 const (
-	ChecksumCRC32C = "crc32c"
-	ChecksumSHA256 = "sha256"
+	ChecksumCRC32C = protocol.LaterCRC32C
+	ChecksumSHA256 = protocol.LaterSHA256
 )
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// useChecksum makes the upload compute a CRC32C when crc, else a SHA-256,
+// from the file's first byte on.
+func (u *upload) useChecksum(crc bool) {
+	u.crc, u.hashed, u.sum = crc, 0, ""
+	if crc {
+		u.hash = crc32.New(castagnoli)
+	} else {
+		u.hash = sha256.New()
+	}
+}
 
 // CancelUpload ends an upload kept on the server (KeepOnCancel), that its
 // sender will not resume: for instance because the file changed since.
@@ -156,9 +169,9 @@ func (c *Client) Upload(ctx context.Context, room string, r io.ReaderAt, size in
 	if opts.SHA256 == "" && !opts.NoChecksum {
 		switch opts.Checksum {
 		case "", ChecksumCRC32C:
-			u.hash, u.crc = crc32.New(crc32.MakeTable(crc32.Castagnoli)), true
+			u.useChecksum(true)
 		case ChecksumSHA256:
-			u.hash = sha256.New()
+			u.useChecksum(false)
 		default:
 			return File{}, fmt.Errorf("client: UploadOptions.Checksum %q is neither %s nor %s", opts.Checksum, ChecksumCRC32C, ChecksumSHA256)
 		}

@@ -2,11 +2,9 @@ package client
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/crc32"
 
 	"github.com/ferryhq/ferry/protocol"
 )
@@ -175,15 +173,9 @@ func (u *upload) follow(later string, resumed bool) {
 	default:
 		return // as opened here
 	}
-	if u.hash != nil && (want == protocol.LaterCRC32C) == u.crc {
-		return
-	}
-	// Hashed again from the start: the bytes before the grant's offset
-	// are read from the file when the digest is due (hashTo).
-	u.hashed, u.sum = 0, ""
-	if u.crc = want == protocol.LaterCRC32C; u.crc {
-		u.hash = crc32.New(crc32.MakeTable(crc32.Castagnoli))
-	} else {
-		u.hash = sha256.New()
+	if u.hash == nil || (want == protocol.LaterCRC32C) != u.crc {
+		// Hashed again from the start: the bytes before the grant's
+		// offset are read from the file when the digest is due (hashTo).
+		u.useChecksum(want == protocol.LaterCRC32C)
 	}
 }
