@@ -360,27 +360,27 @@ func openState(ctx context.Context, f *serveFlags, log *slog.Logger) (sharedStat
 		})
 	}
 	// Each retried alone, so that one lost answer costs one short attempt.
-	err = setupRetrying(ctx, log, func(ctx context.Context) (err error) {
-		st.journal, err = jetstream.New(ctx, st.nc, jcfg)
-		return err
-	})
-	if err == nil {
-		err = setupRetrying(ctx, log, func(ctx context.Context) (err error) {
+	for _, open := range []func(context.Context) error{
+		func(ctx context.Context) (err error) {
+			st.journal, err = jetstream.New(ctx, st.nc, jcfg)
+			return err
+		},
+		func(ctx context.Context) (err error) {
 			st.mail, err = jetstream.NewMailboxes(ctx, st.nc, mcfg)
 			return err
-		})
-	}
-	if err == nil {
-		err = setupRetrying(ctx, log, func(ctx context.Context) (err error) {
+		},
+		func(ctx context.Context) (err error) {
 			st.files, err = jetstream.NewFileIndex(ctx, st.nc, fcfg)
 			return err
-		})
-	}
-	if err == nil {
-		err = setupRetrying(ctx, log, func(ctx context.Context) (err error) {
+		},
+		func(ctx context.Context) (err error) {
 			st.receipts, err = jetstream.NewReceipts(ctx, st.nc, rcfg)
 			return err
-		})
+		},
+	} {
+		if err = setupRetrying(ctx, log, open); err != nil {
+			break
+		}
 	}
 	if err != nil {
 		_ = st.closer.Close()
