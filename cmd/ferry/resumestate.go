@@ -98,14 +98,24 @@ type knownFile struct {
 
 // known returns, from one read of the state, what it knows of k, stored
 // by batch ("" for none). Only fresh entries count.
-func (s *resumeState) known(k resumeKey, batch string) (kf knownFile) {
+func (s *resumeState) known(k resumeKey, batch string) knownFile {
 	if s == nil {
-		return kf
+		return knownFile{}
 	}
+	return s.knownIn(s.read(), k, batch)
+}
+
+// read returns the state's entries.
+func (s *resumeState) read() []resumeEntry {
 	// Read under the lock too: on Windows a file open for reading cannot
 	// be renamed over, and a send's change would fail.
 	defer s.lock()()
-	for _, e := range s.load() {
+	return s.load()
+}
+
+// knownIn is known, from entries read before.
+func (s *resumeState) knownIn(entries []resumeEntry, k resumeKey, batch string) (kf knownFile) {
+	for _, e := range entries {
 		switch {
 		case !s.fresh(e):
 		case e.resumeKey == k && e.File == "":
@@ -117,14 +127,6 @@ func (s *resumeState) known(k resumeKey, batch string) (kf knownFile) {
 		}
 	}
 	return kf
-}
-
-// find returns the unfinished upload of k, if there is one still fresh.
-func (s *resumeState) find(k resumeKey) (resumeEntry, bool) {
-	if e := s.known(k, "").unfinished; e != nil {
-		return *e, true
-	}
-	return resumeEntry{}, false
 }
 
 // put records e (stamped now). It replaces the unfinished upload of its
@@ -269,11 +271,15 @@ func fileKey(server, room, path string, fi fs.FileInfo) (resumeKey, error) {
 }
 
 // token returns the anonymous token kept with the first of files that has
-// an unfinished upload, if any.
+// an unfinished upload, if any, from one read of the state.
 func (s *resumeState) token(files []fileUpload) string {
+	if s == nil {
+		return ""
+	}
+	entries := s.read()
 	changed := "" // else the same user, to cancel the upload of a file that changed
 	for _, u := range files {
-		kf := s.known(u.key, "")
+		kf := s.knownIn(entries, u.key, "")
 		if e := kf.unfinished; e != nil && e.Token != "" {
 			return e.Token
 		}

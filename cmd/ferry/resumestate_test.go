@@ -193,3 +193,11 @@ func TestResumeStateStoredByBatch(t *testing.T) {
 		t.Errorf("left after the batch went through: %+v", es)
 	}
 }
+
+// find returns the unfinished upload of k, if there is one still fresh.
+func (s *resumeState) find(k resumeKey) (resumeEntry, bool) {
+	if e := s.known(k, "").unfinished; e != nil {
+		return *e, true
+	}
+	return resumeEntry{}, false
+}
